@@ -1,0 +1,10 @@
+//! roost: an MQTT broker for constrained Linux gateways.
+//!
+//! Where a packet goes: bytes arrive in [`net`] (the mio loop), are cut into
+//! packets by [`protocol::decode`], and handed to [`broker::Broker`], which
+//! answers with [`broker::Action`]s that the loop carries out.
+
+pub mod broker;
+pub mod config;
+pub mod net;
+pub mod protocol;
