@@ -5,6 +5,11 @@
 mod decode;
 mod encode;
 mod packet;
+mod properties;
+mod reader;
+#[cfg(test)]
+mod tests;
+mod writer;
 
 pub use decode::decode;
 pub use encode::{encode, encode_publish, publish_len};
