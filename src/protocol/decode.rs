@@ -158,7 +158,7 @@ fn connack(r: &mut Reader, version: Version) -> Result<ConnAck, DecodeError> {
     let flags = r.u8()?;
     // 3.1 has no session present flag: the whole byte is unused there.
     if version > Version::V31 && flags & 0xFE != 0 {
-        return Err(DecodeError::Malformed("CONNACK reserved flags set")); // [MQTT-3.2.2-1]
+        return Err(DecodeError::Malformed("CONNACK reserved flags set")); // 3.2.2.1
     }
     Ok(ConnAck {
         session_present: version > Version::V31 && flags & 0x01 != 0,
