@@ -18,7 +18,7 @@ impl Broker {
         out: &mut Vec<Action>,
     ) {
         let v5 = c.version == Version::V5;
-        let Some(conn) = self.conns.get_mut(&id) else {
+        let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
         conn.version = c.version;
@@ -130,7 +130,7 @@ impl Broker {
         session.pending_will = None;
         session.window = self.config.max_inflight.min(receive_max).max(1);
 
-        let conn = self.conns.get_mut(&id).expect("checked above");
+        let conn = self.conns.get_mut(id).expect("checked above");
         conn.session = Some(s);
         conn.will = c.will.map(Box::new);
         conn.max_packet = c
@@ -226,7 +226,7 @@ impl Broker {
         // A normal DISCONNECT deletes the will ([MQTT-3.1.2-10]), unless a
         // v5 client asks for it with 0x04.
         if d.reason != reason::DISCONNECT_WITH_WILL {
-            if let Some(conn) = self.conns.get_mut(&id) {
+            if let Some(conn) = self.conns.get_mut(id) {
                 conn.will = None;
             }
         }

@@ -70,10 +70,7 @@ impl Broker {
                 code = reason::NO_MATCHING_SUBSCRIBERS;
             }
         }
-        let v5 = self
-            .conns
-            .get(&id)
-            .is_some_and(|c| c.version == Version::V5);
+        let v5 = self.is_v5(id);
         if !v5 {
             code = reason::SUCCESS;
         }
@@ -91,7 +88,7 @@ impl Broker {
         if alias == 0 || alias > max {
             return Err(reason::TOPIC_ALIAS_INVALID);
         }
-        let conn = self.conns.get_mut(&id).ok_or(reason::PROTOCOL_ERROR)?;
+        let conn = self.conns.get_mut(id).ok_or(reason::PROTOCOL_ERROR)?;
         let table = conn
             .aliases
             .get_or_insert_with(|| vec![None; usize::from(max)].into_boxed_slice());
@@ -260,7 +257,7 @@ impl Broker {
         dup: bool,
         now: Instant,
     ) -> Option<Delivery> {
-        let conn = self.conns.get(&id)?;
+        let conn = self.conns.get(id)?;
         let mut extra = Vec::new();
         if conn.version == Version::V5 {
             extra.extend(

@@ -5,11 +5,9 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use super::session::Outgoing;
-use super::topic::{Sub, matches, valid_filter};
+use super::topic::{Sub, matches, push_compact, valid_filter};
 use super::{Action, Broker, ConnId, Message, reason};
-use crate::protocol::{
-    Packet, Property, SubAck, SubOptions, Subscribe, UnsubAck, Unsubscribe, Version,
-};
+use crate::protocol::{Packet, Property, SubAck, SubOptions, Subscribe, UnsubAck, Unsubscribe};
 
 impl Broker {
     pub(super) fn on_subscribe(
@@ -20,10 +18,7 @@ impl Broker {
         now: Instant,
         out: &mut Vec<Action>,
     ) {
-        let v5 = self
-            .conns
-            .get(&id)
-            .is_some_and(|c| c.version == Version::V5);
+        let v5 = self.is_v5(id);
         let sub_id = sub
             .properties
             .iter()
@@ -57,7 +52,7 @@ impl Broker {
                 },
             );
             if new {
-                self.sessions[s].subscriptions.push(filter.clone());
+                push_compact(&mut self.sessions[s].subscriptions, filter.clone());
             }
             // Granted as requested: roost supports QoS 2 ([MQTT-3.8.4-6]).
             codes.push(options.qos as u8);
@@ -123,10 +118,7 @@ impl Broker {
         u: Unsubscribe,
         out: &mut Vec<Action>,
     ) {
-        let v5 = self
-            .conns
-            .get(&id)
-            .is_some_and(|c| c.version == Version::V5);
+        let v5 = self.is_v5(id);
         let mut codes = Vec::new();
         for filter in &u.filters {
             let removed = self.topics.unsubscribe(filter, s);

@@ -106,10 +106,19 @@ fn upsert(list: &mut Vec<Sub>, sub: Sub) -> bool {
             false
         }
         None => {
-            list.push(sub);
+            push_compact(list, sub);
             true
         }
     }
+}
+
+/// Pushes without the usual first allocation of four slots: most topics
+/// and most sessions have one subscription, paid per idle connection.
+pub fn push_compact<T>(list: &mut Vec<T>, item: T) {
+    if list.capacity() == 0 {
+        list.reserve_exact(1);
+    }
+    list.push(item);
 }
 
 fn remove_from(list: &mut Vec<Sub>, session: usize) -> bool {
