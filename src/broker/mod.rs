@@ -1,1 +1,417 @@
-//! The broker core (sans-IO).
+//! The broker as a state machine, without IO: the event loop feeds it
+//! connections, packets, closes and the time; it answers with [`Action`]s.
+//! Every rule of the spec can so be tested with plain calls and a fake clock.
+//!
+//! Where a packet goes: [`Broker::packet`] dispatches on its type to
+//! `connect.rs` (CONNECT, DISCONNECT), `publish.rs` (PUBLISH and its acks,
+//! routing to subscribers, in-flight windows and queues) and `subscribe.rs`
+//! (SUBSCRIBE, UNSUBSCRIBE, retained messages).
+
+mod connect;
+mod message;
+mod publish;
+mod session;
+mod subscribe;
+mod timer;
+pub mod topic;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::protocol::{
+    DecodeError, Packet, Properties, QoS, ReasonOnly, Version, Will, reason,
+};
+pub use message::Message;
+use session::Session;
+use timer::{Timer, Timers};
+use topic::TopicTable;
+
+/// A connection, as the event loop numbers them.
+pub type ConnId = usize;
+
+/// What the broker asks the event loop to do.
+#[derive(Debug)]
+pub enum Action {
+    Send(ConnId, Packet),
+    /// A PUBLISH of a shared message: encoded straight from it.
+    Publish(ConnId, Delivery),
+    /// Send what is queued, then close the connection. The broker has
+    /// already forgotten it; no `closed` call is expected.
+    Close(ConnId),
+}
+
+#[derive(Debug)]
+pub struct Delivery {
+    pub msg: Rc<Message>,
+    pub qos: QoS,
+    pub retain: bool,
+    pub dup: bool,
+    pub packet_id: u16,
+    /// Per-delivery v5 properties: subscription ids, remaining expiry.
+    pub extra: Properties,
+}
+
+/// Limits and switches of the broker core (the config file sets them).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// QoS 1/2 messages in flight per client (mosquitto's
+    /// `max_inflight_messages`); a v5 client's Receive Maximum may lower it.
+    pub max_inflight: u16,
+    /// Messages queued per session beyond the in-flight window.
+    pub max_queued: usize,
+    /// Largest packet accepted, and advertised to v5 clients.
+    pub max_packet_size: u32,
+    /// Cap on client keep-alive in seconds; 0 for none.
+    pub max_keepalive: u16,
+    /// How long a connection may take to send CONNECT.
+    pub connect_timeout: Duration,
+    /// Inbound topic aliases a v5 client may use.
+    pub topic_alias_max: u16,
+    pub allow_anonymous: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_inflight: 20,
+            max_queued: 1000,
+            max_packet_size: 1024 * 1024,
+            max_keepalive: 0,
+            connect_timeout: Duration::from_secs(10),
+            topic_alias_max: 10,
+            allow_anonymous: true,
+        }
+    }
+}
+
+/// What a client presents in CONNECT, for the authentication hook.
+pub struct Credentials<'a> {
+    pub client_id: &'a str,
+    pub username: Option<&'a str>,
+    pub password: Option<&'a [u8]>,
+}
+
+/// Decides whether a client may connect. The default lets everyone in
+/// (subject to `allow_anonymous`); the password file plugs in here.
+pub type AuthHook = Box<dyn Fn(&Credentials) -> bool>;
+
+/// Counters the loop and `$SYS` report.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub messages_received: u64,
+    pub messages_sent: u64,
+    /// Messages not delivered to a subscriber because a bound was hit
+    /// (queue full, packet too large for it, expired).
+    pub messages_dropped: u64,
+}
+
+/// Per-connection state. Small on purpose: one exists per socket.
+struct Conn {
+    /// Unique for the broker's lifetime; event-loop ids are reused.
+    serial: u64,
+    /// Set once CONNECT has been accepted.
+    session: Option<usize>,
+    version: Version,
+    /// 1.5 x keep-alive; zero when keep-alive is off.
+    idle_limit: Duration,
+    /// When the connection is closed unless heard from.
+    deadline: Option<Instant>,
+    /// When its live timer entry fires; entries for other times are stale.
+    armed: Instant,
+    will: Option<Box<Will>>,
+    /// v5 Maximum Packet Size the client accepts.
+    max_packet: u32,
+    /// v5 inbound topic aliases, allocated on first use.
+    aliases: Option<Box<[Option<String>]>>,
+}
+
+pub struct Broker {
+    config: Config,
+    conns: HashMap<ConnId, Conn>,
+    sessions: Slab<Session>,
+    by_client_id: HashMap<Rc<str>, usize>,
+    topics: TopicTable,
+    retained: HashMap<String, Rc<Message>>,
+    timers: Timers,
+    auth: Option<AuthHook>,
+    /// Reused by routing, so a publish allocates no match list.
+    scratch: Vec<topic::Sub>,
+    next_serial: u64,
+    pub stats: Stats,
+}
+
+impl Broker {
+    pub fn new(config: Config) -> Broker {
+        Broker {
+            config,
+            conns: HashMap::new(),
+            sessions: Slab::new(),
+            by_client_id: HashMap::new(),
+            topics: TopicTable::default(),
+            retained: HashMap::new(),
+            timers: Timers::default(),
+            auth: None,
+            scratch: Vec::new(),
+            next_serial: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn set_auth(&mut self, hook: AuthHook) {
+        self.auth = Some(hook);
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Connected clients (CONNECT accepted).
+    pub fn clients(&self) -> usize {
+        self.conns.values().filter(|c| c.session.is_some()).count()
+    }
+
+    /// A new network connection: it has `connect_timeout` to send CONNECT.
+    pub fn connected(&mut self, id: ConnId, now: Instant) {
+        self.next_serial += 1;
+        let deadline = now + self.config.connect_timeout;
+        self.conns.insert(
+            id,
+            Conn {
+                serial: self.next_serial,
+                session: None,
+                version: Version::V311,
+                idle_limit: Duration::ZERO,
+                deadline: Some(deadline),
+                armed: deadline,
+                will: None,
+                max_packet: u32::MAX,
+                aliases: None,
+            },
+        );
+        self.timers.add(deadline, Timer::Conn(id, self.next_serial));
+    }
+
+    /// The network connection is gone (peer closed, IO error). Unless the
+    /// client said DISCONNECT first, its will is published.
+    pub fn closed(&mut self, id: ConnId, now: Instant, out: &mut Vec<Action>) {
+        self.detach(id, now, out);
+    }
+
+    /// One decoded packet from connection `id`.
+    pub fn packet(&mut self, id: ConnId, packet: Packet, now: Instant, out: &mut Vec<Action>) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        // Any packet counts as activity ([MQTT-3.1.2-23]).
+        if conn.session.is_some() && !conn.idle_limit.is_zero() {
+            conn.deadline = Some(now + conn.idle_limit);
+        }
+        let session = conn.session;
+        let Some(session) = session else {
+            match packet {
+                Packet::Connect(connect) => self.on_connect(id, *connect, now, out),
+                // The first packet must be CONNECT ([MQTT-3.1.0-1]).
+                _ => self.drop_conn(id, None, now, out),
+            }
+            return;
+        };
+        match packet {
+            Packet::Publish(p) => self.on_publish(id, session, p, now, out),
+            Packet::PubAck(ack) => self.on_puback(session, ack.packet_id, now, out),
+            Packet::PubRec(ack) => self.on_pubrec(id, session, ack, now, out),
+            Packet::PubRel(ack) => self.on_pubrel(id, session, ack.packet_id, out),
+            Packet::PubComp(ack) => self.on_pubcomp(session, ack.packet_id, now, out),
+            Packet::Subscribe(s) => self.on_subscribe(id, session, s, now, out),
+            Packet::Unsubscribe(u) => self.on_unsubscribe(id, session, u, out),
+            Packet::PingReq => out.push(Action::Send(id, Packet::PingResp)),
+            Packet::Disconnect(d) => self.on_disconnect(id, session, d, now, out),
+            // A second CONNECT is a protocol error ([MQTT-3.1.0-2]); so is
+            // any packet only a server sends, and AUTH, as roost offers no
+            // enhanced authentication.
+            _ => self.drop_conn(id, Some(reason::PROTOCOL_ERROR), now, out),
+        }
+    }
+
+    /// The connection sent bytes that do not decode: answer as the spec
+    /// says and close.
+    pub fn decode_error(&mut self, id: ConnId, err: &DecodeError, now: Instant, out: &mut Vec<Action>) {
+        let Some(conn) = self.conns.get(&id) else {
+            return;
+        };
+        log::debug!("connection {id}: {err}");
+        if conn.session.is_some() {
+            self.drop_conn(id, Some(err.reason_code()), now, out);
+            return;
+        }
+        if let DecodeError::UnsupportedVersion(_) = err {
+            // [MQTT-3.1.2-2]: CONNACK 0x01 in the 3.x layout, which any
+            // client can read whatever level it speaks (as mosquitto does).
+            self.refuse(id, reason::V3_UNACCEPTABLE_PROTOCOL_VERSION, out);
+            return;
+        }
+        self.drop_conn(id, None, now, out);
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+        while let Some((at, timer)) = self.timers.pop_due(now) {
+            match timer {
+                Timer::Conn(id, serial) => self.conn_timer(id, serial, at, now, out),
+                Timer::SessionExpiry(s, generation) => {
+                    if self.sessions.get(s).is_some_and(|s| s.generation == generation) {
+                        self.end_session(s, now, out);
+                    }
+                }
+                Timer::Will(s, generation) => {
+                    let Some(session) = self.sessions.get_mut(s) else {
+                        continue;
+                    };
+                    if session.generation == generation {
+                        if let Some(will) = session.pending_will.take() {
+                            self.publish_will(*will, now, out);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// When `tick` next has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    /// Server shutdown: v5 clients are told 0x8B ([MQTT-3.14.2-1]), every
+    /// connection closes. Wills are not published: no client is left to
+    /// receive them.
+    pub fn shutdown(&mut self, out: &mut Vec<Action>) {
+        for (&id, conn) in &self.conns {
+            if conn.session.is_some() && conn.version == Version::V5 {
+                out.push(Action::Send(id, disconnect(reason::SERVER_SHUTTING_DOWN)));
+            }
+            out.push(Action::Close(id));
+        }
+        self.conns.clear();
+    }
+
+    fn conn_timer(&mut self, id: ConnId, serial: u64, at: Instant, now: Instant, out: &mut Vec<Action>) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if conn.serial != serial || conn.armed != at {
+            return;
+        }
+        match conn.deadline {
+            Some(deadline) if deadline <= now => {
+                log::info!("connection {id}: keep-alive or connect timeout, closing");
+                // [MQTT-3.1.2-24]: close after 1.5 x keep-alive of silence.
+                self.drop_conn(id, Some(reason::KEEP_ALIVE_TIMEOUT), now, out);
+            }
+            Some(deadline) => {
+                conn.armed = deadline;
+                self.timers.add(deadline, Timer::Conn(id, serial));
+            }
+            None => {}
+        }
+    }
+
+    /// Closes a connection the broker gives up on. A v5 client that got as
+    /// far as CONNACK is told why first (when `reason` says); the will is
+    /// published, as for any close without DISCONNECT.
+    fn drop_conn(&mut self, id: ConnId, reason: Option<u8>, now: Instant, out: &mut Vec<Action>) {
+        if let (Some(code), Some(conn)) = (reason, self.conns.get(&id)) {
+            if conn.session.is_some() && conn.version == Version::V5 {
+                out.push(Action::Send(id, disconnect(code)));
+            }
+        }
+        self.detach(id, now, out);
+        out.push(Action::Close(id));
+    }
+
+    /// Answers a CONNECT with a refusal and closes; nothing was attached.
+    fn refuse(&mut self, id: ConnId, code: u8, out: &mut Vec<Action>) {
+        out.push(Action::Send(id, connack(false, code, Vec::new())));
+        self.conns.remove(&id);
+        out.push(Action::Close(id));
+    }
+
+    /// Forgets connection `id`, publishing or scheduling its will and
+    /// leaving its session to expire.
+    fn detach(&mut self, id: ConnId, now: Instant, out: &mut Vec<Action>) {
+        let Some(conn) = self.conns.remove(&id) else {
+            return;
+        };
+        let Some(s) = conn.session else {
+            return;
+        };
+        let session = &mut self.sessions[s];
+        session.conn = None;
+        session.generation += 1;
+        let generation = session.generation;
+        let expiry = session.expiry;
+        if let Some(will) = conn.will {
+            // The will waits for its delay or the end of the session,
+            // whichever comes first ([MQTT-3.1.3-9]).
+            let delay = will_delay(&will).min(expiry);
+            if delay == 0 {
+                self.publish_will(*will, now, out);
+            } else {
+                self.sessions[s].pending_will = Some(will);
+                self.timers.add(now + secs(delay), Timer::Will(s, generation));
+            }
+        }
+        match expiry {
+            0 => self.end_session(s, now, out),
+            u32::MAX => {}
+            _ => self.timers.add(now + secs(expiry), Timer::SessionExpiry(s, generation)),
+        }
+    }
+
+    /// Ends a session: its subscriptions and queued messages go, and a will
+    /// still waiting for its delay is published now.
+    fn end_session(&mut self, s: usize, now: Instant, out: &mut Vec<Action>) {
+        let session = self.sessions.remove(s);
+        for filter in &session.subscriptions {
+            self.topics.unsubscribe(filter, s);
+        }
+        self.by_client_id.remove(&session.client_id);
+        if let Some(will) = session.pending_will {
+            self.publish_will(*will, now, out);
+        }
+    }
+}
+
+fn secs(s: u32) -> Duration {
+    Duration::from_secs(u64::from(s))
+}
+
+fn will_delay(will: &Will) -> u32 {
+    will.properties
+        .iter()
+        .find_map(|p| match p {
+            crate::protocol::Property::WillDelayInterval(d) => Some(*d),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+fn disconnect(code: u8) -> Packet {
+    Packet::Disconnect(ReasonOnly {
+        reason: code,
+        properties: Vec::new(),
+    })
+}
+
+fn connack(session_present: bool, code: u8, properties: Properties) -> Packet {
+    Packet::ConnAck(crate::protocol::ConnAck {
+        session_present,
+        code,
+        properties,
+    })
+}

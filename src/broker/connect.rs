@@ -1,0 +1,217 @@
+//! CONNECT and DISCONNECT: authentication, client ids, session take-over
+//! and resumption, keep-alive and the will.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::session::{Awaiting, Session};
+use super::timer::Timer;
+use super::{Action, Broker, ConnId, Credentials, connack, reason};
+use crate::protocol::{Ack, Connect, Packet, Property, ReasonOnly, Version};
+
+impl Broker {
+    pub(super) fn on_connect(&mut self, id: ConnId, c: Connect, now: Instant, out: &mut Vec<Action>) {
+        let v5 = c.version == Version::V5;
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        conn.version = c.version;
+        let serial = conn.serial;
+
+        if v5 && c.properties.iter().any(|p| matches!(p, Property::AuthenticationMethod(_))) {
+            // No enhanced authentication: [MQTT-4.12.0-1] allows 0x8C.
+            return self.refuse(id, reason::BAD_AUTHENTICATION_METHOD, out);
+        }
+
+        let mut keep_alive = c.keep_alive;
+        let mut server_keep_alive = None;
+        let max_ka = self.config.max_keepalive;
+        if max_ka > 0 && (keep_alive == 0 || keep_alive > max_ka) {
+            if !v5 {
+                // 3.x has no way to tell the client: refuse, as mosquitto does.
+                return self.refuse(id, reason::V3_IDENTIFIER_REJECTED, out);
+            }
+            keep_alive = max_ka;
+            server_keep_alive = Some(max_ka);
+        }
+
+        let mut assigned = None;
+        let client_id: Rc<str> = if c.client_id.is_empty() {
+            // 3.1 requires an id; 3.1.1 only allows none with a clean
+            // session ([MQTT-3.1.3-8]); 5.0 assigns one ([MQTT-3.1.3-6]).
+            if !v5 && (c.version == Version::V31 || !c.clean_start) {
+                return self.refuse(id, reason::V3_IDENTIFIER_REJECTED, out);
+            }
+            let generated = format!("roost-{serial:x}-{:x}", std::process::id());
+            assigned = Some(generated.clone());
+            generated.into()
+        } else {
+            c.client_id.into()
+        };
+
+        let creds = Credentials {
+            client_id: &client_id,
+            username: c.username.as_deref(),
+            password: c.password.as_deref(),
+        };
+        let allowed = (self.config.allow_anonymous || creds.username.is_some())
+            && self.auth.as_ref().is_none_or(|hook| hook(&creds));
+        if !allowed {
+            log::info!("client {client_id}: connection refused, not authorised");
+            let code = match (v5, creds.username.is_some()) {
+                (true, true) => reason::BAD_USERNAME_OR_PASSWORD,
+                (true, false) => reason::NOT_AUTHORIZED,
+                (false, true) => reason::V3_BAD_USERNAME_OR_PASSWORD,
+                (false, false) => reason::V3_NOT_AUTHORIZED,
+            };
+            return self.refuse(id, code, out);
+        }
+
+        let expiry = if v5 {
+            c.properties
+                .iter()
+                .find_map(|p| match p {
+                    Property::SessionExpiryInterval(e) => Some(*e),
+                    _ => None,
+                })
+                .unwrap_or(0)
+        } else if c.clean_start {
+            0
+        } else {
+            u32::MAX
+        };
+
+        // Take-over: the older connection of this client id goes
+        // ([MQTT-3.1.4-3]); it did not DISCONNECT, so its will is due.
+        let old_conn = self.by_client_id.get(&client_id).and_then(|&s| self.sessions[s].conn);
+        if let Some(old) = old_conn {
+            log::info!("client {client_id}: taken over by a new connection");
+            self.drop_conn(old, Some(reason::SESSION_TAKEN_OVER), now, out);
+        }
+        let existing = self.by_client_id.get(&client_id).copied();
+        let (s, present) = match existing {
+            Some(s) if !c.clean_start => (s, true),
+            Some(s) => {
+                self.end_session(s, now, out);
+                (self.new_session(client_id.clone()), false)
+            }
+            None => (self.new_session(client_id.clone()), false),
+        };
+
+        let receive_max = c
+            .properties
+            .iter()
+            .find_map(|p| match p {
+                Property::ReceiveMaximum(r) => Some(*r),
+                _ => None,
+            })
+            .unwrap_or(u16::MAX);
+        let session = &mut self.sessions[s];
+        session.conn = Some(id);
+        session.generation += 1;
+        session.expiry = expiry;
+        // Coming back within the will delay cancels the will ([MQTT-3.1.3-9]).
+        session.pending_will = None;
+        session.window = self.config.max_inflight.min(receive_max).max(1);
+
+        let conn = self.conns.get_mut(&id).expect("checked above");
+        conn.session = Some(s);
+        conn.will = c.will.map(Box::new);
+        conn.max_packet = c
+            .properties
+            .iter()
+            .find_map(|p| match p {
+                Property::MaximumPacketSize(m) => Some(*m),
+                _ => None,
+            })
+            .unwrap_or(u32::MAX);
+        conn.idle_limit = Duration::from_millis(u64::from(keep_alive) * 1500);
+        conn.deadline = None;
+        if keep_alive > 0 {
+            let deadline = now + conn.idle_limit;
+            conn.deadline = Some(deadline);
+            conn.armed = deadline;
+            self.timers.add(deadline, Timer::Conn(id, serial));
+        }
+        log::debug!("client {client_id}: connected ({:?}, keep-alive {keep_alive}s)", c.version);
+
+        let mut props = Vec::new();
+        if v5 {
+            if let Some(assigned) = assigned {
+                props.push(Property::AssignedClientIdentifier(assigned));
+            }
+            if let Some(ka) = server_keep_alive {
+                props.push(Property::ServerKeepAlive(ka));
+            }
+            if self.config.topic_alias_max > 0 {
+                props.push(Property::TopicAliasMaximum(self.config.topic_alias_max));
+            }
+            props.push(Property::MaximumPacketSize(self.config.max_packet_size));
+            props.push(Property::SharedSubscriptionAvailable(0));
+        }
+        out.push(Action::Send(id, connack(present, reason::SUCCESS, props)));
+        if present {
+            self.resume(s, id, now, out);
+        }
+    }
+
+    fn new_session(&mut self, client_id: Rc<str>) -> usize {
+        let s = self.sessions.insert(Session::new(client_id.clone()));
+        self.by_client_id.insert(client_id, s);
+        s
+    }
+
+    /// A client is back: what it had not acknowledged is sent again, PUBLISH
+    /// with DUP set, PUBREL as it was ([MQTT-4.4.0-1]), then the queue.
+    fn resume(&mut self, s: usize, id: ConnId, now: Instant, out: &mut Vec<Action>) {
+        let session = &self.sessions[s];
+        for f in &session.inflight {
+            match f.awaiting {
+                Awaiting::PubComp => out.push(Action::Send(
+                    id,
+                    Packet::PubRel(Ack {
+                        packet_id: f.packet_id,
+                        reason: reason::SUCCESS,
+                        properties: Vec::new(),
+                    }),
+                )),
+                Awaiting::PubAck | Awaiting::PubRec => {
+                    if let Some(d) = self.delivery(id, &f.out, f.packet_id, true, now) {
+                        out.push(Action::Publish(id, d));
+                    }
+                }
+            }
+        }
+        self.pump(s, now, out);
+    }
+
+    pub(super) fn on_disconnect(
+        &mut self,
+        id: ConnId,
+        s: usize,
+        d: ReasonOnly,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let new_expiry = d.properties.iter().find_map(|p| match p {
+            Property::SessionExpiryInterval(e) => Some(*e),
+            _ => None,
+        });
+        if let Some(expiry) = new_expiry {
+            if self.sessions[s].expiry == 0 && expiry != 0 {
+                // [MQTT-3.14.2-2]
+                return self.drop_conn(id, Some(reason::PROTOCOL_ERROR), now, out);
+            }
+            self.sessions[s].expiry = expiry;
+        }
+        // A normal DISCONNECT deletes the will ([MQTT-3.1.2-10]), unless a
+        // v5 client asks for it with 0x04.
+        if d.reason != reason::DISCONNECT_WITH_WILL {
+            if let Some(conn) = self.conns.get_mut(&id) {
+                conn.will = None;
+            }
+        }
+        self.detach(id, now, out);
+        out.push(Action::Close(id));
+    }
+}

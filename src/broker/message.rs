@@ -1,0 +1,70 @@
+//! An application message as the broker keeps it: one copy, shared through
+//! `Rc` by every queue, in-flight slot and the retained store.
+
+use std::time::{Duration, Instant};
+
+use crate::protocol::{Properties, Property, QoS};
+
+#[derive(Debug)]
+pub struct Message {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub qos: QoS,
+    pub retain: bool,
+    /// Properties forwarded unchanged (user properties, response topic,
+    /// correlation data, content type, payload format). Those that are
+    /// per hop or per delivery are taken out: see [`Message::new`].
+    pub properties: Properties,
+    /// From the Message Expiry Interval.
+    pub expires: Option<Instant>,
+}
+
+impl Message {
+    /// Builds a message from what a client published (or its will), taking
+    /// out the properties that are not forwarded as they came: the Topic
+    /// Alias is per connection, the Message Expiry Interval is re-computed
+    /// for each delivery ([MQTT-3.3.2-6]), and the Will Delay Interval
+    /// belongs to the will, not to the message.
+    pub fn new(
+        topic: String,
+        payload: Vec<u8>,
+        qos: QoS,
+        retain: bool,
+        mut properties: Properties,
+        now: Instant,
+    ) -> Message {
+        let mut expires = None;
+        properties.retain(|p| match p {
+            Property::MessageExpiryInterval(secs) => {
+                expires = Some(now + Duration::from_secs(u64::from(*secs)));
+                false
+            }
+            Property::TopicAlias(_)
+            | Property::WillDelayInterval(_)
+            | Property::SubscriptionIdentifier(_) => false,
+            _ => true,
+        });
+        Message {
+            topic,
+            payload,
+            qos,
+            retain,
+            properties,
+            expires,
+        }
+    }
+
+    pub fn expired(&self, now: Instant) -> bool {
+        self.expires.is_some_and(|at| at <= now)
+    }
+
+    /// The Message Expiry Interval to forward: what is left, in whole
+    /// seconds rounded up so a message never outlives its sender's wish.
+    pub fn remaining_expiry(&self, now: Instant) -> Option<u32> {
+        self.expires.map(|at| {
+            let left = at.saturating_duration_since(now);
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            u32::try_from(secs).unwrap_or(u32::MAX)
+        })
+    }
+}

@@ -1,0 +1,297 @@
+//! PUBLISH in both directions: inbound QoS flows, routing to matching
+//! sessions, the in-flight window, queues, and the acks that move them on.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use super::message::Message;
+use super::session::{Awaiting, Inflight, Outgoing};
+use super::{Action, Broker, ConnId, Delivery, reason};
+use crate::protocol::{
+    Ack, Packet, Property, Publish, PublishRef, QoS, Version, Will, publish_len,
+};
+
+fn ack(packet_id: u16, reason: u8) -> Ack {
+    Ack {
+        packet_id,
+        reason,
+        properties: Vec::new(),
+    }
+}
+
+impl Broker {
+    pub(super) fn on_publish(
+        &mut self,
+        id: ConnId,
+        s: usize,
+        mut p: Publish,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let alias = p.properties.iter().find_map(|prop| match prop {
+            Property::TopicAlias(a) => Some(*a),
+            _ => None,
+        });
+        if let Some(alias) = alias {
+            if let Err(code) = self.resolve_alias(id, alias, &mut p.topic) {
+                return self.drop_conn(id, Some(code), now, out);
+            }
+        }
+        self.stats.messages_received += 1;
+        let (qos, packet_id) = (p.qos, p.packet_id);
+        let session = &mut self.sessions[s];
+        // Exactly once: a QoS 2 id already PUBREC'd is a re-send, not a new
+        // message ([MQTT-4.3.3-10]).
+        let duplicate = qos == QoS::ExactlyOnce && session.awaiting_rel.contains(&packet_id);
+        let mut code = reason::SUCCESS;
+        if !duplicate {
+            if qos == QoS::ExactlyOnce {
+                session.awaiting_rel.push(packet_id);
+            }
+            let msg = Rc::new(Message::new(p.topic, p.payload, qos, p.retain, p.properties, now));
+            if msg.retain {
+                self.retain(&msg);
+            }
+            if self.route(msg, Some(s), now, out) == 0 {
+                code = reason::NO_MATCHING_SUBSCRIBERS;
+            }
+        }
+        let v5 = self.conns.get(&id).is_some_and(|c| c.version == Version::V5);
+        if !v5 {
+            code = reason::SUCCESS;
+        }
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => out.push(Action::Send(id, Packet::PubAck(ack(packet_id, code)))),
+            QoS::ExactlyOnce => out.push(Action::Send(id, Packet::PubRec(ack(packet_id, code)))),
+        }
+    }
+
+    /// Maps a v5 Topic Alias to its topic, or records a new mapping
+    /// ([MQTT-3.3.2-7] .. [MQTT-3.3.2-12]). Errors carry the reason code.
+    fn resolve_alias(&mut self, id: ConnId, alias: u16, topic: &mut String) -> Result<(), u8> {
+        let max = self.config.topic_alias_max;
+        if alias == 0 || alias > max {
+            return Err(reason::TOPIC_ALIAS_INVALID);
+        }
+        let conn = self.conns.get_mut(&id).ok_or(reason::PROTOCOL_ERROR)?;
+        let table = conn
+            .aliases
+            .get_or_insert_with(|| vec![None; usize::from(max)].into_boxed_slice());
+        let slot = &mut table[usize::from(alias) - 1];
+        if topic.is_empty() {
+            *topic = slot.clone().ok_or(reason::PROTOCOL_ERROR)?;
+        } else {
+            *slot = Some(topic.clone());
+        }
+        Ok(())
+    }
+
+    /// Stores or clears the retained message of its topic: an empty payload
+    /// clears it and is not stored ([MQTT-3.3.1-10], [MQTT-3.3.1-11]).
+    fn retain(&mut self, msg: &Rc<Message>) {
+        if msg.payload.is_empty() {
+            self.retained.remove(&msg.topic);
+        } else {
+            self.retained.insert(msg.topic.clone(), msg.clone());
+        }
+    }
+
+    pub(super) fn publish_will(&mut self, will: Will, now: Instant, out: &mut Vec<Action>) {
+        let msg = Rc::new(Message::new(
+            will.topic,
+            will.payload,
+            will.qos,
+            will.retain,
+            will.properties,
+            now,
+        ));
+        if msg.retain {
+            self.retain(&msg);
+        }
+        self.route(msg, None, now, out);
+    }
+
+    /// Sends `msg` to every session with a matching subscription, once per
+    /// session at the highest granted QoS ([MQTT-3.3.4-2]) with every
+    /// matching subscription identifier ([MQTT-3.3.4-3]). `from` is the
+    /// publishing session, for No Local. Returns how many sessions matched.
+    fn route(&mut self, msg: Rc<Message>, from: Option<usize>, now: Instant, out: &mut Vec<Action>) -> usize {
+        let mut subs = std::mem::take(&mut self.scratch);
+        self.topics.matches(&msg.topic, &mut subs);
+        // [MQTT-3.8.3-3]: No Local keeps a client's messages from itself.
+        subs.retain(|sub| !(sub.options.no_local && Some(sub.session) == from));
+        subs.sort_unstable_by_key(|sub| sub.session);
+        let mut matched = 0;
+        for group in subs.chunk_by(|a, b| a.session == b.session) {
+            matched += 1;
+            let granted = group.iter().map(|sub| sub.options.qos).max().unwrap_or(QoS::AtMostOnce);
+            let o = Outgoing {
+                msg: msg.clone(),
+                qos: msg.qos.min(granted),
+                // Live messages go out with RETAIN 0 unless Retain As
+                // Published asks otherwise ([MQTT-3.3.1-12], [MQTT-3.3.1-13]).
+                retain: msg.retain && group.iter().any(|sub| sub.options.retain_as_published),
+                sub_ids: group.iter().filter(|sub| sub.id != 0).map(|sub| sub.id).collect(),
+            };
+            self.deliver(group[0].session, o, now, out);
+        }
+        subs.clear();
+        self.scratch = subs;
+        matched
+    }
+
+    /// Hands a message to a session: sent now if its connection is online
+    /// and the window allows, queued otherwise. QoS 0 is not queued for an
+    /// offline session (as mosquitto's default).
+    pub(super) fn deliver(&mut self, s: usize, o: Outgoing, now: Instant, out: &mut Vec<Action>) {
+        let max_queued = self.config.max_queued;
+        let session = &mut self.sessions[s];
+        if let Some(id) = session.conn {
+            let window_open = o.qos == QoS::AtMostOnce || session.inflight.len() < usize::from(session.window);
+            if session.queue.is_empty() && window_open {
+                return self.send_now(s, id, o, now, out);
+            }
+        } else if o.qos == QoS::AtMostOnce {
+            return;
+        }
+        if !session.enqueue(o, max_queued) {
+            self.stats.messages_dropped += 1;
+            if !session.overflow_logged {
+                session.overflow_logged = true;
+                log::warn!(
+                    "client {}: queue full ({max_queued} messages), dropping",
+                    session.client_id
+                );
+            }
+        }
+    }
+
+    /// Sends from the queue while the in-flight window has room.
+    pub(super) fn pump(&mut self, s: usize, now: Instant, out: &mut Vec<Action>) {
+        loop {
+            let session = &mut self.sessions[s];
+            let Some(id) = session.conn else { return };
+            let Some(front) = session.queue.front() else {
+                session.overflow_logged = false;
+                return;
+            };
+            if front.qos != QoS::AtMostOnce && session.inflight.len() >= usize::from(session.window) {
+                return;
+            }
+            let o = session.queue.pop_front().expect("front exists");
+            self.send_now(s, id, o, now, out);
+        }
+    }
+
+    fn send_now(&mut self, s: usize, id: ConnId, o: Outgoing, now: Instant, out: &mut Vec<Action>) {
+        if o.msg.expired(now) {
+            self.stats.messages_dropped += 1;
+            return;
+        }
+        let session = &mut self.sessions[s];
+        let packet_id = if o.qos == QoS::AtMostOnce { 0 } else { session.next_packet_id() };
+        let Some(d) = self.delivery(id, &o, packet_id, false, now) else {
+            // Larger than the client's Maximum Packet Size: discarded as if
+            // delivered ([MQTT-3.1.2-25]).
+            self.stats.messages_dropped += 1;
+            return;
+        };
+        let awaiting = match o.qos {
+            QoS::AtMostOnce => None,
+            QoS::AtLeastOnce => Some(Awaiting::PubAck),
+            QoS::ExactlyOnce => Some(Awaiting::PubRec),
+        };
+        if let Some(awaiting) = awaiting {
+            self.sessions[s].inflight.push_back(Inflight { packet_id, awaiting, out: o });
+        }
+        self.stats.messages_sent += 1;
+        out.push(Action::Publish(id, d));
+    }
+
+    /// The PUBLISH for one delivery to connection `id`, or None when it
+    /// would exceed the client's Maximum Packet Size.
+    pub(super) fn delivery(&self, id: ConnId, o: &Outgoing, packet_id: u16, dup: bool, now: Instant) -> Option<Delivery> {
+        let conn = self.conns.get(&id)?;
+        let mut extra = Vec::new();
+        if conn.version == Version::V5 {
+            extra.extend(o.sub_ids.iter().map(|&i| Property::SubscriptionIdentifier(i)));
+            if let Some(left) = o.msg.remaining_expiry(now) {
+                extra.push(Property::MessageExpiryInterval(left));
+            }
+            let p = PublishRef {
+                dup,
+                qos: o.qos,
+                retain: o.retain,
+                topic: &o.msg.topic,
+                packet_id,
+                properties: &o.msg.properties,
+                extra: &extra,
+                payload: &o.msg.payload,
+            };
+            if publish_len(&p, conn.version) > conn.max_packet as usize {
+                return None;
+            }
+        }
+        Some(Delivery {
+            msg: o.msg.clone(),
+            qos: o.qos,
+            retain: o.retain,
+            dup,
+            packet_id,
+            extra,
+        })
+    }
+
+    pub(super) fn on_puback(&mut self, s: usize, packet_id: u16, now: Instant, out: &mut Vec<Action>) {
+        self.complete(s, packet_id, Awaiting::PubAck, now, out);
+    }
+
+    pub(super) fn on_pubcomp(&mut self, s: usize, packet_id: u16, now: Instant, out: &mut Vec<Action>) {
+        self.complete(s, packet_id, Awaiting::PubComp, now, out);
+    }
+
+    /// The end of an outbound QoS flow: frees its window slot.
+    fn complete(&mut self, s: usize, packet_id: u16, awaiting: Awaiting, now: Instant, out: &mut Vec<Action>) {
+        let session = &mut self.sessions[s];
+        match session.inflight_position(packet_id, awaiting) {
+            Some(i) => {
+                session.inflight.remove(i);
+                self.pump(s, now, out);
+            }
+            None => log::debug!("client {}: {awaiting:?} for unknown packet id {packet_id}", session.client_id),
+        }
+    }
+
+    pub(super) fn on_pubrec(&mut self, id: ConnId, s: usize, rec: Ack, now: Instant, out: &mut Vec<Action>) {
+        let session = &mut self.sessions[s];
+        let code = match session.inflight_position(rec.packet_id, Awaiting::PubRec) {
+            // A v5 PUBREC with an error code ends the flow ([MQTT-4.3.3-4]).
+            Some(i) if rec.reason >= reason::UNSPECIFIED_ERROR => {
+                session.inflight.remove(i);
+                return self.pump(s, now, out);
+            }
+            Some(i) => {
+                let f = &mut session.inflight[i];
+                f.awaiting = Awaiting::PubComp;
+                reason::SUCCESS
+            }
+            // A repeated PUBREC for a flow already at PUBREL: send it again.
+            None if session.inflight_position(rec.packet_id, Awaiting::PubComp).is_some() => reason::SUCCESS,
+            None => reason::PACKET_ID_NOT_FOUND,
+        };
+        out.push(Action::Send(id, Packet::PubRel(ack(rec.packet_id, code))));
+    }
+
+    pub(super) fn on_pubrel(&mut self, id: ConnId, s: usize, packet_id: u16, out: &mut Vec<Action>) {
+        let pending = &mut self.sessions[s].awaiting_rel;
+        let code = match pending.iter().position(|&p| p == packet_id) {
+            Some(i) => {
+                pending.swap_remove(i);
+                reason::SUCCESS
+            }
+            None => reason::PACKET_ID_NOT_FOUND,
+        };
+        out.push(Action::Send(id, Packet::PubComp(ack(packet_id, code))));
+    }
+}

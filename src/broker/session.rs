@@ -1,0 +1,154 @@
+//! A client's session: what outlives its connection when it asks for that
+//! (subscriptions, QoS 1/2 messages in flight or queued, inbound QoS 2 ids).
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+use super::message::Message;
+use crate::protocol::{QoS, Will};
+
+/// A message on its way to one session: the shared message plus what is
+/// particular to this delivery.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub msg: Rc<Message>,
+    pub qos: QoS,
+    pub retain: bool,
+    /// v5 Subscription Identifiers of the matching subscriptions.
+    pub sub_ids: Box<[u32]>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Awaiting {
+    /// QoS 1 sent, PUBACK due.
+    PubAck,
+    /// QoS 2 sent, PUBREC due.
+    PubRec,
+    /// PUBREL sent, PUBCOMP due.
+    PubComp,
+}
+
+#[derive(Debug)]
+pub struct Inflight {
+    pub packet_id: u16,
+    pub awaiting: Awaiting,
+    pub out: Outgoing,
+}
+
+pub struct Session {
+    pub client_id: Rc<str>,
+    /// The connection attached now, if online.
+    pub conn: Option<usize>,
+    /// Bumped on every attach and detach, so stale timers are ignored.
+    pub generation: u64,
+    /// Seconds the session outlives its connection; `u32::MAX` is forever.
+    pub expiry: u32,
+    pub subscriptions: Vec<Rc<str>>,
+    /// Outbound QoS 1/2 messages sent and not yet fully acknowledged, in
+    /// the order they were sent.
+    pub inflight: VecDeque<Inflight>,
+    /// Messages waiting for the in-flight window or for the client to return.
+    pub queue: VecDeque<Outgoing>,
+    /// Inbound QoS 2 packet ids PUBREC'd and awaiting PUBREL: a PUBLISH
+    /// with one of these ids is a duplicate ([MQTT-4.3.3-10]).
+    pub awaiting_rel: Vec<u16>,
+    /// In-flight window of the attached connection.
+    pub window: u16,
+    pub last_packet_id: u16,
+    /// A will held back by its Will Delay Interval.
+    pub pending_will: Option<Box<Will>>,
+    /// Whether a queue overflow was logged since the queue last drained.
+    pub overflow_logged: bool,
+}
+
+impl Session {
+    pub fn new(client_id: Rc<str>) -> Session {
+        Session {
+            client_id,
+            conn: None,
+            generation: 0,
+            expiry: 0,
+            subscriptions: Vec::new(),
+            inflight: VecDeque::new(),
+            queue: VecDeque::new(),
+            awaiting_rel: Vec::new(),
+            window: 0,
+            last_packet_id: 0,
+            pending_will: None,
+            overflow_logged: false,
+        }
+    }
+
+    /// A packet id not used by any message in flight ([MQTT-2.2.1-3]).
+    /// Only called while the in-flight window has room, which is below
+    /// 65535, so a free id always exists.
+    pub fn next_packet_id(&mut self) -> u16 {
+        loop {
+            self.last_packet_id = self.last_packet_id.checked_add(1).unwrap_or(1);
+            let id = self.last_packet_id;
+            if !self.inflight.iter().any(|f| f.packet_id == id) {
+                return id;
+            }
+        }
+    }
+
+    pub fn inflight_position(&self, packet_id: u16, awaiting: Awaiting) -> Option<usize> {
+        self.inflight
+            .iter()
+            .position(|f| f.packet_id == packet_id && f.awaiting == awaiting)
+    }
+
+    /// Queues `out`, keeping at most `max` entries: when full, the oldest
+    /// QoS 0 message makes room; failing that the new message is dropped.
+    /// Returns false when something was dropped.
+    pub fn enqueue(&mut self, out: Outgoing, max: usize) -> bool {
+        if self.queue.len() < max {
+            self.queue.push_back(out);
+            return true;
+        }
+        if let Some(i) = self.queue.iter().position(|o| o.qos == QoS::AtMostOnce) {
+            self.queue.remove(i);
+            self.queue.push_back(out);
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn out(qos: QoS) -> Outgoing {
+        Outgoing {
+            msg: Rc::new(Message::new("t".into(), b"x".to_vec(), qos, false, Vec::new(), Instant::now())),
+            qos,
+            retain: false,
+            sub_ids: Box::new([]),
+        }
+    }
+
+    #[test]
+    fn packet_ids_skip_those_in_flight_and_wrap() {
+        let mut s = Session::new("c".into());
+        s.last_packet_id = u16::MAX - 1;
+        assert_eq!(s.next_packet_id(), u16::MAX);
+        s.inflight.push_back(Inflight {
+            packet_id: 1,
+            awaiting: Awaiting::PubAck,
+            out: out(QoS::AtLeastOnce),
+        });
+        assert_eq!(s.next_packet_id(), 2, "0 is never used, 1 is in flight");
+    }
+
+    #[test]
+    fn full_queue_drops_oldest_qos0_first() {
+        let mut s = Session::new("c".into());
+        assert!(s.enqueue(out(QoS::AtLeastOnce), 2));
+        assert!(s.enqueue(out(QoS::AtMostOnce), 2));
+        assert!(!s.enqueue(out(QoS::ExactlyOnce), 2));
+        let qos: Vec<QoS> = s.queue.iter().map(|o| o.qos).collect();
+        assert_eq!(qos, [QoS::AtLeastOnce, QoS::ExactlyOnce]);
+        assert!(!s.enqueue(out(QoS::AtLeastOnce), 2));
+        assert_eq!(s.queue.len(), 2, "bounded");
+    }
+}

@@ -1,0 +1,122 @@
+//! SUBSCRIBE and UNSUBSCRIBE, and the retained messages a new
+//! subscription receives.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use super::session::Outgoing;
+use super::topic::{Sub, matches, valid_filter};
+use super::{Action, Broker, ConnId, Message, reason};
+use crate::protocol::{
+    Packet, Property, SubAck, SubOptions, Subscribe, UnsubAck, Unsubscribe, Version,
+};
+
+impl Broker {
+    pub(super) fn on_subscribe(
+        &mut self,
+        id: ConnId,
+        s: usize,
+        sub: Subscribe,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let v5 = self.conns.get(&id).is_some_and(|c| c.version == Version::V5);
+        let sub_id = sub
+            .properties
+            .iter()
+            .find_map(|p| match p {
+                Property::SubscriptionIdentifier(i) => Some(*i),
+                _ => None,
+            })
+            .unwrap_or(0);
+        let mut codes = Vec::with_capacity(sub.filters.len());
+        let mut retained_for = Vec::new();
+        for (filter, options) in sub.filters {
+            if !valid_filter(&filter) {
+                codes.push(if v5 { reason::TOPIC_FILTER_INVALID } else { reason::V3_SUBACK_FAILURE });
+                continue;
+            }
+            if v5 && filter.starts_with("$share/") {
+                codes.push(reason::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED);
+                continue;
+            }
+            let filter: Rc<str> = filter.into();
+            let new = self.topics.subscribe(&filter, Sub { session: s, options, id: sub_id });
+            if new {
+                self.sessions[s].subscriptions.push(filter.clone());
+            }
+            // Granted as requested: roost supports QoS 2 ([MQTT-3.8.4-6]).
+            codes.push(options.qos as u8);
+            // Retain Handling 0: always send retained, 1: only for a new
+            // subscription, 2: never ([MQTT-3.3.1-9], [MQTT-3.3.1-10]).
+            if options.retain_handling == 0 || (options.retain_handling == 1 && new) {
+                retained_for.push((filter, options));
+            }
+        }
+        out.push(Action::Send(
+            id,
+            Packet::SubAck(SubAck {
+                packet_id: sub.packet_id,
+                codes,
+                properties: Vec::new(),
+            }),
+        ));
+        for (filter, options) in retained_for {
+            self.send_retained(s, &filter, options, sub_id, now, out);
+        }
+    }
+
+    /// Retained messages matching a new subscription go out with RETAIN 1
+    /// ([MQTT-3.3.1-8]).
+    fn send_retained(
+        &mut self,
+        s: usize,
+        filter: &str,
+        options: SubOptions,
+        sub_id: u32,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        self.retained.retain(|_, m| !m.expired(now));
+        let found: Vec<Rc<Message>> = if filter.contains(['+', '#']) {
+            self.retained
+                .values()
+                .filter(|m| matches(filter, &m.topic))
+                .cloned()
+                .collect()
+        } else {
+            self.retained.get(filter).cloned().into_iter().collect()
+        };
+        for msg in found {
+            let o = Outgoing {
+                qos: msg.qos.min(options.qos),
+                retain: true,
+                sub_ids: if sub_id == 0 { Box::new([]) } else { Box::new([sub_id]) },
+                msg,
+            };
+            self.deliver(s, o, now, out);
+        }
+    }
+
+    pub(super) fn on_unsubscribe(&mut self, id: ConnId, s: usize, u: Unsubscribe, out: &mut Vec<Action>) {
+        let v5 = self.conns.get(&id).is_some_and(|c| c.version == Version::V5);
+        let mut codes = Vec::new();
+        for filter in &u.filters {
+            let removed = self.topics.unsubscribe(filter, s);
+            if removed {
+                self.sessions[s].subscriptions.retain(|f| **f != **filter);
+            }
+            if v5 {
+                codes.push(if removed { reason::SUCCESS } else { reason::NO_SUBSCRIPTION_EXISTED });
+            }
+        }
+        out.push(Action::Send(
+            id,
+            Packet::UnsubAck(UnsubAck {
+                packet_id: u.packet_id,
+                codes,
+                properties: Vec::new(),
+            }),
+        ));
+    }
+}

@@ -1,0 +1,617 @@
+//! The broker core driven by plain calls and a fake clock.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::protocol::{
+    Ack, ConnAck, Connect, Packet, Property, Publish, QoS, ReasonOnly, SubOptions, Subscribe,
+    Version, Will,
+};
+
+struct Harness {
+    broker: Broker,
+    now: Instant,
+}
+
+fn opts(qos: QoS) -> SubOptions {
+    SubOptions {
+        qos,
+        no_local: false,
+        retain_as_published: false,
+        retain_handling: 0,
+    }
+}
+
+fn connect_packet(version: Version, client_id: &str, clean: bool, keep_alive: u16) -> Connect {
+    Connect {
+        version,
+        clean_start: clean,
+        keep_alive,
+        client_id: client_id.into(),
+        will: None,
+        username: None,
+        password: None,
+        properties: Vec::new(),
+    }
+}
+
+fn publish(topic: &str, payload: &[u8], qos: QoS, packet_id: u16) -> Publish {
+    Publish {
+        dup: false,
+        qos,
+        retain: false,
+        topic: topic.into(),
+        packet_id,
+        properties: Vec::new(),
+        payload: payload.to_vec(),
+    }
+}
+
+fn ack(packet_id: u16) -> Ack {
+    Ack {
+        packet_id,
+        reason: 0,
+        properties: Vec::new(),
+    }
+}
+
+/// (topic, qos, packet id, dup, retain) of each PUBLISH to `id` in `out`.
+fn published(out: &[Action], id: ConnId) -> Vec<(String, QoS, u16, bool, bool)> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::Publish(to, d) if *to == id => {
+                Some((d.msg.topic.clone(), d.qos, d.packet_id, d.dup, d.retain))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn closed(out: &[Action], id: ConnId) -> bool {
+    out.iter().any(|a| matches!(a, Action::Close(to) if *to == id))
+}
+
+fn sent(out: &[Action], id: ConnId) -> Vec<&Packet> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::Send(to, p) if *to == id => Some(p),
+            _ => None,
+        })
+        .collect()
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness::with(Config::default())
+    }
+
+    fn with(config: Config) -> Harness {
+        Harness {
+            broker: Broker::new(config),
+            now: Instant::now(),
+        }
+    }
+
+    fn packet(&mut self, id: ConnId, p: Packet) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.broker.packet(id, p, self.now, &mut out);
+        out
+    }
+
+    /// Opens connection `id` and sends `c`; returns the CONNACK.
+    fn connect_with(&mut self, id: ConnId, c: Connect) -> (ConnAck, Vec<Action>) {
+        self.broker.connected(id, self.now);
+        let out = self.packet(id, Packet::Connect(Box::new(c)));
+        let connack = out
+            .iter()
+            .find_map(|a| match a {
+                Action::Send(to, Packet::ConnAck(c)) if *to == id => Some(c.clone()),
+                _ => None,
+            })
+            .expect("CONNACK");
+        (connack, out)
+    }
+
+    fn connect(&mut self, id: ConnId, client_id: &str, clean: bool) -> ConnAck {
+        self.connect_with(id, connect_packet(Version::V311, client_id, clean, 0)).0
+    }
+
+    fn subscribe(&mut self, id: ConnId, filter: &str, o: SubOptions) -> Vec<Action> {
+        self.packet(
+            id,
+            Packet::Subscribe(Subscribe {
+                packet_id: 1,
+                filters: vec![(filter.into(), o)],
+                properties: Vec::new(),
+            }),
+        )
+    }
+
+    fn advance(&mut self, by: Duration) -> Vec<Action> {
+        self.now += by;
+        let mut out = Vec::new();
+        self.broker.tick(self.now, &mut out);
+        out
+    }
+
+    fn close(&mut self, id: ConnId) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.broker.closed(id, self.now, &mut out);
+        out
+    }
+}
+
+#[test]
+fn first_packet_must_be_connect() {
+    // [MQTT-3.1.0-1]
+    let mut h = Harness::new();
+    h.broker.connected(1, h.now);
+    let out = h.packet(1, Packet::PingReq);
+    assert!(closed(&out, 1));
+    assert!(sent(&out, 1).is_empty());
+}
+
+#[test]
+fn second_connect_is_a_protocol_error() {
+    // [MQTT-3.1.0-2]
+    let mut h = Harness::new();
+    h.connect_with(1, connect_packet(Version::V5, "a", true, 0));
+    let out = h.packet(1, Packet::Connect(Box::new(connect_packet(Version::V5, "a", true, 0))));
+    assert!(matches!(sent(&out, 1)[..], [Packet::Disconnect(ReasonOnly { reason: 0x82, .. })]));
+    assert!(closed(&out, 1));
+}
+
+#[test]
+fn empty_client_id_rules() {
+    let mut h = Harness::new();
+    // [MQTT-3.1.3-8]: 3.1.1 without clean session is refused with 0x02.
+    let (ack, out) = h.connect_with(1, connect_packet(Version::V311, "", false, 0));
+    assert_eq!(ack.code, 0x02);
+    assert!(closed(&out, 1));
+    // With clean session an id is assigned silently.
+    let (ack, _) = h.connect_with(2, connect_packet(Version::V311, "", true, 0));
+    assert_eq!(ack.code, 0);
+    // [MQTT-3.1.3-7]: v5 is told the assigned id.
+    let (ack, _) = h.connect_with(3, connect_packet(Version::V5, "", true, 0));
+    assert_eq!(ack.code, 0);
+    assert!(ack.properties.iter().any(|p| matches!(p, Property::AssignedClientIdentifier(id) if !id.is_empty())));
+}
+
+#[test]
+fn session_present_only_for_a_kept_session() {
+    // [MQTT-3.2.2-1] .. [MQTT-3.2.2-3]
+    let mut h = Harness::new();
+    assert!(!h.connect(1, "c", false).session_present);
+    h.close(1);
+    assert!(h.connect(2, "c", false).session_present);
+    h.close(2);
+    assert!(!h.connect(3, "c", true).session_present, "clean session discards it");
+}
+
+#[test]
+fn keep_alive_closes_after_one_and_a_half_times() {
+    // [MQTT-3.1.2-24]
+    let mut h = Harness::new();
+    h.connect_with(1, connect_packet(Version::V5, "k", true, 10));
+    assert!(!closed(&h.advance(Duration::from_secs(10)), 1));
+    // Activity at 10 s moves the deadline to 25 s.
+    assert!(matches!(h.packet(1, Packet::PingReq)[..], [Action::Send(1, Packet::PingResp)]));
+    assert!(!closed(&h.advance(Duration::from_millis(14_900)), 1));
+    let out = h.advance(Duration::from_millis(100));
+    assert!(matches!(sent(&out, 1)[..], [Packet::Disconnect(ReasonOnly { reason: 0x8D, .. })]));
+    assert!(closed(&out, 1));
+}
+
+#[test]
+fn connection_without_connect_times_out() {
+    let mut h = Harness::new();
+    h.broker.connected(1, h.now);
+    assert!(!closed(&h.advance(Duration::from_millis(9_999)), 1));
+    assert!(closed(&h.advance(Duration::from_millis(1)), 1));
+    assert_eq!(h.broker.next_deadline(), None, "nothing left to wake for");
+}
+
+fn will(topic: &str, properties: Vec<Property>) -> Option<Will> {
+    Some(Will {
+        topic: topic.into(),
+        payload: b"gone".to_vec(),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties,
+    })
+}
+
+#[test]
+fn will_on_abnormal_close_not_after_disconnect() {
+    let mut h = Harness::new();
+    h.connect(1, "watcher", true);
+    h.subscribe(1, "wills/#", opts(QoS::AtLeastOnce));
+    let mut c = connect_packet(Version::V311, "dev", true, 0);
+    c.will = will("wills/dev", Vec::new());
+    h.connect_with(2, c.clone());
+    // [MQTT-3.1.2-8]: a network close without DISCONNECT publishes it.
+    let out = h.close(2);
+    assert_eq!(published(&out, 1), [("wills/dev".into(), QoS::AtLeastOnce, 1, false, false)]);
+    // [MQTT-3.1.2-10]: DISCONNECT deletes it.
+    h.connect_with(3, c);
+    let disconnect = Packet::Disconnect(ReasonOnly {
+        reason: 0,
+        properties: Vec::new(),
+    });
+    let out = h.packet(3, disconnect);
+    assert!(closed(&out, 3));
+    assert!(published(&out, 1).is_empty());
+}
+
+#[test]
+fn keep_alive_expiry_publishes_the_will() {
+    let mut h = Harness::new();
+    h.connect(1, "watcher", true);
+    h.subscribe(1, "wills/#", opts(QoS::AtMostOnce));
+    let mut c = connect_packet(Version::V311, "dev", true, 2);
+    c.will = will("wills/dev", Vec::new());
+    h.connect_with(2, c);
+    let out = h.advance(Duration::from_secs(3));
+    assert!(closed(&out, 2));
+    assert_eq!(published(&out, 1).len(), 1);
+}
+
+#[test]
+fn will_delay_is_cancelled_by_a_reconnect() {
+    // [MQTT-3.1.3-9]
+    let mut h = Harness::new();
+    h.connect(1, "watcher", true);
+    h.subscribe(1, "wills/#", opts(QoS::AtMostOnce));
+    let mut c = connect_packet(Version::V5, "dev", false, 0);
+    c.properties = vec![Property::SessionExpiryInterval(100)];
+    c.will = will("wills/dev", vec![Property::WillDelayInterval(5)]);
+    h.connect_with(2, c.clone());
+    assert!(published(&h.close(2), 1).is_empty());
+    assert!(published(&h.advance(Duration::from_secs(3)), 1).is_empty());
+    h.connect_with(3, c);
+    assert!(published(&h.advance(Duration::from_secs(10)), 1).is_empty());
+    // Without a reconnect it goes out when the delay ends.
+    assert!(published(&h.close(3), 1).is_empty());
+    assert_eq!(published(&h.advance(Duration::from_secs(5)), 1).len(), 1);
+}
+
+#[test]
+fn session_expiry_ends_the_session() {
+    let mut h = Harness::new();
+    let mut c = connect_packet(Version::V5, "s", false, 0);
+    c.properties = vec![Property::SessionExpiryInterval(5)];
+    h.connect_with(1, c.clone());
+    h.close(1);
+    h.advance(Duration::from_secs(4));
+    let (ack, _) = h.connect_with(2, c.clone());
+    assert!(ack.session_present, "within the expiry interval");
+    h.close(2);
+    h.advance(Duration::from_secs(5));
+    let (ack, _) = h.connect_with(3, c);
+    assert!(!ack.session_present, "expired");
+}
+
+#[test]
+fn takeover_closes_the_old_connection_with_0x8e() {
+    // [MQTT-3.1.4-3]
+    let mut h = Harness::new();
+    h.connect_with(1, connect_packet(Version::V5, "same", true, 0));
+    let (_, out) = h.connect_with(2, connect_packet(Version::V5, "same", true, 0));
+    assert!(matches!(sent(&out, 1)[..], [Packet::Disconnect(ReasonOnly { reason: 0x8E, .. })]));
+    assert!(closed(&out, 1));
+    assert!(!closed(&out, 2));
+    assert_eq!(h.broker.clients(), 1);
+}
+
+#[test]
+fn qos2_inbound_is_delivered_exactly_once() {
+    // [MQTT-4.3.3-10]: a re-sent PUBLISH before PUBREL is not a new message.
+    let mut h = Harness::new();
+    h.connect(1, "sub", true);
+    h.subscribe(1, "t", opts(QoS::ExactlyOnce));
+    h.connect(2, "pub", true);
+    let out = h.packet(2, Packet::Publish(publish("t", b"x", QoS::ExactlyOnce, 7)));
+    assert_eq!(published(&out, 1).len(), 1);
+    assert!(matches!(sent(&out, 2)[..], [Packet::PubRec(Ack { packet_id: 7, .. })]));
+    let mut again = publish("t", b"x", QoS::ExactlyOnce, 7);
+    again.dup = true;
+    let out = h.packet(2, Packet::Publish(again));
+    assert!(published(&out, 1).is_empty());
+    assert!(matches!(sent(&out, 2)[..], [Packet::PubRec(Ack { packet_id: 7, .. })]));
+    let out = h.packet(2, Packet::PubRel(ack(7)));
+    assert!(matches!(sent(&out, 2)[..], [Packet::PubComp(Ack { packet_id: 7, reason: 0, .. })]));
+    // After PUBREL the id is free for a new message.
+    let out = h.packet(2, Packet::Publish(publish("t", b"y", QoS::ExactlyOnce, 7)));
+    assert_eq!(published(&out, 1).len(), 1);
+}
+
+#[test]
+fn inflight_window_queues_in_order() {
+    let mut h = Harness::with(Config {
+        max_inflight: 2,
+        ..Config::default()
+    });
+    h.connect(1, "sub", true);
+    h.subscribe(1, "t", opts(QoS::AtLeastOnce));
+    h.connect(2, "pub", true);
+    let mut ids = Vec::new();
+    for i in 0..4u16 {
+        let out = h.packet(2, Packet::Publish(publish("t", &[i as u8], QoS::AtLeastOnce, i + 1)));
+        ids.extend(published(&out, 1).into_iter().map(|p| p.2));
+    }
+    assert_eq!(ids, [1, 2], "window of 2");
+    let out = h.packet(1, Packet::PubAck(ack(1)));
+    let next: Vec<u16> = published(&out, 1).into_iter().map(|p| p.2).collect();
+    assert_eq!(next, [3]);
+    let out = h.packet(1, Packet::PubAck(ack(2)));
+    let payload: Vec<u8> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Publish(1, d) => Some(d.msg.payload[0]),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(payload, [3], "the fourth message, in order");
+}
+
+#[test]
+fn v5_receive_maximum_lowers_the_window() {
+    let mut h = Harness::new();
+    let mut c = connect_packet(Version::V5, "sub", true, 0);
+    c.properties = vec![Property::ReceiveMaximum(1)];
+    h.connect_with(1, c);
+    h.subscribe(1, "t", opts(QoS::AtLeastOnce));
+    h.connect(2, "pub", true);
+    let mut n = 0;
+    for i in 1..=3 {
+        n += published(&h.packet(2, Packet::Publish(publish("t", b"x", QoS::AtLeastOnce, i))), 1).len();
+    }
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn offline_session_queues_and_resends_unacked_with_dup() {
+    // [MQTT-4.4.0-1]
+    let mut h = Harness::new();
+    h.connect(1, "sub", false);
+    h.subscribe(1, "t", opts(QoS::AtLeastOnce));
+    h.connect(2, "pub", true);
+    h.packet(2, Packet::Publish(publish("t", b"1", QoS::AtLeastOnce, 1)));
+    h.close(1);
+    h.packet(2, Packet::Publish(publish("t", b"2", QoS::AtLeastOnce, 2)));
+    h.packet(2, Packet::Publish(publish("t", b"3", QoS::AtMostOnce, 0)));
+    let (ack, out) = h.connect_with(3, connect_packet(Version::V311, "sub", false, 0));
+    assert!(ack.session_present);
+    let got: Vec<(u16, bool, u8)> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Publish(3, d) => Some((d.packet_id, d.dup, d.msg.payload[0])),
+            _ => None,
+        })
+        .collect();
+    // The unacknowledged one again with DUP, then the queued one; QoS 0
+    // was not queued for the offline session.
+    assert_eq!(got, [(1, true, b'1'), (2, false, b'2')]);
+}
+
+#[test]
+fn qos2_outbound_pubrel_is_resent_on_reconnect() {
+    let mut h = Harness::new();
+    h.connect(1, "sub", false);
+    h.subscribe(1, "t", opts(QoS::ExactlyOnce));
+    h.connect(2, "pub", true);
+    let out = h.packet(2, Packet::Publish(publish("t", b"x", QoS::ExactlyOnce, 9)));
+    let pid = published(&out, 1)[0].2;
+    let out = h.packet(1, Packet::PubRec(ack(pid)));
+    assert!(matches!(sent(&out, 1)[..], [Packet::PubRel(Ack { .. })]));
+    h.close(1);
+    let (_, out) = h.connect_with(3, connect_packet(Version::V311, "sub", false, 0));
+    assert!(matches!(sent(&out, 3)[..], [Packet::ConnAck(_), Packet::PubRel(Ack { packet_id, .. })] if *packet_id == pid));
+    assert!(published(&out, 3).is_empty());
+    h.packet(3, Packet::PubComp(ack(pid)));
+    assert!(h.broker.sessions.iter().all(|(_, s)| s.inflight.is_empty()));
+}
+
+#[test]
+fn offline_queue_is_bounded() {
+    let mut h = Harness::with(Config {
+        max_queued: 3,
+        ..Config::default()
+    });
+    h.connect(1, "sub", false);
+    h.subscribe(1, "t", opts(QoS::AtLeastOnce));
+    h.close(1);
+    h.connect(2, "pub", true);
+    for i in 1..=5 {
+        h.packet(2, Packet::Publish(publish("t", &[i], QoS::AtLeastOnce, u16::from(i))));
+    }
+    assert_eq!(h.broker.stats.messages_dropped, 2);
+    let (_, out) = h.connect_with(3, connect_packet(Version::V311, "sub", false, 0));
+    assert_eq!(published(&out, 3).len(), 3);
+}
+
+#[test]
+fn overlapping_subscriptions_deliver_once_at_the_highest_qos() {
+    // [MQTT-3.3.4-2], [MQTT-3.3.4-3]
+    let mut h = Harness::new();
+    h.connect_with(1, connect_packet(Version::V5, "sub", true, 0));
+    let mut sub = |filter: &str, qos, id| {
+        h.packet(
+            1,
+            Packet::Subscribe(Subscribe {
+                packet_id: 1,
+                filters: vec![(filter.into(), opts(qos))],
+                properties: vec![Property::SubscriptionIdentifier(id)],
+            }),
+        )
+    };
+    sub("a/#", QoS::AtLeastOnce, 1);
+    sub("a/b", QoS::ExactlyOnce, 2);
+    h.connect(2, "pub", true);
+    let out = h.packet(2, Packet::Publish(publish("a/b", b"x", QoS::ExactlyOnce, 1)));
+    let deliveries: Vec<&Delivery> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Publish(1, d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].qos, QoS::ExactlyOnce);
+    let mut ids: Vec<u32> = deliveries[0]
+        .extra
+        .iter()
+        .filter_map(|p| match p {
+            Property::SubscriptionIdentifier(i) => Some(*i),
+            _ => None,
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, [1, 2]);
+}
+
+#[test]
+fn retained_messages_are_sent_on_subscribe_and_cleared_by_empty_payload() {
+    let mut h = Harness::new();
+    h.connect(1, "pub", true);
+    let mut p = publish("home/temp", b"21", QoS::AtLeastOnce, 1);
+    p.retain = true;
+    h.packet(1, Packet::Publish(p.clone()));
+    h.connect(2, "sub", true);
+    // [MQTT-3.3.1-8]: retained on subscribe carries RETAIN 1, after SUBACK.
+    let out = h.subscribe(2, "home/+", opts(QoS::AtMostOnce));
+    assert!(matches!(out[0], Action::Send(2, Packet::SubAck(_))));
+    assert_eq!(published(&out, 2), [("home/temp".into(), QoS::AtMostOnce, 0, false, true)]);
+    // [MQTT-3.3.1-9]: a live delivery carries RETAIN 0.
+    let out = h.packet(1, Packet::Publish(p.clone()));
+    assert!(!published(&out, 2)[0].4);
+    // [MQTT-3.3.1-10]: an empty retained payload clears it.
+    p.payload.clear();
+    h.packet(1, Packet::Publish(p));
+    h.connect(3, "late", true);
+    assert!(published(&h.subscribe(3, "home/#", opts(QoS::AtMostOnce)), 3).is_empty());
+}
+
+#[test]
+fn dollar_topics_are_not_matched_by_leading_wildcards() {
+    // [MQTT-4.7.2-1]
+    let mut h = Harness::new();
+    h.connect(1, "all", true);
+    h.subscribe(1, "#", opts(QoS::AtMostOnce));
+    h.connect(2, "sys", true);
+    h.subscribe(2, "$SYS/#", opts(QoS::AtMostOnce));
+    h.connect(3, "pub", true);
+    let out = h.packet(3, Packet::Publish(publish("$SYS/x", b"1", QoS::AtMostOnce, 0)));
+    assert!(published(&out, 1).is_empty());
+    assert_eq!(published(&out, 2).len(), 1);
+}
+
+#[test]
+fn invalid_filters_are_refused_per_filter() {
+    let mut h = Harness::new();
+    h.connect(1, "c", true);
+    let out = h.packet(
+        1,
+        Packet::Subscribe(Subscribe {
+            packet_id: 3,
+            filters: vec![("a/#/b".into(), opts(QoS::AtLeastOnce)), ("a/+".into(), opts(QoS::AtLeastOnce))],
+            properties: Vec::new(),
+        }),
+    );
+    assert!(matches!(&sent(&out, 1)[..], [Packet::SubAck(s)] if s.codes == [0x80, 0x01]));
+}
+
+#[test]
+fn no_local_and_too_large_messages_are_not_sent() {
+    let mut h = Harness::new();
+    let mut c = connect_packet(Version::V5, "me", true, 0);
+    c.properties = vec![Property::MaximumPacketSize(64)];
+    h.connect_with(1, c);
+    let mut o = opts(QoS::AtMostOnce);
+    o.no_local = true;
+    h.subscribe(1, "t", o);
+    h.subscribe(1, "u", opts(QoS::AtMostOnce));
+    assert!(published(&h.packet(1, Packet::Publish(publish("t", b"x", QoS::AtMostOnce, 0))), 1).is_empty());
+    h.connect(2, "other", true);
+    assert_eq!(published(&h.packet(2, Packet::Publish(publish("t", b"x", QoS::AtMostOnce, 0))), 1).len(), 1);
+    // [MQTT-3.1.2-25]: larger than the client's Maximum Packet Size.
+    let big = vec![0u8; 100];
+    assert!(published(&h.packet(2, Packet::Publish(publish("u", &big, QoS::AtMostOnce, 0))), 1).is_empty());
+    assert_eq!(h.broker.stats.messages_dropped, 1);
+}
+
+#[test]
+fn auth_hook_refuses_with_the_right_code() {
+    let mut h = Harness::new();
+    h.broker.set_auth(Box::new(|c: &Credentials| c.username == Some("ok")));
+    let mut c = connect_packet(Version::V311, "a", true, 0);
+    c.username = Some("bad".into());
+    let (ack, out) = h.connect_with(1, c.clone());
+    assert_eq!(ack.code, 0x04);
+    assert!(closed(&out, 1));
+    c.username = Some("ok".into());
+    assert_eq!(h.connect_with(2, c).0.code, 0);
+    let mut c5 = connect_packet(Version::V5, "b", true, 0);
+    c5.username = Some("bad".into());
+    assert_eq!(h.connect_with(3, c5).0.code, 0x86);
+}
+
+#[test]
+fn topic_alias_maps_and_rejects_out_of_range() {
+    let mut h = Harness::new();
+    h.connect(1, "sub", true);
+    h.subscribe(1, "long/topic", opts(QoS::AtMostOnce));
+    h.connect_with(2, connect_packet(Version::V5, "pub", true, 0));
+    let mut p = publish("long/topic", b"1", QoS::AtMostOnce, 0);
+    p.properties = vec![Property::TopicAlias(3)];
+    assert_eq!(published(&h.packet(2, Packet::Publish(p.clone())), 1).len(), 1);
+    p.topic.clear();
+    assert_eq!(published(&h.packet(2, Packet::Publish(p.clone())), 1)[0].0, "long/topic");
+    p.properties = vec![Property::TopicAlias(11)];
+    let out = h.packet(2, Packet::Publish(p));
+    assert!(matches!(sent(&out, 2)[..], [Packet::Disconnect(ReasonOnly { reason: 0x94, .. })]));
+    assert!(closed(&out, 2));
+}
+
+#[test]
+fn message_expiry_is_counted_down_and_enforced() {
+    let mut h = Harness::new();
+    h.connect_with(1, connect_packet(Version::V5, "sub", false, 0));
+    h.subscribe(1, "t", opts(QoS::AtLeastOnce));
+    h.close(1);
+    // (Session expiry 0 ended that session; keep one that lasts.)
+    let mut c = connect_packet(Version::V5, "sub", false, 0);
+    c.properties = vec![Property::SessionExpiryInterval(100)];
+    h.connect_with(2, c.clone());
+    h.subscribe(2, "t", opts(QoS::AtLeastOnce));
+    h.close(2);
+    h.connect(3, "pub", true);
+    for (payload, expiry) in [(b"a", 10), (b"b", 2)] {
+        let mut p = publish("t", payload, QoS::AtLeastOnce, 1);
+        p.properties = vec![Property::MessageExpiryInterval(expiry)];
+        h.packet(3, Packet::Publish(p));
+    }
+    h.advance(Duration::from_secs(4));
+    let (_, out) = h.connect_with(4, c);
+    let got: Vec<&Delivery> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Publish(4, d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got.len(), 1, "the 2 s message expired");
+    assert_eq!(got[0].extra, [Property::MessageExpiryInterval(6)]);
+}
+
+#[test]
+fn shutdown_tells_v5_clients_0x8b() {
+    let mut h = Harness::new();
+    h.connect_with(1, connect_packet(Version::V5, "a", true, 0));
+    h.connect(2, "b", true);
+    let mut out = Vec::new();
+    h.broker.shutdown(&mut out);
+    assert!(matches!(sent(&out, 1)[..], [Packet::Disconnect(ReasonOnly { reason: 0x8B, .. })]));
+    assert!(sent(&out, 2).is_empty());
+    assert!(closed(&out, 1) && closed(&out, 2));
+}

@@ -1,0 +1,336 @@
+//! Subscriptions by topic filter. Exact filters (most of a gateway's: one
+//! device, one topic) live in one flat hash map, so a publish costs one
+//! lookup however many there are; filters with `+` or `#` live in a small
+//! trie walked level by level, so its cost grows with topic depth, not with
+//! the number of wildcard subscriptions.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::protocol::SubOptions;
+
+/// One session's subscription to one filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sub {
+    pub session: usize,
+    pub options: SubOptions,
+    /// v5 Subscription Identifier, 0 when none.
+    pub id: u32,
+}
+
+/// Whether `filter` is a valid topic filter ([MQTT-4.7.1-2], [MQTT-4.7.1-3],
+/// [MQTT-4.7.3-1]): non-empty, `#` only as the whole last level, `+` only as
+/// a whole level.
+pub fn valid_filter(filter: &str) -> bool {
+    if filter.is_empty() {
+        return false;
+    }
+    let mut levels = filter.split('/').peekable();
+    while let Some(level) = levels.next() {
+        let wild = level.contains(['+', '#']);
+        if wild && level.len() != 1 {
+            return false;
+        }
+        if level == "#" && levels.peek().is_some() {
+            return false;
+        }
+    }
+    true
+}
+
+fn is_wildcard(filter: &str) -> bool {
+    filter.contains(['+', '#'])
+}
+
+/// Whether `topic` matches `filter`; topics starting with `$` are not
+/// matched by a leading wildcard ([MQTT-4.7.2-1]).
+pub fn matches(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && filter.starts_with(['+', '#']) {
+        return false;
+    }
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Node {
+    children: HashMap<Box<str>, usize>,
+    plus: Option<usize>,
+    /// Subscriptions whose filter ends at this node.
+    here: Vec<Sub>,
+    /// Subscriptions whose filter is this node's path followed by `#`.
+    hash: Vec<Sub>,
+}
+
+impl Node {
+    fn is_empty(&self) -> bool {
+        self.children.is_empty() && self.plus.is_none() && self.here.is_empty() && self.hash.is_empty()
+    }
+}
+
+pub struct TopicTable {
+    exact: HashMap<Rc<str>, Vec<Sub>>,
+    /// Trie nodes; index 0 is the root. Freed slots are reused.
+    nodes: Vec<Node>,
+    free: Vec<usize>,
+}
+
+impl Default for TopicTable {
+    fn default() -> Self {
+        TopicTable {
+            exact: HashMap::new(),
+            nodes: vec![Node::default()],
+            free: Vec::new(),
+        }
+    }
+}
+
+/// Replaces the subscription of `sub.session` in `list`, or adds it.
+/// Returns true when it was new.
+fn upsert(list: &mut Vec<Sub>, sub: Sub) -> bool {
+    match list.iter_mut().find(|s| s.session == sub.session) {
+        Some(existing) => {
+            *existing = sub;
+            false
+        }
+        None => {
+            list.push(sub);
+            true
+        }
+    }
+}
+
+fn remove_from(list: &mut Vec<Sub>, session: usize) -> bool {
+    let before = list.len();
+    list.retain(|s| s.session != session);
+    list.len() != before
+}
+
+impl TopicTable {
+    /// Adds or replaces a subscription ([MQTT-3.8.4-3]). `filter` must be
+    /// valid. Returns true when the session had no subscription to it yet.
+    pub fn subscribe(&mut self, filter: &Rc<str>, sub: Sub) -> bool {
+        if !is_wildcard(filter) {
+            return upsert(self.exact.entry(filter.clone()).or_default(), sub);
+        }
+        let mut node = 0;
+        let mut levels = filter.split('/');
+        while let Some(level) = levels.next() {
+            if level == "#" {
+                return upsert(&mut self.nodes[node].hash, sub);
+            }
+            node = self.child_or_insert(node, level);
+        }
+        upsert(&mut self.nodes[node].here, sub)
+    }
+
+    fn child_or_insert(&mut self, node: usize, level: &str) -> usize {
+        let existing = if level == "+" {
+            self.nodes[node].plus
+        } else {
+            self.nodes[node].children.get(level).copied()
+        };
+        if let Some(child) = existing {
+            return child;
+        }
+        let child = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.nodes.push(Node::default());
+                self.nodes.len() - 1
+            }
+        };
+        if level == "+" {
+            self.nodes[node].plus = Some(child);
+        } else {
+            self.nodes[node].children.insert(level.into(), child);
+        }
+        child
+    }
+
+    /// Removes a session's subscription to `filter`; true if there was one.
+    pub fn unsubscribe(&mut self, filter: &str, session: usize) -> bool {
+        if !is_wildcard(filter) {
+            let Some(list) = self.exact.get_mut(filter) else {
+                return false;
+            };
+            let removed = remove_from(list, session);
+            if list.is_empty() {
+                self.exact.remove(filter);
+            }
+            return removed;
+        }
+        let levels: Vec<&str> = filter.split('/').collect();
+        self.remove_path(0, &levels, session)
+    }
+
+    /// Removes along the trie path, freeing nodes left empty.
+    fn remove_path(&mut self, node: usize, levels: &[&str], session: usize) -> bool {
+        let Some((&level, rest)) = levels.split_first() else {
+            return remove_from(&mut self.nodes[node].here, session);
+        };
+        if level == "#" {
+            return remove_from(&mut self.nodes[node].hash, session);
+        }
+        let child = if level == "+" {
+            self.nodes[node].plus
+        } else {
+            self.nodes[node].children.get(level).copied()
+        };
+        let Some(child) = child else {
+            return false;
+        };
+        let removed = self.remove_path(child, rest, session);
+        if self.nodes[child].is_empty() {
+            if level == "+" {
+                self.nodes[node].plus = None;
+            } else {
+                self.nodes[node].children.remove(level);
+            }
+            self.nodes[child] = Node::default();
+            self.free.push(child);
+        }
+        removed
+    }
+
+    /// Appends every subscription matching `topic` to `out` (a session may
+    /// appear more than once when several of its filters match).
+    pub fn matches(&self, topic: &str, out: &mut Vec<Sub>) {
+        if let Some(list) = self.exact.get(topic) {
+            out.extend_from_slice(list);
+        }
+        if self.nodes[0].is_empty() {
+            return;
+        }
+        let levels: Vec<&str> = topic.split('/').collect();
+        self.walk(0, &levels, topic.starts_with('$'), out);
+    }
+
+    fn walk(&self, node: usize, levels: &[&str], dollar: bool, out: &mut Vec<Sub>) {
+        let n = &self.nodes[node];
+        // A leading wildcard never matches a `$` topic ([MQTT-4.7.2-1]).
+        let wild_ok = !(dollar && node == 0);
+        if wild_ok {
+            out.extend_from_slice(&n.hash);
+        }
+        let Some((&level, rest)) = levels.split_first() else {
+            out.extend_from_slice(&n.here);
+            return;
+        };
+        if let Some(&child) = n.children.get(level) {
+            self.walk(child, rest, dollar, out);
+        }
+        if let (Some(plus), true) = (n.plus, wild_ok) {
+            self.walk(plus, rest, dollar, out);
+        }
+    }
+
+    /// Number of subscriptions held, for statistics and tests.
+    pub fn len(&self) -> usize {
+        let exact: usize = self.exact.values().map(Vec::len).sum();
+        let wild: usize = self.nodes.iter().map(|n| n.here.len() + n.hash.len()).sum();
+        exact + wild
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::QoS;
+
+    fn sub(session: usize) -> Sub {
+        Sub {
+            session,
+            options: SubOptions {
+                qos: QoS::AtMostOnce,
+                no_local: false,
+                retain_as_published: false,
+                retain_handling: 0,
+            },
+            id: 0,
+        }
+    }
+
+    fn sessions(table: &TopicTable, topic: &str) -> Vec<usize> {
+        let mut out = Vec::new();
+        table.matches(topic, &mut out);
+        let mut ids: Vec<usize> = out.iter().map(|s| s.session).collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn filter_validity() {
+        // [MQTT-4.7.1-2] [MQTT-4.7.1-3] [MQTT-4.7.3-1]
+        for ok in ["#", "+", "a/b", "a/+/c", "a/#", "+/+", "/", "a//b", "$SYS/#"] {
+            assert!(valid_filter(ok), "{ok}");
+        }
+        for bad in ["", "a#", "a/#/b", "a+", "a/b+/c", "##", "a/#b"] {
+            assert!(!valid_filter(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn wildcard_matching_follows_the_spec_examples() {
+        assert!(matches("sport/tennis/player1/#", "sport/tennis/player1"));
+        assert!(matches("sport/tennis/player1/#", "sport/tennis/player1/ranking"));
+        assert!(matches("sport/#", "sport"));
+        assert!(matches("sport/tennis/+", "sport/tennis/player1"));
+        assert!(!matches("sport/tennis/+", "sport/tennis/player1/ranking"));
+        assert!(!matches("sport/+", "sport"));
+        assert!(matches("sport/+", "sport/"));
+        assert!(matches("+/+", "/finance"));
+        assert!(matches("/+", "/finance"));
+        assert!(!matches("+", "/finance"));
+        // [MQTT-4.7.2-1]
+        assert!(!matches("#", "$SYS/uptime"));
+        assert!(!matches("+/uptime", "$SYS/uptime"));
+        assert!(matches("$SYS/#", "$SYS/uptime"));
+    }
+
+    #[test]
+    fn table_agrees_with_matches() {
+        let filters = [
+            "a/b", "a/+", "a/#", "#", "+/b", "+/+/c", "a/b/c", "$SYS/#", "+/#", "/", "a",
+        ];
+        let topics = ["a/b", "a", "a/b/c", "x/b", "$SYS/a", "/", "a/", "q/r/c"];
+        let mut t = TopicTable::default();
+        for (i, f) in filters.iter().enumerate() {
+            t.subscribe(&Rc::from(*f), sub(i));
+        }
+        for topic in topics {
+            let expected: Vec<usize> = (0..filters.len())
+                .filter(|&i| matches(filters[i], topic))
+                .collect();
+            assert_eq!(sessions(&t, topic), expected, "topic {topic}");
+        }
+    }
+
+    #[test]
+    fn unsubscribe_prunes_the_trie() {
+        let mut t = TopicTable::default();
+        assert!(t.subscribe(&Rc::from("a/+/c"), sub(1)));
+        assert!(!t.subscribe(&Rc::from("a/+/c"), sub(1)), "resubscribe replaces");
+        assert!(t.subscribe(&Rc::from("a/b"), sub(2)));
+        assert_eq!(t.len(), 2);
+        assert!(t.unsubscribe("a/+/c", 1));
+        assert!(!t.unsubscribe("a/+/c", 1));
+        assert!(t.unsubscribe("a/b", 2));
+        assert!(t.nodes[0].is_empty());
+        assert!(t.exact.is_empty());
+        assert_eq!(t.len(), 0);
+        // freed nodes are reused
+        t.subscribe(&Rc::from("x/+"), sub(3));
+        assert_eq!(t.nodes.len(), 4, "root plus the three freed by a/+/c");
+        assert_eq!(sessions(&t, "x/y"), vec![3]);
+    }
+}

@@ -1,0 +1,103 @@
+//! Deterministic pseudo-random input: decode must never panic, and whatever
+//! it accepts must re-encode to something that decodes to the same packet.
+
+use super::*;
+
+/// xorshift64: small, seedable, good enough to spray bytes.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn byte(&mut self) -> u8 {
+        self.next() as u8
+    }
+}
+
+/// Decodes `bytes`; if a packet comes out, checks it survives a round trip.
+/// Returns whether one did.
+fn check(bytes: &[u8], version: Version) -> bool {
+    let Ok(Some((packet, used))) = decode(bytes, version, 1 << 16) else {
+        return false;
+    };
+    assert!(used <= bytes.len());
+    let again = enc(&packet, version);
+    assert_eq!(dec(&again, version), Ok(packet), "from {bytes:02x?}");
+    true
+}
+
+#[test]
+fn random_bytes_never_panic_and_what_decodes_round_trips() {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut decoded = 0;
+    for i in 0..30_000 {
+        let len = rng.below(40);
+        let mut bytes: Vec<u8> = (0..len).map(|_| rng.byte()).collect();
+        // Half get a remaining length that fits, so bodies are reached.
+        if len >= 2 && i % 2 == 0 {
+            bytes[1] = (len - 2) as u8;
+        }
+        for version in ALL_VERSIONS {
+            decoded += usize::from(check(&bytes, version));
+        }
+    }
+    assert!(decoded > 1000, "only {decoded} random inputs decoded");
+}
+
+#[test]
+fn mutated_samples_never_panic_and_what_decodes_round_trips() {
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    for version in ALL_VERSIONS {
+        for packet in samples(version) {
+            let valid = enc(&packet, version);
+            for _ in 0..300 {
+                let mut bytes = valid.clone();
+                for _ in 0..=rng.below(3) {
+                    let at = rng.below(bytes.len());
+                    match rng.below(4) {
+                        0 => bytes[at] ^= 1 << rng.below(8),
+                        1 => bytes[at] = rng.byte(),
+                        2 => bytes.insert(at, rng.byte()),
+                        _ => {
+                            bytes.remove(at);
+                            if bytes.is_empty() {
+                                bytes.push(rng.byte());
+                            }
+                        }
+                    }
+                }
+                check(&bytes, version);
+            }
+        }
+    }
+}
+
+#[test]
+fn huge_length_fields_are_handled() {
+    // Lengths claiming far more than the packet holds, everywhere a length
+    // can sit: remaining length at its maximum, string and property lengths.
+    let cases: [&[u8]; 4] = [
+        &[0x30, 0xFF, 0xFF, 0xFF, 0x7F, 0xFF, 0xFF],
+        &[0x30, 4, 0xFF, 0xFF, b'a', b'b'],
+        &[0x40, 8, 0, 1, 0, 0xFF, 0xFF, 0xFF, 0x7F, 0],
+        &[0x10, 4, 0xFF, 0xFF, 0, 0],
+    ];
+    let expected = [Ok(None), Err(()), Err(()), Err(())];
+    for (bytes, want) in cases.into_iter().zip(expected) {
+        for version in ALL_VERSIONS {
+            let got = decode(bytes, version, usize::MAX)
+                .map(|_| None::<()>)
+                .map_err(|_| ());
+            assert_eq!(got, want, "{bytes:02x?}");
+        }
+    }
+}
