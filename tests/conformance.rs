@@ -380,6 +380,47 @@ fn outbound_inflight_window_respects_v5_receive_maximum() {
     }
 }
 
+#[test]
+fn delivered_qos_is_min_of_publish_and_granted_qos() {
+    // [MQTT-3.8.4-6] granted QoS = requested here; 3.3.5: delivered QoS = min(publish, granted).
+    let r = Roost::start();
+    let mut s0 = Client::v4(&r.addr(), "minq-0");
+    assert_eq!(s0.subscribe(1, &[("minq/t", 0)]), vec![0]);
+    let mut s2 = Client::v4(&r.addr(), "minq-2");
+    assert_eq!(s2.subscribe(1, &[("minq/t", 2)]), vec![2]);
+    let mut p = Client::v4(&r.addr(), "minq-pub");
+    p.publish(&Publish::new("minq/t", b"q2").qos(2, 1));
+    p.publish(&Publish::new("minq/t", b"q1").qos(1, 2));
+    let a = s0.recv_publish_ack();
+    let b = s0.recv_publish_ack();
+    assert_eq!((a.qos, b.qos), (0, 0));
+    let a = s2.recv_publish_ack();
+    let b = s2.recv_publish_ack();
+    assert_eq!((a.qos, b.qos), (2, 1));
+}
+
+#[test]
+fn unsubscribe_gets_unsuback_and_stops_delivery() {
+    // [MQTT-3.10.4-4] UNSUBACK with the same packet id; v5 3.11.3: 0x00 success, 0x11 no subscription existed.
+    let r = Roost::start();
+    let mut s = Client::v5(&r.addr(), "unsub5");
+    assert_eq!(s.subscribe(1, &[("us/a", 0), ("us/b", 0)]), vec![0, 0]);
+    s.send(&unsubscribe(9, &["us/a", "us/none"], true));
+    let ack = s.expect_kind(UNSUBACK);
+    assert_eq!(ack.pid(), 9);
+    assert_eq!(ack.suback_codes(true), vec![0x00, 0x11]);
+    let mut p = Client::v4(&r.addr(), "unsub-pub");
+    p.pub0("us/a", b"gone");
+    p.pub0("us/b", b"kept");
+    assert_eq!(s.expect_publish().payload, b"kept");
+
+    let mut s4 = Client::v4(&r.addr(), "unsub4");
+    s4.subscribe(1, &[("us/a", 0)]);
+    s4.send(&unsubscribe(10, &["us/a"], false));
+    let ack = s4.expect_kind(UNSUBACK);
+    assert_eq!((ack.first, ack.body.clone()), (0xB0, vec![0, 10]));
+}
+
 // ------------------------------------------------------------ persistent sessions
 
 #[test]
