@@ -336,7 +336,7 @@ fn subscribe_and_unsubscribe_without_filters() {
         &packet(0xA2, &[0, 1, 0]),
         &[PROTOCOL_ERROR],
     );
-    // SUBSCRIBE with options QoS 3 ([MQTT-3.8.3-4]).
+    // SUBSCRIBE with options QoS 3 ([MQTT-3.8.3-4]); v5 3.8.3.1: Maximum QoS 3 is a Protocol Error.
     case(
         &mut r,
         "SUBSCRIBE QoS 3 v4",
@@ -349,7 +349,7 @@ fn subscribe_and_unsubscribe_without_filters() {
         "SUBSCRIBE QoS 3 v5",
         v5("sq5"),
         &subscribe(1, &[("t", 3)], true, Props::new()),
-        &[MALFORMED],
+        &[PROTOCOL_ERROR],
     );
     // Packet identifier 0 ([MQTT-2.3.1-1]).
     case(
