@@ -772,6 +772,84 @@ fn v5_disconnect_with_will_message_0x04_publishes_will() {
     );
 }
 
+#[test]
+fn v5_will_delay_interval_honoured_and_cancelled_by_reconnect() {
+    // v5 3.1.3.2.2 Will Delay Interval; [MQTT-3.1.3-9] no will if the session is resumed in time.
+    let r = Roost::start();
+    let mut watcher = Client::v4(&r.addr(), "wd-watch");
+    watcher.subscribe(1, &[("will/delay/#", 0)]);
+    let connect = |id: &str, topic: &str| {
+        Connect::v5(id)
+            .clean(false)
+            .props(Props::new().u32(P_SESSION_EXPIRY, 30))
+            .will(Will::new(topic, b"late").props(Props::new().u32(P_WILL_DELAY, 1)))
+    };
+    // Delayed: not at once, but after about a second.
+    let (w, _) = Client::connect(&r.addr(), &connect("wd-a", "will/delay/a"));
+    let t0 = Instant::now();
+    w.drop_abruptly();
+    let m = watcher.expect_publish();
+    let took = t0.elapsed();
+    assert_eq!(m.topic_str(), "will/delay/a");
+    assert!(took >= ms(700), "will published before its delay: {took:?}");
+    assert!(
+        took < Duration::from_secs(4),
+        "will delay overshot: {took:?}"
+    );
+
+    // Reconnecting within the delay cancels it.
+    let (w, _) = Client::connect(&r.addr(), &connect("wd-b", "will/delay/b"));
+    w.drop_abruptly();
+    let (mut back, ack) = Client::connect(&r.addr(), &Connect::v5("wd-b").clean(false));
+    assert!(ack.session_present);
+    // Past the delay, a marker published now arrives first: no will in between.
+    std::thread::sleep(ms(1300));
+    back.pub0("will/delay/b", b"marker");
+    assert_eq!(
+        watcher.expect_publish().payload,
+        b"marker",
+        "will must not be sent after a resumed session"
+    );
+}
+
+#[test]
+fn v5_message_expiry_honoured_and_decremented_while_queued() {
+    // v5 3.3.2.3.3: expired messages are not delivered; the forwarded interval is reduced
+    // by the time the message waited ([MQTT-3.3.2-6]).
+    let r = Roost::start();
+    let a = r.addr();
+    let connect = || {
+        Connect::v5("mx-sub")
+            .clean(false)
+            .props(Props::new().u32(P_SESSION_EXPIRY, 60))
+    };
+    let (mut sub, _) = Client::connect(&a, &connect());
+    assert_eq!(sub.subscribe(1, &[("mx/t", 1)]), vec![1]);
+    sub.disconnect();
+    let mut p = Client::v5(&a, "mx-pub");
+    p.publish(
+        &Publish::new("mx/t", b"short")
+            .qos(1, 1)
+            .props(Props::new().u32(P_MESSAGE_EXPIRY, 1)),
+    );
+    p.publish(
+        &Publish::new("mx/t", b"long")
+            .qos(1, 2)
+            .props(Props::new().u32(P_MESSAGE_EXPIRY, 60)),
+    );
+    std::thread::sleep(ms(2100)); // let the 1 s message expire and the 60 s one age
+    let (mut sub, ack) = Client::connect(&a, &connect());
+    assert!(ack.session_present);
+    let m = sub.recv_publish_ack();
+    assert_eq!(m.payload, b"long", "expired message delivered: {m:?}");
+    match find_prop(&m.props, P_MESSAGE_EXPIRY) {
+        Some(PropValue::Int(n)) => assert!(*n <= 59 && *n >= 50, "expiry not decremented: {n}"),
+        other => panic!("Message Expiry Interval missing: {other:?}"),
+    }
+    p.pub0("mx/t", b"live");
+    assert_eq!(sub.expect_publish().payload, b"live");
+}
+
 // ------------------------------------------------------------ v5 limits and aliases
 
 #[test]
