@@ -31,6 +31,7 @@ struct Sub {
     child: Child,
     rx: mpsc::Receiver<String>,
     seen: Arc<Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Sub {
@@ -47,20 +48,26 @@ impl Sub {
             .expect("start mosquitto_sub");
         let (tx, rx) = mpsc::channel();
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
         for stream in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
             Box::new(child.stderr.take().unwrap()),
         ] {
             let tx = tx.clone();
             let seen = seen.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     seen.lock().unwrap().push(line.clone());
                     let _ = tx.send(line);
                 }
-            });
+            }));
         }
-        Sub { child, rx, seen }
+        Sub {
+            child,
+            rx,
+            seen,
+            readers,
+        }
     }
 
     /// The first line (from now on) satisfying `pred`; panics after TIMEOUT.
@@ -89,6 +96,11 @@ impl Sub {
         let deadline = Instant::now() + TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // The process is gone, so its pipes reach EOF: collect
+                // every line it wrote before returning.
+                for reader in self.readers.drain(..) {
+                    let _ = reader.join();
+                }
                 return status;
             }
             if Instant::now() > deadline {

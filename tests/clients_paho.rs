@@ -21,6 +21,7 @@ struct Proc {
     child: Child,
     rx: mpsc::Receiver<String>,
     seen: Arc<Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Proc {
@@ -33,20 +34,26 @@ impl Proc {
             .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
         let (tx, rx) = mpsc::channel();
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
         for stream in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
             Box::new(child.stderr.take().unwrap()),
         ] {
             let tx = tx.clone();
             let seen = seen.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     seen.lock().unwrap().push(line.clone());
                     let _ = tx.send(line);
                 }
-            });
+            }));
         }
-        Proc { child, rx, seen }
+        Proc {
+            child,
+            rx,
+            seen,
+            readers,
+        }
     }
 
     fn paho(args: &[&str]) -> Proc {
@@ -72,6 +79,11 @@ impl Proc {
         let deadline = Instant::now() + TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // The process is gone, so its pipes reach EOF: collect
+                // every line it wrote before returning.
+                for reader in self.readers.drain(..) {
+                    let _ = reader.join();
+                }
                 return status;
             }
             if Instant::now() > deadline {
@@ -84,9 +96,6 @@ impl Proc {
     }
 
     fn output(&self) -> Vec<String> {
-        // Give the reader threads a moment to collect the tail (bounded).
-        let deadline = Instant::now() + Duration::from_millis(200);
-        while self.rx.try_recv().is_ok() && Instant::now() < deadline {}
         self.seen.lock().unwrap().clone()
     }
 }
