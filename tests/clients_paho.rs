@@ -107,10 +107,10 @@ impl Drop for Proc {
     }
 }
 
-/// Runs the paho round trip and returns its "PAHO OK" line.
-fn paho_roundtrip(roost: &Roost, args: &[&str]) -> String {
+/// Runs the paho script in `mode` and returns its "PAHO OK" line.
+fn paho_run(roost: &Roost, mode: &str, args: &[&str]) -> String {
     let port = roost.port.to_string();
-    let mut all = vec!["roundtrip", port.as_str()];
+    let mut all = vec![mode, port.as_str()];
     all.extend_from_slice(args);
     let mut proc = Proc::paho(&all);
     let status = proc.wait_exit();
@@ -130,7 +130,7 @@ fn paho_roundtrip(roost: &Roost, args: &[&str]) -> String {
 fn paho_v311_publish_subscribe_qos_0_1_2() {
     skip_without!(have_paho(), "python3 paho-mqtt");
     let roost = Roost::start();
-    let ok = paho_roundtrip(&roost, &["311"]);
+    let ok = paho_run(&roost, "roundtrip", &["311"]);
     assert!(ok.starts_with("PAHO OK v311"), "{ok}");
 }
 
@@ -141,7 +141,7 @@ fn paho_v311_publish_subscribe_qos_0_1_2() {
 fn paho_v5_publish_subscribe_and_connack_properties() {
     skip_without!(have_paho(), "python3 paho-mqtt");
     let roost = Roost::start();
-    let ok = paho_roundtrip(&roost, &["5", "1048576"]);
+    let ok = paho_run(&roost, "roundtrip", &["5", "1048576"]);
     assert!(ok.contains("max_packet=1048576"), "{ok}");
 }
 
@@ -150,8 +150,18 @@ fn paho_v5_publish_subscribe_and_connack_properties() {
 fn paho_v5_connack_max_packet_size_from_config() {
     skip_without!(have_paho(), "python3 paho-mqtt");
     let roost = Roost::with_config("listener 0 127.0.0.1\nmax_packet_size 100000\n");
-    let ok = paho_roundtrip(&roost, &["5", "100000"]);
+    let ok = paho_run(&roost, "roundtrip", &["5", "100000"]);
     assert!(ok.contains("max_packet=100000"), "{ok}");
+}
+
+/// Session takeover seen by a real v5 client: DISCONNECT with reason 0x8E
+/// (Session taken over) on the old connection, and its will published.
+#[test]
+fn paho_v5_session_takeover() {
+    skip_without!(have_paho(), "python3 paho-mqtt");
+    let roost = Roost::start();
+    let ok = paho_run(&roost, "takeover", &[]);
+    assert_eq!(ok, "PAHO OK takeover reason=0x8E");
 }
 
 /// A rumqttc v5 subscriber on its own thread: sends "SUBSCRIBED" once the

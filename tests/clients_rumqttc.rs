@@ -134,6 +134,23 @@ impl<E: Send + std::fmt::Debug + 'static> Driver<E> {
         }
     }
 
+    /// Waits until the broker closes the connection (an I/O error or EOF
+    /// on the client side); panics after `TIMEOUT`.
+    fn wait_closed(&self) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(Ok(event)) => self.pending.borrow_mut().push_back(event),
+                Ok(Err(e)) => return e,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return "event loop ended".into(),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("connection not closed by the broker within {TIMEOUT:?}")
+                }
+            }
+        }
+    }
+
     /// Stops the event loop thread; the connection is dropped with it.
     fn stop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -859,5 +876,141 @@ fn v5_properties_forwarded() {
         assert_eq!(got.content_type.as_deref(), Some("application/json"));
         assert_eq!(got.payload_format_indicator, Some(1));
         assert_eq!(got.topic_alias, None);
+    }
+}
+
+// ------------------------------------------------- more contract behaviour
+
+#[test]
+fn v311_persistent_session_gets_offline_qos2_in_order() {
+    use v4::*;
+    let roost = Roost::start();
+    let mut opts = options(roost.port, &unique("persist2"));
+    opts.set_clean_session(false);
+    let first = connect(opts.clone());
+    first.subscribe("queue/#", QoS::ExactlyOnce);
+    first.disconnect();
+
+    let publ = connect(options(roost.port, &unique("pub")));
+    for i in 1..=4 {
+        publ.publish(
+            "queue/b",
+            QoS::ExactlyOnce,
+            false,
+            format!("x{i}").as_bytes(),
+        );
+    }
+    let again = connect(opts);
+    assert!(again.connack.session_present);
+    let got: Vec<_> = (0..4)
+        .map(|_| {
+            let p = again.next_publish();
+            assert_eq!(p.qos, QoS::ExactlyOnce);
+            text(&p.payload)
+        })
+        .collect();
+    assert_eq!(got, ["x1", "x2", "x3", "x4"]);
+    again.disconnect();
+}
+
+/// Session takeover: the old connection did not DISCONNECT, so its will is
+/// published.
+#[test]
+fn v311_takeover_publishes_old_connections_will() {
+    use v4::*;
+    let roost = Roost::start();
+    let watcher = connect(options(roost.port, &unique("watch")));
+    watcher.subscribe("will/#", QoS::AtLeastOnce);
+    let id = unique("twin");
+    let mut opts = options(roost.port, &id);
+    opts.set_last_will(LastWill::new(
+        "will/twin",
+        "taken over",
+        QoS::AtLeastOnce,
+        false,
+    ));
+    let old = connect(opts);
+    let new = connect(options(roost.port, &id));
+    let p = watcher.next_publish();
+    assert_eq!(
+        (p.topic.as_str(), text(&p.payload).as_str()),
+        ("will/twin", "taken over")
+    );
+    // The old connection was closed by the broker.
+    old.driver.wait_closed();
+    new.disconnect();
+}
+
+#[test]
+fn v5_takeover_closes_old_and_publishes_will() {
+    use v5::*;
+    let roost = Roost::start();
+    let watcher = connect(options(roost.port, &unique("watch")));
+    watcher.subscribe("will/#", QoS::AtLeastOnce);
+    let id = unique("twin");
+    let mut opts = options(roost.port, &id);
+    opts.set_last_will(LastWill::new(
+        "will/twin",
+        "taken over",
+        QoS::AtLeastOnce,
+        false,
+        None,
+    ));
+    let old = connect(opts);
+    let new = connect(options(roost.port, &id));
+    // rumqttc reports a server DISCONNECT as a connection error. rumqttc
+    // 0.25 cannot decode a DISCONNECT that carries only a reason code
+    // (remaining length 1, legal per MQTT 5 3.14.2.2.1): it waits for more
+    // bytes and then reports an abrupt close. The reason code itself is
+    // checked with paho (clients_paho.rs) and on the wire (conformance.rs).
+    let err = old.driver.wait_closed();
+    assert!(
+        err.contains("SessionTakenOver") || err.contains("closed by peer abruptly"),
+        "old connection should get DISCONNECT 0x8E and be closed, got: {err}"
+    );
+    let p = watcher.next_publish();
+    assert_eq!(
+        (text(&p.topic), text(&p.payload)),
+        ("will/twin".into(), "taken over".into())
+    );
+    new.disconnect();
+}
+
+/// Inbound topic aliases: the alias set by the first PUBLISH is resolved
+/// for a later PUBLISH with an empty topic; subscribers (which did not
+/// allow aliases) get the full topic.
+#[test]
+fn v5_inbound_topic_alias() {
+    use v5::*;
+    let roost = Roost::start();
+    let sub = connect(options(roost.port, &unique("sub")));
+    sub.subscribe("alias/#", QoS::AtLeastOnce);
+    let publ = connect(options(roost.port, &unique("pub")));
+    assert_eq!(
+        publ.connack
+            .properties
+            .as_ref()
+            .and_then(|p| p.topic_alias_max),
+        Some(10),
+        "Topic Alias Maximum 10 advertised"
+    );
+    let alias = |n| PublishProperties {
+        topic_alias: Some(n),
+        ..Default::default()
+    };
+    publ.publish_with(
+        "alias/long/topic/name",
+        QoS::AtLeastOnce,
+        false,
+        b"1",
+        Some(alias(3)),
+    );
+    publ.publish_with("", QoS::AtLeastOnce, false, b"2", Some(alias(3)));
+    publ.publish_with("", QoS::AtMostOnce, false, b"3", Some(alias(3)));
+    for payload in ["1", "2", "3"] {
+        let p = sub.next_publish();
+        assert_eq!(text(&p.topic), "alias/long/topic/name");
+        assert_eq!(text(&p.payload), payload);
+        assert_eq!(p.properties.and_then(|p| p.topic_alias), None);
     }
 }

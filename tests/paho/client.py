@@ -7,6 +7,9 @@ Usage:
       for MQTT 5 also check the CONNACK properties and that user properties
       arrive unchanged and in order. Prints "PAHO OK ..." and exits 0, or
       prints "FAIL: ..." and exits 1.
+  takeover PORT
+      MQTT 5 session takeover: the old connection must get DISCONNECT 0x8E
+      and its will must be published.
   sub PORT TOPIC
       MQTT 5 subscriber at QoS 1: prints "SUBSCRIBED" once the SUBACK is
       in, then "GOT <topic> <payload> <qos> <retain>" for the first message.
@@ -40,7 +43,7 @@ def watchdog():
 
 
 class Conn:
-    def __init__(self, port, protocol, client_id):
+    def __init__(self, port, protocol, client_id, will=None):
         self.protocol = protocol
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -56,6 +59,11 @@ class Conn:
         self.client.on_connect = self.on_connect
         self.client.on_subscribe = self.on_subscribe
         self.client.on_message = self.on_message
+        self.disconnected = threading.Event()
+        self.disconnect_reason = None
+        self.client.on_disconnect = self.on_disconnect
+        if will is not None:
+            self.client.will_set(will[0], will[1], qos=1)
         if protocol == mqtt.MQTTv5:
             self.client.connect("127.0.0.1", port, keepalive=30, clean_start=True)
         else:
@@ -70,6 +78,10 @@ class Conn:
     def on_connect(self, client, userdata, flags, reason_code, properties):
         self.connack = (reason_code, flags, properties)
         self.connected.set()
+
+    def on_disconnect(self, client, userdata, flags, reason_code, properties):
+        self.disconnect_reason = reason_code
+        self.disconnected.set()
 
     def on_subscribe(self, client, userdata, mid, reason_codes, properties):
         self.suback = [rc.value for rc in reason_codes]
@@ -169,12 +181,36 @@ def subscriber(port, topic):
     sub.close()
 
 
+def takeover(port):
+    """Same client id twice (v5): the first connection gets DISCONNECT 0x8E
+    and its will is published."""
+    watcher = Conn(port, mqtt.MQTTv5, "paho-watch-%d" % os.getpid())
+    watcher.subscribe("will/#", 1)
+    cid = "paho-twin-%d" % os.getpid()
+    old = Conn(port, mqtt.MQTTv5, cid, will=("will/twin", b"taken over"))
+    new = Conn(port, mqtt.MQTTv5, cid)
+    if not old.disconnected.wait(WAIT):
+        fail("old connection not disconnected")
+    old.client.loop_stop()
+    reason = old.disconnect_reason
+    if reason is None or reason.value != 0x8E:
+        fail("old connection disconnected with %r, wanted 0x8E Session taken over" % reason)
+    msg = watcher.next_message()
+    if msg.topic != "will/twin" or msg.payload != b"taken over":
+        fail("will: %r %r" % (msg.topic, msg.payload))
+    new.close()
+    watcher.close()
+    print("PAHO OK takeover reason=0x%02X" % reason.value, flush=True)
+
+
 def main():
     watchdog()
     mode, port = sys.argv[1], int(sys.argv[2])
     if mode == "roundtrip":
         expected = int(sys.argv[4]) if len(sys.argv) > 4 else None
         roundtrip(port, sys.argv[3], expected)
+    elif mode == "takeover":
+        takeover(port)
     elif mode == "sub":
         subscriber(port, sys.argv[3])
     else:
