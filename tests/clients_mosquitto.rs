@@ -407,3 +407,77 @@ fn no_will_on_clean_exit() {
 unsafe extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
 }
+
+/// MQTT 5 properties set by mosquitto_pub (`-D publish ...`) reach
+/// mosquitto_sub unchanged, user properties in order.
+#[test]
+fn mqttv5_properties_forwarded() {
+    if !tools_present() {
+        return;
+    }
+    let roost = Roost::start();
+    let mut sub = Sub::spawn(
+        roost.port,
+        &[
+            "-V",
+            "mqttv5",
+            "-q",
+            "1",
+            "-t",
+            "home/#",
+            "-C",
+            "1",
+            "-W",
+            "10",
+            "-F",
+            "MSG %t|%p|%P|%C|%R|%D",
+        ],
+    );
+    sub.wait_suback();
+    publish(
+        roost.port,
+        &[
+            "-V",
+            "mqttv5",
+            "-q",
+            "1",
+            "-t",
+            "home/rpc",
+            "-m",
+            "hi",
+            "-D",
+            "publish",
+            "user-property",
+            "k1",
+            "v1",
+            "-D",
+            "publish",
+            "user-property",
+            "k0",
+            "v2",
+            "-D",
+            "publish",
+            "user-property",
+            "k1",
+            "v3",
+            "-D",
+            "publish",
+            "content-type",
+            "text/x",
+            "-D",
+            "publish",
+            "response-topic",
+            "home/reply",
+            "-D",
+            "publish",
+            "correlation-data",
+            "abc",
+        ],
+    );
+    let line = sub.wait_line("message line", |l| l.starts_with("MSG "));
+    assert_eq!(
+        line,
+        "MSG home/rpc|hi|k1:v1 k0:v2 k1:v3|text/x|home/reply|abc"
+    );
+    assert!(sub.wait_exit().success());
+}
