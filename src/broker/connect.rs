@@ -10,7 +10,13 @@ use super::{Action, Broker, ConnId, Credentials, connack, reason};
 use crate::protocol::{Ack, Connect, Packet, Property, ReasonOnly, Version};
 
 impl Broker {
-    pub(super) fn on_connect(&mut self, id: ConnId, c: Connect, now: Instant, out: &mut Vec<Action>) {
+    pub(super) fn on_connect(
+        &mut self,
+        id: ConnId,
+        c: Connect,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         let v5 = c.version == Version::V5;
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
@@ -18,7 +24,11 @@ impl Broker {
         conn.version = c.version;
         let serial = conn.serial;
 
-        if v5 && c.properties.iter().any(|p| matches!(p, Property::AuthenticationMethod(_))) {
+        if v5
+            && c.properties
+                .iter()
+                .any(|p| matches!(p, Property::AuthenticationMethod(_)))
+        {
             // No enhanced authentication: [MQTT-4.12.0-1] allows 0x8C.
             return self.refuse(id, reason::BAD_AUTHENTICATION_METHOD, out);
         }
@@ -54,8 +64,11 @@ impl Broker {
             username: c.username.as_deref(),
             password: c.password.as_deref(),
         };
-        let allowed = (self.config.allow_anonymous || creds.username.is_some())
-            && self.auth.as_ref().is_none_or(|hook| hook(&creds));
+        // Without a hook (no password file) only anonymous access exists.
+        let allowed = match &self.auth {
+            Some(hook) => (self.config.allow_anonymous || creds.username.is_some()) && hook(&creds),
+            None => self.config.allow_anonymous,
+        };
         if !allowed {
             log::info!("client {client_id}: connection refused, not authorised");
             let code = match (v5, creds.username.is_some()) {
@@ -83,7 +96,10 @@ impl Broker {
 
         // Take-over: the older connection of this client id goes
         // ([MQTT-3.1.4-3]); it did not DISCONNECT, so its will is due.
-        let old_conn = self.by_client_id.get(&client_id).and_then(|&s| self.sessions[s].conn);
+        let old_conn = self
+            .by_client_id
+            .get(&client_id)
+            .and_then(|&s| self.sessions[s].conn);
         if let Some(old) = old_conn {
             log::info!("client {client_id}: taken over by a new connection");
             self.drop_conn(old, Some(reason::SESSION_TAKEN_OVER), now, out);
@@ -133,7 +149,10 @@ impl Broker {
             conn.armed = deadline;
             self.timers.add(deadline, Timer::Conn(id, serial));
         }
-        log::debug!("client {client_id}: connected ({:?}, keep-alive {keep_alive}s)", c.version);
+        log::debug!(
+            "client {client_id}: connected ({:?}, keep-alive {keep_alive}s)",
+            c.version
+        );
 
         let mut props = Vec::new();
         if v5 {
@@ -167,7 +186,7 @@ impl Broker {
         let session = &self.sessions[s];
         for f in &session.inflight {
             match f.awaiting {
-                Awaiting::PubComp => out.push(Action::Send(
+                Awaiting::Complete => out.push(Action::Send(
                     id,
                     Packet::PubRel(Ack {
                         packet_id: f.packet_id,
@@ -175,7 +194,7 @@ impl Broker {
                         properties: Vec::new(),
                     }),
                 )),
-                Awaiting::PubAck | Awaiting::PubRec => {
+                Awaiting::Ack | Awaiting::Received => {
                     if let Some(d) = self.delivery(id, &f.out, f.packet_id, true, now) {
                         out.push(Action::Publish(id, d));
                     }

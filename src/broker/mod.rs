@@ -24,9 +24,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use crate::protocol::{
-    DecodeError, Packet, Properties, QoS, ReasonOnly, Version, Will, reason,
-};
+use crate::protocol::{DecodeError, Packet, Properties, QoS, ReasonOnly, Version, Will, reason};
 pub use message::Message;
 use session::Session;
 use timer::{Timer, Timers};
@@ -240,7 +238,13 @@ impl Broker {
 
     /// The connection sent bytes that do not decode: answer as the spec
     /// says and close.
-    pub fn decode_error(&mut self, id: ConnId, err: &DecodeError, now: Instant, out: &mut Vec<Action>) {
+    pub fn decode_error(
+        &mut self,
+        id: ConnId,
+        err: &DecodeError,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         let Some(conn) = self.conns.get(&id) else {
             return;
         };
@@ -264,7 +268,11 @@ impl Broker {
             match timer {
                 Timer::Conn(id, serial) => self.conn_timer(id, serial, at, now, out),
                 Timer::SessionExpiry(s, generation) => {
-                    if self.sessions.get(s).is_some_and(|s| s.generation == generation) {
+                    if self
+                        .sessions
+                        .get(s)
+                        .is_some_and(|s| s.generation == generation)
+                    {
                         self.end_session(s, now, out);
                     }
                 }
@@ -300,7 +308,14 @@ impl Broker {
         self.conns.clear();
     }
 
-    fn conn_timer(&mut self, id: ConnId, serial: u64, at: Instant, now: Instant, out: &mut Vec<Action>) {
+    fn conn_timer(
+        &mut self,
+        id: ConnId,
+        serial: u64,
+        at: Instant,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
@@ -363,13 +378,16 @@ impl Broker {
                 self.publish_will(*will, now, out);
             } else {
                 self.sessions[s].pending_will = Some(will);
-                self.timers.add(now + secs(delay), Timer::Will(s, generation));
+                self.timers
+                    .add(now + secs(delay), Timer::Will(s, generation));
             }
         }
         match expiry {
             0 => self.end_session(s, now, out),
             u32::MAX => {}
-            _ => self.timers.add(now + secs(expiry), Timer::SessionExpiry(s, generation)),
+            _ => self
+                .timers
+                .add(now + secs(expiry), Timer::SessionExpiry(s, generation)),
         }
     }
 

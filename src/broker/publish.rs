@@ -28,6 +28,13 @@ impl Broker {
         now: Instant,
         out: &mut Vec<Action>,
     ) {
+        // Subscription Identifiers are the server's to send ([MQTT-3.3.4-6]).
+        if p.properties
+            .iter()
+            .any(|prop| matches!(prop, Property::SubscriptionIdentifier(_)))
+        {
+            return self.drop_conn(id, Some(reason::PROTOCOL_ERROR), now, out);
+        }
         let alias = p.properties.iter().find_map(|prop| match prop {
             Property::TopicAlias(a) => Some(*a),
             _ => None,
@@ -48,7 +55,14 @@ impl Broker {
             if qos == QoS::ExactlyOnce {
                 session.awaiting_rel.push(packet_id);
             }
-            let msg = Rc::new(Message::new(p.topic, p.payload, qos, p.retain, p.properties, now));
+            let msg = Rc::new(Message::new(
+                p.topic,
+                p.payload,
+                qos,
+                p.retain,
+                p.properties,
+                now,
+            ));
             if msg.retain {
                 self.retain(&msg);
             }
@@ -56,7 +70,10 @@ impl Broker {
                 code = reason::NO_MATCHING_SUBSCRIBERS;
             }
         }
-        let v5 = self.conns.get(&id).is_some_and(|c| c.version == Version::V5);
+        let v5 = self
+            .conns
+            .get(&id)
+            .is_some_and(|c| c.version == Version::V5);
         if !v5 {
             code = reason::SUCCESS;
         }
@@ -116,7 +133,13 @@ impl Broker {
     /// session at the highest granted QoS ([MQTT-3.3.4-2]) with every
     /// matching subscription identifier ([MQTT-3.3.4-3]). `from` is the
     /// publishing session, for No Local. Returns how many sessions matched.
-    fn route(&mut self, msg: Rc<Message>, from: Option<usize>, now: Instant, out: &mut Vec<Action>) -> usize {
+    fn route(
+        &mut self,
+        msg: Rc<Message>,
+        from: Option<usize>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) -> usize {
         let mut subs = std::mem::take(&mut self.scratch);
         self.topics.matches(&msg.topic, &mut subs);
         // [MQTT-3.8.3-3]: No Local keeps a client's messages from itself.
@@ -125,14 +148,22 @@ impl Broker {
         let mut matched = 0;
         for group in subs.chunk_by(|a, b| a.session == b.session) {
             matched += 1;
-            let granted = group.iter().map(|sub| sub.options.qos).max().unwrap_or(QoS::AtMostOnce);
+            let granted = group
+                .iter()
+                .map(|sub| sub.options.qos)
+                .max()
+                .unwrap_or(QoS::AtMostOnce);
             let o = Outgoing {
                 msg: msg.clone(),
                 qos: msg.qos.min(granted),
                 // Live messages go out with RETAIN 0 unless Retain As
                 // Published asks otherwise ([MQTT-3.3.1-12], [MQTT-3.3.1-13]).
                 retain: msg.retain && group.iter().any(|sub| sub.options.retain_as_published),
-                sub_ids: group.iter().filter(|sub| sub.id != 0).map(|sub| sub.id).collect(),
+                sub_ids: group
+                    .iter()
+                    .filter(|sub| sub.id != 0)
+                    .map(|sub| sub.id)
+                    .collect(),
             };
             self.deliver(group[0].session, o, now, out);
         }
@@ -148,7 +179,8 @@ impl Broker {
         let max_queued = self.config.max_queued;
         let session = &mut self.sessions[s];
         if let Some(id) = session.conn {
-            let window_open = o.qos == QoS::AtMostOnce || session.inflight.len() < usize::from(session.window);
+            let window_open =
+                o.qos == QoS::AtMostOnce || session.inflight.len() < usize::from(session.window);
             if session.queue.is_empty() && window_open {
                 return self.send_now(s, id, o, now, out);
             }
@@ -176,7 +208,8 @@ impl Broker {
                 session.overflow_logged = false;
                 return;
             };
-            if front.qos != QoS::AtMostOnce && session.inflight.len() >= usize::from(session.window) {
+            if front.qos != QoS::AtMostOnce && session.inflight.len() >= usize::from(session.window)
+            {
                 return;
             }
             let o = session.queue.pop_front().expect("front exists");
@@ -190,7 +223,11 @@ impl Broker {
             return;
         }
         let session = &mut self.sessions[s];
-        let packet_id = if o.qos == QoS::AtMostOnce { 0 } else { session.next_packet_id() };
+        let packet_id = if o.qos == QoS::AtMostOnce {
+            0
+        } else {
+            session.next_packet_id()
+        };
         let Some(d) = self.delivery(id, &o, packet_id, false, now) else {
             // Larger than the client's Maximum Packet Size: discarded as if
             // delivered ([MQTT-3.1.2-25]).
@@ -199,11 +236,15 @@ impl Broker {
         };
         let awaiting = match o.qos {
             QoS::AtMostOnce => None,
-            QoS::AtLeastOnce => Some(Awaiting::PubAck),
-            QoS::ExactlyOnce => Some(Awaiting::PubRec),
+            QoS::AtLeastOnce => Some(Awaiting::Ack),
+            QoS::ExactlyOnce => Some(Awaiting::Received),
         };
         if let Some(awaiting) = awaiting {
-            self.sessions[s].inflight.push_back(Inflight { packet_id, awaiting, out: o });
+            self.sessions[s].inflight.push_back(Inflight {
+                packet_id,
+                awaiting,
+                out: o,
+            });
         }
         self.stats.messages_sent += 1;
         out.push(Action::Publish(id, d));
@@ -211,11 +252,22 @@ impl Broker {
 
     /// The PUBLISH for one delivery to connection `id`, or None when it
     /// would exceed the client's Maximum Packet Size.
-    pub(super) fn delivery(&self, id: ConnId, o: &Outgoing, packet_id: u16, dup: bool, now: Instant) -> Option<Delivery> {
+    pub(super) fn delivery(
+        &self,
+        id: ConnId,
+        o: &Outgoing,
+        packet_id: u16,
+        dup: bool,
+        now: Instant,
+    ) -> Option<Delivery> {
         let conn = self.conns.get(&id)?;
         let mut extra = Vec::new();
         if conn.version == Version::V5 {
-            extra.extend(o.sub_ids.iter().map(|&i| Property::SubscriptionIdentifier(i)));
+            extra.extend(
+                o.sub_ids
+                    .iter()
+                    .map(|&i| Property::SubscriptionIdentifier(i)),
+            );
             if let Some(left) = o.msg.remaining_expiry(now) {
                 extra.push(Property::MessageExpiryInterval(left));
             }
@@ -243,29 +295,58 @@ impl Broker {
         })
     }
 
-    pub(super) fn on_puback(&mut self, s: usize, packet_id: u16, now: Instant, out: &mut Vec<Action>) {
-        self.complete(s, packet_id, Awaiting::PubAck, now, out);
+    pub(super) fn on_puback(
+        &mut self,
+        s: usize,
+        packet_id: u16,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        self.complete(s, packet_id, Awaiting::Ack, now, out);
     }
 
-    pub(super) fn on_pubcomp(&mut self, s: usize, packet_id: u16, now: Instant, out: &mut Vec<Action>) {
-        self.complete(s, packet_id, Awaiting::PubComp, now, out);
+    pub(super) fn on_pubcomp(
+        &mut self,
+        s: usize,
+        packet_id: u16,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        self.complete(s, packet_id, Awaiting::Complete, now, out);
     }
 
     /// The end of an outbound QoS flow: frees its window slot.
-    fn complete(&mut self, s: usize, packet_id: u16, awaiting: Awaiting, now: Instant, out: &mut Vec<Action>) {
+    fn complete(
+        &mut self,
+        s: usize,
+        packet_id: u16,
+        awaiting: Awaiting,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         let session = &mut self.sessions[s];
         match session.inflight_position(packet_id, awaiting) {
             Some(i) => {
                 session.inflight.remove(i);
                 self.pump(s, now, out);
             }
-            None => log::debug!("client {}: {awaiting:?} for unknown packet id {packet_id}", session.client_id),
+            None => log::debug!(
+                "client {}: {awaiting:?} for unknown packet id {packet_id}",
+                session.client_id
+            ),
         }
     }
 
-    pub(super) fn on_pubrec(&mut self, id: ConnId, s: usize, rec: Ack, now: Instant, out: &mut Vec<Action>) {
+    pub(super) fn on_pubrec(
+        &mut self,
+        id: ConnId,
+        s: usize,
+        rec: Ack,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         let session = &mut self.sessions[s];
-        let code = match session.inflight_position(rec.packet_id, Awaiting::PubRec) {
+        let code = match session.inflight_position(rec.packet_id, Awaiting::Received) {
             // A v5 PUBREC with an error code ends the flow ([MQTT-4.3.3-4]).
             Some(i) if rec.reason >= reason::UNSPECIFIED_ERROR => {
                 session.inflight.remove(i);
@@ -273,17 +354,28 @@ impl Broker {
             }
             Some(i) => {
                 let f = &mut session.inflight[i];
-                f.awaiting = Awaiting::PubComp;
+                f.awaiting = Awaiting::Complete;
                 reason::SUCCESS
             }
             // A repeated PUBREC for a flow already at PUBREL: send it again.
-            None if session.inflight_position(rec.packet_id, Awaiting::PubComp).is_some() => reason::SUCCESS,
+            None if session
+                .inflight_position(rec.packet_id, Awaiting::Complete)
+                .is_some() =>
+            {
+                reason::SUCCESS
+            }
             None => reason::PACKET_ID_NOT_FOUND,
         };
         out.push(Action::Send(id, Packet::PubRel(ack(rec.packet_id, code))));
     }
 
-    pub(super) fn on_pubrel(&mut self, id: ConnId, s: usize, packet_id: u16, out: &mut Vec<Action>) {
+    pub(super) fn on_pubrel(
+        &mut self,
+        id: ConnId,
+        s: usize,
+        packet_id: u16,
+        out: &mut Vec<Action>,
+    ) {
         let pending = &mut self.sessions[s].awaiting_rel;
         let code = match pending.iter().position(|&p| p == packet_id) {
             Some(i) => {

@@ -1,10 +1,10 @@
 //! A client's session: what outlives its connection when it asks for that
 //! (subscriptions, QoS 1/2 messages in flight or queued, inbound QoS 2 ids).
 
-use std::collections::VecDeque;
-use std::rc::Rc;
 use super::message::Message;
 use crate::protocol::{QoS, Will};
+use std::collections::VecDeque;
+use std::rc::Rc;
 
 /// A message on its way to one session: the shared message plus what is
 /// particular to this delivery.
@@ -20,11 +20,11 @@ pub struct Outgoing {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Awaiting {
     /// QoS 1 sent, PUBACK due.
-    PubAck,
+    Ack,
     /// QoS 2 sent, PUBREC due.
-    PubRec,
+    Received,
     /// PUBREL sent, PUBCOMP due.
-    PubComp,
+    Complete,
 }
 
 #[derive(Debug)]
@@ -120,7 +120,14 @@ mod tests {
 
     fn out(qos: QoS) -> Outgoing {
         Outgoing {
-            msg: Rc::new(Message::new("t".into(), b"x".to_vec(), qos, false, Vec::new(), Instant::now())),
+            msg: Rc::new(Message::new(
+                "t".into(),
+                b"x".to_vec(),
+                qos,
+                false,
+                Vec::new(),
+                Instant::now(),
+            )),
             qos,
             retain: false,
             sub_ids: Box::new([]),
@@ -134,7 +141,7 @@ mod tests {
         assert_eq!(s.next_packet_id(), u16::MAX);
         s.inflight.push_back(Inflight {
             packet_id: 1,
-            awaiting: Awaiting::PubAck,
+            awaiting: Awaiting::Ack,
             out: out(QoS::AtLeastOnce),
         });
         assert_eq!(s.next_packet_id(), 2, "0 is never used, 1 is in flight");

@@ -20,7 +20,10 @@ impl Broker {
         now: Instant,
         out: &mut Vec<Action>,
     ) {
-        let v5 = self.conns.get(&id).is_some_and(|c| c.version == Version::V5);
+        let v5 = self
+            .conns
+            .get(&id)
+            .is_some_and(|c| c.version == Version::V5);
         let sub_id = sub
             .properties
             .iter()
@@ -33,7 +36,11 @@ impl Broker {
         let mut retained_for = Vec::new();
         for (filter, options) in sub.filters {
             if !valid_filter(&filter) {
-                codes.push(if v5 { reason::TOPIC_FILTER_INVALID } else { reason::V3_SUBACK_FAILURE });
+                codes.push(if v5 {
+                    reason::TOPIC_FILTER_INVALID
+                } else {
+                    reason::V3_SUBACK_FAILURE
+                });
                 continue;
             }
             if v5 && filter.starts_with("$share/") {
@@ -41,7 +48,14 @@ impl Broker {
                 continue;
             }
             let filter: Rc<str> = filter.into();
-            let new = self.topics.subscribe(&filter, Sub { session: s, options, id: sub_id });
+            let new = self.topics.subscribe(
+                &filter,
+                Sub {
+                    session: s,
+                    options,
+                    id: sub_id,
+                },
+            );
             if new {
                 self.sessions[s].subscriptions.push(filter.clone());
             }
@@ -91,15 +105,28 @@ impl Broker {
             let o = Outgoing {
                 qos: msg.qos.min(options.qos),
                 retain: true,
-                sub_ids: if sub_id == 0 { Box::new([]) } else { Box::new([sub_id]) },
+                sub_ids: if sub_id == 0 {
+                    Box::new([])
+                } else {
+                    Box::new([sub_id])
+                },
                 msg,
             };
             self.deliver(s, o, now, out);
         }
     }
 
-    pub(super) fn on_unsubscribe(&mut self, id: ConnId, s: usize, u: Unsubscribe, out: &mut Vec<Action>) {
-        let v5 = self.conns.get(&id).is_some_and(|c| c.version == Version::V5);
+    pub(super) fn on_unsubscribe(
+        &mut self,
+        id: ConnId,
+        s: usize,
+        u: Unsubscribe,
+        out: &mut Vec<Action>,
+    ) {
+        let v5 = self
+            .conns
+            .get(&id)
+            .is_some_and(|c| c.version == Version::V5);
         let mut codes = Vec::new();
         for filter in &u.filters {
             let removed = self.topics.unsubscribe(filter, s);
@@ -107,7 +134,11 @@ impl Broker {
                 self.sessions[s].subscriptions.retain(|f| **f != **filter);
             }
             if v5 {
-                codes.push(if removed { reason::SUCCESS } else { reason::NO_SUBSCRIPTION_EXISTED });
+                codes.push(if removed {
+                    reason::SUCCESS
+                } else {
+                    reason::NO_SUBSCRIPTION_EXISTED
+                });
             }
         }
         out.push(Action::Send(

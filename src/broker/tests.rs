@@ -68,7 +68,8 @@ fn published(out: &[Action], id: ConnId) -> Vec<(String, QoS, u16, bool, bool)> 
 }
 
 fn closed(out: &[Action], id: ConnId) -> bool {
-    out.iter().any(|a| matches!(a, Action::Close(to) if *to == id))
+    out.iter()
+        .any(|a| matches!(a, Action::Close(to) if *to == id))
 }
 
 fn sent(out: &[Action], id: ConnId) -> Vec<&Packet> {
@@ -113,7 +114,8 @@ impl Harness {
     }
 
     fn connect(&mut self, id: ConnId, client_id: &str, clean: bool) -> ConnAck {
-        self.connect_with(id, connect_packet(Version::V311, client_id, clean, 0)).0
+        self.connect_with(id, connect_packet(Version::V311, client_id, clean, 0))
+            .0
     }
 
     fn subscribe(&mut self, id: ConnId, filter: &str, o: SubOptions) -> Vec<Action> {
@@ -156,8 +158,14 @@ fn second_connect_is_a_protocol_error() {
     // [MQTT-3.1.0-2]
     let mut h = Harness::new();
     h.connect_with(1, connect_packet(Version::V5, "a", true, 0));
-    let out = h.packet(1, Packet::Connect(Box::new(connect_packet(Version::V5, "a", true, 0))));
-    assert!(matches!(sent(&out, 1)[..], [Packet::Disconnect(ReasonOnly { reason: 0x82, .. })]));
+    let out = h.packet(
+        1,
+        Packet::Connect(Box::new(connect_packet(Version::V5, "a", true, 0))),
+    );
+    assert!(matches!(
+        sent(&out, 1)[..],
+        [Packet::Disconnect(ReasonOnly { reason: 0x82, .. })]
+    ));
     assert!(closed(&out, 1));
 }
 
@@ -174,7 +182,11 @@ fn empty_client_id_rules() {
     // [MQTT-3.1.3-7]: v5 is told the assigned id.
     let (ack, _) = h.connect_with(3, connect_packet(Version::V5, "", true, 0));
     assert_eq!(ack.code, 0);
-    assert!(ack.properties.iter().any(|p| matches!(p, Property::AssignedClientIdentifier(id) if !id.is_empty())));
+    assert!(
+        ack.properties
+            .iter()
+            .any(|p| matches!(p, Property::AssignedClientIdentifier(id) if !id.is_empty()))
+    );
 }
 
 #[test]
@@ -185,7 +197,10 @@ fn session_present_only_for_a_kept_session() {
     h.close(1);
     assert!(h.connect(2, "c", false).session_present);
     h.close(2);
-    assert!(!h.connect(3, "c", true).session_present, "clean session discards it");
+    assert!(
+        !h.connect(3, "c", true).session_present,
+        "clean session discards it"
+    );
 }
 
 #[test]
@@ -195,10 +210,16 @@ fn keep_alive_closes_after_one_and_a_half_times() {
     h.connect_with(1, connect_packet(Version::V5, "k", true, 10));
     assert!(!closed(&h.advance(Duration::from_secs(10)), 1));
     // Activity at 10 s moves the deadline to 25 s.
-    assert!(matches!(h.packet(1, Packet::PingReq)[..], [Action::Send(1, Packet::PingResp)]));
+    assert!(matches!(
+        h.packet(1, Packet::PingReq)[..],
+        [Action::Send(1, Packet::PingResp)]
+    ));
     assert!(!closed(&h.advance(Duration::from_millis(14_900)), 1));
     let out = h.advance(Duration::from_millis(100));
-    assert!(matches!(sent(&out, 1)[..], [Packet::Disconnect(ReasonOnly { reason: 0x8D, .. })]));
+    assert!(matches!(
+        sent(&out, 1)[..],
+        [Packet::Disconnect(ReasonOnly { reason: 0x8D, .. })]
+    ));
     assert!(closed(&out, 1));
 }
 
@@ -231,7 +252,10 @@ fn will_on_abnormal_close_not_after_disconnect() {
     h.connect_with(2, c.clone());
     // [MQTT-3.1.2-8]: a network close without DISCONNECT publishes it.
     let out = h.close(2);
-    assert_eq!(published(&out, 1), [("wills/dev".into(), QoS::AtLeastOnce, 1, false, false)]);
+    assert_eq!(
+        published(&out, 1),
+        [("wills/dev".into(), QoS::AtLeastOnce, 1, false, false)]
+    );
     // [MQTT-3.1.2-10]: DISCONNECT deletes it.
     h.connect_with(3, c);
     let disconnect = Packet::Disconnect(ReasonOnly {
@@ -297,7 +321,10 @@ fn takeover_closes_the_old_connection_with_0x8e() {
     let mut h = Harness::new();
     h.connect_with(1, connect_packet(Version::V5, "same", true, 0));
     let (_, out) = h.connect_with(2, connect_packet(Version::V5, "same", true, 0));
-    assert!(matches!(sent(&out, 1)[..], [Packet::Disconnect(ReasonOnly { reason: 0x8E, .. })]));
+    assert!(matches!(
+        sent(&out, 1)[..],
+        [Packet::Disconnect(ReasonOnly { reason: 0x8E, .. })]
+    ));
     assert!(closed(&out, 1));
     assert!(!closed(&out, 2));
     assert_eq!(h.broker.clients(), 1);
@@ -312,14 +339,27 @@ fn qos2_inbound_is_delivered_exactly_once() {
     h.connect(2, "pub", true);
     let out = h.packet(2, Packet::Publish(publish("t", b"x", QoS::ExactlyOnce, 7)));
     assert_eq!(published(&out, 1).len(), 1);
-    assert!(matches!(sent(&out, 2)[..], [Packet::PubRec(Ack { packet_id: 7, .. })]));
+    assert!(matches!(
+        sent(&out, 2)[..],
+        [Packet::PubRec(Ack { packet_id: 7, .. })]
+    ));
     let mut again = publish("t", b"x", QoS::ExactlyOnce, 7);
     again.dup = true;
     let out = h.packet(2, Packet::Publish(again));
     assert!(published(&out, 1).is_empty());
-    assert!(matches!(sent(&out, 2)[..], [Packet::PubRec(Ack { packet_id: 7, .. })]));
+    assert!(matches!(
+        sent(&out, 2)[..],
+        [Packet::PubRec(Ack { packet_id: 7, .. })]
+    ));
     let out = h.packet(2, Packet::PubRel(ack(7)));
-    assert!(matches!(sent(&out, 2)[..], [Packet::PubComp(Ack { packet_id: 7, reason: 0, .. })]));
+    assert!(matches!(
+        sent(&out, 2)[..],
+        [Packet::PubComp(Ack {
+            packet_id: 7,
+            reason: 0,
+            ..
+        })]
+    ));
     // After PUBREL the id is free for a new message.
     let out = h.packet(2, Packet::Publish(publish("t", b"y", QoS::ExactlyOnce, 7)));
     assert_eq!(published(&out, 1).len(), 1);
@@ -336,7 +376,10 @@ fn inflight_window_queues_in_order() {
     h.connect(2, "pub", true);
     let mut ids = Vec::new();
     for i in 0..4u16 {
-        let out = h.packet(2, Packet::Publish(publish("t", &[i as u8], QoS::AtLeastOnce, i + 1)));
+        let out = h.packet(
+            2,
+            Packet::Publish(publish("t", &[i as u8], QoS::AtLeastOnce, i + 1)),
+        );
         ids.extend(published(&out, 1).into_iter().map(|p| p.2));
     }
     assert_eq!(ids, [1, 2], "window of 2");
@@ -364,7 +407,11 @@ fn v5_receive_maximum_lowers_the_window() {
     h.connect(2, "pub", true);
     let mut n = 0;
     for i in 1..=3 {
-        n += published(&h.packet(2, Packet::Publish(publish("t", b"x", QoS::AtLeastOnce, i))), 1).len();
+        n += published(
+            &h.packet(2, Packet::Publish(publish("t", b"x", QoS::AtLeastOnce, i))),
+            1,
+        )
+        .len();
     }
     assert_eq!(n, 1);
 }
@@ -406,7 +453,9 @@ fn qos2_outbound_pubrel_is_resent_on_reconnect() {
     assert!(matches!(sent(&out, 1)[..], [Packet::PubRel(Ack { .. })]));
     h.close(1);
     let (_, out) = h.connect_with(3, connect_packet(Version::V311, "sub", false, 0));
-    assert!(matches!(sent(&out, 3)[..], [Packet::ConnAck(_), Packet::PubRel(Ack { packet_id, .. })] if *packet_id == pid));
+    assert!(
+        matches!(sent(&out, 3)[..], [Packet::ConnAck(_), Packet::PubRel(Ack { packet_id, .. })] if *packet_id == pid)
+    );
     assert!(published(&out, 3).is_empty());
     h.packet(3, Packet::PubComp(ack(pid)));
     assert!(h.broker.sessions.iter().all(|(_, s)| s.inflight.is_empty()));
@@ -423,7 +472,10 @@ fn offline_queue_is_bounded() {
     h.close(1);
     h.connect(2, "pub", true);
     for i in 1..=5 {
-        h.packet(2, Packet::Publish(publish("t", &[i], QoS::AtLeastOnce, u16::from(i))));
+        h.packet(
+            2,
+            Packet::Publish(publish("t", &[i], QoS::AtLeastOnce, u16::from(i))),
+        );
     }
     assert_eq!(h.broker.stats.messages_dropped, 2);
     let (_, out) = h.connect_with(3, connect_packet(Version::V311, "sub", false, 0));
@@ -448,7 +500,10 @@ fn overlapping_subscriptions_deliver_once_at_the_highest_qos() {
     sub("a/#", QoS::AtLeastOnce, 1);
     sub("a/b", QoS::ExactlyOnce, 2);
     h.connect(2, "pub", true);
-    let out = h.packet(2, Packet::Publish(publish("a/b", b"x", QoS::ExactlyOnce, 1)));
+    let out = h.packet(
+        2,
+        Packet::Publish(publish("a/b", b"x", QoS::ExactlyOnce, 1)),
+    );
     let deliveries: Vec<&Delivery> = out
         .iter()
         .filter_map(|a| match a {
@@ -481,7 +536,10 @@ fn retained_messages_are_sent_on_subscribe_and_cleared_by_empty_payload() {
     // [MQTT-3.3.1-8]: retained on subscribe carries RETAIN 1, after SUBACK.
     let out = h.subscribe(2, "home/+", opts(QoS::AtMostOnce));
     assert!(matches!(out[0], Action::Send(2, Packet::SubAck(_))));
-    assert_eq!(published(&out, 2), [("home/temp".into(), QoS::AtMostOnce, 0, false, true)]);
+    assert_eq!(
+        published(&out, 2),
+        [("home/temp".into(), QoS::AtMostOnce, 0, false, true)]
+    );
     // [MQTT-3.3.1-9]: a live delivery carries RETAIN 0.
     let out = h.packet(1, Packet::Publish(p.clone()));
     assert!(!published(&out, 2)[0].4);
@@ -501,7 +559,10 @@ fn dollar_topics_are_not_matched_by_leading_wildcards() {
     h.connect(2, "sys", true);
     h.subscribe(2, "$SYS/#", opts(QoS::AtMostOnce));
     h.connect(3, "pub", true);
-    let out = h.packet(3, Packet::Publish(publish("$SYS/x", b"1", QoS::AtMostOnce, 0)));
+    let out = h.packet(
+        3,
+        Packet::Publish(publish("$SYS/x", b"1", QoS::AtMostOnce, 0)),
+    );
     assert!(published(&out, 1).is_empty());
     assert_eq!(published(&out, 2).len(), 1);
 }
@@ -514,7 +575,10 @@ fn invalid_filters_are_refused_per_filter() {
         1,
         Packet::Subscribe(Subscribe {
             packet_id: 3,
-            filters: vec![("a/#/b".into(), opts(QoS::AtLeastOnce)), ("a/+".into(), opts(QoS::AtLeastOnce))],
+            filters: vec![
+                ("a/#/b".into(), opts(QoS::AtLeastOnce)),
+                ("a/+".into(), opts(QoS::AtLeastOnce)),
+            ],
             properties: Vec::new(),
         }),
     );
@@ -531,19 +595,39 @@ fn no_local_and_too_large_messages_are_not_sent() {
     o.no_local = true;
     h.subscribe(1, "t", o);
     h.subscribe(1, "u", opts(QoS::AtMostOnce));
-    assert!(published(&h.packet(1, Packet::Publish(publish("t", b"x", QoS::AtMostOnce, 0))), 1).is_empty());
+    assert!(
+        published(
+            &h.packet(1, Packet::Publish(publish("t", b"x", QoS::AtMostOnce, 0))),
+            1
+        )
+        .is_empty()
+    );
     h.connect(2, "other", true);
-    assert_eq!(published(&h.packet(2, Packet::Publish(publish("t", b"x", QoS::AtMostOnce, 0))), 1).len(), 1);
+    assert_eq!(
+        published(
+            &h.packet(2, Packet::Publish(publish("t", b"x", QoS::AtMostOnce, 0))),
+            1
+        )
+        .len(),
+        1
+    );
     // [MQTT-3.1.2-25]: larger than the client's Maximum Packet Size.
     let big = vec![0u8; 100];
-    assert!(published(&h.packet(2, Packet::Publish(publish("u", &big, QoS::AtMostOnce, 0))), 1).is_empty());
+    assert!(
+        published(
+            &h.packet(2, Packet::Publish(publish("u", &big, QoS::AtMostOnce, 0))),
+            1
+        )
+        .is_empty()
+    );
     assert_eq!(h.broker.stats.messages_dropped, 1);
 }
 
 #[test]
 fn auth_hook_refuses_with_the_right_code() {
     let mut h = Harness::new();
-    h.broker.set_auth(Box::new(|c: &Credentials| c.username == Some("ok")));
+    h.broker
+        .set_auth(Box::new(|c: &Credentials| c.username == Some("ok")));
     let mut c = connect_packet(Version::V311, "a", true, 0);
     c.username = Some("bad".into());
     let (ack, out) = h.connect_with(1, c.clone());
@@ -564,12 +648,21 @@ fn topic_alias_maps_and_rejects_out_of_range() {
     h.connect_with(2, connect_packet(Version::V5, "pub", true, 0));
     let mut p = publish("long/topic", b"1", QoS::AtMostOnce, 0);
     p.properties = vec![Property::TopicAlias(3)];
-    assert_eq!(published(&h.packet(2, Packet::Publish(p.clone())), 1).len(), 1);
+    assert_eq!(
+        published(&h.packet(2, Packet::Publish(p.clone())), 1).len(),
+        1
+    );
     p.topic.clear();
-    assert_eq!(published(&h.packet(2, Packet::Publish(p.clone())), 1)[0].0, "long/topic");
+    assert_eq!(
+        published(&h.packet(2, Packet::Publish(p.clone())), 1)[0].0,
+        "long/topic"
+    );
     p.properties = vec![Property::TopicAlias(11)];
     let out = h.packet(2, Packet::Publish(p));
-    assert!(matches!(sent(&out, 2)[..], [Packet::Disconnect(ReasonOnly { reason: 0x94, .. })]));
+    assert!(matches!(
+        sent(&out, 2)[..],
+        [Packet::Disconnect(ReasonOnly { reason: 0x94, .. })]
+    ));
     assert!(closed(&out, 2));
 }
 
@@ -611,7 +704,10 @@ fn shutdown_tells_v5_clients_0x8b() {
     h.connect(2, "b", true);
     let mut out = Vec::new();
     h.broker.shutdown(&mut out);
-    assert!(matches!(sent(&out, 1)[..], [Packet::Disconnect(ReasonOnly { reason: 0x8B, .. })]));
+    assert!(matches!(
+        sent(&out, 1)[..],
+        [Packet::Disconnect(ReasonOnly { reason: 0x8B, .. })]
+    ));
     assert!(sent(&out, 2).is_empty());
     assert!(closed(&out, 1) && closed(&out, 2));
 }

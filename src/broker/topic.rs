@@ -73,7 +73,10 @@ struct Node {
 
 impl Node {
     fn is_empty(&self) -> bool {
-        self.children.is_empty() && self.plus.is_none() && self.here.is_empty() && self.hash.is_empty()
+        self.children.is_empty()
+            && self.plus.is_none()
+            && self.here.is_empty()
+            && self.hash.is_empty()
     }
 }
 
@@ -123,8 +126,7 @@ impl TopicTable {
             return upsert(self.exact.entry(filter.clone()).or_default(), sub);
         }
         let mut node = 0;
-        let mut levels = filter.split('/');
-        while let Some(level) = levels.next() {
+        for level in filter.split('/') {
             if level == "#" {
                 return upsert(&mut self.nodes[node].hash, sub);
             }
@@ -234,8 +236,8 @@ impl TopicTable {
         }
     }
 
-    /// Number of subscriptions held, for statistics and tests.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         let exact: usize = self.exact.values().map(Vec::len).sum();
         let wild: usize = self.nodes.iter().map(|n| n.here.len() + n.hash.len()).sum();
         exact + wild
@@ -271,7 +273,9 @@ mod tests {
     #[test]
     fn filter_validity() {
         // [MQTT-4.7.1-2] [MQTT-4.7.1-3] [MQTT-4.7.3-1]
-        for ok in ["#", "+", "a/b", "a/+/c", "a/#", "+/+", "/", "a//b", "$SYS/#"] {
+        for ok in [
+            "#", "+", "a/b", "a/+/c", "a/#", "+/+", "/", "a//b", "$SYS/#",
+        ] {
             assert!(valid_filter(ok), "{ok}");
         }
         for bad in ["", "a#", "a/#/b", "a+", "a/b+/c", "##", "a/#b"] {
@@ -282,7 +286,10 @@ mod tests {
     #[test]
     fn wildcard_matching_follows_the_spec_examples() {
         assert!(matches("sport/tennis/player1/#", "sport/tennis/player1"));
-        assert!(matches("sport/tennis/player1/#", "sport/tennis/player1/ranking"));
+        assert!(matches(
+            "sport/tennis/player1/#",
+            "sport/tennis/player1/ranking"
+        ));
         assert!(matches("sport/#", "sport"));
         assert!(matches("sport/tennis/+", "sport/tennis/player1"));
         assert!(!matches("sport/tennis/+", "sport/tennis/player1/ranking"));
@@ -319,7 +326,10 @@ mod tests {
     fn unsubscribe_prunes_the_trie() {
         let mut t = TopicTable::default();
         assert!(t.subscribe(&Rc::from("a/+/c"), sub(1)));
-        assert!(!t.subscribe(&Rc::from("a/+/c"), sub(1)), "resubscribe replaces");
+        assert!(
+            !t.subscribe(&Rc::from("a/+/c"), sub(1)),
+            "resubscribe replaces"
+        );
         assert!(t.subscribe(&Rc::from("a/b"), sub(2)));
         assert_eq!(t.len(), 2);
         assert!(t.unsubscribe("a/+/c", 1));
