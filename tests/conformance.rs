@@ -6,7 +6,7 @@ mod common;
 #[path = "common/wire.rs"]
 mod wire;
 
-use common::{Roost, SIGTERM};
+use common::{Roost, SIGINT, SIGTERM};
 use std::time::{Duration, Instant};
 use wire::*;
 
@@ -985,6 +985,23 @@ fn sigterm_sends_v5_disconnect_0x8b_and_exits_0() {
     assert!(took < Duration::from_secs(4), "shutdown took {took:?}");
     v5.expect_disconnect(0x8B);
     v4.expect_closed_silently();
+}
+
+#[test]
+fn sigint_exits_0_promptly() {
+    // Contract: SIGINT behaves like SIGTERM; with no clients nothing needs to drain.
+    let mut r = Roost::start();
+    Client::v4(&r.addr(), "int4").disconnect();
+    let t0 = Instant::now();
+    let status = r
+        .signal_and_wait(SIGINT)
+        .expect("roost did not exit after SIGINT");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "idle shutdown took {:?}",
+        t0.elapsed()
+    );
 }
 
 trait RecvExt {
