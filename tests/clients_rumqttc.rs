@@ -1014,3 +1014,52 @@ fn v5_inbound_topic_alias() {
         assert_eq!(p.properties.and_then(|p| p.topic_alias), None);
     }
 }
+
+/// Outbound flow control: with Receive Maximum 2 and no acks, roost has
+/// at most 2 QoS 1 messages in flight to the client; each PUBACK releases
+/// the next queued one, in order.
+#[test]
+fn v5_receive_maximum_limits_inflight() {
+    use v5::*;
+    let roost = Roost::start();
+    let mut opts = options(roost.port, &unique("slow"));
+    opts.set_receive_maximum(Some(2));
+    opts.set_manual_acks(true);
+    let sub = connect(opts);
+    sub.subscribe("flow/#", QoS::AtLeastOnce);
+    let publ = connect(options(roost.port, &unique("pub")));
+    for i in 1..=5 {
+        publ.publish(
+            "flow/a",
+            QoS::AtLeastOnce,
+            false,
+            format!("f{i}").as_bytes(),
+        );
+    }
+    let first = sub.next_publish();
+    let second = sub.next_publish();
+    assert_eq!(
+        (text(&first.payload), text(&second.payload)),
+        ("f1".into(), "f2".into())
+    );
+    let extra = sub
+        .driver
+        .collect_for(Duration::from_millis(300), |e| match e {
+            Event::Incoming(Packet::Publish(p)) => Some(text(&p.payload)),
+            _ => None,
+        });
+    assert!(
+        extra.is_empty(),
+        "more than Receive Maximum in flight: {extra:?}"
+    );
+    let mut got = vec![text(&first.payload), text(&second.payload)];
+    sub.client.ack(&first).unwrap();
+    let mut unacked = vec![second];
+    while got.len() < 5 {
+        let p = sub.next_publish();
+        got.push(text(&p.payload));
+        sub.client.ack(&unacked.remove(0)).unwrap();
+        unacked.push(p);
+    }
+    assert_eq!(got, ["f1", "f2", "f3", "f4", "f5"]);
+}
