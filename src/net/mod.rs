@@ -31,6 +31,8 @@ const READ_BUF: usize = 64 * 1024;
 const READ_BUDGET: usize = 16;
 /// How long a closing connection may take to drain before it is dropped.
 const LINGER: Duration = Duration::from_secs(2);
+/// How long shutdown waits for clients to take their DISCONNECT and go.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// Pause after the process ran out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Spare output buffers kept for reuse, and the largest kept.
@@ -178,7 +180,7 @@ impl Server {
                 continue;
             }
             log::info!("signal {signal}: shutting down");
-            self.stop_by = Some(Instant::now() + LINGER);
+            self.stop_by = Some(Instant::now() + SHUTDOWN_GRACE);
             for mut listener in self.listeners.drain(..) {
                 let _ = self.poll.registry().deregister(&mut listener);
             }
