@@ -771,3 +771,39 @@ fn max_connections_closes_the_extra_connection() {
     b.disconnect();
     assert_serves(&mut r, "max_connections");
 }
+
+/// User plus system CPU time of process `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn out_of_file_descriptors_neither_spins_nor_crashes() {
+    // 24 descriptors: stdio, epoll, signalfd and the listener leave a few
+    // for clients; 40 connections exhaust them (EMFILE on accept).
+    let mut r = Roost::spawn_limited(&["-p", "0"], None, Some(24));
+    let held: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| std::net::TcpStream::connect(r.addr()).unwrap())
+        .collect();
+    assert!(
+        common::wait_until(|| r.log().iter().any(|l| l.contains("accept failed"))),
+        "expected an accept failure to be logged: {:?}",
+        r.log()
+    );
+    // Waiting for descriptors must not busy-loop: over one second the
+    // broker uses a small fraction of a CPU (a spin would use all of it).
+    let before = cpu_ticks(r.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(r.pid()) - before;
+    assert!(
+        used < 50,
+        "{used} ticks of CPU in 1 s while out of descriptors"
+    );
+    drop(held);
+    assert_serves(&mut r, "running out of file descriptors");
+}

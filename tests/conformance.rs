@@ -56,7 +56,11 @@ fn unsupported_protocol_level_above_5_gets_connack_0x01_then_close() {
         let mut c = Client::open(&r.addr());
         c.send(&Connect::new(level, "lvl").encode());
         let got = c.expect_closed();
-        assert_eq!(got.len(), 1, "level {level}: expected one CONNACK then close, got {got:?}");
+        assert_eq!(
+            got.len(),
+            1,
+            "level {level}: expected one CONNACK then close, got {got:?}"
+        );
         assert_eq!(got[0].first, 0x20);
         assert_eq!(got[0].body, vec![0x00, 0x01], "level {level}");
     }

@@ -32,6 +32,11 @@ impl Roost {
     }
 
     pub fn spawn(args: &[&str], config: Option<&str>) -> Roost {
+        Roost::spawn_limited(args, config, None)
+    }
+
+    /// Like `spawn`, with the process's open-file limit set to `nofile`.
+    pub fn spawn_limited(args: &[&str], config: Option<&str>, nofile: Option<u64>) -> Roost {
         let dir = config.map(|text| {
             let dir = TempDir::new("roost-test");
             std::fs::write(dir.path.join("roost.conf"), text).unwrap();
@@ -41,6 +46,23 @@ impl Roost {
         cmd.args(args);
         if let Some(dir) = &dir {
             cmd.arg("-c").arg(dir.path.join("roost.conf"));
+        }
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            // SAFETY: setrlimit is async-signal-safe; it only touches `limit`.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
         }
         cmd.env("RUST_LOG", "roost=debug")
             .stdin(Stdio::null())
@@ -54,7 +76,11 @@ impl Roost {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(addr) = line.split("listening on ").nth(1) {
-                    let port = addr.trim().rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+                    let port = addr
+                        .trim()
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| p.parse::<u16>().ok());
                     if let Some(port) = port {
                         let _ = tx.send(port);
                     }
@@ -69,7 +95,12 @@ impl Roost {
                 panic!("roost did not report a listener: {:?}", log.lock().unwrap());
             }
         };
-        Roost { child, port, log, _dir: dir }
+        Roost {
+            child,
+            port,
+            log,
+            _dir: dir,
+        }
     }
 
     pub fn addr(&self) -> String {
@@ -87,7 +118,7 @@ impl Roost {
 
     /// Sends `signal` and waits (bounded) for the process to exit.
     pub fn signal_and_wait(&mut self, signal: i32) -> Option<ExitStatus> {
-        unsafe { libc_kill(self.child.id() as i32, signal) };
+        unsafe { libc::kill(self.child.id() as i32, signal) };
         let deadline = Instant::now() + TIMEOUT;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -121,10 +152,6 @@ impl Drop for Roost {
     }
 }
 
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
-}
 pub const SIGTERM: i32 = 15;
 pub const SIGINT: i32 = 2;
 
@@ -143,9 +170,8 @@ pub fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
 /// Whether an external tool is on PATH; tests that need one skip (and say
 /// so) when it is missing, so `cargo test` passes on a bare machine.
 pub fn have(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
 }
 
 /// Whether python3 can import paho-mqtt.
