@@ -1,0 +1,264 @@
+//! roost against Python paho-mqtt 2.x (MQTT 3.1.1 and 5), driven by the
+//! script tests/paho/client.py, plus one cross-client test:
+//! mosquitto_pub (3.1.1) -> roost -> paho (v5) and rumqttc (v5).
+//!
+//! The script prints one result line and exits non-zero on failure; it has
+//! its own watchdog, and the test kills it after `TIMEOUT` regardless.
+
+mod common;
+
+use common::{Roost, TIMEOUT, have, have_paho};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/paho/client.py");
+
+/// A child process whose stdout and stderr lines are collected.
+struct Proc {
+    child: Child,
+    rx: mpsc::Receiver<String>,
+    seen: Arc<Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
+        let (tx, rx) = mpsc::channel();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            let seen = seen.clone();
+            readers.push(std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    seen.lock().unwrap().push(line.clone());
+                    let _ = tx.send(line);
+                }
+            }));
+        }
+        Proc {
+            child,
+            rx,
+            seen,
+            readers,
+        }
+    }
+
+    fn paho(args: &[&str]) -> Proc {
+        let mut cmd = Command::new("python3");
+        cmd.arg("-u").arg(SCRIPT).args(args);
+        Proc::spawn(cmd)
+    }
+
+    fn wait_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) if pred(&line) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no {what} within {TIMEOUT:?}; output: {:#?}", self.output()),
+            }
+        }
+    }
+
+    /// Waits for exit; kills the process after `TIMEOUT`.
+    fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // The process is gone, so its pipes reach EOF: collect
+                // every line it wrote before returning.
+                for reader in self.readers.drain(..) {
+                    let _ = reader.join();
+                }
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("process did not exit; output: {:#?}", self.output());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn output(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the paho script in `mode` and returns its "PAHO OK" line.
+fn paho_run(roost: &Roost, mode: &str, args: &[&str]) -> String {
+    let port = roost.port.to_string();
+    let mut all = vec![mode, port.as_str()];
+    all.extend_from_slice(args);
+    let mut proc = Proc::paho(&all);
+    let status = proc.wait_exit();
+    let output = proc.output();
+    assert!(
+        status.success(),
+        "paho {args:?} failed ({status}): {output:#?}\nroost log: {:#?}",
+        roost.log()
+    );
+    output
+        .into_iter()
+        .find(|l| l.starts_with("PAHO OK"))
+        .unwrap_or_else(|| panic!("no PAHO OK line"))
+}
+
+#[test]
+fn paho_v311_publish_subscribe_qos_0_1_2() {
+    skip_without!(have_paho(), "python3 paho-mqtt");
+    let roost = Roost::start();
+    let ok = paho_run(&roost, "roundtrip", &["311"]);
+    assert!(ok.starts_with("PAHO OK v311"), "{ok}");
+}
+
+/// v5 with defaults: CONNACK carries an Assigned Client Identifier (empty
+/// client id), Topic Alias Maximum 10 and Maximum Packet Size 1048576; user
+/// properties arrive in order at every QoS.
+#[test]
+fn paho_v5_publish_subscribe_and_connack_properties() {
+    skip_without!(have_paho(), "python3 paho-mqtt");
+    let roost = Roost::start();
+    let ok = paho_run(&roost, "roundtrip", &["5", "1048576"]);
+    assert!(ok.contains("max_packet=1048576"), "{ok}");
+}
+
+/// The configured `max_packet_size` is what CONNACK advertises.
+#[test]
+fn paho_v5_connack_max_packet_size_from_config() {
+    skip_without!(have_paho(), "python3 paho-mqtt");
+    let roost = Roost::with_config("listener 0 127.0.0.1\nmax_packet_size 100000\n");
+    let ok = paho_run(&roost, "roundtrip", &["5", "100000"]);
+    assert!(ok.contains("max_packet=100000"), "{ok}");
+}
+
+/// Session takeover seen by a real v5 client: DISCONNECT with reason 0x8E
+/// (Session taken over) on the old connection, and its will published.
+#[test]
+fn paho_v5_session_takeover() {
+    skip_without!(have_paho(), "python3 paho-mqtt");
+    let roost = Roost::start();
+    let ok = paho_run(&roost, "takeover", &[]);
+    assert_eq!(ok, "PAHO OK takeover reason=0x8E");
+}
+
+/// A rumqttc v5 subscriber on its own thread: sends "SUBSCRIBED" once the
+/// SUBACK is in, then "GOT topic payload qos retain" for the first message.
+fn rumqttc_v5_subscriber(port: u16, topic: &str) -> mpsc::Receiver<String> {
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::mqttbytes::v5::Packet;
+    use rumqttc::v5::{Client, Event, MqttOptions};
+    let (tx, rx) = mpsc::channel();
+    let mut opts = MqttOptions::new(
+        format!("rumqttc-cross-{}", std::process::id()),
+        "127.0.0.1",
+        port,
+    );
+    opts.set_keep_alive(Duration::from_secs(30));
+    let (client, mut connection) = Client::new(opts, 16);
+    client.subscribe(topic, QoS::AtLeastOnce).unwrap();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + 2 * TIMEOUT;
+        while Instant::now() < deadline {
+            match connection.recv_timeout(Duration::from_millis(50)) {
+                Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => {
+                    let _ = tx.send("SUBSCRIBED".to_string());
+                }
+                Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                    let _ = tx.send(format!(
+                        "GOT {} {} {} {}",
+                        String::from_utf8_lossy(&p.topic),
+                        String::from_utf8_lossy(&p.payload),
+                        p.qos as u8,
+                        u8::from(p.retain)
+                    ));
+                    // Let the PUBACK go out before leaving.
+                    let _ = client.disconnect();
+                    let flush = Instant::now() + Duration::from_millis(500);
+                    while Instant::now() < flush {
+                        if connection.recv_timeout(Duration::from_millis(50)).is_err() {
+                            break;
+                        }
+                    }
+                    return;
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    let _ = tx.send(format!("ERROR {e}"));
+                    return;
+                }
+                Err(_) => {}
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn cross_client_mosquitto_pub_to_paho_and_rumqttc() {
+    skip_without!(have_paho(), "python3 paho-mqtt");
+    skip_without!(have("mosquitto_pub"), "mosquitto-clients");
+    let roost = Roost::start();
+    let port = roost.port.to_string();
+
+    let mut paho = Proc::paho(&["sub", &port, "home/#"]);
+    paho.wait_line("paho SUBSCRIBED", |l| l == "SUBSCRIBED");
+    let rumqttc = rumqttc_v5_subscriber(roost.port, "home/+/temp");
+    let line = rumqttc
+        .recv_timeout(TIMEOUT)
+        .expect("rumqttc subscriber: no SUBACK");
+    assert_eq!(line, "SUBSCRIBED");
+
+    let mut publisher = Command::new("mosquitto_pub");
+    publisher.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-V",
+        "mqttv311",
+        "-q",
+        "1",
+        "-t",
+        "home/kitchen/temp",
+        "-m",
+        "21.5",
+    ]);
+    let mut publisher = Proc::spawn(publisher);
+    let status = publisher.wait_exit();
+    assert!(status.success(), "mosquitto_pub: {:#?}", publisher.output());
+
+    let got = paho.wait_line("paho GOT", |l| {
+        l.starts_with("GOT ") || l.starts_with("FAIL")
+    });
+    assert_eq!(got, "GOT home/kitchen/temp 21.5 1 0");
+    let status = paho.wait_exit();
+    assert!(status.success(), "paho: {:#?}", paho.output());
+
+    let got = rumqttc
+        .recv_timeout(TIMEOUT)
+        .expect("rumqttc subscriber: no message");
+    assert_eq!(got, "GOT home/kitchen/temp 21.5 1 0");
+}

@@ -1,0 +1,219 @@
+//! Starts the real `roost` binary on an ephemeral loopback port and tears it
+//! down again; shared by every integration test.
+#![allow(dead_code)] // each test crate uses its own subset of these helpers
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Upper bound for anything a test waits on.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Roost {
+    child: Child,
+    pub port: u16,
+    log: Arc<Mutex<Vec<String>>>,
+    _dir: Option<TempDir>,
+}
+
+impl Roost {
+    /// A broker with embedded defaults on 127.0.0.1 and a free port.
+    pub fn start() -> Roost {
+        Roost::spawn(&["-p", "0"], None)
+    }
+
+    /// A broker reading `config` (mosquitto.conf syntax); the config must
+    /// contain a `listener 0 127.0.0.1` line (or pass `-p 0`).
+    pub fn with_config(config: &str) -> Roost {
+        Roost::spawn(&[], Some(config))
+    }
+
+    pub fn spawn(args: &[&str], config: Option<&str>) -> Roost {
+        Roost::spawn_limited(args, config, None)
+    }
+
+    /// Like `spawn`, with the process's open-file limit set to `nofile`.
+    pub fn spawn_limited(args: &[&str], config: Option<&str>, nofile: Option<u64>) -> Roost {
+        let dir = config.map(|text| {
+            let dir = TempDir::new("roost-test");
+            std::fs::write(dir.path.join("roost.conf"), text).unwrap();
+            dir
+        });
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_roost"));
+        cmd.args(args);
+        if let Some(dir) = &dir {
+            cmd.arg("-c").arg(dir.path.join("roost.conf"));
+        }
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            // SAFETY: setrlimit is async-signal-safe; it only touches `limit`.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        cmd.env("RUST_LOG", "roost=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start roost");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on ").nth(1) {
+                    let port = addr
+                        .trim()
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| p.parse::<u16>().ok());
+                    if let Some(port) = port {
+                        let _ = tx.send(port);
+                    }
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let port = match rx.recv_timeout(TIMEOUT) {
+            Ok(port) => port,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("roost did not report a listener: {:?}", log.lock().unwrap());
+            }
+        };
+        Roost {
+            child,
+            port,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything roost has logged so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Sends `signal` and waits (bounded) for the process to exit.
+    pub fn signal_and_wait(&mut self, signal: i32) -> Option<ExitStatus> {
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Resident set size of the broker process in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// True while the broker process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Roost {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub const SIGTERM: i32 = 15;
+pub const SIGINT: i32 = 2;
+
+/// Polls `cond` until it holds or `TIMEOUT` passes.
+pub fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + TIMEOUT;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// Whether an external tool is on PATH; tests that need one skip (and say
+/// so) when it is missing, so `cargo test` passes on a bare machine.
+pub fn have(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+}
+
+/// Whether python3 can import paho-mqtt.
+pub fn have_paho() -> bool {
+    Command::new("python3")
+        .args(["-c", "import paho.mqtt.client"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[macro_export]
+macro_rules! skip_without {
+    ($cond:expr, $what:expr) => {
+        if !$cond {
+            eprintln!("SKIPPED: {} not installed", $what);
+            return;
+        }
+    };
+}
+
+/// A directory removed when dropped.
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir { path }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
