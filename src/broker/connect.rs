@@ -81,13 +81,7 @@ impl Broker {
         }
 
         let expiry = if v5 {
-            c.properties
-                .iter()
-                .find_map(|p| match p {
-                    Property::SessionExpiryInterval(e) => Some(*e),
-                    _ => None,
-                })
-                .unwrap_or(0)
+            crate::property!(c.properties, SessionExpiryInterval).unwrap_or(0)
         } else if c.clean_start {
             0
         } else {
@@ -114,14 +108,7 @@ impl Broker {
             None => (self.new_session(client_id.clone()), false),
         };
 
-        let receive_max = c
-            .properties
-            .iter()
-            .find_map(|p| match p {
-                Property::ReceiveMaximum(r) => Some(*r),
-                _ => None,
-            })
-            .unwrap_or(u16::MAX);
+        let receive_max = crate::property!(c.properties, ReceiveMaximum).unwrap_or(u16::MAX);
         let session = &mut self.sessions[s];
         session.conn = Some(id);
         session.generation += 1;
@@ -133,14 +120,7 @@ impl Broker {
         let conn = self.conns.get_mut(id).expect("checked above");
         conn.session = Some(s);
         conn.will = c.will.map(Box::new);
-        conn.max_packet = c
-            .properties
-            .iter()
-            .find_map(|p| match p {
-                Property::MaximumPacketSize(m) => Some(*m),
-                _ => None,
-            })
-            .unwrap_or(u32::MAX);
+        conn.max_packet = crate::property!(c.properties, MaximumPacketSize).unwrap_or(u32::MAX);
         conn.idle_limit = Duration::from_millis(u64::from(keep_alive) * 1500);
         conn.deadline = None;
         if keep_alive > 0 {
@@ -212,10 +192,7 @@ impl Broker {
         now: Instant,
         out: &mut Vec<Action>,
     ) {
-        let new_expiry = d.properties.iter().find_map(|p| match p {
-            Property::SessionExpiryInterval(e) => Some(*e),
-            _ => None,
-        });
+        let new_expiry = crate::property!(d.properties, SessionExpiryInterval);
         if let Some(expiry) = new_expiry {
             if self.sessions[s].expiry == 0 && expiry != 0 {
                 // [MQTT-3.14.2-2]

@@ -451,13 +451,7 @@ fn secs(s: u32) -> Duration {
 }
 
 fn will_delay(will: &Will) -> u32 {
-    will.properties
-        .iter()
-        .find_map(|p| match p {
-            crate::protocol::Property::WillDelayInterval(d) => Some(*d),
-            _ => None,
-        })
-        .unwrap_or(0)
+    crate::property!(will.properties, WillDelayInterval).unwrap_or(0)
 }
 
 fn disconnect(code: u8) -> Packet {

@@ -35,10 +35,7 @@ impl Broker {
         {
             return self.drop_conn(id, Some(reason::PROTOCOL_ERROR), now, out);
         }
-        let alias = p.properties.iter().find_map(|prop| match prop {
-            Property::TopicAlias(a) => Some(*a),
-            _ => None,
-        });
+        let alias = crate::property!(p.properties, TopicAlias);
         if let Some(alias) = alias {
             if let Err(code) = self.resolve_alias(id, alias, &mut p.topic) {
                 return self.drop_conn(id, Some(code), now, out);

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::session::Outgoing;
 use super::topic::{Sub, matches, push_compact, valid_filter};
 use super::{Action, Broker, ConnId, Message, reason};
-use crate::protocol::{Packet, Property, SubAck, SubOptions, Subscribe, UnsubAck, Unsubscribe};
+use crate::protocol::{Packet, SubAck, SubOptions, Subscribe, UnsubAck, Unsubscribe};
 
 impl Broker {
     pub(super) fn on_subscribe(
@@ -19,14 +19,7 @@ impl Broker {
         out: &mut Vec<Action>,
     ) {
         let v5 = self.is_v5(id);
-        let sub_id = sub
-            .properties
-            .iter()
-            .find_map(|p| match p {
-                Property::SubscriptionIdentifier(i) => Some(*i),
-                _ => None,
-            })
-            .unwrap_or(0);
+        let sub_id = crate::property!(sub.properties, SubscriptionIdentifier).unwrap_or(0);
         let mut codes = Vec::with_capacity(sub.filters.len());
         let mut retained_for = Vec::new();
         for (filter, options) in sub.filters {

@@ -67,6 +67,18 @@ pub enum Property {
 
 pub type Properties = Vec<Property>;
 
+/// The value of the first `$variant` property in `$props`, for properties
+/// holding one number: `property!(connect.properties, ReceiveMaximum)`.
+#[macro_export]
+macro_rules! property {
+    ($props:expr, $variant:ident) => {
+        $props.iter().find_map(|p| match p {
+            $crate::protocol::Property::$variant(v) => Some(*v),
+            _ => None,
+        })
+    };
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Will {
     pub topic: String,
