@@ -142,6 +142,8 @@ fn apply(
             s.broker.max_packet_size = v;
         }
         "max_keepalive" => s.broker.max_keepalive = number(key, one()?)?,
+        "max_topic_alias" => s.broker.topic_alias_max = number(key, one()?)?,
+        "outbound_topic_aliases" => s.broker.outbound_topic_aliases = boolean(key, one()?)?,
         "allow_anonymous" => {
             s.broker.allow_anonymous = boolean(key, one()?)?;
             s.anonymous_explicit = true;

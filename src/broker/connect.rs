@@ -4,10 +4,12 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::session::{Awaiting, Session};
+use super::publish::payload_format_ok;
+use super::session::{Awaiting, Outgoing, Session};
 use super::timer::Timer;
-use super::{Action, Broker, ConnId, Credentials, connack, reason};
+use super::{Action, Broker, ConnId, Credentials, OutAliases, connack, reason};
 use crate::protocol::{Ack, Connect, Packet, Property, ReasonOnly, Version};
+use std::collections::HashMap;
 
 impl Broker {
     pub(super) fn on_connect(
@@ -31,6 +33,14 @@ impl Broker {
         {
             // No enhanced authentication: [MQTT-4.12.0-1] allows 0x8C.
             return self.refuse(id, reason::BAD_AUTHENTICATION_METHOD, out);
+        }
+
+        if v5
+            && c.will
+                .as_ref()
+                .is_some_and(|w| !payload_format_ok(&w.properties, &w.payload))
+        {
+            return self.refuse(id, reason::PAYLOAD_FORMAT_INVALID, out);
         }
 
         let mut keep_alive = c.keep_alive;
@@ -121,6 +131,13 @@ impl Broker {
         conn.session = Some(s);
         conn.will = c.will.map(Box::new);
         conn.max_packet = crate::property!(c.properties, MaximumPacketSize).unwrap_or(u32::MAX);
+        let alias_max = crate::property!(c.properties, TopicAliasMaximum).unwrap_or(0);
+        conn.out_aliases = (self.config.outbound_topic_aliases && alias_max > 0).then(|| {
+            Box::new(OutAliases {
+                max: alias_max,
+                map: HashMap::new(),
+            })
+        });
         conn.idle_limit = Duration::from_millis(u64::from(keep_alive) * 1500);
         conn.deadline = None;
         if keep_alive > 0 {
@@ -146,7 +163,11 @@ impl Broker {
                 props.push(Property::TopicAliasMaximum(self.config.topic_alias_max));
             }
             props.push(Property::MaximumPacketSize(self.config.max_packet_size));
-            props.push(Property::SharedSubscriptionAvailable(0));
+            // The window roost grants inbound QoS 2 flows (enforced: 0x93).
+            props.push(Property::ReceiveMaximum(self.config.max_inflight));
+            // Maximum QoS 2, Retain, Wildcard, Subscription Identifier and
+            // Shared Subscription Available are all true: the defaults
+            // when absent, so nothing more is said.
         }
         out.push(Action::Send(id, connack(present, reason::SUCCESS, props)));
         if present {
@@ -163,19 +184,23 @@ impl Broker {
     /// A client is back: what it had not acknowledged is sent again, PUBLISH
     /// with DUP set, PUBREL as it was ([MQTT-4.4.0-1]), then the queue.
     fn resume(&mut self, s: usize, id: ConnId, now: Instant, out: &mut Vec<Action>) {
-        let session = &self.sessions[s];
-        for f in &session.inflight {
-            match f.awaiting {
+        let resend: Vec<(u16, Awaiting, Outgoing)> = self.sessions[s]
+            .inflight
+            .iter()
+            .map(|f| (f.packet_id, f.awaiting, f.out.clone()))
+            .collect();
+        for (packet_id, awaiting, o) in resend {
+            match awaiting {
                 Awaiting::Complete => out.push(Action::Send(
                     id,
                     Packet::PubRel(Ack {
-                        packet_id: f.packet_id,
+                        packet_id,
                         reason: reason::SUCCESS,
                         properties: Vec::new(),
                     }),
                 )),
                 Awaiting::Ack | Awaiting::Received => {
-                    if let Some(d) = self.delivery(id, &f.out, f.packet_id, true, now) {
+                    if let Some(d) = self.delivery(id, &o, packet_id, true, now) {
                         out.push(Action::Publish(id, d));
                     }
                 }

@@ -11,6 +11,7 @@ mod connect;
 mod message;
 mod publish;
 mod session;
+mod shared;
 mod subscribe;
 mod timer;
 pub mod topic;
@@ -51,8 +52,19 @@ pub struct Delivery {
     pub retain: bool,
     pub dup: bool,
     pub packet_id: u16,
-    /// Per-delivery v5 properties: subscription ids, remaining expiry.
+    /// Per-delivery v5 properties: subscription ids, remaining expiry,
+    /// topic alias.
     pub extra: Properties,
+    /// The topic is sent as its alias alone.
+    pub omit_topic: bool,
+}
+
+impl Delivery {
+    /// Whether this PUBLISH tells the client a new topic alias: it must then
+    /// not be dropped, or later PUBLISHes naming only the alias break.
+    pub fn defines_alias(&self) -> bool {
+        !self.omit_topic && crate::property!(self.extra, TopicAlias).is_some()
+    }
 }
 
 /// Limits and switches of the broker core (the config file sets them).
@@ -71,6 +83,9 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Inbound topic aliases a v5 client may use.
     pub topic_alias_max: u16,
+    /// Whether roost assigns topic aliases to what it sends v5 clients
+    /// (up to their Topic Alias Maximum).
+    pub outbound_topic_aliases: bool,
     pub allow_anonymous: bool,
 }
 
@@ -83,6 +98,7 @@ impl Default for Config {
             max_keepalive: 0,
             connect_timeout: Duration::from_secs(10),
             topic_alias_max: 10,
+            outbound_topic_aliases: false,
             allow_anonymous: true,
         }
     }
@@ -127,6 +143,15 @@ struct Conn {
     max_packet: u32,
     /// v5 inbound topic aliases, allocated on first use.
     aliases: Option<Box<[Option<String>]>>,
+    /// v5 outbound topic aliases, when enabled and the client accepts them.
+    out_aliases: Option<Box<OutAliases>>,
+}
+
+/// Topics roost has given an alias on one connection. Aliases are handed
+/// out in order until the client's maximum; later topics go out in full.
+struct OutAliases {
+    max: u16,
+    map: HashMap<String, u16>,
 }
 
 /// Connections by id. The loop's ids are dense slab keys, so a vector
@@ -169,6 +194,11 @@ pub struct Broker {
     sessions: Slab<Session>,
     by_client_id: HashMap<Rc<str>, usize>,
     topics: TopicTable,
+    /// Shared subscriptions: filters map to groups (`Sub::session` holds
+    /// the group slot), groups to members.
+    shared: TopicTable,
+    groups: Slab<shared::Group>,
+    group_ids: HashMap<Rc<str>, usize>,
     retained: HashMap<String, Rc<Message>>,
     timers: Timers,
     auth: Option<AuthHook>,
@@ -186,6 +216,9 @@ impl Broker {
             sessions: Slab::new(),
             by_client_id: HashMap::new(),
             topics: TopicTable::default(),
+            shared: TopicTable::default(),
+            groups: Slab::new(),
+            group_ids: HashMap::new(),
             retained: HashMap::new(),
             timers: Timers::default(),
             auth: None,
@@ -231,6 +264,7 @@ impl Broker {
                 will: None,
                 max_packet: u32::MAX,
                 aliases: None,
+                out_aliases: None,
             },
         );
         self.timers.add(deadline, Timer::Conn(id, self.next_serial));
@@ -392,7 +426,8 @@ impl Broker {
 
     /// Answers a CONNECT with a refusal and closes; nothing was attached.
     fn refuse(&mut self, id: ConnId, code: u8, out: &mut Vec<Action>) {
-        out.push(Action::Send(id, connack(false, code, Vec::new())));
+        // 3.x CONNACKs carry no properties: the encoder leaves them out.
+        out.push(Action::Send(id, connack(false, code, reason_string(code))));
         self.conns.remove(id);
         out.push(Action::Close(id));
     }
@@ -437,11 +472,29 @@ impl Broker {
     fn end_session(&mut self, s: usize, now: Instant, out: &mut Vec<Action>) {
         let session = self.sessions.remove(s);
         for filter in &session.subscriptions {
-            self.topics.unsubscribe(filter, s);
+            self.remove_subscription(filter, s);
         }
         self.by_client_id.remove(&session.client_id);
+        let unacknowledged = session
+            .inflight
+            .into_iter()
+            .filter(|f| f.awaiting != session::Awaiting::Complete)
+            .map(|f| f.out);
+        let pending: Vec<_> = unacknowledged
+            .chain(session.queue)
+            .filter(|o| o.share.is_some())
+            .collect();
+        self.reroute_shared(pending, now, out);
         if let Some(will) = session.pending_will {
             self.publish_will(*will, now, out);
+        }
+    }
+
+    /// Drops session `s`'s subscription to `filter`, shared or not.
+    fn remove_subscription(&mut self, filter: &str, s: usize) -> bool {
+        match topic::parse_shared(filter) {
+            Some(Ok(_)) => self.leave_group(filter, s),
+            _ => self.topics.unsubscribe(filter, s),
         }
     }
 }
@@ -454,11 +507,19 @@ fn will_delay(will: &Will) -> u32 {
     crate::property!(will.properties, WillDelayInterval).unwrap_or(0)
 }
 
+/// A server DISCONNECT, with a Reason String saying why (allowed in
+/// DISCONNECT whatever Request Problem Information says, [MQTT-3.1.2-29]).
 fn disconnect(code: u8) -> Packet {
     Packet::Disconnect(ReasonOnly {
         reason: code,
-        properties: Vec::new(),
+        properties: reason_string(code),
     })
+}
+
+fn reason_string(code: u8) -> Properties {
+    reason::describe(code)
+        .map(|why| vec![crate::protocol::Property::ReasonString(why.into())])
+        .unwrap_or_default()
 }
 
 fn connack(session_present: bool, code: u8, properties: Properties) -> Packet {

@@ -11,6 +11,13 @@ use crate::protocol::{
     Ack, Packet, Property, Publish, PublishRef, QoS, Version, Will, publish_len,
 };
 
+/// False when a Payload Format Indicator of 1 announces UTF-8 that the
+/// payload is not.
+pub(super) fn payload_format_ok(properties: &[Property], payload: &[u8]) -> bool {
+    crate::property!(properties, PayloadFormatIndicator) != Some(1)
+        || std::str::from_utf8(payload).is_ok()
+}
+
 fn ack(packet_id: u16, reason: u8) -> Ack {
     Ack {
         packet_id,
@@ -43,12 +50,33 @@ impl Broker {
         }
         self.stats.messages_received += 1;
         let (qos, packet_id) = (p.qos, p.packet_id);
+        let v5 = self.is_v5(id);
+        if v5 && !payload_format_ok(&p.properties, &p.payload) {
+            // Payload Format Indicator 1 promises UTF-8 (MQTT 5.0 3.3.2.3.2):
+            // refused in the ack, or by DISCONNECT when there is no ack.
+            let code = reason::PAYLOAD_FORMAT_INVALID;
+            return match qos {
+                QoS::AtMostOnce => self.drop_conn(id, Some(code), now, out),
+                QoS::AtLeastOnce => {
+                    out.push(Action::Send(id, Packet::PubAck(ack(packet_id, code))))
+                }
+                QoS::ExactlyOnce => {
+                    out.push(Action::Send(id, Packet::PubRec(ack(packet_id, code))))
+                }
+            };
+        }
         let session = &mut self.sessions[s];
         // Exactly once: a QoS 2 id already PUBREC'd is a re-send, not a new
         // message ([MQTT-4.3.3-10]).
         let duplicate = qos == QoS::ExactlyOnce && session.awaiting_rel.contains(&packet_id);
         let mut code = reason::SUCCESS;
         if !duplicate {
+            let window = usize::from(self.config.max_inflight);
+            if v5 && qos == QoS::ExactlyOnce && session.awaiting_rel.len() >= window {
+                // More QoS 2 flows open than the Receive Maximum advertised
+                // in CONNACK ([MQTT-3.3.4-8]).
+                return self.drop_conn(id, Some(reason::RECEIVE_MAXIMUM_EXCEEDED), now, out);
+            }
             if qos == QoS::ExactlyOnce {
                 session.awaiting_rel.push(packet_id);
             }
@@ -67,7 +95,6 @@ impl Broker {
                 code = reason::NO_MATCHING_SUBSCRIBERS;
             }
         }
-        let v5 = self.is_v5(id);
         if !v5 {
             code = reason::SUCCESS;
         }
@@ -158,9 +185,16 @@ impl Broker {
                     .filter(|sub| sub.id != 0)
                     .map(|sub| sub.id)
                     .collect(),
+                share: None,
             };
             self.deliver(group[0].session, o, now, out);
         }
+        subs.clear();
+        self.shared.matches(&msg.topic, &mut subs);
+        for group in &subs {
+            self.deliver_shared(group.session, msg.clone(), now, out);
+        }
+        matched += subs.len();
         subs.clear();
         self.scratch = subs;
         matched
@@ -247,15 +281,16 @@ impl Broker {
     /// The PUBLISH for one delivery to connection `id`, or None when it
     /// would exceed the client's Maximum Packet Size.
     pub(super) fn delivery(
-        &self,
+        &mut self,
         id: ConnId,
         o: &Outgoing,
         packet_id: u16,
         dup: bool,
         now: Instant,
     ) -> Option<Delivery> {
-        let conn = self.conns.get(id)?;
+        let conn = self.conns.get_mut(id)?;
         let mut extra = Vec::new();
+        let mut omit_topic = false;
         if conn.version == Version::V5 {
             extra.extend(
                 o.sub_ids
@@ -265,11 +300,27 @@ impl Broker {
             if let Some(left) = o.msg.remaining_expiry(now) {
                 extra.push(Property::MessageExpiryInterval(left));
             }
+            let topic = &o.msg.topic;
+            let mut new_alias = None;
+            if let Some(aliases) = &conn.out_aliases {
+                match aliases.map.get(topic) {
+                    Some(&alias) => {
+                        extra.push(Property::TopicAlias(alias));
+                        omit_topic = true;
+                    }
+                    None if aliases.map.len() < usize::from(aliases.max) => {
+                        let alias = aliases.map.len() as u16 + 1;
+                        extra.push(Property::TopicAlias(alias));
+                        new_alias = Some(alias);
+                    }
+                    None => {}
+                }
+            }
             let p = PublishRef {
                 dup,
                 qos: o.qos,
                 retain: o.retain,
-                topic: &o.msg.topic,
+                topic: if omit_topic { "" } else { topic },
                 packet_id,
                 properties: &o.msg.properties,
                 extra: &extra,
@@ -277,6 +328,10 @@ impl Broker {
             };
             if publish_len(&p, conn.version) > conn.max_packet as usize {
                 return None;
+            }
+            // Recorded only once the PUBLISH that teaches it will be sent.
+            if let (Some(alias), Some(aliases)) = (new_alias, &mut conn.out_aliases) {
+                aliases.map.insert(topic.clone(), alias);
             }
         }
         Some(Delivery {
@@ -286,6 +341,7 @@ impl Broker {
             dup,
             packet_id,
             extra,
+            omit_topic,
         })
     }
 

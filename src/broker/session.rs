@@ -15,6 +15,19 @@ pub struct Outgoing {
     pub retain: bool,
     /// v5 Subscription Identifiers of the matching subscriptions.
     pub sub_ids: Box<[u32]>,
+    /// The shared subscription it came through, to re-route it to another
+    /// member if this session ends before acknowledging it.
+    pub share: Option<Rc<str>>,
+}
+
+/// The Subscription Identifiers of a delivery through one subscription
+/// whose id is `id` (0: none).
+pub fn one_id(id: u32) -> Box<[u32]> {
+    if id == 0 {
+        Box::new([])
+    } else {
+        Box::new([id])
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +144,7 @@ mod tests {
             qos,
             retain: false,
             sub_ids: Box::new([]),
+            share: None,
         }
     }
 

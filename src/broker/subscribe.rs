@@ -5,7 +5,8 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use super::session::Outgoing;
-use super::topic::{Sub, matches, push_compact, valid_filter};
+use super::session::one_id;
+use super::topic::{Sub, matches, parse_shared, push_compact, valid_filter};
 use super::{Action, Broker, ConnId, Message, reason};
 use crate::protocol::{Packet, SubAck, SubOptions, Subscribe, UnsubAck, Unsubscribe};
 
@@ -23,7 +24,13 @@ impl Broker {
         let mut codes = Vec::with_capacity(sub.filters.len());
         let mut retained_for = Vec::new();
         for (filter, options) in sub.filters {
-            if !valid_filter(&filter) {
+            let filter: Rc<str> = filter.into();
+            let shared = parse_shared(&filter);
+            let valid = match shared {
+                Some(share) => share.is_ok(),
+                None => valid_filter(&filter),
+            };
+            if !valid {
                 codes.push(if v5 {
                     reason::TOPIC_FILTER_INVALID
                 } else {
@@ -31,27 +38,31 @@ impl Broker {
                 });
                 continue;
             }
-            if v5 && filter.starts_with("$share/") {
-                codes.push(reason::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED);
-                continue;
-            }
-            let filter: Rc<str> = filter.into();
-            let new = self.topics.subscribe(
-                &filter,
-                Sub {
-                    session: s,
-                    options,
-                    id: sub_id,
-                },
-            );
+            let entry = Sub {
+                session: s,
+                options,
+                id: sub_id,
+            };
+            let new = match shared {
+                Some(Ok((_, inner))) => {
+                    if options.no_local {
+                        // [MQTT-3.8.3-4]
+                        return self.drop_conn(id, Some(reason::PROTOCOL_ERROR), now, out);
+                    }
+                    self.join_group(&filter, inner, entry)
+                }
+                _ => self.topics.subscribe(&filter, entry),
+            };
             if new {
                 push_compact(&mut self.sessions[s].subscriptions, filter.clone());
             }
             // Granted as requested: roost supports QoS 2 ([MQTT-3.8.4-6]).
             codes.push(options.qos as u8);
             // Retain Handling 0: always send retained, 1: only for a new
-            // subscription, 2: never ([MQTT-3.3.1-9], [MQTT-3.3.1-10]).
-            if options.retain_handling == 0 || (options.retain_handling == 1 && new) {
+            // subscription, 2: never ([MQTT-3.3.1-9], [MQTT-3.3.1-10]); a
+            // shared subscription gets none (MQTT 5.0 section 4.8.2).
+            let wants = options.retain_handling == 0 || (options.retain_handling == 1 && new);
+            if shared.is_none() && wants {
                 retained_for.push((filter, options));
             }
         }
@@ -93,11 +104,8 @@ impl Broker {
             let o = Outgoing {
                 qos: msg.qos.min(options.qos),
                 retain: true,
-                sub_ids: if sub_id == 0 {
-                    Box::new([])
-                } else {
-                    Box::new([sub_id])
-                },
+                sub_ids: one_id(sub_id),
+                share: None,
                 msg,
             };
             self.deliver(s, o, now, out);
@@ -114,7 +122,7 @@ impl Broker {
         let v5 = self.is_v5(id);
         let mut codes = Vec::new();
         for filter in &u.filters {
-            let removed = self.topics.unsubscribe(filter, s);
+            let removed = self.remove_subscription(filter, s);
             if removed {
                 self.sessions[s].subscriptions.retain(|f| **f != **filter);
             }

@@ -711,3 +711,197 @@ fn shutdown_tells_v5_clients_0x8b() {
     assert!(sent(&out, 2).is_empty());
     assert!(closed(&out, 1) && closed(&out, 2));
 }
+
+fn v5(client_id: &str, clean: bool, properties: Vec<Property>) -> Connect {
+    let mut c = connect_packet(Version::V5, client_id, clean, 0);
+    c.properties = properties;
+    c
+}
+
+fn payloads(out: &[Action], id: ConnId) -> Vec<Vec<u8>> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::Publish(to, d) if *to == id => Some(d.msg.payload.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn shared_subscription_round_robins_with_per_member_qos() {
+    let mut h = Harness::new();
+    h.connect(1, "a", true);
+    h.subscribe(1, "$share/g/s/+", opts(QoS::AtMostOnce));
+    h.connect(2, "b", true);
+    h.subscribe(2, "$share/g/s/+", opts(QoS::AtLeastOnce));
+    h.connect(3, "pub", true);
+    let mut got = [Vec::new(), Vec::new()];
+    for i in 0..4u8 {
+        let out = h.packet(
+            3,
+            Packet::Publish(publish("s/x", &[i], QoS::AtLeastOnce, u16::from(i) + 1)),
+        );
+        for (k, id) in [(0, 1), (1, 2)] {
+            for (_, qos, ..) in published(&out, id) {
+                got[k].push((i, qos));
+            }
+        }
+    }
+    // Each message to exactly one member, alternating, at that member's QoS.
+    assert_eq!(got[0], [(0, QoS::AtMostOnce), (2, QoS::AtMostOnce)]);
+    assert_eq!(got[1], [(1, QoS::AtLeastOnce), (3, QoS::AtLeastOnce)]);
+    // No retained messages for a shared subscription (MQTT 5.0 4.8.2).
+    let mut p = publish("s/r", b"kept", QoS::AtMostOnce, 0);
+    p.retain = true;
+    h.packet(3, Packet::Publish(p));
+    h.connect(4, "c", true);
+    assert!(published(&h.subscribe(4, "$share/h/s/#", opts(QoS::AtMostOnce)), 4).is_empty());
+}
+
+#[test]
+fn shared_subscription_prefers_online_members_and_reroutes_on_session_end() {
+    let mut h = Harness::new();
+    h.connect_with(
+        1,
+        v5("a", false, vec![Property::SessionExpiryInterval(100)]),
+    );
+    h.subscribe(1, "$share/g/t", opts(QoS::AtLeastOnce));
+    h.connect(2, "b", true);
+    h.subscribe(2, "$share/g/t", opts(QoS::AtLeastOnce));
+    h.close(1);
+    h.connect(3, "pub", true);
+    for i in 1..=2u8 {
+        let out = h.packet(
+            3,
+            Packet::Publish(publish("t", &[i], QoS::AtLeastOnce, u16::from(i))),
+        );
+        assert_eq!(payloads(&out, 2), [vec![i]], "the online member gets it");
+    }
+    // b's clean session ends with both unacknowledged: they go to a's
+    // session (offline, so queued) and arrive when it returns.
+    h.close(2);
+    let (_, out) = h.connect_with(
+        4,
+        v5("a", false, vec![Property::SessionExpiryInterval(100)]),
+    );
+    assert_eq!(payloads(&out, 4), [vec![1], vec![2]]);
+}
+
+#[test]
+fn shared_subscription_syntax_and_no_local_are_checked() {
+    let mut h = Harness::new();
+    h.connect_with(1, v5("a", true, Vec::new()));
+    let out = h.subscribe(1, "$share/g+/t", opts(QoS::AtMostOnce));
+    assert!(matches!(&sent(&out, 1)[..], [Packet::SubAck(s)] if s.codes == [0x8F]));
+    let mut o = opts(QoS::AtMostOnce);
+    o.no_local = true;
+    // [MQTT-3.8.3-4]
+    let out = h.subscribe(1, "$share/g/t", o);
+    assert!(matches!(
+        sent(&out, 1)[..],
+        [Packet::Disconnect(ReasonOnly { reason: 0x82, .. })]
+    ));
+    assert!(closed(&out, 1));
+}
+
+#[test]
+fn shared_group_goes_with_its_last_member() {
+    let mut h = Harness::new();
+    h.connect(1, "a", true);
+    h.subscribe(1, "$share/g/t", opts(QoS::AtMostOnce));
+    let out = h.packet(
+        1,
+        Packet::Unsubscribe(crate::protocol::Unsubscribe {
+            packet_id: 2,
+            filters: vec!["$share/g/t".into()],
+            properties: Vec::new(),
+        }),
+    );
+    assert!(matches!(sent(&out, 1)[..], [Packet::UnsubAck(_)]));
+    assert!(h.broker.groups.is_empty() && h.broker.group_ids.is_empty());
+    h.connect(2, "pub", true);
+    let out = h.packet(2, Packet::Publish(publish("t", b"x", QoS::AtMostOnce, 0)));
+    assert!(published(&out, 1).is_empty());
+}
+
+#[test]
+fn payload_format_indicator_is_checked() {
+    let mut h = Harness::new();
+    h.connect_with(1, v5("p", true, Vec::new()));
+    let mut p = publish("t", &[0xff, 0xfe], QoS::AtLeastOnce, 5);
+    p.properties = vec![Property::PayloadFormatIndicator(1)];
+    let out = h.packet(1, Packet::Publish(p.clone()));
+    assert!(matches!(
+        sent(&out, 1)[..],
+        [Packet::PubAck(Ack { reason: 0x99, .. })]
+    ));
+    p.qos = QoS::AtMostOnce;
+    p.packet_id = 0;
+    let out = h.packet(1, Packet::Publish(p));
+    assert!(matches!(
+        sent(&out, 1)[..],
+        [Packet::Disconnect(ReasonOnly { reason: 0x99, .. })]
+    ));
+    // A will that promises UTF-8 and is not: refused at CONNECT.
+    let mut c = v5("w", true, Vec::new());
+    c.will = will("w", vec![Property::PayloadFormatIndicator(1)]);
+    c.will.as_mut().unwrap().payload = vec![0xc3];
+    assert_eq!(h.connect_with(2, c).0.code, 0x99);
+}
+
+#[test]
+fn receive_maximum_is_advertised_and_enforced() {
+    let mut h = Harness::with(Config {
+        max_inflight: 2,
+        ..Config::default()
+    });
+    let (ack, _) = h.connect_with(1, v5("p", true, Vec::new()));
+    assert!(ack.properties.contains(&Property::ReceiveMaximum(2)));
+    assert!(
+        !ack.properties
+            .iter()
+            .any(|p| matches!(p, Property::SharedSubscriptionAvailable(_)))
+    );
+    for id in 1..=2 {
+        h.packet(1, Packet::Publish(publish("t", b"x", QoS::ExactlyOnce, id)));
+    }
+    // [MQTT-3.3.4-8]
+    let out = h.packet(1, Packet::Publish(publish("t", b"x", QoS::ExactlyOnce, 3)));
+    assert!(matches!(
+        &sent(&out, 1)[..],
+        [Packet::Disconnect(ReasonOnly { reason: 0x93, properties })] if !properties.is_empty()
+    ));
+}
+
+#[test]
+fn outbound_topic_aliases_up_to_the_clients_maximum() {
+    let mut h = Harness::with(Config {
+        outbound_topic_aliases: true,
+        ..Config::default()
+    });
+    h.connect_with(1, v5("sub", true, vec![Property::TopicAliasMaximum(2)]));
+    h.subscribe(1, "#", opts(QoS::AtMostOnce));
+    h.connect(2, "pub", true);
+    let mut seen = Vec::new();
+    for topic in ["a", "a", "b", "c", "b"] {
+        let out = h.packet(2, Packet::Publish(publish(topic, b"x", QoS::AtMostOnce, 0)));
+        let d = out
+            .iter()
+            .find_map(|a| match a {
+                Action::Publish(1, d) => Some(d),
+                _ => None,
+            })
+            .unwrap();
+        seen.push((d.omit_topic, crate::property!(d.extra, TopicAlias)));
+    }
+    assert_eq!(
+        seen,
+        [
+            (false, Some(1)),
+            (true, Some(1)),
+            (false, Some(2)),
+            (false, None),
+            (true, Some(2))
+        ]
+    );
+}

@@ -38,6 +38,22 @@ pub fn valid_filter(filter: &str) -> bool {
     true
 }
 
+/// Splits a shared subscription `$share/{group}/{filter}` into its group
+/// and filter. None for an ordinary filter; Err(()) for a malformed one: the
+/// group name is non-empty without `/`, `+` or `#`, and a valid filter
+/// follows ([MQTT-4.8.2-1], [MQTT-4.8.2-2]).
+pub fn parse_shared(filter: &str) -> Option<Result<(&str, &str), ()>> {
+    let rest = filter.strip_prefix("$share/")?;
+    Some(match rest.split_once('/') {
+        Some((group, inner))
+            if !group.is_empty() && !group.contains(['+', '#']) && valid_filter(inner) =>
+        {
+            Ok((group, inner))
+        }
+        _ => Err(()),
+    })
+}
+
 fn is_wildcard(filter: &str) -> bool {
     filter.contains(['+', '#'])
 }
@@ -289,6 +305,23 @@ mod tests {
         }
         for bad in ["", "a#", "a/#/b", "a+", "a/b+/c", "##", "a/#b"] {
             assert!(!valid_filter(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn shared_subscription_syntax() {
+        // [MQTT-4.8.2-1] [MQTT-4.8.2-2]
+        assert_eq!(parse_shared("a/b"), None);
+        assert_eq!(parse_shared("$share/g/a/+"), Some(Ok(("g", "a/+"))));
+        assert_eq!(parse_shared("$share/g/#"), Some(Ok(("g", "#"))));
+        for bad in [
+            "$share/g",
+            "$share//a",
+            "$share/g+/a",
+            "$share/#/a",
+            "$share/g/a#",
+        ] {
+            assert_eq!(parse_shared(bad), Some(Err(())), "{bad}");
         }
     }
 

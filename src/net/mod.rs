@@ -357,7 +357,7 @@ impl Server {
         };
         // A subscriber that does not keep up loses QoS 0 first; QoS 1/2
         // are bounded by its in-flight window instead.
-        if d.qos == QoS::AtMostOnce && c.outbuf.len() >= max_outgoing {
+        if d.qos == QoS::AtMostOnce && c.outbuf.len() >= max_outgoing && !d.defines_alias() {
             self.broker.stats.messages_dropped += 1;
             if !c.drop_logged {
                 c.drop_logged = true;
@@ -369,7 +369,7 @@ impl Server {
             dup: d.dup,
             qos: d.qos,
             retain: d.retain,
-            topic: &d.msg.topic,
+            topic: if d.omit_topic { "" } else { &d.msg.topic },
             packet_id: d.packet_id,
             properties: &d.msg.properties,
             extra: &d.extra,

@@ -290,7 +290,30 @@ pub mod reason {
     pub const TOPIC_ALIAS_INVALID: u8 = 0x94;
     pub const PACKET_TOO_LARGE: u8 = 0x95;
     pub const QUOTA_EXCEEDED: u8 = 0x97;
-    pub const SHARED_SUBSCRIPTIONS_NOT_SUPPORTED: u8 = 0x9E;
+
+    pub const PAYLOAD_FORMAT_INVALID: u8 = 0x99;
+
+    /// Words for the reason codes the broker closes or refuses with, sent
+    /// as a v5 Reason String.
+    pub fn describe(code: u8) -> Option<&'static str> {
+        Some(match code {
+            MALFORMED_PACKET => "malformed packet",
+            PROTOCOL_ERROR => "protocol error",
+            UNSUPPORTED_PROTOCOL_VERSION => "unsupported protocol version",
+            CLIENT_ID_NOT_VALID => "client identifier not valid",
+            BAD_USERNAME_OR_PASSWORD => "bad user name or password",
+            NOT_AUTHORIZED => "not authorized",
+            SERVER_SHUTTING_DOWN => "server shutting down",
+            BAD_AUTHENTICATION_METHOD => "enhanced authentication is not supported",
+            KEEP_ALIVE_TIMEOUT => "keep alive timeout",
+            SESSION_TAKEN_OVER => "session taken over by another connection",
+            RECEIVE_MAXIMUM_EXCEEDED => "receive maximum exceeded",
+            TOPIC_ALIAS_INVALID => "topic alias invalid",
+            PACKET_TOO_LARGE => "packet too large",
+            PAYLOAD_FORMAT_INVALID => "payload is not valid UTF-8",
+            _ => return None,
+        })
+    }
 
     /// 3.1/3.1.1 CONNACK return codes.
     pub const V3_UNACCEPTABLE_PROTOCOL_VERSION: u8 = 0x01;
