@@ -7,12 +7,8 @@
 
 mod common;
 
-use common::{Roost, TIMEOUT, have};
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use common::{Proc, Roost, SIGINT, have};
+use std::process::Command;
 
 fn tools_present() -> bool {
     if !have("mosquitto_sub") || !have("mosquitto_pub") {
@@ -26,133 +22,45 @@ fn tools_present() -> bool {
     true
 }
 
-/// A running mosquitto_sub whose stdout lines are collected as they come.
-struct Sub {
-    child: Child,
-    rx: mpsc::Receiver<String>,
-    seen: Arc<Mutex<Vec<String>>>,
-    readers: Vec<std::thread::JoinHandle<()>>,
+/// Starts `mosquitto_sub -d`, line-buffered, whose output lines are
+/// collected as they come.
+fn mosquitto_sub(port: u16, args: &[&str]) -> Proc {
+    let mut cmd = Command::new("stdbuf");
+    cmd.args(["-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p"])
+        .arg(port.to_string())
+        .arg("-d")
+        .args(args);
+    Proc::spawn(cmd)
 }
 
-impl Sub {
-    fn spawn(port: u16, args: &[&str]) -> Sub {
-        let mut child = Command::new("stdbuf")
-            .args(["-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p"])
-            .arg(port.to_string())
-            .arg("-d")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start mosquitto_sub");
-        let (tx, rx) = mpsc::channel();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let mut readers = Vec::new();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            let seen = seen.clone();
-            readers.push(std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    seen.lock().unwrap().push(line.clone());
-                    let _ = tx.send(line);
-                }
-            }));
-        }
-        Sub {
-            child,
-            rx,
-            seen,
-            readers,
-        }
-    }
-
-    /// The first line (from now on) satisfying `pred`; panics after TIMEOUT.
-    fn wait_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
-                Ok(line) if pred(&line) => return line,
-                Ok(_) => {}
-                Err(_) => panic!(
-                    "mosquitto_sub: no {what} within {TIMEOUT:?}; output: {:#?}",
-                    self.seen.lock().unwrap()
-                ),
-            }
-        }
-    }
-
-    fn wait_suback(&self) -> String {
-        self.wait_line("SUBACK", |l| l.contains("received SUBACK"));
-        self.wait_line("'Subscribed' line", |l| l.starts_with("Subscribed"))
-    }
-
-    /// Waits (bounded) for the process to exit.
-    fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // The process is gone, so its pipes reach EOF: collect
-                // every line it wrote before returning.
-                for reader in self.readers.drain(..) {
-                    let _ = reader.join();
-                }
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "mosquitto_sub did not exit; output: {:#?}",
-                    self.seen.lock().unwrap()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn output(&self) -> Vec<String> {
-        self.seen.lock().unwrap().clone()
-    }
+/// Waits for mosquitto_sub's SUBACK and returns its "Subscribed" line.
+fn wait_suback(sub: &Proc) -> String {
+    sub.wait_line("SUBACK", |l| l.contains("received SUBACK"));
+    sub.wait_line("'Subscribed' line", |l| l.starts_with("Subscribed"))
 }
 
-impl Drop for Sub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The message lines (`-v`: "topic payload") among a subscriber's output.
+fn messages(sub: &Proc) -> Vec<String> {
+    sub.output()
+        .into_iter()
+        .filter(|l| l.starts_with("home/"))
+        .collect()
 }
 
 /// Runs mosquitto_pub to completion (killed after TIMEOUT) and asserts it
 /// succeeded.
 fn publish(port: u16, args: &[&str]) {
-    let mut child = Command::new("mosquitto_pub")
-        .args(["-h", "127.0.0.1", "-p"])
+    let mut cmd = Command::new("mosquitto_pub");
+    cmd.args(["-h", "127.0.0.1", "-p"])
         .arg(port.to_string())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start mosquitto_pub");
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("mosquitto_pub {args:?} did not finish within {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let mut err = String::new();
-    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-    assert!(status.success(), "mosquitto_pub {args:?}: {status}: {err}");
+        .args(args);
+    let mut publisher = Proc::spawn(cmd);
+    let status = publisher.wait_exit();
+    assert!(
+        status.success(),
+        "mosquitto_pub {args:?}: {status}: {:#?}",
+        publisher.output()
+    );
 }
 
 /// `mosquitto_sub -t 'home/#' -v -C 1` receives what `mosquitto_pub` sends,
@@ -163,13 +71,13 @@ fn roundtrip(version: &str, qos: u8) {
     }
     let roost = Roost::start();
     let q = qos.to_string();
-    let mut sub = Sub::spawn(
+    let mut sub = mosquitto_sub(
         roost.port,
         &[
             "-V", version, "-q", &q, "-t", "home/#", "-v", "-C", "1", "-W", "10",
         ],
     );
-    let granted = sub.wait_suback();
+    let granted = wait_suback(&sub);
     assert_eq!(
         granted,
         format!("Subscribed (mid: 1): {qos}"),
@@ -244,7 +152,7 @@ fn retained(version: &str) {
             "open",
         ],
     );
-    let mut sub = Sub::spawn(
+    let mut sub = mosquitto_sub(
         roost.port,
         &[
             "-V", version, "-q", "1", "-t", "home/#", "-v", "-C", "1", "-W", "10",
@@ -260,25 +168,24 @@ fn retained(version: &str) {
         roost.port,
         &["-V", version, "-q", "1", "-r", "-t", "home/door", "-n"],
     );
-    let mut sub = Sub::spawn(
+    let mut sub = mosquitto_sub(
         roost.port,
         &[
             "-V", version, "-q", "1", "-t", "home/#", "-v", "-C", "1", "-W", "10",
         ],
     );
-    sub.wait_suback();
+    wait_suback(&sub);
     publish(
         roost.port,
         &["-V", version, "-q", "1", "-t", "home/marker", "-m", "m"],
     );
     sub.wait_line("message line", |l| l.starts_with("home/"));
     assert!(sub.wait_exit().success());
-    let messages: Vec<_> = sub
-        .output()
-        .into_iter()
-        .filter(|l| l.starts_with("home/"))
-        .collect();
-    assert_eq!(messages, ["home/marker m"], "cleared retained message sent");
+    assert_eq!(
+        messages(&sub),
+        ["home/marker m"],
+        "cleared retained message sent"
+    );
 }
 
 #[test]
@@ -303,7 +210,7 @@ fn will_on_kill(version: &str) {
         return;
     }
     let roost = Roost::start();
-    let mut watcher = Sub::spawn(
+    let mut watcher = mosquitto_sub(
         roost.port,
         &[
             "-V",
@@ -319,8 +226,8 @@ fn will_on_kill(version: &str) {
             "10",
         ],
     );
-    watcher.wait_suback();
-    let mut dying = Sub::spawn(
+    wait_suback(&watcher);
+    let mut dying = mosquitto_sub(
         roost.port,
         &[
             "-V",
@@ -336,9 +243,8 @@ fn will_on_kill(version: &str) {
         ],
     );
     // The will is registered once CONNACK is back.
-    dying.wait_suback();
-    dying.child.kill().unwrap(); // SIGKILL: no DISCONNECT
-    let _ = dying.child.wait();
+    wait_suback(&dying);
+    dying.kill(); // SIGKILL: no DISCONNECT
 
     let header = watcher.wait_line("will PUBLISH", |l| l.contains("received PUBLISH"));
     assert!(header.contains("(d0, q1, r0, "), "will QoS 1: {header}");
@@ -368,12 +274,12 @@ fn no_will_on_clean_exit() {
         return;
     }
     let roost = Roost::start();
-    let mut watcher = Sub::spawn(
+    let mut watcher = mosquitto_sub(
         roost.port,
         &["-q", "1", "-t", "home/#", "-v", "-C", "1", "-W", "10"],
     );
-    watcher.wait_suback();
-    let mut polite = Sub::spawn(
+    wait_suback(&watcher);
+    let mut polite = mosquitto_sub(
         roost.port,
         &[
             "-t",
@@ -384,28 +290,19 @@ fn no_will_on_clean_exit() {
             "gone",
         ],
     );
-    polite.wait_suback();
-    unsafe { kill(polite.child.id() as i32, 2) }; // SIGINT
+    wait_suback(&polite);
+    polite.signal(SIGINT);
     polite.wait_line("DISCONNECT", |l| l.contains("sending DISCONNECT"));
     assert!(polite.wait_exit().success());
 
     publish(roost.port, &["-q", "1", "-t", "home/marker", "-m", "m"]);
     watcher.wait_line("message line", |l| l.starts_with("home/"));
     assert!(watcher.wait_exit().success());
-    let messages: Vec<_> = watcher
-        .output()
-        .into_iter()
-        .filter(|l| l.starts_with("home/"))
-        .collect();
     assert_eq!(
-        messages,
+        messages(&watcher),
         ["home/marker m"],
         "will sent after clean DISCONNECT"
     );
-}
-
-unsafe extern "C" {
-    fn kill(pid: i32, sig: i32) -> i32;
 }
 
 /// MQTT 5 properties set by mosquitto_pub (`-D publish ...`) reach
@@ -416,7 +313,7 @@ fn mqttv5_properties_forwarded() {
         return;
     }
     let roost = Roost::start();
-    let mut sub = Sub::spawn(
+    let mut sub = mosquitto_sub(
         roost.port,
         &[
             "-V",
@@ -433,7 +330,7 @@ fn mqttv5_properties_forwarded() {
             "MSG %t|%p|%P|%C|%R|%D",
         ],
     );
-    sub.wait_suback();
+    wait_suback(&sub);
     publish(
         roost.port,
         &[

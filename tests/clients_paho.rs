@@ -7,104 +7,18 @@
 
 mod common;
 
-use common::{Roost, TIMEOUT, have, have_paho};
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use common::{Proc, Roost, TIMEOUT, have, have_paho};
+use std::process::Command;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/paho/client.py");
 
-/// A child process whose stdout and stderr lines are collected.
-struct Proc {
-    child: Child,
-    rx: mpsc::Receiver<String>,
-    seen: Arc<Mutex<Vec<String>>>,
-    readers: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
-        let (tx, rx) = mpsc::channel();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let mut readers = Vec::new();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            let seen = seen.clone();
-            readers.push(std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    seen.lock().unwrap().push(line.clone());
-                    let _ = tx.send(line);
-                }
-            }));
-        }
-        Proc {
-            child,
-            rx,
-            seen,
-            readers,
-        }
-    }
-
-    fn paho(args: &[&str]) -> Proc {
-        let mut cmd = Command::new("python3");
-        cmd.arg("-u").arg(SCRIPT).args(args);
-        Proc::spawn(cmd)
-    }
-
-    fn wait_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
-                Ok(line) if pred(&line) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("no {what} within {TIMEOUT:?}; output: {:#?}", self.output()),
-            }
-        }
-    }
-
-    /// Waits for exit; kills the process after `TIMEOUT`.
-    fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // The process is gone, so its pipes reach EOF: collect
-                // every line it wrote before returning.
-                for reader in self.readers.drain(..) {
-                    let _ = reader.join();
-                }
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("process did not exit; output: {:#?}", self.output());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn output(&self) -> Vec<String> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts the paho script (unbuffered) with `args`.
+fn spawn_paho(args: &[&str]) -> Proc {
+    let mut cmd = Command::new("python3");
+    cmd.arg("-u").arg(SCRIPT).args(args);
+    Proc::spawn(cmd)
 }
 
 /// Runs the paho script in `mode` and returns its "PAHO OK" line.
@@ -112,7 +26,7 @@ fn paho_run(roost: &Roost, mode: &str, args: &[&str]) -> String {
     let port = roost.port.to_string();
     let mut all = vec![mode, port.as_str()];
     all.extend_from_slice(args);
-    let mut proc = Proc::paho(&all);
+    let mut proc = spawn_paho(&all);
     let status = proc.wait_exit();
     let output = proc.output();
     assert!(
@@ -223,7 +137,7 @@ fn cross_client_mosquitto_pub_to_paho_and_rumqttc() {
     let roost = Roost::start();
     let port = roost.port.to_string();
 
-    let mut paho = Proc::paho(&["sub", &port, "home/#"]);
+    let mut paho = spawn_paho(&["sub", &port, "home/#"]);
     paho.wait_line("paho SUBSCRIBED", |l| l == "SUBSCRIBED");
     let rumqttc = rumqttc_v5_subscriber(roost.port, "home/+/temp");
     let line = rumqttc

@@ -23,6 +23,21 @@ fn payloads(ps: &[Publish]) -> Vec<String> {
         .collect()
 }
 
+/// A v3.1.1 client `id` subscribed to `filter` at QoS 0, watching for wills.
+fn watcher(r: &Roost, id: &str, filter: &str) -> Client {
+    let mut watcher = Client::v4(&r.addr(), id);
+    watcher.subscribe(1, &[(filter, 0)]);
+    watcher
+}
+
+/// A fresh client `pub_id` publishes a marker to `topic`; it must be the
+/// next message `watcher` gets (so no will went out before it).
+fn assert_marker_next(r: &Roost, pub_id: &str, topic: &str, watcher: &mut Client, why: &str) {
+    let mut p = Client::v4(&r.addr(), pub_id);
+    p.pub0(topic, b"marker");
+    assert_eq!(watcher.expect_publish().payload, b"marker", "{why}");
+}
+
 // ------------------------------------------------------------ CONNECT / CONNACK
 
 #[test]
@@ -289,8 +304,7 @@ fn connect_timeout_closes_connection_that_sends_nothing() {
 fn session_takeover_v5_disconnects_old_with_0x8e_and_publishes_its_will() {
     // [MQTT-3.1.4-2]; v5 [MQTT-3.1.4-3] DISCONNECT 0x8E to the existing client.
     let r = Roost::start();
-    let mut watcher = Client::v4(&r.addr(), "watch-takeover");
-    watcher.subscribe(1, &[("will/takeover", 0)]);
+    let mut watcher = watcher(&r, "watch-takeover", "will/takeover");
     let connect = Connect::v5("dup-id").will(Will::new("will/takeover", b"gone"));
     let (mut old, _) = Client::connect(&r.addr(), &connect);
     let (mut new, ack) = Client::connect(&r.addr(), &Connect::v5("dup-id"));
@@ -306,8 +320,7 @@ fn session_takeover_v5_disconnects_old_with_0x8e_and_publishes_its_will() {
 fn session_takeover_v311_closes_old_connection() {
     // [MQTT-3.1.4-2] the Server MUST disconnect the existing Client.
     let r = Roost::start();
-    let mut watcher = Client::v4(&r.addr(), "watch-takeover4");
-    watcher.subscribe(1, &[("will/takeover4", 0)]);
+    let mut watcher = watcher(&r, "watch-takeover4", "will/takeover4");
     let (mut old, _) = Client::connect(
         &r.addr(),
         &Connect::v4("dup4").will(Will::new("will/takeover4", b"gone4")),
@@ -708,19 +721,18 @@ fn will_published_on_abnormal_close_with_its_qos() {
 fn will_not_published_after_disconnect() {
     // [MQTT-3.1.2-10] will removed on DISCONNECT.
     let r = Roost::start();
-    let mut watcher = Client::v4(&r.addr(), "will-watch-n");
-    watcher.subscribe(1, &[("will/norm", 0)]);
+    let mut watcher = watcher(&r, "will-watch-n", "will/norm");
     let (w, _) = Client::connect(
         &r.addr(),
         &Connect::v4("will-norm").will(Will::new("will/norm", b"bye")),
     );
     w.disconnect();
-    let mut p = Client::v4(&r.addr(), "will-norm-pub");
-    p.pub0("will/norm", b"marker");
-    assert_eq!(
-        watcher.expect_publish().payload,
-        b"marker",
-        "will must not be published after DISCONNECT"
+    assert_marker_next(
+        &r,
+        "will-norm-pub",
+        "will/norm",
+        &mut watcher,
+        "will must not be published after DISCONNECT",
     );
 }
 
@@ -728,8 +740,7 @@ fn will_not_published_after_disconnect() {
 fn will_retain_is_honoured() {
     // [MQTT-3.1.2-17] Will Retain 1 -> published as a retained message.
     let r = Roost::start();
-    let mut watcher = Client::v4(&r.addr(), "will-watch-r");
-    watcher.subscribe(1, &[("will/ret", 0)]);
+    let mut watcher = watcher(&r, "will-watch-r", "will/ret");
     let connect = Connect::v4("will-ret").will(Will::new("will/ret", b"retained-bye").retain(true));
     let (w, _) = Client::connect(&r.addr(), &connect);
     w.drop_abruptly();
@@ -748,8 +759,7 @@ fn will_retain_is_honoured() {
 fn v5_disconnect_with_will_message_0x04_publishes_will() {
     // v5 3.14.2.1 reason 0x04 Disconnect with Will Message; [MQTT-3.14.4-3] 0x00 discards it.
     let r = Roost::start();
-    let mut watcher = Client::v4(&r.addr(), "will-watch-5");
-    watcher.subscribe(1, &[("will/v5", 0)]);
+    let mut watcher = watcher(&r, "will-watch-5", "will/v5");
     let (mut w, _) = Client::connect(
         &r.addr(),
         &Connect::v5("will-04").will(Will::new("will/v5", b"04")),
@@ -765,12 +775,12 @@ fn v5_disconnect_with_will_message_0x04_publishes_will() {
     );
     w.send(&disconnect_v5(0x00));
     assert!(w.expect_closed().is_empty());
-    let mut p = Client::v4(&r.addr(), "will-5-pub");
-    p.pub0("will/v5", b"marker");
-    assert_eq!(
-        watcher.expect_publish().payload,
-        b"marker",
-        "0x00 must discard the will"
+    assert_marker_next(
+        &r,
+        "will-5-pub",
+        "will/v5",
+        &mut watcher,
+        "0x00 must discard the will",
     );
 }
 
@@ -778,8 +788,7 @@ fn v5_disconnect_with_will_message_0x04_publishes_will() {
 fn v5_will_delay_interval_honoured_and_cancelled_by_reconnect() {
     // v5 3.1.3.2.2 Will Delay Interval; [MQTT-3.1.3-9] no will if the session is resumed in time.
     let r = Roost::start();
-    let mut watcher = Client::v4(&r.addr(), "wd-watch");
-    watcher.subscribe(1, &[("will/delay/#", 0)]);
+    let mut watcher = watcher(&r, "wd-watch", "will/delay/#");
     let connect = |id: &str, topic: &str| {
         Connect::v5(id)
             .clean(false)

@@ -2,7 +2,7 @@
 //! down again; shared by every integration test.
 #![allow(dead_code)] // each test crate uses its own subset of these helpers
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -191,6 +191,121 @@ macro_rules! skip_without {
             return;
         }
     };
+}
+
+/// A child process (not roost) whose stdout and stderr lines are collected
+/// as they come; every wait has a `TIMEOUT` deadline and the process is
+/// killed on drop.
+pub struct Proc {
+    child: Child,
+    /// The command line, for failure messages.
+    label: String,
+    rx: mpsc::Receiver<String>,
+    seen: Arc<Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Proc {
+    /// Starts `cmd` with stdin closed and stdout/stderr captured.
+    pub fn spawn(mut cmd: Command) -> Proc {
+        let label = format!("{cmd:?}");
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {label}: {e}"));
+        let (tx, rx) = mpsc::channel();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            let seen = seen.clone();
+            readers.push(std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    seen.lock().unwrap().push(line.clone());
+                    let _ = tx.send(line);
+                }
+            }));
+        }
+        Proc {
+            child,
+            label,
+            rx,
+            seen,
+            readers,
+        }
+    }
+
+    /// The first line (from now on) satisfying `pred`; panics after TIMEOUT.
+    pub fn wait_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) if pred(&line) => return line,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "{}: no {what} within {TIMEOUT:?}; output: {:#?}",
+                    self.label,
+                    self.output()
+                ),
+            }
+        }
+    }
+
+    /// Waits for exit, then for every line written before it; kills the
+    /// process and panics after `TIMEOUT`.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // The process is gone, so its pipes reach EOF: collect
+                // every line it wrote before returning.
+                for reader in self.readers.drain(..) {
+                    let _ = reader.join();
+                }
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "{} did not exit within {TIMEOUT:?}; output: {:#?}",
+                    self.label,
+                    self.output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Every line seen so far (stdout and stderr interleaved as read).
+    pub fn output(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: i32) {
+        let rc = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(rc, 0, "kill({signal}) {}", self.label);
+    }
+
+    /// SIGKILL (so the process gets no chance to clean up) and reap.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A directory removed when dropped.
