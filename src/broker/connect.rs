@@ -165,9 +165,15 @@ impl Broker {
             props.push(Property::MaximumPacketSize(self.config.max_packet_size));
             // The window roost grants inbound QoS 2 flows (enforced: 0x93).
             props.push(Property::ReceiveMaximum(self.config.max_inflight));
-            // Maximum QoS 2, Retain, Wildcard, Subscription Identifier and
-            // Shared Subscription Available are all true: the defaults
-            // when absent, so nothing more is said.
+            // True by default too, but said outright: some clients read a
+            // missing property as "not available". (Maximum QoS 2 cannot be
+            // sent: the property only takes 0 or 1.)
+            props.extend([
+                Property::RetainAvailable(1),
+                Property::WildcardSubscriptionAvailable(1),
+                Property::SubscriptionIdentifierAvailable(1),
+                Property::SharedSubscriptionAvailable(1),
+            ]);
         }
         out.push(Action::Send(id, connack(present, reason::SUCCESS, props)));
         if present {

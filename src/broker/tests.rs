@@ -858,9 +858,12 @@ fn receive_maximum_is_advertised_and_enforced() {
     let (ack, _) = h.connect_with(1, v5("p", true, Vec::new()));
     assert!(ack.properties.contains(&Property::ReceiveMaximum(2)));
     assert!(
-        !ack.properties
-            .iter()
-            .any(|p| matches!(p, Property::SharedSubscriptionAvailable(_)))
+        ack.properties
+            .contains(&Property::SharedSubscriptionAvailable(1))
+    );
+    assert!(
+        ack.properties
+            .contains(&Property::SubscriptionIdentifierAvailable(1))
     );
     for id in 1..=2 {
         h.packet(1, Packet::Publish(publish("t", b"x", QoS::ExactlyOnce, id)));
