@@ -235,29 +235,33 @@ impl TopicTable {
         if let Some(list) = self.exact.get(topic) {
             out.extend_from_slice(list);
         }
-        if self.nodes[0].is_empty() {
-            return;
+        if !self.nodes[0].is_empty() {
+            self.walk(0, Some(topic), topic.starts_with('$'), out);
         }
-        let levels: Vec<&str> = topic.split('/').collect();
-        self.walk(0, &levels, topic.starts_with('$'), out);
     }
 
-    fn walk(&self, node: usize, levels: &[&str], dollar: bool, out: &mut Vec<Sub>) {
+    /// Matches the levels left in `rest` (None once all are consumed)
+    /// below `node`, without allocating: this runs for every publish.
+    fn walk(&self, node: usize, rest: Option<&str>, dollar: bool, out: &mut Vec<Sub>) {
         let n = &self.nodes[node];
         // A leading wildcard never matches a `$` topic ([MQTT-4.7.2-1]).
         let wild_ok = !(dollar && node == 0);
         if wild_ok {
             out.extend_from_slice(&n.hash);
         }
-        let Some((&level, rest)) = levels.split_first() else {
+        let Some(rest) = rest else {
             out.extend_from_slice(&n.here);
             return;
         };
+        let (level, tail) = match rest.split_once('/') {
+            Some((level, tail)) => (level, Some(tail)),
+            None => (rest, None),
+        };
         if let Some(&child) = n.children.get(level) {
-            self.walk(child, rest, dollar, out);
+            self.walk(child, tail, dollar, out);
         }
         if let (Some(plus), true) = (n.plus, wild_ok) {
-            self.walk(plus, rest, dollar, out);
+            self.walk(plus, tail, dollar, out);
         }
     }
 
