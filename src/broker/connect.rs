@@ -119,9 +119,10 @@ impl Broker {
         };
 
         let receive_max = crate::property!(c.properties, ReceiveMaximum).unwrap_or(u16::MAX);
+        let generation = self.serial();
         let session = &mut self.sessions[s];
         session.conn = Some(id);
-        session.generation += 1;
+        session.generation = generation;
         session.expiry = expiry;
         // Coming back within the will delay cancels the will ([MQTT-3.1.3-9]).
         session.pending_will = None;

@@ -232,10 +232,6 @@ impl Broker {
         self.auth = Some(hook);
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// Connected clients (CONNECT accepted).
     pub fn clients(&self) -> usize {
         self.conns
@@ -248,14 +244,22 @@ impl Broker {
         self.conns.get(id).is_some_and(|c| c.version == Version::V5)
     }
 
+    /// A number never handed out before: connection serials and session
+    /// generations, so a timer outliving its owner cannot match the next
+    /// user of the same slot.
+    fn serial(&mut self) -> u64 {
+        self.next_serial += 1;
+        self.next_serial
+    }
+
     /// A new network connection: it has `connect_timeout` to send CONNECT.
     pub fn connected(&mut self, id: ConnId, now: Instant) {
-        self.next_serial += 1;
+        let serial = self.serial();
         let deadline = now + self.config.connect_timeout;
         self.conns.insert(
             id,
             Conn {
-                serial: self.next_serial,
+                serial,
                 session: None,
                 version: Version::V311,
                 idle_limit: Duration::ZERO,
@@ -267,7 +271,7 @@ impl Broker {
                 out_aliases: None,
             },
         );
-        self.timers.add(deadline, Timer::Conn(id, self.next_serial));
+        self.timers.add(deadline, Timer::Conn(id, serial));
     }
 
     /// The network connection is gone (peer closed, IO error). Unless the
@@ -441,10 +445,10 @@ impl Broker {
         let Some(s) = conn.session else {
             return;
         };
+        let generation = self.serial();
         let session = &mut self.sessions[s];
         session.conn = None;
-        session.generation += 1;
-        let generation = session.generation;
+        session.generation = generation;
         let expiry = session.expiry;
         if let Some(will) = conn.will {
             // The will waits for its delay or the end of the session,

@@ -51,7 +51,8 @@ pub struct Session {
     pub client_id: Rc<str>,
     /// The connection attached now, if online.
     pub conn: Option<usize>,
-    /// Bumped on every attach and detach, so stale timers are ignored.
+    /// Renewed (broker-wide unique) on every attach and detach, so stale
+    /// timers are ignored.
     pub generation: u64,
     /// Seconds the session outlives its connection; `u32::MAX` is forever.
     pub expiry: u32,

@@ -908,3 +908,30 @@ fn outbound_topic_aliases_up_to_the_clients_maximum() {
         ]
     );
 }
+
+#[test]
+fn a_stale_expiry_timer_spares_the_next_session_in_the_same_slot() {
+    let mut h = Harness::new();
+    // Session "old" (slot 0) goes offline with a 5 s expiry timer ...
+    h.connect_with(
+        1,
+        v5("old", false, vec![Property::SessionExpiryInterval(5)]),
+    );
+    h.close(1);
+    // ... then ends early: a clean start discards it, freeing the slot,
+    // and the new clean session expires at once, freeing it again.
+    h.connect_with(2, v5("old", true, Vec::new()));
+    h.close(2);
+    // A new long-lived session takes the slot; the old timer must not end it.
+    h.connect_with(
+        3,
+        v5("new", false, vec![Property::SessionExpiryInterval(100)]),
+    );
+    h.close(3);
+    h.advance(Duration::from_secs(6));
+    let (ack, _) = h.connect_with(
+        4,
+        v5("new", false, vec![Property::SessionExpiryInterval(100)]),
+    );
+    assert!(ack.session_present);
+}
