@@ -74,18 +74,22 @@ impl Broker {
             username: c.username.as_deref(),
             password: c.password.as_deref(),
         };
-        // Without a hook (no password file) only anonymous access exists.
-        let allowed = match &self.auth {
-            Some(hook) => (self.config.allow_anonymous || creds.username.is_some()) && hook(&creds),
-            None => self.config.allow_anonymous,
+        // Without access control every client counts as anonymous.
+        let allowed = match (&self.config.access, creds.username) {
+            (Some(access), Some(_)) => access.authenticate(&creds),
+            _ => self.config.allow_anonymous,
         };
         if !allowed {
-            log::info!("client {client_id}: connection refused, not authorised");
+            log::info!(
+                "client {client_id}: connection refused, not authorised (user {:?})",
+                creds.username.unwrap_or_default()
+            );
+            // 3.1.1 clients get 0x05 whatever was wrong, as from mosquitto;
+            // v5 ones learn whether it was the password.
             let code = match (v5, creds.username.is_some()) {
                 (true, true) => reason::BAD_USERNAME_OR_PASSWORD,
                 (true, false) => reason::NOT_AUTHORIZED,
-                (false, true) => reason::V3_BAD_USERNAME_OR_PASSWORD,
-                (false, false) => reason::V3_NOT_AUTHORIZED,
+                (false, _) => reason::V3_NOT_AUTHORIZED,
             };
             return self.refuse(id, code, out);
         }
@@ -127,6 +131,12 @@ impl Broker {
         // Coming back within the will delay cancels the will ([MQTT-3.1.3-9]).
         session.pending_will = None;
         session.window = self.config.max_inflight.min(receive_max).max(1);
+        // Set on every connect: a session resumed by another user is read
+        // for with that user's rights.
+        session.username = c
+            .username
+            .filter(|_| self.config.access.is_some())
+            .map(String::into_boxed_str);
 
         let conn = self.conns.get_mut(id).expect("checked above");
         conn.session = Some(s);
@@ -191,6 +201,17 @@ impl Broker {
     /// A client is back: what it had not acknowledged is sent again, PUBLISH
     /// with DUP set, PUBREL as it was ([MQTT-4.4.0-1]), then the queue.
     fn resume(&mut self, s: usize, id: ConnId, now: Instant, out: &mut Vec<Action>) {
+        // Rights may have changed since these went out (a reload, another
+        // user resuming the session): what may not be read now is dropped.
+        let denied: Vec<u16> = self.sessions[s]
+            .inflight
+            .iter()
+            .filter(|f| f.awaiting != Awaiting::Complete && !self.may_read(s, &f.out.msg.topic))
+            .map(|f| f.packet_id)
+            .collect();
+        self.sessions[s]
+            .inflight
+            .retain(|f| !denied.contains(&f.packet_id));
         let resend: Vec<(u16, Awaiting, Outgoing)> = self.sessions[s]
             .inflight
             .iter()

@@ -87,6 +87,10 @@ pub struct Config {
     /// (up to their Topic Alias Maximum).
     pub outbound_topic_aliases: bool,
     pub allow_anonymous: bool,
+    /// Who may connect, publish and read; None lets everyone (subject to
+    /// `allow_anonymous`) do everything. Shared, so the config can be
+    /// cloned; replaced at run time by [`Broker::set_access`].
+    pub access: Option<Rc<dyn Access>>,
 }
 
 impl Default for Config {
@@ -100,6 +104,7 @@ impl Default for Config {
             topic_alias_max: 10,
             outbound_topic_aliases: false,
             allow_anonymous: true,
+            access: None,
         }
     }
 }
@@ -111,9 +116,20 @@ pub struct Credentials<'a> {
     pub password: Option<&'a [u8]>,
 }
 
-/// Decides whether a client may connect. The default lets everyone in
-/// (subject to `allow_anonymous`); the password file plugs in here.
-pub type AuthHook = Box<dyn Fn(&Credentials) -> bool>;
+/// The access control the core consults: the password and ACL files plug
+/// in here (`crate::auth`). Clients are named by client id and the user
+/// name they connected with.
+pub trait Access: std::fmt::Debug {
+    /// Whether a client that gives a user name may connect (anonymous
+    /// clients are let in or not by `allow_anonymous`).
+    fn authenticate(&self, creds: &Credentials) -> bool;
+    fn may_publish(&self, client_id: &str, username: Option<&str>, topic: &str) -> bool;
+    /// Checked for every message delivered, so lost rights take effect at
+    /// once and no subscription, retained message or will leaks.
+    fn may_read(&self, client_id: &str, username: Option<&str>, topic: &str) -> bool;
+    /// Whether a subscription to `filter` is accepted at all.
+    fn may_subscribe(&self, client_id: &str, username: Option<&str>, filter: &str) -> bool;
+}
 
 /// Counters the loop and `$SYS` report.
 #[derive(Debug, Default, Clone)]
@@ -201,7 +217,6 @@ pub struct Broker {
     group_ids: HashMap<Rc<str>, usize>,
     retained: HashMap<String, Rc<Message>>,
     timers: Timers,
-    auth: Option<AuthHook>,
     /// Reused by routing, so a publish allocates no match list.
     scratch: Vec<topic::Sub>,
     next_serial: u64,
@@ -221,15 +236,54 @@ impl Broker {
             group_ids: HashMap::new(),
             retained: HashMap::new(),
             timers: Timers::default(),
-            auth: None,
             scratch: Vec::new(),
             next_serial: 0,
             stats: Stats::default(),
         }
     }
 
-    pub fn set_auth(&mut self, hook: AuthHook) {
-        self.auth = Some(hook);
+    /// Replaces the access control, e.g. after the password or ACL file
+    /// changed. Connected clients stay; from now on every publish and
+    /// delivery is checked against the new rules. User names are only kept
+    /// while access control is on: clients connected before the first
+    /// `Some` count as anonymous.
+    pub fn set_access(&mut self, access: Option<Rc<dyn Access>>) {
+        self.config.access = access;
+    }
+
+    /// Whether session `s`'s client passes `check`; true without access
+    /// control.
+    fn allowed(
+        &self,
+        s: usize,
+        check: impl FnOnce(&dyn Access, &str, Option<&str>) -> bool,
+    ) -> bool {
+        let Some(access) = &self.config.access else {
+            return true;
+        };
+        let session = &self.sessions[s];
+        check(&**access, &session.client_id, session.username.as_deref())
+    }
+
+    fn may_read(&self, s: usize, topic: &str) -> bool {
+        self.allowed(s, |a, client, user| a.may_read(client, user, topic))
+    }
+
+    /// Whether session `s`'s will may go out now: checked when it is
+    /// published, not at CONNECT, as mosquitto 2 does, so rights lost in
+    /// between (a reload) count.
+    fn will_allowed(&self, s: usize, will: &Will) -> bool {
+        let ok = self.allowed(s, |a, client, user| {
+            a.may_publish(client, user, &will.topic)
+        });
+        if !ok {
+            log::info!(
+                "client {}: will to {} not published, not authorised",
+                self.sessions[s].client_id,
+                will.topic
+            );
+        }
+        ok
     }
 
     /// Connected clients (CONNECT accepted).
@@ -360,7 +414,8 @@ impl Broker {
                         continue;
                     };
                     if session.generation == generation {
-                        if let Some(will) = session.pending_will.take() {
+                        let will = session.pending_will.take();
+                        if let Some(will) = will.filter(|w| self.will_allowed(s, w)) {
                             self.publish_will(*will, now, out);
                         }
                     }
@@ -455,7 +510,9 @@ impl Broker {
             // whichever comes first ([MQTT-3.1.3-9]).
             let delay = will_delay(&will).min(expiry);
             if delay == 0 {
-                self.publish_will(*will, now, out);
+                if self.will_allowed(s, &will) {
+                    self.publish_will(*will, now, out);
+                }
             } else {
                 self.sessions[s].pending_will = Some(will);
                 self.timers
@@ -474,6 +531,8 @@ impl Broker {
     /// Ends a session: its subscriptions and queued messages go, and a will
     /// still waiting for its delay is published now.
     fn end_session(&mut self, s: usize, now: Instant, out: &mut Vec<Action>) {
+        let will = self.sessions[s].pending_will.take();
+        let will = will.filter(|w| self.will_allowed(s, w));
         let session = self.sessions.remove(s);
         for filter in &session.subscriptions {
             self.remove_subscription(filter, s);
@@ -489,7 +548,7 @@ impl Broker {
             .filter(|o| o.share.is_some())
             .collect();
         self.reroute_shared(pending, now, out);
-        if let Some(will) = session.pending_will {
+        if let Some(will) = will {
             self.publish_will(*will, now, out);
         }
     }

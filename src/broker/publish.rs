@@ -26,6 +26,15 @@ fn ack(packet_id: u16, reason: u8) -> Ack {
     }
 }
 
+/// The PUBACK or PUBREC answering an inbound PUBLISH; none for QoS 0.
+fn acknowledge(id: ConnId, qos: QoS, packet_id: u16, code: u8, out: &mut Vec<Action>) {
+    match qos {
+        QoS::AtMostOnce => {}
+        QoS::AtLeastOnce => out.push(Action::Send(id, Packet::PubAck(ack(packet_id, code)))),
+        QoS::ExactlyOnce => out.push(Action::Send(id, Packet::PubRec(ack(packet_id, code)))),
+    }
+}
+
 impl Broker {
     pub(super) fn on_publish(
         &mut self,
@@ -55,15 +64,25 @@ impl Broker {
             // Payload Format Indicator 1 promises UTF-8 (MQTT 5.0 3.3.2.3.2):
             // refused in the ack, or by DISCONNECT when there is no ack.
             let code = reason::PAYLOAD_FORMAT_INVALID;
-            return match qos {
-                QoS::AtMostOnce => self.drop_conn(id, Some(code), now, out),
-                QoS::AtLeastOnce => {
-                    out.push(Action::Send(id, Packet::PubAck(ack(packet_id, code))))
-                }
-                QoS::ExactlyOnce => {
-                    out.push(Action::Send(id, Packet::PubRec(ack(packet_id, code))))
-                }
+            if qos == QoS::AtMostOnce {
+                return self.drop_conn(id, Some(code), now, out);
+            }
+            return acknowledge(id, qos, packet_id, code, out);
+        }
+        if !self.allowed(s, |a, client, user| a.may_publish(client, user, &p.topic)) {
+            // As mosquitto: v5 is told 0x87; 3.1.1 has no way to say no, so
+            // the message is acknowledged and dropped.
+            log::debug!(
+                "client {}: PUBLISH to {} denied",
+                self.sessions[s].client_id,
+                p.topic
+            );
+            let code = if v5 {
+                reason::NOT_AUTHORIZED
+            } else {
+                reason::SUCCESS
             };
+            return acknowledge(id, qos, packet_id, code, out);
         }
         let session = &mut self.sessions[s];
         // Exactly once: a QoS 2 id already PUBREC'd is a re-send, not a new
@@ -98,11 +117,7 @@ impl Broker {
         if !v5 {
             code = reason::SUCCESS;
         }
-        match qos {
-            QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => out.push(Action::Send(id, Packet::PubAck(ack(packet_id, code)))),
-            QoS::ExactlyOnce => out.push(Action::Send(id, Packet::PubRec(ack(packet_id, code)))),
-        }
+        acknowledge(id, qos, packet_id, code, out);
     }
 
     /// Maps a v5 Topic Alias to its topic, or records a new mapping
@@ -204,6 +219,9 @@ impl Broker {
     /// and the window allows, queued otherwise. QoS 0 is not queued for an
     /// offline session (as mosquitto's default).
     pub(super) fn deliver(&mut self, s: usize, o: Outgoing, now: Instant, out: &mut Vec<Action>) {
+        if !self.may_read(s, &o.msg.topic) {
+            return;
+        }
         let max_queued = self.config.max_queued;
         let session = &mut self.sessions[s];
         if let Some(id) = session.conn {
@@ -241,7 +259,10 @@ impl Broker {
                 return;
             }
             let o = session.queue.pop_front().expect("front exists");
-            self.send_now(s, id, o, now, out);
+            // Checked again: rights may have changed while it waited.
+            if self.may_read(s, &o.msg.topic) {
+                self.send_now(s, id, o, now, out);
+            }
         }
     }
 

@@ -49,6 +49,9 @@ pub struct Inflight {
 
 pub struct Session {
     pub client_id: Rc<str>,
+    /// The user name it connected with, for access checks; kept only while
+    /// access control is on, as every session pays for it.
+    pub username: Option<Box<str>>,
     /// The connection attached now, if online.
     pub conn: Option<usize>,
     /// Renewed (broker-wide unique) on every attach and detach, so stale
@@ -78,6 +81,7 @@ impl Session {
     pub fn new(client_id: Rc<str>) -> Session {
         Session {
             client_id,
+            username: None,
             conn: None,
             generation: 0,
             expiry: 0,

@@ -623,21 +623,195 @@ fn no_local_and_too_large_messages_are_not_sent() {
     assert_eq!(h.broker.stats.messages_dropped, 1);
 }
 
+/// Access control for the tests: users "ok" and "admin" (any password);
+/// nobody publishes to `locked/..` or subscribes to `forbidden/..`; only
+/// "admin" reads `private/..`.
+#[derive(Debug)]
+struct Rules;
+
+impl Access for Rules {
+    fn authenticate(&self, c: &Credentials) -> bool {
+        matches!(c.username, Some("ok" | "admin"))
+    }
+    fn may_publish(&self, _: &str, _: Option<&str>, topic: &str) -> bool {
+        !topic.starts_with("locked/")
+    }
+    fn may_read(&self, _: &str, user: Option<&str>, topic: &str) -> bool {
+        !topic.starts_with("private/") || user == Some("admin")
+    }
+    fn may_subscribe(&self, _: &str, _: Option<&str>, filter: &str) -> bool {
+        !filter.starts_with("forbidden/")
+    }
+}
+
+/// Lets everyone do everything, but keeps user names.
+#[derive(Debug)]
+struct Open;
+
+impl Access for Open {
+    fn authenticate(&self, _: &Credentials) -> bool {
+        true
+    }
+    fn may_publish(&self, _: &str, _: Option<&str>, _: &str) -> bool {
+        true
+    }
+    fn may_read(&self, _: &str, _: Option<&str>, _: &str) -> bool {
+        true
+    }
+    fn may_subscribe(&self, _: &str, _: Option<&str>, _: &str) -> bool {
+        true
+    }
+}
+
+fn guarded(access: Rc<dyn Access>, allow_anonymous: bool) -> Harness {
+    Harness::with(Config {
+        access: Some(access),
+        allow_anonymous,
+        ..Config::default()
+    })
+}
+
+fn as_user(version: Version, client_id: &str, user: &str) -> Connect {
+    let mut c = connect_packet(version, client_id, true, 0);
+    c.username = Some(user.into());
+    c
+}
+
 #[test]
-fn auth_hook_refuses_with_the_right_code() {
-    let mut h = Harness::new();
-    h.broker
-        .set_auth(Box::new(|c: &Credentials| c.username == Some("ok")));
-    let mut c = connect_packet(Version::V311, "a", true, 0);
-    c.username = Some("bad".into());
-    let (ack, out) = h.connect_with(1, c.clone());
-    assert_eq!(ack.code, 0x04);
+fn bad_credentials_are_refused_with_the_right_code() {
+    let mut h = guarded(Rc::new(Rules), false);
+    // As mosquitto: 3.1.1 gets 0x05 whatever was wrong.
+    let (ack, out) = h.connect_with(1, as_user(Version::V311, "a", "bad"));
+    assert_eq!(ack.code, 0x05);
     assert!(closed(&out, 1));
-    c.username = Some("ok".into());
-    assert_eq!(h.connect_with(2, c).0.code, 0);
-    let mut c5 = connect_packet(Version::V5, "b", true, 0);
-    c5.username = Some("bad".into());
-    assert_eq!(h.connect_with(3, c5).0.code, 0x86);
+    assert_eq!(
+        h.connect_with(2, as_user(Version::V311, "b", "ok")).0.code,
+        0
+    );
+    assert_eq!(
+        h.connect_with(3, as_user(Version::V5, "c", "bad")).0.code,
+        0x86
+    );
+    let anonymous = |v| connect_packet(v, "d", true, 0);
+    assert_eq!(h.connect_with(4, anonymous(Version::V311)).0.code, 0x05);
+    assert_eq!(h.connect_with(5, anonymous(Version::V5)).0.code, 0x87);
+    let mut h = guarded(Rc::new(Rules), true);
+    assert_eq!(h.connect_with(1, anonymous(Version::V5)).0.code, 0);
+    assert_eq!(
+        h.connect_with(2, as_user(Version::V5, "e", "bad")).0.code,
+        0x86
+    );
+}
+
+#[test]
+fn denied_publish_is_refused_in_v5_and_dropped_in_v311() {
+    let mut h = guarded(Rc::new(Rules), false);
+    h.connect_with(1, as_user(Version::V311, "sub", "admin"));
+    h.subscribe(1, "#", opts(QoS::ExactlyOnce));
+    h.connect_with(2, as_user(Version::V5, "pub5", "ok"));
+    h.connect_with(3, as_user(Version::V311, "pub3", "ok"));
+    let code = |out: &[Action], id| match sent(out, id)[..] {
+        [Packet::PubAck(a)] | [Packet::PubRec(a)] => a.reason,
+        ref other => panic!("{other:?}"),
+    };
+    for qos in [QoS::AtLeastOnce, QoS::ExactlyOnce] {
+        let mut p = publish("locked/door", b"open", qos, 7);
+        p.retain = true;
+        let out = h.packet(2, Packet::Publish(p.clone()));
+        assert_eq!(code(&out, 2), 0x87);
+        assert!(published(&out, 1).is_empty());
+        let out = h.packet(3, Packet::Publish(p));
+        assert_eq!(code(&out, 3), 0, "3.1.1: acknowledged, then dropped");
+        assert!(published(&out, 1).is_empty());
+    }
+    let out = h.packet(
+        3,
+        Packet::Publish(publish("locked/door", b"x", QoS::AtMostOnce, 0)),
+    );
+    assert!(out.is_empty(), "QoS 0: silently dropped");
+    h.connect_with(4, as_user(Version::V311, "late", "admin"));
+    let out = h.subscribe(4, "locked/#", opts(QoS::AtLeastOnce));
+    assert!(
+        published(&out, 4).is_empty(),
+        "a denied message is not retained"
+    );
+}
+
+#[test]
+fn nothing_is_delivered_that_the_client_may_not_read() {
+    let mut h = guarded(Rc::new(Rules), false);
+    h.connect_with(1, as_user(Version::V311, "admin", "admin"));
+    h.subscribe(1, "#", opts(QoS::AtLeastOnce));
+    h.connect_with(2, as_user(Version::V311, "user", "ok"));
+    h.subscribe(2, "#", opts(QoS::AtLeastOnce));
+    let mut p = publish("private/diary", b"x", QoS::AtLeastOnce, 1);
+    p.retain = true;
+    let out = h.packet(2, Packet::Publish(p));
+    assert_eq!(published(&out, 1).len(), 1);
+    assert!(published(&out, 2).is_empty(), "not even to its publisher");
+    // Nor retained on subscribe.
+    h.connect_with(3, as_user(Version::V311, "user2", "ok"));
+    assert!(published(&h.subscribe(3, "private/+", opts(QoS::AtMostOnce)), 3).is_empty());
+    h.connect_with(4, as_user(Version::V311, "admin2", "admin"));
+    assert_eq!(
+        published(&h.subscribe(4, "private/+", opts(QoS::AtMostOnce)), 4).len(),
+        1
+    );
+}
+
+#[test]
+fn denied_filters_are_refused_per_filter() {
+    let mut h = guarded(Rc::new(Rules), false);
+    for (id, version, refused) in [(1, Version::V311, 0x80), (2, Version::V5, 0x87)] {
+        h.connect_with(id, as_user(version, &format!("c{id}"), "ok"));
+        let out = h.packet(
+            id,
+            Packet::Subscribe(Subscribe {
+                packet_id: 3,
+                filters: vec![
+                    ("forbidden/x".into(), opts(QoS::AtLeastOnce)),
+                    ("$share/g/forbidden/x".into(), opts(QoS::AtLeastOnce)),
+                    ("open/x".into(), opts(QoS::AtLeastOnce)),
+                ],
+                properties: Vec::new(),
+            }),
+        );
+        assert!(
+            matches!(&sent(&out, id)[..], [Packet::SubAck(s)] if s.codes == [refused, refused, 1])
+        );
+    }
+}
+
+#[test]
+fn a_will_the_client_may_not_publish_is_dropped() {
+    let mut h = guarded(Rc::new(Rules), false);
+    h.connect_with(1, as_user(Version::V311, "watcher", "admin"));
+    h.subscribe(1, "#", opts(QoS::AtLeastOnce));
+    for (id, topic, delivered) in [(2, "locked/dev", 0), (3, "wills/dev", 1)] {
+        let mut c = as_user(Version::V311, &format!("dev{id}"), "ok");
+        c.will = will(topic, Vec::new());
+        assert_eq!(
+            h.connect_with(id, c).0.code,
+            0,
+            "accepted, as by mosquitto 2"
+        );
+        assert_eq!(published(&h.close(id), 1).len(), delivered, "{topic}");
+    }
+}
+
+#[test]
+fn new_access_rules_apply_to_connected_clients_at_once() {
+    let mut h = guarded(Rc::new(Open), false);
+    h.connect_with(1, as_user(Version::V311, "reader", "ok"));
+    h.subscribe(1, "private/#", opts(QoS::AtMostOnce));
+    h.connect_with(2, as_user(Version::V311, "writer", "admin"));
+    let p = publish("private/x", b"1", QoS::AtMostOnce, 0);
+    assert_eq!(
+        published(&h.packet(2, Packet::Publish(p.clone())), 1).len(),
+        1
+    );
+    h.broker.set_access(Some(Rc::new(Rules)));
+    assert!(published(&h.packet(2, Packet::Publish(p)), 1).is_empty());
 }
 
 #[test]
