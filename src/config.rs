@@ -4,10 +4,11 @@
 //! their old mosquitto.conf took effect when it did not.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Duration;
 
-use crate::broker;
+use crate::{auth, broker};
 
 pub const DEFAULT_PORT: u16 = 1883;
 
@@ -17,6 +18,10 @@ pub struct Settings {
     pub listeners: Vec<SocketAddr>,
     /// Whether `allow_anonymous` was set explicitly.
     pub anonymous_explicit: bool,
+    /// mosquitto_passwd-format users and password hashes.
+    pub password_file: Option<PathBuf>,
+    /// mosquitto-format access control list.
+    pub acl_file: Option<PathBuf>,
     /// Most simultaneous client connections; None for no limit.
     pub max_connections: Option<usize>,
     /// Unsent bytes a connection may hold before QoS 0 messages to it are
@@ -30,6 +35,8 @@ impl Default for Settings {
         Settings {
             listeners: Vec::new(),
             anonymous_explicit: false,
+            password_file: None,
+            acl_file: None,
             max_connections: None,
             max_outgoing_bytes: 256 * 1024,
             broker: broker::Config::default(),
@@ -51,16 +58,23 @@ impl Settings {
         }
     }
 
+    /// Reads the password and ACL files named in the config. Called at
+    /// start-up and again to reload them (see [`broker::Broker::set_access`]).
+    pub fn load_access(&self) -> Result<Option<Rc<dyn broker::Access>>, String> {
+        auth::load(self.password_file.as_deref(), self.acl_file.as_deref())
+    }
+
     /// Refuses an open door: a listener reachable from the network accepts
-    /// anonymous clients only when the config says so explicitly.
+    /// anonymous clients only when the config says so explicitly. (With a
+    /// password file anonymous clients are refused unless allowed.)
     pub fn check(&self) -> Result<(), String> {
         if self.anonymous_explicit || !self.broker.allow_anonymous {
             return Ok(());
         }
         match self.listen_addrs().iter().find(|a| !a.ip().is_loopback()) {
             Some(addr) => Err(format!(
-                "listener {addr} is reachable from the network: set `allow_anonymous true` \
-                 to accept clients without a password there"
+                "listener {addr} is reachable from the network: set `password_file`, \
+                 or `allow_anonymous true` to accept clients without a password there"
             )),
             None => Ok(()),
         }
@@ -88,6 +102,11 @@ pub fn parse(text: &str, file: &str) -> Result<Settings, String> {
         let args: Vec<&str> = words.collect();
         let at = |msg: String| format!("{file}:{}: {msg}", n + 1);
         apply(&mut s, &mut port, &mut bind, key, &args).map_err(at)?;
+    }
+    // As mosquitto 2: with a password file, anonymous clients are refused
+    // unless the config allows them.
+    if s.password_file.is_some() && !s.anonymous_explicit {
+        s.broker.allow_anonymous = false;
     }
     if port.is_some() || bind.is_some() {
         let ip = bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
@@ -148,6 +167,8 @@ fn apply(
             s.broker.allow_anonymous = boolean(key, one()?)?;
             s.anonymous_explicit = true;
         }
+        "password_file" => s.password_file = Some(one()?.into()),
+        "acl_file" => s.acl_file = Some(one()?.into()),
         "max_outgoing_bytes" => s.max_outgoing_bytes = number(key, one()?)?,
         "connect_timeout" => s.broker.connect_timeout = Duration::from_secs(number(key, one()?)?),
         _ => return Err(format!("unknown or unsupported key `{key}`")),
@@ -235,5 +256,20 @@ mod tests {
         assert!(s.check().unwrap_err().contains("allow_anonymous"));
         let s = parse("listener 1883\nallow_anonymous true\n", "t.conf").unwrap();
         assert!(s.check().is_ok());
+    }
+
+    #[test]
+    fn password_file_closes_the_door_to_anonymous_clients() {
+        let s = parse("listener 1883\npassword_file /etc/roost/pw\n", "t.conf").unwrap();
+        assert!(s.check().is_ok());
+        assert!(!s.broker.allow_anonymous);
+        assert_eq!(s.password_file, Some("/etc/roost/pw".into()));
+        let s = parse(
+            "allow_anonymous true\npassword_file pw\nacl_file acl\n",
+            "t.conf",
+        )
+        .unwrap();
+        assert!(s.broker.allow_anonymous);
+        assert_eq!(s.acl_file, Some("acl".into()));
     }
 }

@@ -4,6 +4,7 @@
 //! packets by [`protocol::decode`], and handed to [`broker::Broker`], which
 //! answers with [`broker::Action`]s that the loop carries out.
 
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod net;

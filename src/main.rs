@@ -10,6 +10,7 @@ const USAGE: &str = "\
 roost - an MQTT broker for small Linux gateways
 
 Usage: roost [OPTIONS]
+       roost passwd [-c | -D] [-b] FILE USER [PASSWORD]   (see roost passwd --help)
 
 Options:
   -c, --config FILE   read settings from FILE (mosquitto.conf syntax)
@@ -74,10 +75,30 @@ fn settings(args: &Args) -> Result<Settings, String> {
         settings.listeners = vec![std::net::SocketAddr::new(ip, port)];
     }
     settings.check()?;
+    settings.broker.access = settings.load_access()?;
     Ok(settings)
 }
 
+/// `roost passwd ...`: the mosquitto_passwd work-alike.
+fn passwd(args: &[String]) -> ExitCode {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{}", roost::auth::passwd::USAGE);
+        return ExitCode::SUCCESS;
+    }
+    match roost::auth::passwd::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("roost passwd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).is_some_and(|a| a == "passwd") {
+        return passwd(&argv[2..]);
+    }
     let args = match parse_args() {
         Ok(Some(args)) => args,
         Ok(None) => return ExitCode::SUCCESS,

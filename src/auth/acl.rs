@@ -1,0 +1,286 @@
+//! The ACL file (`acl_file`), in mosquitto's format:
+//!
+//! ```text
+//! # before any `user` line: rules for anonymous clients
+//! topic read public/#
+//! user alice                      # rules for alice, until the next `user`
+//! topic readwrite home/#
+//! topic deny home/secret
+//! pattern write devices/%u/%c/#   # every client, %u user name, %c client id
+//! ```
+//!
+//! Access is `read`, `write`, `readwrite` (the default) or `deny`. As in
+//! mosquitto, what no rule grants is refused and a matching `deny` wins.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::broker::topic::{matches, overlaps, valid_filter};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Read,
+    Write,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rights {
+    Read,
+    Write,
+    ReadWrite,
+    Deny,
+}
+
+impl Rights {
+    fn grants(self, op: Op) -> bool {
+        matches!(
+            (self, op),
+            (Rights::ReadWrite, _) | (Rights::Read, Op::Read) | (Rights::Write, Op::Write)
+        )
+    }
+}
+
+#[derive(Debug)]
+struct Rule {
+    rights: Rights,
+    filter: Box<str>,
+}
+
+#[derive(Debug, Default)]
+pub struct Acl {
+    anonymous: Vec<Rule>,
+    users: HashMap<String, Vec<Rule>>,
+    /// `pattern` rules, for every client, with `%c` and `%u` unexpanded.
+    patterns: Vec<Rule>,
+}
+
+impl Acl {
+    pub fn load(path: &Path) -> Result<Acl, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Acl::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses `text`; errors read `FILE:LINE: what is wrong`.
+    pub fn parse(text: &str, file: &str) -> Result<Acl, String> {
+        let mut acl = Acl::default();
+        let mut user: Option<String> = None;
+        for (n, raw) in text.lines().enumerate() {
+            let at = |msg: String| format!("{file}:{}: {msg}", n + 1);
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (key, rest) = line.split_once([' ', '\t']).unwrap_or((line, ""));
+            let rest = rest.trim();
+            match key {
+                "user" if !rest.is_empty() => {
+                    acl.users.entry(rest.to_owned()).or_default();
+                    user = Some(rest.to_owned());
+                }
+                "user" => return Err(at("`user` needs a user name".into())),
+                "topic" | "pattern" => {
+                    let rule = rule(rest).map_err(at)?;
+                    let rules = match (key, &user) {
+                        ("pattern", _) => &mut acl.patterns,
+                        (_, Some(name)) => acl.users.get_mut(name).expect("added at `user`"),
+                        (_, None) => &mut acl.anonymous,
+                    };
+                    rules.push(rule);
+                }
+                _ => return Err(at(format!("unknown ACL keyword `{key}`"))),
+            }
+        }
+        Ok(acl)
+    }
+
+    /// Whether the client may `op` on `topic`.
+    pub fn allows(&self, client_id: &str, username: Option<&str>, op: Op, topic: &str) -> bool {
+        let mut granted = false;
+        for (rights, filter) in self.rules(client_id, username) {
+            if matches(&filter, topic) {
+                if rights == Rights::Deny {
+                    return false;
+                }
+                granted |= rights.grants(op);
+            }
+        }
+        granted
+    }
+
+    /// Whether a subscription to `filter` could ever deliver a message the
+    /// client may read. Which messages it may read is checked again for
+    /// each delivery, so a `deny` inside the filter is enforced there.
+    pub fn may_subscribe(&self, client_id: &str, username: Option<&str>, filter: &str) -> bool {
+        self.rules(client_id, username)
+            .any(|(rights, rule)| rights.grants(Op::Read) && overlaps(&rule, filter))
+    }
+
+    /// The rules that apply to a client: those of its user (or of
+    /// anonymous clients), then the patterns, expanded for it.
+    fn rules<'a>(
+        &'a self,
+        client_id: &'a str,
+        username: Option<&'a str>,
+    ) -> impl Iterator<Item = (Rights, Cow<'a, str>)> {
+        let own = match username {
+            Some(name) => self.users.get(name),
+            None => Some(&self.anonymous),
+        };
+        let own = own
+            .into_iter()
+            .flatten()
+            .map(|r| (r.rights, Cow::Borrowed(&*r.filter)));
+        let patterns = self.patterns.iter().filter_map(move |r| {
+            expand(&r.filter, client_id, username).map(|filter| (r.rights, filter))
+        });
+        own.chain(patterns)
+    }
+}
+
+/// `[read|write|readwrite|deny] FILTER`; the filter may contain spaces.
+fn rule(text: &str) -> Result<Rule, String> {
+    let (first, rest) = text.split_once([' ', '\t']).unwrap_or((text, ""));
+    let rights = match first {
+        "read" => Some(Rights::Read),
+        "write" => Some(Rights::Write),
+        "readwrite" => Some(Rights::ReadWrite),
+        "deny" => Some(Rights::Deny),
+        _ => None,
+    };
+    let (rights, filter) = match rights {
+        Some(rights) if !rest.trim().is_empty() => (rights, rest.trim()),
+        _ => (Rights::ReadWrite, text),
+    };
+    if filter.is_empty() {
+        return Err("a rule needs a topic".into());
+    }
+    if !valid_filter(filter) {
+        return Err(format!("`{filter}` is not a valid topic filter"));
+    }
+    Ok(Rule {
+        rights,
+        filter: filter.into(),
+    })
+}
+
+/// A pattern with `%c` and `%u` replaced. None when it names the user
+/// and the client has none, or when a value would add levels or
+/// wildcards: client `a/#` must not be given `devices/a/#`. (mosquitto
+/// refuses only `+` and `#`; roost refuses `/` too, as it lets client id
+/// `x/y` into the topics of client `x`.)
+fn expand<'a>(pattern: &'a str, client_id: &str, username: Option<&str>) -> Option<Cow<'a, str>> {
+    let safe = |v: &str| !v.contains(['/', '+', '#']);
+    let mut out = Cow::Borrowed(pattern);
+    if pattern.contains("%c") {
+        out = Cow::Owned(out.replace("%c", Some(client_id).filter(|c| safe(c))?));
+    }
+    if pattern.contains("%u") {
+        out = Cow::Owned(out.replace("%u", username.filter(|u| safe(u))?));
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ACL: &str = "\
+# anonymous clients
+topic read public/#
+
+user alice
+topic readwrite home/#
+topic deny home/secret
+topic write  sensors/alice temp
+user bob
+topic read home/+/temperature
+pattern read clients/%c/in
+pattern write clients/%u/out/#
+";
+
+    fn acl() -> Acl {
+        Acl::parse(ACL, "acl").unwrap()
+    }
+
+    #[test]
+    fn users_get_their_own_rules() {
+        let a = acl();
+        let alice = |op, t| a.allows("c1", Some("alice"), op, t);
+        assert!(alice(Op::Read, "home/kitchen"));
+        assert!(alice(Op::Write, "home/kitchen"));
+        assert!(!alice(Op::Read, "home/secret"), "deny wins over readwrite");
+        assert!(!alice(Op::Write, "home/secret"));
+        assert!(alice(Op::Write, "sensors/alice temp"), "spaces in topics");
+        assert!(!alice(Op::Read, "sensors/alice temp"));
+        assert!(
+            !alice(Op::Read, "public/news"),
+            "anonymous rules are not alice's"
+        );
+        let bob = |op, t| a.allows("c2", Some("bob"), op, t);
+        assert!(bob(Op::Read, "home/kitchen/temperature"));
+        assert!(!bob(Op::Write, "home/kitchen/temperature"));
+        assert!(!bob(Op::Read, "home/kitchen"));
+        assert!(!a.allows("c3", Some("carol"), Op::Read, "public/news"));
+    }
+
+    #[test]
+    fn lines_before_any_user_are_for_anonymous_clients() {
+        let a = acl();
+        assert!(a.allows("c", None, Op::Read, "public/news"));
+        assert!(!a.allows("c", None, Op::Write, "public/news"));
+        assert!(!a.allows("c", None, Op::Read, "home/kitchen"));
+    }
+
+    #[test]
+    fn patterns_expand_client_id_and_user_name() {
+        let a = acl();
+        assert!(a.allows("dev7", Some("bob"), Op::Read, "clients/dev7/in"));
+        assert!(a.allows("dev7", None, Op::Read, "clients/dev7/in"));
+        assert!(!a.allows("dev7", Some("bob"), Op::Read, "clients/dev8/in"));
+        assert!(a.allows("dev7", Some("bob"), Op::Write, "clients/bob/out/x"));
+        assert!(!a.allows("dev7", Some("bob"), Op::Write, "clients/alice/out/x"));
+        assert!(
+            !a.allows("dev7", None, Op::Write, "clients//out/x"),
+            "no user, no %u"
+        );
+        // Wildcards or levels smuggled in through an id grant nothing.
+        assert!(!a.allows("+", Some("bob"), Op::Read, "clients/x/in"));
+        assert!(!a.allows("dev7", Some("#"), Op::Write, "clients/x/out/y"));
+        assert!(!a.allows("a/b", Some("bob"), Op::Read, "clients/a/b/in"));
+    }
+
+    #[test]
+    fn subscriptions_need_a_read_grant_they_overlap() {
+        let a = acl();
+        assert!(a.may_subscribe("c", Some("alice"), "home/#"));
+        assert!(a.may_subscribe("c", Some("alice"), "#"));
+        assert!(a.may_subscribe("c", Some("bob"), "home/+/+"));
+        assert!(!a.may_subscribe("c", Some("bob"), "garden/#"));
+        assert!(
+            !a.may_subscribe("c", Some("alice"), "sensors/#"),
+            "write only"
+        );
+        assert!(a.may_subscribe("c", None, "public/x"));
+        assert!(a.may_subscribe("c9", None, "clients/c9/in"));
+        assert!(!a.may_subscribe("c9", None, "clients/c8/in"));
+    }
+
+    #[test]
+    fn bad_lines_name_file_and_line() {
+        let e = Acl::parse("user a\ntopic read a/#/b\n", "acl").unwrap_err();
+        assert_eq!(e, "acl:2: `a/#/b` is not a valid topic filter");
+        let e = Acl::parse("\ntopics read a\n", "acl").unwrap_err();
+        assert_eq!(e, "acl:2: unknown ACL keyword `topics`");
+        let e = Acl::parse("user\n", "acl").unwrap_err();
+        assert_eq!(e, "acl:1: `user` needs a user name");
+        let e = Acl::parse("topic\n", "acl").unwrap_err();
+        assert_eq!(e, "acl:1: a rule needs a topic");
+    }
+
+    #[test]
+    fn a_lone_word_is_a_topic_with_readwrite() {
+        let a = Acl::parse("topic read\n", "acl").unwrap();
+        assert!(a.allows("c", None, Op::Write, "read"));
+    }
+}
