@@ -196,7 +196,7 @@ fn roost_passwd_adds_changes_and_deletes_users() {
     let pw = password_file(&dir, &[("alice", "one"), ("bob", "two")]);
     let file = pw.to_str().unwrap();
     assert!(
-        roost_passwd(&["-b", file, "alice", "three"])
+        roost_passwd(&["-b", file, "alice", "-three"])
             .status
             .success()
     );
@@ -243,7 +243,7 @@ fn roost_passwd_adds_changes_and_deletes_users() {
     let roost = start(Some(&pw), None, "");
     let addr = roost.addr();
     assert_eq!(
-        connack(&addr, &login(4, "a", Some("alice"), Some("three"))),
+        connack(&addr, &login(4, "a", Some("alice"), Some("-three"))),
         0
     );
     assert_eq!(

@@ -1,16 +1,19 @@
 //! The ACL file (`acl_file`), in mosquitto's format:
 //!
 //! ```text
-//! # before any `user` line: rules for anonymous clients
+//! # Before any `user` line: rules for anonymous clients.
 //! topic read public/#
-//! user alice                      # rules for alice, until the next `user`
+//! # Rules for alice, up to the next `user` line.
+//! user alice
 //! topic readwrite home/#
 //! topic deny home/secret
-//! pattern write devices/%u/%c/#   # every client, %u user name, %c client id
+//! # For every client; %u is the user name, %c the client id.
+//! pattern write devices/%u/%c/#
 //! ```
 //!
 //! Access is `read`, `write`, `readwrite` (the default) or `deny`. As in
 //! mosquitto, what no rule grants is refused and a matching `deny` wins.
+//! `#` starts a comment only at the start of a line: topics may contain it.
 
 use std::borrow::Cow;
 use std::collections::HashMap;

@@ -24,16 +24,21 @@ Without a terminal the password is read from two lines of standard input.";
 
 pub fn run(args: &[String]) -> Result<(), String> {
     let (mut create, mut batch, mut delete) = (false, false, false);
-    let mut rest = Vec::new();
-    for arg in args {
-        match arg.as_str() {
+    // Options come first, as for mosquitto_passwd: a password given with
+    // -b may start with `-`.
+    let first = args
+        .iter()
+        .position(|a| !a.starts_with('-'))
+        .unwrap_or(args.len());
+    for flag in &args[..first] {
+        match flag.as_str() {
             "-c" => create = true,
             "-b" => batch = true,
             "-D" => delete = true,
-            flag if flag.starts_with('-') => return Err(format!("unknown option `{flag}`")),
-            _ => rest.push(arg.as_str()),
+            _ => return Err(format!("unknown option `{flag}`")),
         }
     }
+    let rest: Vec<&str> = args[first..].iter().map(String::as_str).collect();
     let wanted = if batch { 3 } else { 2 };
     if rest.len() != wanted || (delete && (create || batch)) {
         return Err(format!("wrong arguments\n{USAGE}"));
