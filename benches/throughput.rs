@@ -45,14 +45,14 @@
 //!   (default 3, so p99.9 rests on 3 samples; raise it for a steadier tail).
 //! - `ROOST_BENCH_SUBS`: the largest subscription count of the scaling curve
 //!   (default 10000; the curve is 1, SUBS/10 and SUBS).
-//! - `ROOST_BENCH_CHURN`: churn cycles per broker (default 100000, about 15 s
+//! - `ROOST_BENCH_CHURN`: churn cycles per broker (default 100000, about 30 s
 //!   per broker on a 2-core machine).
 //! - `ROOST_BENCH_SECTIONS`: comma-separated sections to run, from
 //!   `throughput`, `latency`, `scaling` and `churn` (default all).
 //! - `ROOST_BENCH_BROKERS`, `ROOST_BENCH_MOSQUITTO`: as for the memory bench
 //!   (which brokers; where mosquitto is).
 //!
-//! With the defaults the whole run takes about two minutes. Every phase is
+//! With the defaults the whole run takes about 2.5 minutes. Every phase is
 //! bounded: publishing stops after its time, deliveries are awaited at most
 //! until no message has arrived for 2 s, every socket read and write times
 //! out after 10 s, churn stops after 180 s per broker, and a watchdog ends the
