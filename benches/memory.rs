@@ -31,543 +31,32 @@
 //! sockets are spread over the source addresses 127.0.0.2..=127.0.0.9 so that
 //! large N does not run out of ephemeral ports.
 
-use std::collections::VecDeque;
-use std::fmt::Write as _;
-use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
-use std::os::fd::FromRawFd;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::thread;
+mod common;
+
+use std::io::{self, IsTerminal, Read};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::time::{Duration, Instant};
+
+use common::{
+    Broker, Brokers, Mem, connect_client, env_usize, fmt_ratio, install_guards, raise_nofile,
+    settle, start_mosquitto, start_roost, subscribe,
+};
 
 /// Default number of idle connections.
 const DEFAULT_CONNS: usize = 1000;
-/// A broker that is silent for this long has stopped answering.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long to wait for memory figures to stop changing.
-const SETTLE_MAX: Duration = Duration::from_secs(5);
-const SETTLE_STEP: Duration = Duration::from_millis(100);
-/// Identical consecutive samples that count as settled.
-const SETTLE_SAME: u32 = 5;
-/// Client sockets bind to 127.0.0.FIRST_SRC .. 127.0.0.(FIRST_SRC+SRC_ADDRS-1).
-const FIRST_SRC: u8 = 2;
-const SRC_ADDRS: usize = 8;
-/// Lines of a broker's log kept to explain a failure.
-const LOG_TAIL: usize = 20;
-
-/// PIDs of brokers that are running, so that a panic or the watchdog can
-/// kill them even when no destructor runs.
-static LIVE_PIDS: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
-
-fn kill_live_children() {
-    // `try_lock`: never block in a panic hook or the watchdog.
-    if let Ok(pids) = LIVE_PIDS.try_lock() {
-        for &pid in pids.iter() {
-            // SAFETY: plain syscall; each pid is a child not yet reaped, so it
-            // cannot have been reused by another process.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Memory of a process
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Mem {
-    rss_kib: u64,
-    private_dirty_kib: u64,
-}
-
-fn read_mem(pid: u32) -> Result<Mem, String> {
-    let path = format!("/proc/{pid}/smaps_rollup");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {path}: {e}"))?;
-    let field = |name: &str| -> Option<u64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-    };
-    match (field("Rss:"), field("Private_Dirty:")) {
-        (Some(rss_kib), Some(private_dirty_kib)) => Ok(Mem {
-            rss_kib,
-            private_dirty_kib,
-        }),
-        _ => Err(format!(
-            "{path}: no Rss/Private_Dirty (has the process exited?)"
-        )),
-    }
-}
-
-// ---------------------------------------------------------------------------
-// A broker process
-
-struct Broker {
-    name: &'static str,
-    child: Child,
-    port: u16,
-    log_tail: Arc<Mutex<VecDeque<String>>>,
-    scratch: Option<PathBuf>,
-}
-
-impl Broker {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log_tail(&self) -> String {
-        let tail = self.log_tail.lock().map(|t| t.clone()).unwrap_or_default();
-        if tail.is_empty() {
-            return String::from("    (the broker logged nothing)");
-        }
-        let mut s = String::new();
-        for line in tail {
-            let _ = writeln!(s, "    {line}");
-        }
-        s.trim_end().to_string()
-    }
-
-    /// Fails if the process has exited.
-    fn check_alive(&mut self) -> Result<(), String> {
-        match self.child.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(status)) => Err(format!(
-                "{} exited ({status}); its last log lines:\n{}",
-                self.name,
-                self.log_tail()
-            )),
-            Err(e) => Err(format!("{}: waiting on pid {}: {e}", self.name, self.pid())),
-        }
-    }
-
-    /// SIGTERM, then SIGKILL if it does not stop within a few seconds.
-    fn stop(mut self) {
-        let pid = self.pid() as libc::pid_t;
-        // SAFETY: plain syscall on our own, not yet reaped, child.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        // Drop kills (if still running) and reaps.
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let pid = self.child.id() as libc::pid_t;
-        let _ = self.child.kill();
-        if let Ok(mut pids) = LIVE_PIDS.lock() {
-            pids.retain(|&p| p != pid);
-        }
-        let _ = self.child.wait();
-        if let Some(dir) = self.scratch.take() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
-/// Spawns `cmd` with stderr piped into a thread that keeps the last lines and
-/// reports the port of a `listening on 127.0.0.1:PORT` line.
-fn spawn_broker(
-    name: &'static str,
-    mut cmd: Command,
-    scratch: Option<PathBuf>,
-) -> Result<(Broker, mpsc::Receiver<u16>), String> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    // SAFETY: the closure runs between fork and exec and only makes one
-    // async-signal-safe syscall. It makes the kernel kill the broker when the
-    // bench dies, however it dies.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-            Ok(())
-        });
-    }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("{name}: cannot start {:?}: {e}", cmd.get_program()))?;
-    if let Ok(mut pids) = LIVE_PIDS.lock() {
-        pids.push(child.id() as libc::pid_t);
-    }
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let log_tail = Arc::new(Mutex::new(VecDeque::with_capacity(LOG_TAIL)));
-    let (tx, rx) = mpsc::channel();
-    let tail = Arc::clone(&log_tail);
-    thread::Builder::new()
-        .name(format!("{name}-log"))
-        .spawn(move || drain_log(stderr, tail, tx))
-        .map_err(|e| format!("spawning log thread: {e}"))?;
-    Ok((
-        Broker {
-            name,
-            child,
-            port: 0,
-            log_tail,
-            scratch,
-        },
-        rx,
-    ))
-}
-
-fn drain_log(stderr: impl Read, tail: Arc<Mutex<VecDeque<String>>>, port_tx: mpsc::Sender<u16>) {
-    const MARK: &str = "listening on 127.0.0.1:";
-    let mut sent = false;
-    for line in BufReader::new(stderr).split(b'\n') {
-        let Ok(line) = line else { break };
-        let line = String::from_utf8_lossy(&line).into_owned();
-        if !sent {
-            if let Some(pos) = line.find(MARK) {
-                let digits: String = line[pos + MARK.len()..]
-                    .chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect();
-                if let Ok(port) = digits.parse::<u16>() {
-                    sent = port_tx.send(port).is_ok();
-                }
-            }
-        }
-        if let Ok(mut t) = tail.lock() {
-            if t.len() == LOG_TAIL {
-                t.pop_front();
-            }
-            t.push_back(line);
-        }
-    }
-}
-
-fn start_roost() -> Result<Broker, String> {
-    let bin = env!("CARGO_BIN_EXE_roost");
-    let mut cmd = Command::new(bin);
-    cmd.args(["-p", "0", "--bind", "127.0.0.1"]);
-    // The default log level (info) prints the line with the port.
-    cmd.env_remove("RUST_LOG");
-    let (mut broker, port_rx) = spawn_broker("roost", cmd, None)?;
-    let deadline = Instant::now() + ANSWER_TIMEOUT;
-    loop {
-        match port_rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(port) => {
-                broker.port = port;
-                break;
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                // stderr closed: the process is gone (or closed stderr).
-                thread::sleep(Duration::from_millis(50));
-                broker.check_alive()?;
-                return Err(format!(
-                    "roost closed stderr without logging `listening on 127.0.0.1:PORT`; log:\n{}",
-                    broker.log_tail()
-                ));
-            }
-        }
-        broker.check_alive()?;
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "roost ({bin}) did not log `listening on 127.0.0.1:PORT` within {} s; log:\n{}",
-                ANSWER_TIMEOUT.as_secs(),
-                broker.log_tail()
-            ));
-        }
-    }
-    wait_accepting(&mut broker)?;
-    Ok(broker)
-}
-
-fn mosquitto_path() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("ROOST_BENCH_MOSQUITTO") {
-        return Some(PathBuf::from(p));
-    }
-    let sbin = Path::new("/usr/sbin/mosquitto");
-    if sbin.exists() {
-        return Some(sbin.to_path_buf());
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("mosquitto"))
-            .find(|p| p.exists())
-    })
-}
-
-fn mosquitto_version(bin: &Path) -> String {
-    // `mosquitto -h` prints its version on the first line and exits non-zero.
-    Command::new(bin)
-        .arg("-h")
-        .stdin(Stdio::null())
-        .output()
-        .ok()
-        .and_then(|o| {
-            let all = [o.stdout, o.stderr].concat();
-            String::from_utf8_lossy(&all)
-                .lines()
-                .find(|l| l.contains("version"))
-                .map(|l| l.trim().to_string())
-        })
-        .unwrap_or_else(|| String::from("mosquitto (version unknown)"))
-}
-
-/// A loopback port that was free a moment ago.
-fn free_port() -> Result<u16, String> {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| format!("bind: {e}"))?;
-    l.local_addr()
-        .map(|a| a.port())
-        .map_err(|e| format!("local_addr: {e}"))
-}
-
-fn start_mosquitto(bin: &Path) -> Result<Broker, String> {
-    let port = free_port()?;
-    let dir = std::env::temp_dir().join(format!("roost-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let conf = dir.join("mosquitto.conf");
-    // Settings equivalent to roost's defaults: one loopback listener, no
-    // connection limit, anonymous clients, no persistence, log to stderr.
-    // `user root` keeps mosquitto (when started as root) from switching
-    // user, which would clear the parent-death signal set in spawn_broker.
-    let text = format!(
-        "listener {port} 127.0.0.1\n\
-         max_connections -1\n\
-         allow_anonymous true\n\
-         persistence false\n\
-         log_dest stderr\n\
-         user root\n"
-    );
-    std::fs::write(&conf, text).map_err(|e| format!("{}: {e}", conf.display()))?;
-    let mut cmd = Command::new(bin);
-    cmd.arg("-c").arg(&conf);
-    let (mut broker, _port_rx) = spawn_broker("mosquitto", cmd, Some(dir))?;
-    broker.port = port;
-    wait_accepting(&mut broker)?;
-    Ok(broker)
-}
-
-/// Waits until the broker accepts a TCP connection (closed again at once).
-fn wait_accepting(broker: &mut Broker) -> Result<(), String> {
-    let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, broker.port);
-    let deadline = Instant::now() + ANSWER_TIMEOUT;
-    loop {
-        broker.check_alive()?;
-        match TcpStream::connect_timeout(&addr.into(), Duration::from_secs(1)) {
-            Ok(_) => return Ok(()),
-            Err(e) if Instant::now() >= deadline => {
-                return Err(format!(
-                    "{} does not accept connections on {addr} after {} s: {e}; log:\n{}",
-                    broker.name,
-                    ANSWER_TIMEOUT.as_secs(),
-                    broker.log_tail()
-                ));
-            }
-            Err(_) => thread::sleep(Duration::from_millis(50)),
-        }
-    }
-}
-
-/// Samples the broker's memory until it stops changing (bounded).
-fn settle(broker: &mut Broker) -> Result<Mem, String> {
-    let deadline = Instant::now() + SETTLE_MAX;
-    broker.check_alive()?;
-    let mut last = read_mem(broker.pid())?;
-    let mut same = 0;
-    loop {
-        thread::sleep(SETTLE_STEP);
-        broker.check_alive()?;
-        let now = read_mem(broker.pid())?;
-        if now == last {
-            same += 1;
-            if same >= SETTLE_SAME {
-                return Ok(now);
-            }
-        } else {
-            same = 0;
-            last = now;
-        }
-        if Instant::now() >= deadline {
-            eprintln!(
-                "  note: {} memory still changing after {} s; using the last sample",
-                broker.name,
-                SETTLE_MAX.as_secs()
-            );
-            return Ok(now);
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// MQTT 3.1.1, just the packets this bench sends
-
-fn put_remaining_length(buf: &mut Vec<u8>, mut n: usize) {
-    loop {
-        let mut byte = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            byte |= 0x80;
-        }
-        buf.push(byte);
-        if n == 0 {
-            break;
-        }
-    }
-}
-
-fn put_str(buf: &mut Vec<u8>, s: &str) {
-    buf.extend_from_slice(&(s.len() as u16).to_be_bytes());
-    buf.extend_from_slice(s.as_bytes());
-}
-
-/// CONNECT, protocol level 4, clean session, keep-alive 0 (off).
-fn connect_packet(client_id: &str) -> Vec<u8> {
-    let mut body = Vec::with_capacity(12 + client_id.len());
-    put_str(&mut body, "MQTT");
-    body.push(4); // protocol level: 3.1.1
-    body.push(0x02); // connect flags: clean session
-    body.extend_from_slice(&0u16.to_be_bytes()); // keep-alive
-    put_str(&mut body, client_id);
-    let mut pkt = vec![0x10];
-    put_remaining_length(&mut pkt, body.len());
-    pkt.extend_from_slice(&body);
-    pkt
-}
-
-/// SUBSCRIBE to one topic filter at QoS 0.
-fn subscribe_packet(packet_id: u16, topic: &str) -> Vec<u8> {
-    let mut body = Vec::with_capacity(5 + topic.len());
-    body.extend_from_slice(&packet_id.to_be_bytes());
-    put_str(&mut body, topic);
-    body.push(0); // requested QoS
-    let mut pkt = vec![0x82];
-    put_remaining_length(&mut pkt, body.len());
-    pkt.extend_from_slice(&body);
-    pkt
-}
-
-fn io_context(what: &str, e: io::Error) -> String {
-    match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => format!(
-            "{what}: no answer for {} s (the broker stopped answering)",
-            ANSWER_TIMEOUT.as_secs()
-        ),
-        io::ErrorKind::UnexpectedEof => format!("{what}: the broker closed the connection"),
-        _ => format!("{what}: {e}"),
-    }
-}
-
-fn sockaddr(addr: SocketAddrV4) -> libc::sockaddr_in {
-    // SAFETY: sockaddr_in is plain old data; all-zero is a valid value.
-    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-    sa.sin_family = libc::AF_INET as libc::sa_family_t;
-    sa.sin_port = addr.port().to_be();
-    sa.sin_addr = libc::in_addr {
-        s_addr: u32::from(*addr.ip()).to_be(),
-    };
-    sa
-}
-
-/// A TCP connection from `src` (any port) to `dst`, within `timeout`.
-fn connect_from(src: Ipv4Addr, dst: SocketAddrV4, timeout: Duration) -> io::Result<TcpStream> {
-    let sa_len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    // SAFETY: plain syscall; the descriptor is checked, then owned by `stream`.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_INET,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh socket that nothing else owns.
-    let stream = unsafe { TcpStream::from_raw_fd(fd) };
-    let one: libc::c_int = 1;
-    // Choose the source port at connect time (per destination), not at bind
-    // time. Best effort: without it, bind still works for moderate N.
-    // SAFETY: valid fd, pointer and length of a c_int.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-    let src_sa = sockaddr(SocketAddrV4::new(src, 0));
-    // SAFETY: valid fd, pointer and length of a sockaddr_in.
-    if unsafe { libc::bind(fd, (&src_sa as *const libc::sockaddr_in).cast(), sa_len) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let dst_sa = sockaddr(dst);
-    // SAFETY: valid fd, pointer and length of a sockaddr_in.
-    if unsafe { libc::connect(fd, (&dst_sa as *const libc::sockaddr_in).cast(), sa_len) } != 0 {
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINPROGRESS) {
-            return Err(err);
-        }
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLOUT,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let n = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as libc::c_int) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
-        }
-        if let Some(e) = stream.take_error()? {
-            return Err(e);
-        }
-    }
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
-}
 
 /// Opens one idle, subscribed client: CONNECT/CONNACK, SUBSCRIBE/SUBACK.
 fn open_client(tag: &str, i: usize, dst: SocketAddrV4) -> Result<TcpStream, String> {
-    let src = Ipv4Addr::new(127, 0, 0, FIRST_SRC + (i % SRC_ADDRS) as u8);
-    let mut s = connect_from(src, dst, ANSWER_TIMEOUT)
-        .map_err(|e| io_context(&format!("client {i}: connect {src} -> {dst}"), e))?;
     let client_id = format!("rb-{tag}-{i}");
-    s.write_all(&connect_packet(&client_id))
-        .map_err(|e| io_context(&format!("client {i}: sending CONNECT"), e))?;
-    let mut connack = [0u8; 4];
-    s.read_exact(&mut connack)
-        .map_err(|e| io_context(&format!("client {i}: waiting for CONNACK"), e))?;
-    if connack != [0x20, 0x02, 0x00, 0x00] {
-        return Err(format!(
-            "client {i}: expected CONNACK accepted (20 02 00 00), got {connack:02x?}"
-        ));
-    }
+    let mut s = connect_client(&client_id, i, dst)?;
     let packet_id = (i % 0xffff + 1) as u16;
-    let topic = format!("bench/{i}/state");
-    s.write_all(&subscribe_packet(packet_id, &topic))
-        .map_err(|e| io_context(&format!("client {i}: sending SUBSCRIBE"), e))?;
-    let mut suback = [0u8; 5];
-    s.read_exact(&mut suback)
-        .map_err(|e| io_context(&format!("client {i}: waiting for SUBACK"), e))?;
-    let [hi, lo] = packet_id.to_be_bytes();
-    if suback != [0x90, 0x03, hi, lo, 0x00] {
-        return Err(format!(
-            "client {i}: expected SUBACK granting QoS 0 (90 03 {hi:02x} {lo:02x} 00), got {suback:02x?}"
-        ));
-    }
+    subscribe(
+        &mut s,
+        &client_id,
+        packet_id,
+        &[format!("bench/{i}/state")],
+        0,
+    )?;
     Ok(s)
 }
 
@@ -646,40 +135,8 @@ fn measure(mut broker: Broker, conns: usize) -> Result<Measurement, String> {
 // ---------------------------------------------------------------------------
 // Reporting
 
-fn machine_line() -> String {
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| String::from("unknown CPU"));
-    let cpus = thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| String::from("unknown"));
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        })
-        .map_or_else(String::new, |kib| format!(", {} MiB RAM", kib / 1024));
-    format!("machine: {model}, nproc {cpus}{mem}; kernel: Linux {kernel}")
-}
-
 fn per_conn_bytes(before_kib: u64, after_kib: u64, conns: usize) -> f64 {
     (after_kib as f64 - before_kib as f64) * 1024.0 / conns as f64
-}
-
-fn fmt_ratio(a: Option<f64>, b: Option<f64>) -> String {
-    match (a, b) {
-        (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
-        _ => String::from("-"),
-    }
 }
 
 fn print_table(conns: usize, roost: Option<&Measurement>, mosq: Option<&Measurement>) {
@@ -749,47 +206,9 @@ fn print_table(conns: usize, roost: Option<&Measurement>, mosq: Option<&Measurem
 
 // ---------------------------------------------------------------------------
 
-fn raise_nofile() -> Result<u64, String> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: valid pointer to an rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(format!("getrlimit: {}", io::Error::last_os_error()));
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        lim.rlim_cur = lim.rlim_max;
-        // SAFETY: valid pointer to an rlimit.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-            return Err(format!("setrlimit: {}", io::Error::last_os_error()));
-        }
-    }
-    // rlim_t is 32 bits on some targets (32-bit ARM), 64 on others.
-    #[allow(clippy::unnecessary_cast)]
-    Ok(lim.rlim_cur as u64)
-}
-
 fn main() {
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        kill_live_children();
-        default_hook(info);
-    }));
-
-    let conns = match std::env::var("ROOST_BENCH_CONNS") {
-        Ok(v) => match v.trim().parse::<usize>() {
-            Ok(n) if n > 0 => n,
-            _ => {
-                eprintln!("ROOST_BENCH_CONNS must be a positive integer, not {v:?}");
-                std::process::exit(2);
-            }
-        },
-        Err(_) => DEFAULT_CONNS,
-    };
-    let brokers =
-        std::env::var("ROOST_BENCH_BROKERS").unwrap_or_else(|_| String::from("roost,mosquitto"));
-    let want = |b: &str| brokers.split(',').any(|x| x.trim() == b);
+    let conns = env_usize("ROOST_BENCH_CONNS", DEFAULT_CONNS);
+    let brokers = Brokers::from_env();
 
     let nofile = match raise_nofile() {
         Ok(n) => n,
@@ -809,44 +228,14 @@ fn main() {
     }
 
     // Whole-run watchdog: generous, but bounded.
-    let limit = Duration::from_secs(120 + (conns as u64) / 50);
-    thread::Builder::new()
-        .name(String::from("watchdog"))
-        .spawn(move || {
-            thread::sleep(limit);
-            eprintln!(
-                "\nmemory bench: still running after {} s, giving up (brokers killed)",
-                limit.as_secs()
-            );
-            kill_live_children();
-            std::process::exit(3);
-        })
-        .expect("spawn watchdog");
+    install_guards("memory", Duration::from_secs(120 + (conns as u64) / 50));
 
-    println!("{}", machine_line());
-    let mosquitto_bin = if want("mosquitto") {
-        mosquitto_path()
-    } else {
-        None
-    };
-    println!(
-        "roost: {}",
-        if want("roost") {
-            env!("CARGO_BIN_EXE_roost")
-        } else {
-            "(not measured)"
-        }
-    );
-    match (&mosquitto_bin, want("mosquitto")) {
-        (Some(bin), _) => println!("mosquitto: {} ({})", bin.display(), mosquitto_version(bin)),
-        (None, true) => println!("mosquitto: not installed, measuring roost alone"),
-        (None, false) => println!("mosquitto: (not measured)"),
-    }
+    brokers.print_header();
     println!("RLIMIT_NOFILE: {nofile}");
 
     let wall = Instant::now();
     let mut failures = Vec::new();
-    let roost = if want("roost") {
+    let roost = if brokers.roost {
         match start_roost().and_then(|b| measure(b, conns)) {
             Ok(m) => Some(m),
             Err(e) => {
@@ -857,7 +246,7 @@ fn main() {
     } else {
         None
     };
-    let mosq = match &mosquitto_bin {
+    let mosq = match &brokers.mosquitto {
         Some(bin) => match start_mosquitto(bin).and_then(|b| measure(b, conns)) {
             Ok(m) => Some(m),
             Err(e) => {
