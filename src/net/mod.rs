@@ -459,6 +459,11 @@ impl Server {
                 return;
             }
             self.closing.pop_front();
+            // Give back what a burst of closes needed.
+            if self.closing.capacity() >= 1024 && self.closing.len() * 4 <= self.closing.capacity()
+            {
+                self.closing.shrink_to(self.closing.len() * 2);
+            }
             // The slot may since hold another connection.
             if self.conns.get(id).is_some_and(|c| c.closing == Some(at)) {
                 let mut c = self.conns.remove(id);
