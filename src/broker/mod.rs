@@ -174,30 +174,37 @@ struct OutAliases {
 /// indexed by them beats a hash map: no hashing, and no table slack that
 /// every idle connection would pay for.
 #[derive(Default)]
-struct Conns(Vec<Option<Conn>>);
+struct Conns {
+    slots: Vec<Option<Conn>>,
+    live: usize,
+}
 
 impl Conns {
     fn get(&self, id: ConnId) -> Option<&Conn> {
-        self.0.get(id).and_then(Option::as_ref)
+        self.slots.get(id).and_then(Option::as_ref)
     }
 
     fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
-        self.0.get_mut(id).and_then(Option::as_mut)
+        self.slots.get_mut(id).and_then(Option::as_mut)
     }
 
     fn insert(&mut self, id: ConnId, conn: Conn) {
-        if id >= self.0.len() {
-            self.0.resize_with(id + 1, || None);
+        if id >= self.slots.len() {
+            self.slots.resize_with(id + 1, || None);
         }
-        self.0[id] = Some(conn);
+        if self.slots[id].replace(conn).is_none() {
+            self.live += 1;
+        }
     }
 
     fn remove(&mut self, id: ConnId) -> Option<Conn> {
-        self.0.get_mut(id).and_then(Option::take)
+        let conn = self.slots.get_mut(id).and_then(Option::take);
+        self.live -= usize::from(conn.is_some());
+        conn
     }
 
     fn iter(&self) -> impl Iterator<Item = (ConnId, &Conn)> {
-        self.0
+        self.slots
             .iter()
             .enumerate()
             .filter_map(|(id, c)| c.as_ref().map(|c| (id, c)))
@@ -397,6 +404,20 @@ impl Broker {
 
     /// Fires every timer due at `now`.
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+        // At most one live entry per connection and two per session (will
+        // and expiry); once stale ones outnumber them, sweep.
+        let live = self.conns.live + 2 * self.sessions.len();
+        if self.timers.len() > 2 * live + 64 {
+            let (conns, sessions) = (&self.conns, &self.sessions);
+            self.timers.retain(|at, timer| match timer {
+                Timer::Conn(id, serial) => conns
+                    .get(id)
+                    .is_some_and(|c| c.serial == serial && c.armed == at),
+                Timer::SessionExpiry(s, generation) | Timer::Will(s, generation) => {
+                    sessions.get(s).is_some_and(|s| s.generation == generation)
+                }
+            });
+        }
         while let Some((at, timer)) = self.timers.pop_due(now) {
             match timer {
                 Timer::Conn(id, serial) => self.conn_timer(id, serial, at, now, out),

@@ -1109,3 +1109,15 @@ fn a_stale_expiry_timer_spares_the_next_session_in_the_same_slot() {
     );
     assert!(ack.session_present);
 }
+
+#[test]
+fn connection_churn_does_not_grow_the_timer_heap() {
+    let mut h = Harness::new();
+    for i in 0..10_000 {
+        h.connect_with(i % 4, connect_packet(Version::V311, "churn", true, 30));
+        h.close(i % 4);
+        h.advance(Duration::ZERO);
+    }
+    // Each cycle left a connect-timeout and a keep-alive entry behind.
+    assert!(h.broker.timers.len() < 200, "{} timer entries", h.broker.timers.len());
+}
