@@ -1119,5 +1119,9 @@ fn connection_churn_does_not_grow_the_timer_heap() {
         h.advance(Duration::ZERO);
     }
     // Each cycle left a connect-timeout and a keep-alive entry behind.
-    assert!(h.broker.timers.len() < 200, "{} timer entries", h.broker.timers.len());
+    assert!(
+        h.broker.timers.len() < 200,
+        "{} timer entries",
+        h.broker.timers.len()
+    );
 }

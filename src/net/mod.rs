@@ -454,16 +454,19 @@ impl Server {
 
     /// Drops closing connections whose linger time is up.
     fn expire(&mut self, now: Instant) {
+        // Peers that close promptly leave their entries behind until the
+        // deadline; sweep once they outnumber the connections there are.
+        if self.closing.len() > self.conns.len() + 64 {
+            let conns = &self.conns;
+            self.closing
+                .retain(|(at, id)| conns.get(*id).is_some_and(|c| c.closing == Some(*at)));
+            self.closing.shrink_to(self.closing.len() * 2);
+        }
         while let Some(&(at, id)) = self.closing.front() {
             if at > now {
                 return;
             }
             self.closing.pop_front();
-            // Give back what a burst of closes needed.
-            if self.closing.capacity() >= 1024 && self.closing.len() * 4 <= self.closing.capacity()
-            {
-                self.closing.shrink_to(self.closing.len() * 2);
-            }
             // The slot may since hold another connection.
             if self.conns.get(id).is_some_and(|c| c.closing == Some(at)) {
                 let mut c = self.conns.remove(id);
