@@ -265,3 +265,15 @@ fn socket_activation_matches_the_configured_listener() {
     mqtt_connect(port);
     mqtt_connect(other);
 }
+
+/// The example config the .deb installs as /etc/roost/roost.conf starts.
+#[test]
+fn example_config_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/roost.conf");
+    let settings = roost::config::load(&path).unwrap();
+    settings.check().unwrap();
+    assert_eq!(
+        settings.listen_addrs(),
+        ["0.0.0.0:1883".parse::<std::net::SocketAddr>().unwrap()]
+    );
+}
