@@ -44,6 +44,12 @@ if [[ ! -d /usr/lib/rustlib/aarch64-unknown-linux-gnu/lib ||
     (cd "$dl" && apt_get download \
         "libstd-rust-web-dev:arm64=$RUSTC_DEB_VERSION" \
         "libstd-rust-web-dev:armhf=$RUSTC_DEB_VERSION" >/dev/null)
+    # The foreign architectures were only needed for the download: left
+    # in place, every later `apt-get update` would fetch (and could fail
+    # on) arm64/armhf indexes.
+    dpkg --remove-architecture arm64
+    dpkg --remove-architecture armhf
+    apt_get update >/dev/null || true
     for f in "$dl"/*.deb; do dpkg -x "$f" "$dl/root"; done
     cp -r "$dl/root/usr/lib/rustlib/aarch64-unknown-linux-gnu" \
         "$dl/root/usr/lib/rustlib/armv7-unknown-linux-gnueabihf" /usr/lib/rustlib/
