@@ -63,6 +63,7 @@ pub struct Server {
     full_logged: bool,
     /// Set by SIGINT/SIGTERM: when to give up on draining and exit.
     stop_by: Option<Instant>,
+    /// READY/STATUS/STOPPING and the watchdog; inert outside systemd.
     systemd: Notifier,
 }
 
@@ -225,8 +226,8 @@ impl Server {
         }
     }
 
-    /// SIGHUP (`systemctl reload roost`). Told to systemd as a reload so
-    /// that `systemctl reload` returns when it is done.
+    /// SIGHUP (`systemctl reload roost`), framed by RELOADING=1 and
+    /// READY=1 so systemd shows the unit as reloading meanwhile.
     fn reload(&mut self) {
         self.systemd.reloading();
         log::info!("reload: nothing to reload yet");
