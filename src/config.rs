@@ -68,10 +68,16 @@ impl Settings {
     /// anonymous clients only when the config says so explicitly. (With a
     /// password file anonymous clients are refused unless allowed.)
     pub fn check(&self) -> Result<(), String> {
+        self.check_listeners(&self.listen_addrs())
+    }
+
+    /// `check` for listeners whose address is only known at start-up
+    /// (sockets passed by systemd).
+    pub fn check_listeners(&self, addrs: &[SocketAddr]) -> Result<(), String> {
         if self.anonymous_explicit || !self.broker.allow_anonymous {
             return Ok(());
         }
-        match self.listen_addrs().iter().find(|a| !a.ip().is_loopback()) {
+        match addrs.iter().find(|a| !a.ip().is_loopback()) {
             Some(addr) => Err(format!(
                 "listener {addr} is reachable from the network: set `password_file`, \
                  or `allow_anonymous true` to accept clients without a password there"

@@ -445,3 +445,67 @@ fn a_will_to_a_denied_topic_is_not_published() {
         }
     }
 }
+
+/// Sends SIGHUP and waits (bounded) until roost has logged the reload.
+fn reload(roost: &Roost) {
+    let reloads = || roost.log().iter().filter(|l| l.contains("reload:")).count();
+    let before = reloads();
+    assert_eq!(unsafe { libc::kill(roost.pid() as i32, libc::SIGHUP) }, 0);
+    assert!(
+        wait_until(|| reloads() > before),
+        "no reload logged: {:?}",
+        roost.log()
+    );
+}
+
+#[test]
+fn sighup_picks_up_a_new_user_and_revoked_rights_without_dropping_clients() {
+    let dir = TempDir::new("roost-hup");
+    let pw = password_file(&dir, &[("alice", "a")]);
+    let acl = dir.path.join("acl");
+    std::fs::write(&acl, "user alice\ntopic readwrite home/#\n").unwrap();
+    let roost = start(Some(&pw), Some(&acl), "");
+    let addr = roost.addr();
+    assert_eq!(connack(&addr, &login(4, "b", Some("bob"), Some("b"))), 0x05);
+    let mut alice = client(&addr, 4, "alice", "alice", "a");
+    assert_eq!(alice.subscribe(1, &[("home/#", 1)]), [1]);
+
+    // Bob is added; alice keeps only home/kitchen.
+    let file = pw.to_str().unwrap();
+    assert!(roost_passwd(&["-b", file, "bob", "b"]).status.success());
+    std::fs::write(
+        &acl,
+        "user alice\ntopic readwrite home/kitchen\nuser bob\ntopic write home/#\n",
+    )
+    .unwrap();
+    reload(&roost);
+
+    let mut bob = client(&addr, 4, "b", "bob", "b");
+    bob.publish(&Publish::new("home/secret", b"1").qos(1, 1));
+    bob.publish(&Publish::new("home/kitchen", b"2").qos(1, 2));
+    // Alice's connection and subscription survived; the lost right holds.
+    assert_eq!(alice.recv_publish_ack().payload, b"2");
+    alice.expect_silence(QUIET);
+}
+
+#[test]
+fn a_reload_with_a_broken_file_keeps_the_rules_in_force() {
+    let dir = TempDir::new("roost-hup-bad");
+    let pw = password_file(&dir, &[("alice", "a")]);
+    let roost = start(Some(&pw), None, "");
+    std::fs::write(&pw, "alice:not-a-hash\n").unwrap();
+    reload(&roost);
+    assert!(
+        roost
+            .log()
+            .iter()
+            .any(|l| l.contains("keeping the rules in force"))
+    );
+    let addr = roost.addr();
+    assert_eq!(connack(&addr, &login(4, "a", Some("alice"), Some("a"))), 0);
+    assert_eq!(
+        connack(&addr, &login(4, "x", None, None)),
+        0x05,
+        "still closed to anonymous"
+    );
+}

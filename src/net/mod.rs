@@ -5,6 +5,7 @@
 
 mod conn;
 mod signals;
+mod systemd;
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
@@ -21,6 +22,7 @@ use crate::config::Settings;
 use crate::protocol::{self, Packet, PublishRef, QoS};
 use conn::Connection;
 use signals::Signals;
+use systemd::{Listen, Notifier};
 
 const SIGNAL: Token = Token(usize::MAX);
 /// Listener `i` has token `LISTENER - i`; connections count up from 0.
@@ -61,16 +63,43 @@ pub struct Server {
     full_logged: bool,
     /// Set by SIGINT/SIGTERM: when to give up on draining and exit.
     stop_by: Option<Instant>,
+    /// READY/STATUS/STOPPING and the watchdog; inert outside systemd.
+    systemd: Notifier,
+    /// Where the password and ACL files are, for a reload.
+    settings: Settings,
 }
 
 impl Server {
     /// Binds every listener and prepares the loop.
     pub fn bind(settings: &Settings) -> io::Result<Server> {
         let poll = Poll::new()?;
+        let passed = systemd::listen_fds()?;
+        if !passed.is_empty() {
+            log::info!("socket activation: {} socket(s) from systemd", passed.len());
+        }
+        let plan = if passed.is_empty() {
+            settings
+                .listen_addrs()
+                .into_iter()
+                .map(Listen::Bind)
+                .collect()
+        } else {
+            systemd::plan(&settings.listeners, passed)
+        };
         let mut listeners = Vec::new();
-        for (i, addr) in settings.listen_addrs().into_iter().enumerate() {
-            let mut listener = TcpListener::bind(addr)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        for (i, listen) in plan.into_iter().enumerate() {
+            let mut listener = match listen {
+                Listen::Passed(l) => {
+                    let addr = l.local_addr()?;
+                    settings
+                        .check_listeners(&[addr])
+                        .map_err(io::Error::other)?;
+                    TcpListener::from_std(l)
+                }
+                Listen::Bind(addr) => TcpListener::bind(addr).map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+                })?,
+            };
             poll.registry()
                 .register(&mut listener, Token(LISTENER - i), Interest::READABLE)?;
             log::info!("listening on {}", listener.local_addr()?);
@@ -97,6 +126,8 @@ impl Server {
             accept_paused_until: None,
             full_logged: false,
             stop_by: None,
+            systemd: Notifier::from_env(Instant::now()),
+            settings: settings.clone(),
         })
     }
 
@@ -110,6 +141,9 @@ impl Server {
     /// Runs until SIGINT or SIGTERM, then closes every connection.
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(256);
+        // Listeners are bound (connections already queue in their
+        // backlog) and there is no state to load yet.
+        self.systemd.ready(0);
         loop {
             let timeout = self.timeout(Instant::now());
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -141,6 +175,7 @@ impl Server {
             self.execute(now);
             self.flush_dirty(now);
             self.expire(now);
+            self.systemd.tick(now, || self.broker.clients());
             if self.accept_paused_until.is_some_and(|t| t <= now) {
                 self.accept_paused_until = None;
                 for i in 0..self.listeners.len() {
@@ -167,6 +202,7 @@ impl Server {
             self.accept_paused_until,
             closing,
             self.stop_by,
+            self.systemd.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -176,16 +212,37 @@ impl Server {
 
     fn on_signals(&mut self) {
         while let Some(signal) = self.signals.next() {
+            if signal == libc::SIGHUP {
+                self.reload();
+                continue;
+            }
             if self.stop_by.is_some() {
                 continue;
             }
             log::info!("signal {signal}: shutting down");
+            self.systemd.stopping();
             self.stop_by = Some(Instant::now() + SHUTDOWN_GRACE);
             for mut listener in self.listeners.drain(..) {
                 let _ = self.poll.registry().deregister(&mut listener);
             }
             self.broker.shutdown(&mut self.actions);
         }
+    }
+
+    /// SIGHUP (`systemctl reload roost`): the password and ACL files are
+    /// read again, connections stay. Framed by RELOADING=1 and READY=1 so
+    /// systemd shows the unit as reloading meanwhile. A file that no longer
+    /// reads keeps the rules in force rather than opening the door.
+    fn reload(&mut self) {
+        self.systemd.reloading();
+        match self.settings.load_access() {
+            Ok(access) => {
+                self.broker.set_access(access);
+                log::info!("reload: password and ACL files read again");
+            }
+            Err(e) => log::error!("reload: {e}; keeping the rules in force"),
+        }
+        self.systemd.ready(self.broker.clients());
     }
 
     fn accept(&mut self, listener: usize, now: Instant) {

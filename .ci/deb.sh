@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Builds the .deb packages with cargo-deb and checks what is in them:
+# amd64 (built here) and, from .ci/cross.sh's release binaries, arm64 and
+# armhf. Installs cargo-deb from crates.io when it is missing.
+#
+#   bash .ci/deb.sh
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if ! cargo deb --version >/dev/null 2>&1; then
+    echo "--> cargo install cargo-deb"
+    cargo install --quiet --locked cargo-deb
+fi
+cargo deb --version
+
+check() {
+    local deb=$1 arch=$2
+    echo "--> $deb"
+    dpkg-deb -I "$deb"
+    dpkg-deb -c "$deb" | tee "$deb.contents"
+    [[ "$(dpkg-deb -f "$deb" Architecture)" == "$arch" ]] || {
+        echo "$deb: architecture is not $arch" >&2
+        exit 1
+    }
+    local path
+    for path in ./usr/bin/roost ./usr/lib/systemd/system/roost.service \
+        ./usr/lib/systemd/system/roost.socket ./etc/roost/roost.conf \
+        ./usr/share/doc/roost/README.md ./usr/share/doc/roost/copyright; do
+        grep -q " $path\$" "$deb.contents" || {
+            echo "$deb: $path missing" >&2
+            exit 1
+        }
+    done
+    dpkg-deb -I "$deb" conffiles | grep -qx /etc/roost/roost.conf || {
+        echo "$deb: /etc/roost/roost.conf is not a conffile" >&2
+        exit 1
+    }
+    # The system user and the unit enabling come from the maintainer scripts.
+    dpkg-deb -I "$deb" postinst | grep -q 'adduser --system' || {
+        echo "$deb: postinst does not create the roost user" >&2
+        exit 1
+    }
+    dpkg-deb -I "$deb" postinst | grep -q 'deb-systemd-helper enable roost.service' || {
+        echo "$deb: postinst does not enable roost.service" >&2
+        exit 1
+    }
+    dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/bin/roost >"$deb.bin"
+    file "$deb.bin"
+    rm "$deb.bin" "$deb.contents"
+}
+
+cargo deb --quiet
+check target/debian/roost_*_amd64.deb amd64
+for pair in aarch64-unknown-linux-gnu:arm64 armv7-unknown-linux-gnueabihf:armhf; do
+    target=${pair%%:*} arch=${pair##*:}
+    # Already built (release profile, stripped) by .ci/cross.sh.
+    cargo deb --quiet --no-build --no-strip --target "$target"
+    check "target/$target/debian/roost_"*"_$arch.deb" "$arch"
+done
