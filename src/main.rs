@@ -17,6 +17,8 @@ Options:
   -p, --port PORT     listen on PORT (default 1883; 0 picks a free one)
       --bind ADDR     listen on ADDR (default 127.0.0.1)
   -v, --verbose       log debug messages (RUST_LOG overrides)
+      --check-config  read the settings (and password and ACL files), say
+                      whether they are valid, and exit
   -h, --help          show this help
   -V, --version       show the version
 
@@ -27,6 +29,7 @@ struct Args {
     port: Option<u16>,
     bind: Option<std::net::IpAddr>,
     verbose: bool,
+    check_only: bool,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -35,6 +38,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         port: None,
         bind: None,
         verbose: false,
+        check_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -50,6 +54,7 @@ fn parse_args() -> Result<Option<Args>, String> {
                 args.bind = Some(v.parse().map_err(|_| format!("bad address `{v}`"))?);
             }
             "-v" | "--verbose" => args.verbose = true,
+            "--check-config" => args.check_only = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(None);
@@ -110,6 +115,14 @@ fn main() -> ExitCode {
     let level = if args.verbose { "debug" } else { "info" };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
     let result = settings(&args).and_then(|s| {
+        if args.check_only {
+            let source = args.config.as_deref().map(|p| p.display().to_string());
+            println!(
+                "{}: configuration OK",
+                source.as_deref().unwrap_or("defaults")
+            );
+            return Ok(());
+        }
         let server = Server::bind(&s).map_err(|e| e.to_string())?;
         server.run().map_err(|e| e.to_string())
     });
