@@ -2,12 +2,12 @@
 //! and resumption, keep-alive and the will.
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::publish::payload_format_ok;
 use super::session::{Awaiting, Outgoing, Session};
 use super::timer::Timer;
-use super::{Action, Broker, ConnId, Credentials, OutAliases, connack, reason};
+use super::{Action, Aliases, Broker, ConnId, Credentials, OutAliases, connack, reason};
 use crate::protocol::{Ack, Connect, Packet, Property, ReasonOnly, Version};
 use std::collections::HashMap;
 
@@ -143,16 +143,19 @@ impl Broker {
         conn.will = c.will.map(Box::new);
         conn.max_packet = crate::property!(c.properties, MaximumPacketSize).unwrap_or(u32::MAX);
         let alias_max = crate::property!(c.properties, TopicAliasMaximum).unwrap_or(0);
-        conn.out_aliases = (self.config.outbound_topic_aliases && alias_max > 0).then(|| {
-            Box::new(OutAliases {
-                max: alias_max,
-                map: HashMap::new(),
-            })
-        });
-        conn.idle_limit = Duration::from_millis(u64::from(keep_alive) * 1500);
+        if self.config.outbound_topic_aliases && alias_max > 0 {
+            conn.aliases = Some(Box::new(Aliases {
+                inbound: Vec::new(),
+                outbound: Some(OutAliases {
+                    max: alias_max,
+                    map: HashMap::new(),
+                }),
+            }));
+        }
+        conn.keep_alive = keep_alive;
         conn.deadline = None;
-        if keep_alive > 0 {
-            let deadline = now + conn.idle_limit;
+        if let Some(limit) = conn.idle_limit() {
+            let deadline = now + limit;
             conn.deadline = Some(deadline);
             conn.armed = deadline;
             self.timers.add(deadline, Timer::Conn(id, serial));

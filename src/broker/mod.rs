@@ -148,8 +148,8 @@ struct Conn {
     /// Set once CONNECT has been accepted.
     session: Option<usize>,
     version: Version,
-    /// 1.5 x keep-alive; zero when keep-alive is off.
-    idle_limit: Duration,
+    /// Keep-alive in seconds, 0 when off.
+    keep_alive: u16,
     /// When the connection is closed unless heard from.
     deadline: Option<Instant>,
     /// When its live timer entry fires; entries for other times are stale.
@@ -157,10 +157,24 @@ struct Conn {
     will: Option<Box<Will>>,
     /// v5 Maximum Packet Size the client accepts.
     max_packet: u32,
-    /// v5 inbound topic aliases, allocated on first use.
-    aliases: Option<Box<[Option<String>]>>,
-    /// v5 outbound topic aliases, when enabled and the client accepts them.
-    out_aliases: Option<Box<OutAliases>>,
+    /// v5 topic aliases, allocated only for a client that uses them.
+    aliases: Option<Box<Aliases>>,
+}
+
+impl Conn {
+    /// How long the connection may be silent: 1.5 x keep-alive
+    /// ([MQTT-3.1.2-24]); None when keep-alive is off.
+    fn idle_limit(&self) -> Option<Duration> {
+        (self.keep_alive > 0).then(|| Duration::from_millis(u64::from(self.keep_alive) * 1500))
+    }
+}
+
+#[derive(Default)]
+struct Aliases {
+    /// Alias to topic as the client set them; sized on first use.
+    inbound: Vec<Option<String>>,
+    /// When enabled and the client accepts them.
+    outbound: Option<OutAliases>,
 }
 
 /// Topics roost has given an alias on one connection. Aliases are handed
@@ -323,13 +337,12 @@ impl Broker {
                 serial,
                 session: None,
                 version: Version::V311,
-                idle_limit: Duration::ZERO,
+                keep_alive: 0,
                 deadline: Some(deadline),
                 armed: deadline,
                 will: None,
                 max_packet: u32::MAX,
                 aliases: None,
-                out_aliases: None,
             },
         );
         self.timers.add(deadline, Timer::Conn(id, serial));
@@ -347,8 +360,8 @@ impl Broker {
             return;
         };
         // Any packet counts as activity ([MQTT-3.1.2-23]).
-        if conn.session.is_some() && !conn.idle_limit.is_zero() {
-            conn.deadline = Some(now + conn.idle_limit);
+        if let (Some(_), Some(limit)) = (conn.session, conn.idle_limit()) {
+            conn.deadline = Some(now + limit);
         }
         let session = conn.session;
         let Some(session) = session else {

@@ -128,9 +128,10 @@ impl Broker {
             return Err(reason::TOPIC_ALIAS_INVALID);
         }
         let conn = self.conns.get_mut(id).ok_or(reason::PROTOCOL_ERROR)?;
-        let table = conn
-            .aliases
-            .get_or_insert_with(|| vec![None; usize::from(max)].into_boxed_slice());
+        let table = &mut conn.aliases.get_or_insert_with(Box::default).inbound;
+        if table.is_empty() {
+            *table = vec![None; usize::from(max)];
+        }
         let slot = &mut table[usize::from(alias) - 1];
         if topic.is_empty() {
             *topic = slot.clone().ok_or(reason::PROTOCOL_ERROR)?;
@@ -323,7 +324,7 @@ impl Broker {
             }
             let topic = &o.msg.topic;
             let mut new_alias = None;
-            if let Some(aliases) = &conn.out_aliases {
+            if let Some(aliases) = conn.aliases.as_ref().and_then(|a| a.outbound.as_ref()) {
                 match aliases.map.get(topic) {
                     Some(&alias) => {
                         extra.push(Property::TopicAlias(alias));
@@ -351,7 +352,8 @@ impl Broker {
                 return None;
             }
             // Recorded only once the PUBLISH that teaches it will be sent.
-            if let (Some(alias), Some(aliases)) = (new_alias, &mut conn.out_aliases) {
+            let outbound = conn.aliases.as_mut().and_then(|a| a.outbound.as_mut());
+            if let (Some(alias), Some(aliases)) = (new_alias, outbound) {
                 aliases.map.insert(topic.clone(), alias);
             }
         }
