@@ -12,6 +12,20 @@
 //! 3. reads the broker's memory again once it has settled and prints the
 //!    growth per connection, side by side, with the ratio roost/mosquitto.
 //!
+//! Then, each on a fresh start of the broker, the growth of RSS:
+//!
+//! - per extra subscription: min(N, 1000) connections that each subscribe
+//!   to 10 distinct exact topics in one SUBSCRIBE, against as many with 1
+//!   (the first start above when N <= 1000, else another start):
+//!   (RSS with 10 - RSS with 1) / (9 x connections);
+//! - per queued message: a clean-session-0 client subscribes `q/t` at QoS 1
+//!   and disconnects; a publisher sends it 10,000 QoS 1 messages of 64 bytes
+//!   (20 unacknowledged at most; both brokers run with
+//!   `max_queued_messages 10000`). The subscriber then reconnects and
+//!   collects them; the growth is divided by the number it received;
+//! - per retained message: 10,000 retained QoS 0 messages of 64 bytes to
+//!   `r/<i>`, then a PINGREQ round trip.
+//!
 //! Only user-space memory of the broker process is counted; the kernel's
 //! socket buffers are not (they are the same for both brokers).
 //!
@@ -33,30 +47,52 @@
 
 mod common;
 
-use std::io::{self, IsTerminal, Read};
+use std::io::{self, IsTerminal, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::{
-    Broker, Brokers, Mem, connect_client, env_usize, fmt_ratio, install_guards, raise_nofile,
-    settle, start_mosquitto, start_roost, subscribe,
+    Broker, Brokers, Mem, connect_client, connect_session, disconnect, env_usize, fmt_ratio,
+    install_guards, io_context, ping, puback_packet, publish_packet, raise_nofile, read_packet,
+    settle, start_mosquitto_with, start_roost_with, subscribe,
 };
 
 /// Default number of idle connections.
 const DEFAULT_CONNS: usize = 1000;
+/// At most this many connections for the extra-subscription figure.
+const SUB_CONNS: usize = 1000;
+/// Messages queued for the offline subscriber, and retained messages.
+const QUEUED: usize = 10_000;
+const RETAINED: usize = 10_000;
+/// Bytes of every PUBLISH payload.
+const PAYLOAD: usize = 64;
+/// Unacknowledged QoS 1 messages the queue publisher allows itself.
+const WINDOW: usize = 20;
+/// Topic of the queued messages.
+const QUEUE_TOPIC: &str = "q/t";
+/// The subscriber has collected all its queued messages once the broker
+/// sends nothing for this long.
+const DRAIN_QUIET: Duration = Duration::from_secs(2);
 
-/// Opens one idle, subscribed client: CONNECT/CONNACK, SUBSCRIBE/SUBACK.
-fn open_client(tag: &str, i: usize, dst: SocketAddrV4) -> Result<TcpStream, String> {
+/// Opens one idle, subscribed client: CONNECT/CONNACK, then one SUBSCRIBE
+/// (and its SUBACK) with `filters` distinct exact topics, `bench/<i>/state`
+/// first.
+fn open_client(
+    tag: &str,
+    i: usize,
+    dst: SocketAddrV4,
+    filters: usize,
+) -> Result<TcpStream, String> {
     let client_id = format!("rb-{tag}-{i}");
     let mut s = connect_client(&client_id, i, dst)?;
     let packet_id = (i % 0xffff + 1) as u16;
-    subscribe(
-        &mut s,
-        &client_id,
-        packet_id,
-        &[format!("bench/{i}/state")],
-        0,
-    )?;
+    let topics: Vec<String> = (0..filters)
+        .map(|k| match k {
+            0 => format!("bench/{i}/state"),
+            k => format!("bench/{i}/state/{k}"),
+        })
+        .collect();
+    subscribe(&mut s, &client_id, packet_id, &topics, 0)?;
     Ok(s)
 }
 
@@ -70,19 +106,19 @@ struct Measurement {
     connect_time: Duration,
 }
 
-fn measure(mut broker: Broker, conns: usize) -> Result<Measurement, String> {
+fn measure(mut broker: Broker, conns: usize, filters: usize) -> Result<Measurement, String> {
     let name = broker.name;
     let dst = SocketAddrV4::new(Ipv4Addr::LOCALHOST, broker.port);
     eprintln!("{name}: pid {}, listening on {dst}; settling", broker.pid());
     let idle = settle(&mut broker)?;
-    eprintln!("{name}: opening {conns} idle connections");
+    eprintln!("{name}: opening {conns} idle connections, {filters} subscription(s) each");
     let tag = &name[..1];
     let started = Instant::now();
     let mut clients = Vec::with_capacity(conns);
     let step = (conns / 10).max(1);
     let progress = io::stderr().is_terminal();
     for i in 0..conns {
-        match open_client(tag, i, dst) {
+        match open_client(tag, i, dst, filters) {
             Ok(s) => clients.push(s),
             Err(e) => {
                 let alive = broker.check_alive().err().unwrap_or_default();
@@ -132,6 +168,225 @@ fn measure(mut broker: Broker, conns: usize) -> Result<Measurement, String> {
     })
 }
 
+/// The broker's memory, settled, when `what` is about to happen; errors name
+/// the broker and carry its last log lines.
+fn settled(broker: &mut Broker, what: &str) -> Result<Mem, String> {
+    eprintln!("{}: settling ({what})", broker.name);
+    settle(broker)
+}
+
+/// Adds the broker's state and last log lines to an error.
+fn with_log(broker: &mut Broker, e: String) -> String {
+    let alive = broker.check_alive().err().unwrap_or_default();
+    format!("{e}\n{alive}\n  last log lines:\n{}", broker.log_tail())
+}
+
+/// Memory growth per queued message, and how many messages the broker had
+/// queued (delivered to the subscriber when it came back).
+struct Queued {
+    bytes_per_msg: f64,
+    delivered: usize,
+}
+
+/// A persistent-session subscriber to `q/t` at QoS 1 goes offline; a
+/// publisher sends `QUEUED` QoS 1 messages to `q/t` (at most `WINDOW`
+/// unacknowledged). The growth of RSS over the messages queued, which the
+/// subscriber then reconnects to collect (and acknowledge) to count them.
+fn measure_queue(mut broker: Broker) -> Result<Queued, String> {
+    let name = broker.name;
+    let dst = SocketAddrV4::new(Ipv4Addr::LOCALHOST, broker.port);
+    let run = |broker: &mut Broker| -> Result<Queued, String> {
+        let sub_id = "rb-queue-sub";
+        let (mut sub, _) = connect_session(sub_id, 0, dst, false)?;
+        subscribe(&mut sub, sub_id, 1, &[String::from(QUEUE_TOPIC)], 1)?;
+        disconnect(sub, sub_id)?;
+        // Let the broker see the DISCONNECT and close the connection.
+        let before = settled(broker, "subscriber offline")?;
+        eprintln!("{name}: publishing {QUEUED} QoS 1 messages to {QUEUE_TOPIC}");
+        let pub_id = "rb-queue-pub";
+        let mut p = connect_client(pub_id, 1, dst)?;
+        let payload = [0x5a; PAYLOAD];
+        let mut outstanding = 0;
+        let wait_ack = |p: &mut TcpStream| -> Result<(), String> {
+            match read_packet(p)
+                .map_err(|e| io_context(&format!("{pub_id}: waiting for PUBACK"), e))?
+            {
+                (0x40, body) if body.len() == 2 => Ok(()),
+                (first, body) => Err(format!(
+                    "{pub_id}: expected PUBACK, got {first:02x} {body:02x?}"
+                )),
+            }
+        };
+        for i in 0..QUEUED {
+            if outstanding == WINDOW {
+                wait_ack(&mut p)?;
+                outstanding -= 1;
+            }
+            let id = (i % 0xffff + 1) as u16;
+            p.write_all(&publish_packet(QUEUE_TOPIC, 1, false, id, &payload))
+                .map_err(|e| io_context(&format!("{pub_id}: sending PUBLISH"), e))?;
+            outstanding += 1;
+        }
+        for _ in 0..outstanding {
+            wait_ack(&mut p)?;
+        }
+        let after = settled(broker, "messages queued")?;
+        disconnect(p, pub_id)?;
+        // Collect them: the session is still there, so are the messages.
+        let (mut sub, present) = connect_session(sub_id, 0, dst, false)?;
+        if !present {
+            return Err(format!("{sub_id}: reconnected without its session"));
+        }
+        sub.set_read_timeout(Some(DRAIN_QUIET))
+            .map_err(|e| format!("{sub_id}: set_read_timeout: {e}"))?;
+        let mut delivered = 0;
+        while delivered < QUEUED {
+            match read_packet(&mut sub) {
+                Ok((first, body)) if first & 0xf0 == 0x30 => {
+                    delivered += 1;
+                    if (first >> 1) & 3 == 1 {
+                        // topic length, topic, packet id
+                        let at = 2 + usize::from(u16::from_be_bytes([body[0], body[1]]));
+                        let id = u16::from_be_bytes([body[at], body[at + 1]]);
+                        sub.write_all(&puback_packet(id))
+                            .map_err(|e| io_context(&format!("{sub_id}: sending PUBACK"), e))?;
+                    }
+                }
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break;
+                }
+                Err(e) => return Err(io_context(&format!("{sub_id}: collecting"), e)),
+            }
+        }
+        disconnect(sub, sub_id)?;
+        if delivered == 0 {
+            return Err(format!("{sub_id}: no queued message delivered"));
+        }
+        Ok(Queued {
+            bytes_per_msg: per_conn_bytes(before.rss_kib, after.rss_kib, delivered),
+            delivered,
+        })
+    };
+    eprintln!(
+        "{name}: pid {}, listening on {dst}; queued messages",
+        broker.pid()
+    );
+    let result = run(&mut broker).map_err(|e| with_log(&mut broker, e));
+    broker.stop();
+    result
+}
+
+/// The growth of RSS per retained message: `RETAINED` retained QoS 0
+/// messages to distinct topics `r/<i>`, then a PINGREQ round trip.
+fn measure_retained(mut broker: Broker) -> Result<f64, String> {
+    let name = broker.name;
+    let dst = SocketAddrV4::new(Ipv4Addr::LOCALHOST, broker.port);
+    let run = |broker: &mut Broker| -> Result<f64, String> {
+        let pub_id = "rb-retain-pub";
+        let mut p = connect_client(pub_id, 0, dst)?;
+        let before = settled(broker, "before retained messages")?;
+        eprintln!("{name}: publishing {RETAINED} retained messages to r/<i>");
+        let payload = [0x5a; PAYLOAD];
+        for i in 0..RETAINED {
+            p.write_all(&publish_packet(&format!("r/{i}"), 0, true, 0, &payload))
+                .map_err(|e| io_context(&format!("{pub_id}: sending PUBLISH"), e))?;
+        }
+        ping(&mut p, pub_id)?;
+        let after = settled(broker, "retained messages stored")?;
+        disconnect(p, pub_id)?;
+        Ok(per_conn_bytes(before.rss_kib, after.rss_kib, RETAINED))
+    };
+    eprintln!(
+        "{name}: pid {}, listening on {dst}; retained messages",
+        broker.pid()
+    );
+    let result = run(&mut broker).map_err(|e| with_log(&mut broker, e));
+    broker.stop();
+    result
+}
+
+/// Everything measured on one broker; `None` where a measurement failed.
+#[derive(Default)]
+struct Results {
+    idle: Option<Measurement>,
+    /// RSS with `sub_conns` connections of 1 and of 10 subscriptions each.
+    subs_1: Option<Mem>,
+    subs_10: Option<Mem>,
+    queued: Option<Queued>,
+    retained: Option<f64>,
+}
+
+impl Results {
+    fn per_extra_sub(&self, sub_conns: usize) -> Option<f64> {
+        let (one, ten) = (self.subs_1?, self.subs_10?);
+        Some(per_conn_bytes(one.rss_kib, ten.rss_kib, 9 * sub_conns))
+    }
+}
+
+/// `r`'s value, or `None` with the error added to `failures`.
+fn keep<T>(failures: &mut Vec<String>, name: &str, what: &str, r: Result<T, String>) -> Option<T> {
+    r.map_err(|e| failures.push(format!("{name} ({what}): {e}")))
+        .ok()
+}
+
+/// Runs every measurement on fresh starts of one broker (`start` with the
+/// given config lines); failures go to `failures`.
+fn measure_all(
+    name: &str,
+    start: &dyn Fn(&[&str]) -> Result<Broker, String>,
+    conns: usize,
+    sub_conns: usize,
+    failures: &mut Vec<String>,
+) -> Results {
+    let mut res = Results {
+        idle: keep(
+            failures,
+            name,
+            "idle connections",
+            start(&[]).and_then(|b| measure(b, conns, 1)),
+        ),
+        ..Results::default()
+    };
+    res.subs_1 = if sub_conns == conns {
+        res.idle.as_ref().map(|m| m.loaded)
+    } else {
+        keep(
+            failures,
+            name,
+            "1 subscription",
+            start(&[]).and_then(|b| measure(b, sub_conns, 1)),
+        )
+        .map(|m| m.loaded)
+    };
+    res.subs_10 = keep(
+        failures,
+        name,
+        "10 subscriptions",
+        start(&[]).and_then(|b| measure(b, sub_conns, 10)),
+    )
+    .map(|m| m.loaded);
+    let queue_conf = format!("max_queued_messages {QUEUED}");
+    res.queued = keep(
+        failures,
+        name,
+        "queued messages",
+        start(&[queue_conf.as_str()]).and_then(measure_queue),
+    );
+    res.retained = keep(
+        failures,
+        name,
+        "retained messages",
+        start(&[]).and_then(measure_retained),
+    );
+    res
+}
+
 // ---------------------------------------------------------------------------
 // Reporting
 
@@ -139,44 +394,71 @@ fn per_conn_bytes(before_kib: u64, after_kib: u64, conns: usize) -> f64 {
     (after_kib as f64 - before_kib as f64) * 1024.0 / conns as f64
 }
 
-fn print_table(conns: usize, roost: Option<&Measurement>, mosq: Option<&Measurement>) {
-    type Row = (&'static str, fn(&Measurement, usize) -> f64, usize);
-    let rows: [Row; 8] = [
-        ("idle RSS at start (KiB)", |m, _| m.idle.rss_kib as f64, 0),
+fn print_table(conns: usize, sub_conns: usize, roost: &Results, mosq: &Results) {
+    type Get = Box<dyn Fn(&Results) -> Option<f64>>;
+    let idle = |f: fn(&Measurement, usize) -> f64| -> Get {
+        Box::new(move |r: &Results| r.idle.as_ref().map(|m| f(m, conns)))
+    };
+    let rows: Vec<(String, Get, usize)> = vec![
         (
-            "idle Private_Dirty at start (KiB)",
-            |m, _| m.idle.private_dirty_kib as f64,
+            "idle RSS at start (KiB)".into(),
+            idle(|m, _| m.idle.rss_kib as f64),
             0,
         ),
         (
-            "RSS with all connections (KiB)",
-            |m, _| m.loaded.rss_kib as f64,
+            "idle Private_Dirty at start (KiB)".into(),
+            idle(|m, _| m.idle.private_dirty_kib as f64),
             0,
         ),
         (
-            "bytes per idle connection (RSS)",
-            |m, n| per_conn_bytes(m.idle.rss_kib, m.loaded.rss_kib, n),
+            "RSS with all connections (KiB)".into(),
+            idle(|m, _| m.loaded.rss_kib as f64),
             0,
         ),
         (
-            "bytes per idle connection (Private_Dirty)",
-            |m, n| per_conn_bytes(m.idle.private_dirty_kib, m.loaded.private_dirty_kib, n),
+            "bytes per idle connection (RSS)".into(),
+            idle(|m, n| per_conn_bytes(m.idle.rss_kib, m.loaded.rss_kib, n)),
             0,
         ),
         (
-            "RSS after all disconnected (KiB)",
-            |m, _| m.after_close.rss_kib as f64,
+            "bytes per idle connection (Private_Dirty)".into(),
+            idle(|m, n| per_conn_bytes(m.idle.private_dirty_kib, m.loaded.private_dirty_kib, n)),
             0,
         ),
         (
-            "Private_Dirty after all disconnected (KiB)",
-            |m, _| m.after_close.private_dirty_kib as f64,
+            "RSS after all disconnected (KiB)".into(),
+            idle(|m, _| m.after_close.rss_kib as f64),
             0,
         ),
         (
-            "time to connect + subscribe all (s)",
-            |m, _| m.connect_time.as_secs_f64(),
+            "Private_Dirty after all disconnected (KiB)".into(),
+            idle(|m, _| m.after_close.private_dirty_kib as f64),
+            0,
+        ),
+        (
+            "time to connect + subscribe all (s)".into(),
+            idle(|m, _| m.connect_time.as_secs_f64()),
             2,
+        ),
+        (
+            format!("bytes per extra subscription (RSS, {sub_conns} conns x 10)"),
+            Box::new(move |r: &Results| r.per_extra_sub(sub_conns)),
+            0,
+        ),
+        (
+            format!("bytes per queued QoS 1 message (RSS, {PAYLOAD} B)"),
+            Box::new(|r: &Results| r.queued.as_ref().map(|q| q.bytes_per_msg)),
+            0,
+        ),
+        (
+            format!("queued messages delivered (of {QUEUED} sent)"),
+            Box::new(|r: &Results| r.queued.as_ref().map(|q| q.delivered as f64)),
+            0,
+        ),
+        (
+            format!("bytes per retained message (RSS, {PAYLOAD} B)"),
+            Box::new(|r: &Results| r.retained),
+            0,
         ),
     ];
     let head = format!("memory (N={conns} idle connections, 1 subscription each)");
@@ -192,8 +474,8 @@ fn print_table(conns: usize, roost: Option<&Measurement>, mosq: Option<&Measurem
         "roost", "mosquitto", "roost/mosquitto"
     );
     for (label, get, prec) in rows {
-        let r = roost.map(|m| get(m, conns));
-        let m = mosq.map(|m| get(m, conns));
+        let r = get(roost);
+        let m = get(mosq);
         let cell = |v: Option<f64>| v.map_or_else(|| String::from("-"), |v| format!("{v:.prec$}"));
         println!(
             "{label:<w$}{:>12}{:>12}{:>18}",
@@ -228,37 +510,32 @@ fn main() {
     }
 
     // Whole-run watchdog: generous, but bounded.
-    install_guards("memory", Duration::from_secs(120 + (conns as u64) / 50));
+    install_guards("memory", Duration::from_secs(240 + (conns as u64) / 50));
 
     brokers.print_header();
     println!("RLIMIT_NOFILE: {nofile}");
 
     let wall = Instant::now();
+    let sub_conns = conns.min(SUB_CONNS);
     let mut failures = Vec::new();
     let roost = if brokers.roost {
-        match start_roost().and_then(|b| measure(b, conns)) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                failures.push(format!("roost: {e}"));
-                None
-            }
-        }
+        measure_all("roost", &start_roost_with, conns, sub_conns, &mut failures)
     } else {
-        None
+        Results::default()
     };
     let mosq = match &brokers.mosquitto {
-        Some(bin) => match start_mosquitto(bin).and_then(|b| measure(b, conns)) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                failures.push(format!("mosquitto: {e}"));
-                None
-            }
-        },
-        None => None,
+        Some(bin) => measure_all(
+            "mosquitto",
+            &|conf: &[&str]| start_mosquitto_with(bin, conf),
+            conns,
+            sub_conns,
+            &mut failures,
+        ),
+        None => Results::default(),
     };
 
     println!();
-    print_table(conns, roost.as_ref(), mosq.as_ref());
+    print_table(conns, sub_conns, &roost, &mosq);
     println!(
         "(user-space memory of the broker process from /proc/PID/smaps_rollup; \
          kernel socket buffers not counted; bench took {:.1} s)",

@@ -223,13 +223,60 @@ fn drain_log(stderr: impl Read, tail: Arc<Mutex<VecDeque<String>>>, port_tx: mps
     }
 }
 
+// memory.rs starts brokers with `start_*_with` only.
+#[allow(dead_code)]
 pub fn start_roost() -> Result<Broker, String> {
+    start_roost_with(&[])
+}
+
+/// A fresh scratch directory for one broker start (removed when the broker
+/// is dropped): a bench may start a broker many times.
+fn scratch_dir() -> Result<PathBuf, String> {
+    static STARTS: AtomicUsize = AtomicUsize::new(0);
+    let n = STARTS.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("roost-bench-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// `defaults`, each line replaced by the line of `overrides` with the same
+/// key (first word), then the overrides whose key is not among the defaults.
+fn config_text(defaults: &[&str], overrides: &[&str]) -> String {
+    let key = |l: &str| l.split_whitespace().next().unwrap_or_default().to_string();
+    let mut text = String::new();
+    for d in defaults {
+        let line = overrides.iter().find(|o| key(o) == key(d)).unwrap_or(d);
+        let _ = writeln!(text, "{line}");
+    }
+    for o in overrides {
+        if !defaults.iter().any(|d| key(d) == key(o)) {
+            let _ = writeln!(text, "{o}");
+        }
+    }
+    text
+}
+
+/// roost on a free loopback port. With `conf` lines it runs with `-c FILE`,
+/// a generated config file holding `listener 0 127.0.0.1` and those lines
+/// (e.g. `max_queued_messages 10000`); without, it runs with
+/// `-p 0 --bind 127.0.0.1` and its defaults.
+pub fn start_roost_with(conf: &[&str]) -> Result<Broker, String> {
     let bin = env!("CARGO_BIN_EXE_roost");
     let mut cmd = Command::new(bin);
-    cmd.args(["-p", "0", "--bind", "127.0.0.1"]);
+    let scratch = if conf.is_empty() {
+        cmd.args(["-p", "0", "--bind", "127.0.0.1"]);
+        None
+    } else {
+        let dir = scratch_dir()?;
+        let file = dir.join("roost.conf");
+        std::fs::write(&file, config_text(&["listener 0 127.0.0.1"], conf))
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        cmd.arg("-c").arg(&file);
+        Some(dir)
+    };
     // The default log level (info) prints the line with the port.
     cmd.env_remove("RUST_LOG");
-    let (mut broker, port_rx) = spawn_broker("roost", cmd, None)?;
+    let (mut broker, port_rx) = spawn_broker("roost", cmd, scratch)?;
     let deadline = Instant::now() + ANSWER_TIMEOUT;
     loop {
         match port_rx.recv_timeout(Duration::from_millis(50)) {
@@ -301,14 +348,18 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("local_addr: {e}"))
 }
 
+#[allow(dead_code)]
 pub fn start_mosquitto(bin: &Path) -> Result<Broker, String> {
+    start_mosquitto_with(bin, &[])
+}
+
+/// mosquitto with the generated config below, each of its lines replaced by
+/// the line of `conf` with the same key (e.g. `max_queued_messages 10000`),
+/// and the other lines of `conf` added.
+pub fn start_mosquitto_with(bin: &Path, conf: &[&str]) -> Result<Broker, String> {
     let port = free_port()?;
-    // One directory per start: a bench may start mosquitto many times.
-    static STARTS: AtomicUsize = AtomicUsize::new(0);
-    let n = STARTS.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("roost-bench-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let conf = dir.join("mosquitto.conf");
+    let dir = scratch_dir()?;
+    let file = dir.join("mosquitto.conf");
     // Settings equivalent to roost's defaults: one loopback listener, no
     // connection limit, anonymous clients, no persistence, log to stderr,
     // 20 QoS 1/2 messages in flight and 1000 queued per client, and
@@ -316,20 +367,22 @@ pub fn start_mosquitto(bin: &Path) -> Result<Broker, String> {
     // default). `user root` keeps mosquitto (when started as root) from
     // switching user, which would clear the parent-death signal set in
     // spawn_broker.
-    let text = format!(
-        "listener {port} 127.0.0.1\n\
-         max_connections -1\n\
-         allow_anonymous true\n\
-         persistence false\n\
-         max_inflight_messages 20\n\
-         max_queued_messages 1000\n\
-         set_tcp_nodelay true\n\
-         log_dest stderr\n\
-         user root\n"
-    );
-    std::fs::write(&conf, text).map_err(|e| format!("{}: {e}", conf.display()))?;
+    let listener = format!("listener {port} 127.0.0.1");
+    let defaults = [
+        listener.as_str(),
+        "max_connections -1",
+        "allow_anonymous true",
+        "persistence false",
+        "max_inflight_messages 20",
+        "max_queued_messages 1000",
+        "set_tcp_nodelay true",
+        "log_dest stderr",
+        "user root",
+    ];
+    std::fs::write(&file, config_text(&defaults, conf))
+        .map_err(|e| format!("{}: {e}", file.display()))?;
     let mut cmd = Command::new(bin);
-    cmd.arg("-c").arg(&conf);
+    cmd.arg("-c").arg(&file);
     let (mut broker, _port_rx) = spawn_broker("mosquitto", cmd, Some(dir))?;
     broker.port = port;
     wait_accepting(&mut broker)?;
@@ -409,12 +462,12 @@ pub fn put_str(buf: &mut Vec<u8>, s: &str) {
     buf.extend_from_slice(s.as_bytes());
 }
 
-/// CONNECT, protocol level 4, clean session, keep-alive 0 (off).
-pub fn connect_packet(client_id: &str) -> Vec<u8> {
+/// CONNECT, protocol level 4, keep-alive 0 (off), clean session or not.
+pub fn connect_packet(client_id: &str, clean: bool) -> Vec<u8> {
     let mut body = Vec::with_capacity(12 + client_id.len());
     put_str(&mut body, "MQTT");
     body.push(4); // protocol level: 3.1.1
-    body.push(0x02); // connect flags: clean session
+    body.push(if clean { 0x02 } else { 0x00 }); // connect flags
     body.extend_from_slice(&0u16.to_be_bytes()); // keep-alive
     put_str(&mut body, client_id);
     let mut pkt = vec![0x10];
@@ -549,20 +602,32 @@ fn connect_from(src: Ipv4Addr, dst: SocketAddrV4, timeout: Duration) -> io::Resu
 /// address `i` selects from 127.0.0.2..=127.0.0.9, and has blocking reads
 /// and writes that time out after `ANSWER_TIMEOUT`.
 pub fn connect_client(client_id: &str, i: usize, dst: SocketAddrV4) -> Result<TcpStream, String> {
+    connect_session(client_id, i, dst, true).map(|(s, _)| s)
+}
+
+/// As `connect_client`, with clean session `clean`; also returns the
+/// CONNACK's session-present flag.
+pub fn connect_session(
+    client_id: &str,
+    i: usize,
+    dst: SocketAddrV4,
+    clean: bool,
+) -> Result<(TcpStream, bool), String> {
     let src = Ipv4Addr::new(127, 0, 0, FIRST_SRC + (i % SRC_ADDRS) as u8);
     let mut s = connect_from(src, dst, ANSWER_TIMEOUT)
         .map_err(|e| io_context(&format!("{client_id}: connect {src} -> {dst}"), e))?;
-    s.write_all(&connect_packet(client_id))
+    s.write_all(&connect_packet(client_id, clean))
         .map_err(|e| io_context(&format!("{client_id}: sending CONNECT"), e))?;
     let mut connack = [0u8; 4];
     s.read_exact(&mut connack)
         .map_err(|e| io_context(&format!("{client_id}: waiting for CONNACK"), e))?;
-    if connack != [0x20, 0x02, 0x00, 0x00] {
+    // Session present (bit 0 of byte 2) may only be set without clean session.
+    if connack[..2] != [0x20, 0x02] || connack[3] != 0 || connack[2] > u8::from(!clean) {
         return Err(format!(
-            "{client_id}: expected CONNACK accepted (20 02 00 00), got {connack:02x?}"
+            "{client_id}: expected CONNACK accepted (20 02 0x 00), got {connack:02x?}"
         ));
     }
-    Ok(s)
+    Ok((s, connack[2] == 1))
 }
 
 /// Subscribes `s` to `filters` at `qos` and checks that the SUBACK grants
@@ -588,6 +653,62 @@ pub fn subscribe(
         ));
     }
     Ok(())
+}
+
+/// A PUBLISH of `payload` to `topic` at `qos` (packet id `packet_id` when
+/// `qos` > 0), with the retain flag `retain`.
+// Not every bench uses every helper below.
+#[allow(dead_code)]
+pub fn publish_packet(
+    topic: &str,
+    qos: u8,
+    retain: bool,
+    packet_id: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let id_len = if qos > 0 { 2 } else { 0 };
+    let len = 2 + topic.len() + id_len + payload.len();
+    let mut pkt = Vec::with_capacity(5 + len);
+    pkt.push(0x30 | (qos << 1) | u8::from(retain));
+    put_remaining_length(&mut pkt, len);
+    put_str(&mut pkt, topic);
+    if qos > 0 {
+        pkt.extend_from_slice(&packet_id.to_be_bytes());
+    }
+    pkt.extend_from_slice(payload);
+    pkt
+}
+
+/// PUBACK of `packet_id`.
+#[allow(dead_code)]
+pub fn puback_packet(packet_id: u16) -> [u8; 4] {
+    let id = packet_id.to_be_bytes();
+    [0x40, 0x02, id[0], id[1]]
+}
+
+/// DISCONNECT, then the connection is closed.
+#[allow(dead_code)]
+pub fn disconnect(mut s: TcpStream, who: &str) -> Result<(), String> {
+    s.write_all(&[0xe0, 0x00])
+        .map_err(|e| io_context(&format!("{who}: sending DISCONNECT"), e))?;
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    Ok(())
+}
+
+/// A PINGREQ/PINGRESP round trip: once it returns, the broker has handled
+/// everything `s` sent before. Packets other than PINGRESP that arrive in
+/// the meantime are skipped.
+#[allow(dead_code)]
+pub fn ping(s: &mut TcpStream, who: &str) -> Result<(), String> {
+    s.write_all(&[0xc0, 0x00])
+        .map_err(|e| io_context(&format!("{who}: sending PINGREQ"), e))?;
+    loop {
+        let (first, _) =
+            read_packet(s).map_err(|e| io_context(&format!("{who}: waiting for PINGRESP"), e))?;
+        if first == 0xd0 {
+            return Ok(());
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
