@@ -71,9 +71,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::{
-    Broker, Brokers, Mem, connect_client, fmt_ratio, install_guards, io_context,
-    put_remaining_length, put_str, raise_nofile, read_packet, settle, start_mosquitto, start_roost,
-    subscribe,
+    Broker, Brokers, Mem, connect_client, fmt_ratio, install_guards, io_context, put_publish,
+    raise_nofile, read_packet, settle, start_mosquitto, start_roost, subscribe,
 };
 
 /// Bytes of every PUBLISH payload.
@@ -154,17 +153,11 @@ impl CpuMark {
 
 /// Appends a PUBLISH of `topic` whose payload is `seq`, the send time and
 /// padding to `PAYLOAD` bytes.
-fn put_publish(buf: &mut Vec<u8>, topic: &str, qos: u8, packet_id: u16, seq: u64) {
-    buf.push(0x30 | (qos << 1));
-    let id_len = if qos > 0 { 2 } else { 0 };
-    put_remaining_length(buf, 2 + topic.len() + id_len + PAYLOAD);
-    put_str(buf, topic);
-    if qos > 0 {
-        buf.extend_from_slice(&packet_id.to_be_bytes());
-    }
-    buf.extend_from_slice(&seq.to_be_bytes());
-    buf.extend_from_slice(&now_ns().to_be_bytes());
-    buf.resize(buf.len() + PAYLOAD - 16, 0);
+fn put_sequenced(buf: &mut Vec<u8>, topic: &str, qos: u8, packet_id: u16, seq: u64) {
+    let mut payload = [0u8; PAYLOAD];
+    payload[..8].copy_from_slice(&seq.to_be_bytes());
+    payload[8..16].copy_from_slice(&now_ns().to_be_bytes());
+    put_publish(buf, topic, qos, false, packet_id, &payload);
 }
 
 /// One complete packet at the start of `buf`: (first byte, body range end,
@@ -397,7 +390,7 @@ fn publisher_thread(
             let seq = shared.sent.fetch_add(n as u64, Ordering::Relaxed);
             for k in 0..n {
                 c.next_id = c.next_id.checked_add(1).unwrap_or(1);
-                put_publish(&mut buf, &c.topic, load.qos, c.next_id, seq + k as u64);
+                put_sequenced(&mut buf, &c.topic, load.qos, c.next_id, seq + k as u64);
             }
             c.s.write_all(&buf)
                 .map_err(|e| io_context("publisher: sending PUBLISH", e))?;
@@ -649,7 +642,7 @@ fn churn_cycle(dst: SocketAddrV4, tag: &str, t: usize, i: u64) -> Result<(), Str
     let topic = format!("churn/{t}/{i}");
     subscribe(&mut s, &id, 1, std::slice::from_ref(&topic), 0)?;
     let mut buf = Vec::with_capacity(PAYLOAD + 32);
-    put_publish(&mut buf, &topic, 0, 0, i);
+    put_sequenced(&mut buf, &topic, 0, 0, i);
     s.write_all(&buf)
         .map_err(|e| io_context(&format!("{id}: sending PUBLISH"), e))?;
     let (first, _) =

@@ -655,8 +655,27 @@ pub fn subscribe(
     Ok(())
 }
 
-/// A PUBLISH of `payload` to `topic` at `qos` (packet id `packet_id` when
-/// `qos` > 0), with the retain flag `retain`.
+/// Appends a PUBLISH of `payload` to `topic` at `qos` (packet id
+/// `packet_id` when `qos` > 0), with the retain flag `retain`.
+pub fn put_publish(
+    buf: &mut Vec<u8>,
+    topic: &str,
+    qos: u8,
+    retain: bool,
+    packet_id: u16,
+    payload: &[u8],
+) {
+    let id_len = if qos > 0 { 2 } else { 0 };
+    buf.push(0x30 | (qos << 1) | u8::from(retain));
+    put_remaining_length(buf, 2 + topic.len() + id_len + payload.len());
+    put_str(buf, topic);
+    if qos > 0 {
+        buf.extend_from_slice(&packet_id.to_be_bytes());
+    }
+    buf.extend_from_slice(payload);
+}
+
+/// A PUBLISH as a packet of its own; see [`put_publish`].
 // Not every bench uses every helper below.
 #[allow(dead_code)]
 pub fn publish_packet(
@@ -666,16 +685,8 @@ pub fn publish_packet(
     packet_id: u16,
     payload: &[u8],
 ) -> Vec<u8> {
-    let id_len = if qos > 0 { 2 } else { 0 };
-    let len = 2 + topic.len() + id_len + payload.len();
-    let mut pkt = Vec::with_capacity(5 + len);
-    pkt.push(0x30 | (qos << 1) | u8::from(retain));
-    put_remaining_length(&mut pkt, len);
-    put_str(&mut pkt, topic);
-    if qos > 0 {
-        pkt.extend_from_slice(&packet_id.to_be_bytes());
-    }
-    pkt.extend_from_slice(payload);
+    let mut pkt = Vec::with_capacity(7 + topic.len() + payload.len());
+    put_publish(&mut pkt, topic, qos, retain, packet_id, payload);
     pkt
 }
 
