@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::{auth, broker};
+use crate::{auth, broker, persist};
 
 pub const DEFAULT_PORT: u16 = 1883;
 
@@ -28,6 +28,7 @@ pub struct Settings {
     /// dropped and it is no longer read from.
     pub max_outgoing_bytes: usize,
     pub broker: broker::Config,
+    pub persistence: persist::Config,
 }
 
 impl Default for Settings {
@@ -40,6 +41,7 @@ impl Default for Settings {
             max_connections: None,
             max_outgoing_bytes: 256 * 1024,
             broker: broker::Config::default(),
+            persistence: persist::Config::default(),
         }
     }
 }
@@ -176,6 +178,18 @@ fn apply(
         "password_file" => s.password_file = Some(one()?.into()),
         "acl_file" => s.acl_file = Some(one()?.into()),
         "max_outgoing_bytes" => s.max_outgoing_bytes = number(key, one()?)?,
+        "persistence" => s.persistence.enabled = boolean(key, one()?)?,
+        "persistence_location" => s.persistence.location = one()?.into(),
+        "persistence_file" => s.persistence.file = one()?.into(),
+        "autosave_interval" => s.persistence.autosave_interval = number(key, one()?)?,
+        "autosave_on_changes" => s.persistence.autosave_on_changes = boolean(key, one()?)?,
+        "persistence_damaged" => {
+            s.persistence.on_damage = match one()? {
+                "refuse" => persist::OnDamage::Refuse,
+                "start_empty" => persist::OnDamage::StartEmpty,
+                v => return Err(format!("`{key}` takes refuse or start_empty, not `{v}`")),
+            }
+        }
         "connect_timeout" => s.broker.connect_timeout = Duration::from_secs(number(key, one()?)?),
         _ => return Err(format!("unknown or unsupported key `{key}`")),
     }
@@ -241,19 +255,35 @@ mod tests {
 
     #[test]
     fn errors_name_file_and_line() {
-        let e = parse(
-            "listener 1883\npersistence_location /x\n",
-            "/etc/roost.conf",
-        )
-        .unwrap_err();
+        let e = parse("listener 1883\nautosave_bogus /x\n", "/etc/roost.conf").unwrap_err();
         assert_eq!(
             e,
-            "/etc/roost.conf:2: unknown or unsupported key `persistence_location`"
+            "/etc/roost.conf:2: unknown or unsupported key `autosave_bogus`"
         );
         let e = parse("\n\nmax_queued_messages lots\n", "a.conf").unwrap_err();
         assert!(e.starts_with("a.conf:3: "), "{e}");
         let e = parse("allow_anonymous yes\n", "a.conf").unwrap_err();
         assert!(e.starts_with("a.conf:1: "), "{e}");
+    }
+
+    #[test]
+    fn persistence_keys() {
+        let s = parse("", "t.conf").unwrap();
+        assert!(!s.persistence.enabled);
+        assert_eq!(s.persistence.autosave_interval, 1800);
+        let s = parse(
+            "persistence true\npersistence_location /var/lib/roost/\npersistence_file r.db\n\
+             autosave_interval 100\nautosave_on_changes true\npersistence_damaged start_empty\n",
+            "t.conf",
+        )
+        .unwrap();
+        let p = &s.persistence;
+        assert!(p.enabled && p.autosave_on_changes);
+        assert_eq!(p.path(), Path::new("/var/lib/roost/r.db"));
+        assert_eq!(p.autosave_interval, 100);
+        assert_eq!(p.on_damage, persist::OnDamage::StartEmpty);
+        let e = parse("persistence_damaged ignore\n", "t.conf").unwrap_err();
+        assert!(e.starts_with("t.conf:1: "), "{e}");
     }
 
     #[test]

@@ -8,4 +8,5 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod net;
+pub mod persist;
 pub mod protocol;

@@ -277,4 +277,10 @@ fn example_config_is_valid() {
         settings.listen_addrs(),
         ["0.0.0.0:1883".parse::<std::net::SocketAddr>().unwrap()]
     );
+    // Where the unit's StateDirectory= is.
+    assert!(settings.persistence.enabled);
+    assert_eq!(
+        settings.persistence.path(),
+        std::path::Path::new("/var/lib/roost/roost.db")
+    );
 }

@@ -12,6 +12,7 @@ mod message;
 mod publish;
 mod session;
 mod shared;
+mod snapshot;
 mod subscribe;
 mod timer;
 pub mod topic;
@@ -27,7 +28,11 @@ use slab::Slab;
 
 use crate::protocol::{DecodeError, Packet, Properties, QoS, ReasonOnly, Version, Will, reason};
 pub use message::Message;
+pub use session::Awaiting;
 use session::Session;
+pub use snapshot::{
+    Snapshot, StoredInflight, StoredMessage, StoredOutgoing, StoredSession, StoredSub,
+};
 use timer::{Timer, Timers};
 use topic::TopicTable;
 
@@ -241,6 +246,8 @@ pub struct Broker {
     /// Reused by routing, so a publish allocates no match list.
     scratch: Vec<topic::Sub>,
     next_serial: u64,
+    /// Changes to durable state, for `persist` (see [`Broker::changes`]).
+    changes: u64,
     pub stats: Stats,
 }
 
@@ -259,6 +266,7 @@ impl Broker {
             timers: Timers::default(),
             scratch: Vec::new(),
             next_serial: 0,
+            changes: 0,
             stats: Stats::default(),
         }
     }
@@ -539,6 +547,8 @@ impl Broker {
         session.conn = None;
         session.generation = generation;
         let expiry = session.expiry;
+        // A kept session's expiry starts running.
+        self.changes += u64::from(expiry != 0);
         if let Some(will) = conn.will {
             // The will waits for its delay or the end of the session,
             // whichever comes first ([MQTT-3.1.3-9]).
@@ -568,6 +578,7 @@ impl Broker {
         let will = self.sessions[s].pending_will.take();
         let will = will.filter(|w| self.will_allowed(s, w));
         let session = self.sessions.remove(s);
+        self.changes += u64::from(session.expiry != 0);
         for filter in &session.subscriptions {
             self.remove_subscription(filter, s);
         }

@@ -144,6 +144,7 @@ impl Broker {
     /// Stores or clears the retained message of its topic: an empty payload
     /// clears it and is not stored ([MQTT-3.3.1-10], [MQTT-3.3.1-11]).
     fn retain(&mut self, msg: &Rc<Message>) {
+        self.changes += 1;
         if msg.payload.is_empty() {
             self.retained.remove(&msg.topic);
         } else {
@@ -225,6 +226,9 @@ impl Broker {
         }
         let max_queued = self.config.max_queued;
         let session = &mut self.sessions[s];
+        if o.qos != QoS::AtMostOnce && session.expiry != 0 {
+            self.changes += 1;
+        }
         if let Some(id) = session.conn {
             let window_open =
                 o.qos == QoS::AtMostOnce || session.inflight.len() < usize::from(session.window);
@@ -401,6 +405,7 @@ impl Broker {
         match session.inflight_position(packet_id, awaiting) {
             Some(i) => {
                 session.inflight.remove(i);
+                self.changes += 1;
                 self.pump(s, now, out);
             }
             None => log::debug!(
@@ -426,8 +431,8 @@ impl Broker {
                 return self.pump(s, now, out);
             }
             Some(i) => {
-                let f = &mut session.inflight[i];
-                f.awaiting = Awaiting::Complete;
+                session.inflight[i].awaiting = Awaiting::Complete;
+                self.changes += 1;
                 reason::SUCCESS
             }
             // A repeated PUBREC for a flow already at PUBREL: send it again.

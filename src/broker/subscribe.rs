@@ -69,6 +69,7 @@ impl Broker {
                 }
                 _ => self.topics.subscribe(&filter, entry),
             };
+            self.changes += 1;
             if new {
                 push_compact(&mut self.sessions[s].subscriptions, filter.clone());
             }
@@ -140,6 +141,7 @@ impl Broker {
         for filter in &u.filters {
             let removed = self.remove_subscription(filter, s);
             if removed {
+                self.changes += 1;
                 self.sessions[s].subscriptions.retain(|f| **f != **filter);
             }
             if v5 {

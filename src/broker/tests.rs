@@ -1125,3 +1125,114 @@ fn connection_churn_does_not_grow_the_timer_heap() {
         h.broker.timers.len()
     );
 }
+
+/// A broker restored from `h`'s snapshot, `later` after it was taken (on
+/// both clocks, as when the process was down that long).
+fn restarted(h: &Harness, later: Duration) -> Harness {
+    let wall = std::time::SystemTime::now();
+    let snap = h.broker.snapshot(h.now, wall);
+    let mut next = Harness::new();
+    next.now = h.now + later;
+    next.broker.restore(snap, next.now, wall + later);
+    next
+}
+
+#[test]
+fn a_restored_broker_resumes_sessions_subscriptions_and_retained() {
+    let mut h = Harness::new();
+    h.connect(1, "sub", false);
+    h.subscribe(1, "a/#", opts(QoS::AtLeastOnce));
+    h.subscribe(1, "$share/g/b", opts(QoS::ExactlyOnce));
+    h.connect(2, "pub", true);
+    let mut retained = publish("r/x", b"on", QoS::AtLeastOnce, 1);
+    retained.retain = true;
+    h.packet(2, Packet::Publish(retained));
+    h.packet(
+        2,
+        Packet::Publish(publish("a/1", b"1", QoS::AtLeastOnce, 2)),
+    );
+    h.close(1);
+    h.packet(
+        2,
+        Packet::Publish(publish("a/2", b"2", QoS::AtLeastOnce, 3)),
+    );
+    h.packet(2, Packet::Publish(publish("b", b"3", QoS::ExactlyOnce, 4)));
+    h.packet(2, Packet::Publish(publish("a/3", b"-", QoS::AtMostOnce, 0)));
+
+    let mut h = restarted(&h, Duration::from_secs(30));
+    let (ack, out) = h.connect_with(3, connect_packet(Version::V311, "sub", false, 0));
+    assert!(ack.session_present);
+    // The one sent before the restart again with DUP, then the queue in
+    // order; the QoS 0 message was never queued.
+    let got: Vec<(u16, bool, Vec<u8>)> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Publish(3, d) => Some((d.packet_id, d.dup, d.msg.payload.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, true, b"1".to_vec()),
+            (2, false, b"2".to_vec()),
+            (3, false, b"3".to_vec())
+        ]
+    );
+    // Subscriptions, shared ones included, are back.
+    h.connect(4, "pub", true);
+    let out = h.packet(
+        4,
+        Packet::Publish(publish("a/4", b"4", QoS::AtLeastOnce, 1)),
+    );
+    assert_eq!(payloads(&out, 3), [b"4".to_vec()]);
+    let out = h.packet(4, Packet::Publish(publish("b", b"5", QoS::AtLeastOnce, 2)));
+    assert_eq!(payloads(&out, 3), [b"5".to_vec()]);
+    let out = h.subscribe(4, "r/#", opts(QoS::AtLeastOnce));
+    assert_eq!(published(&out, 4)[0].0, "r/x");
+}
+
+#[test]
+fn session_expiry_keeps_running_across_a_restart() {
+    let mut h = Harness::new();
+    h.connect_with(1, v5("s", false, vec![Property::SessionExpiryInterval(60)]));
+    h.close(1);
+    h.advance(Duration::from_secs(10));
+    // Down for 40 s: 10 s are left.
+    let mut h = restarted(&h, Duration::from_secs(40));
+    h.advance(Duration::from_secs(9));
+    let (ack, _) = h.connect_with(2, v5("s", false, vec![Property::SessionExpiryInterval(60)]));
+    assert!(ack.session_present);
+    h.close(2);
+    // Down for longer than the interval: gone.
+    let h2 = restarted(&h, Duration::from_secs(61));
+    assert!(h2.broker.sessions.is_empty());
+    // Clean sessions are not saved at all.
+    let mut h = Harness::new();
+    h.connect(1, "c", true);
+    h.subscribe(1, "t", opts(QoS::AtLeastOnce));
+    assert!(
+        h.broker
+            .snapshot(h.now, std::time::SystemTime::now())
+            .sessions
+            .is_empty()
+    );
+}
+
+#[test]
+fn changes_count_what_a_snapshot_would_hold() {
+    let mut h = Harness::new();
+    h.connect(1, "clean", true);
+    h.subscribe(1, "t", opts(QoS::AtMostOnce));
+    let before = h.broker.changes();
+    h.packet(1, Packet::Publish(publish("t", b"x", QoS::AtMostOnce, 0)));
+    assert_eq!(h.broker.changes(), before, "QoS 0 to a clean session");
+    h.connect(2, "kept", false);
+    h.subscribe(2, "t", opts(QoS::AtLeastOnce));
+    let before = h.broker.changes();
+    let out = h.packet(1, Packet::Publish(publish("t", b"x", QoS::AtLeastOnce, 1)));
+    assert!(h.broker.changes() > before, "queued for a kept session");
+    let before = h.broker.changes();
+    h.packet(2, Packet::PubAck(ack(published(&out, 2)[0].2)));
+    assert!(h.broker.changes() > before, "acknowledged");
+}

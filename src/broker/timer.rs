@@ -40,6 +40,13 @@ impl Timers {
         self.heap.shrink_to(self.heap.len() * 2);
     }
 
+    /// Visits every entry, live or stale, in no particular order.
+    pub fn for_each(&self, mut f: impl FnMut(Instant, Timer)) {
+        self.heap
+            .iter()
+            .for_each(|Reverse((at, timer))| f(*at, *timer));
+    }
+
     pub fn next_deadline(&self) -> Option<Instant> {
         self.heap.peek().map(|Reverse((at, _))| *at)
     }

@@ -180,6 +180,27 @@ impl TopicTable {
         upsert(&mut self.nodes[node].here, sub)
     }
 
+    /// The subscription of `session` to `filter`, if it has one.
+    pub fn get(&self, filter: &str, session: usize) -> Option<Sub> {
+        let find = |list: &[Sub]| list.iter().find(|s| s.session == session).copied();
+        if !is_wildcard(filter) {
+            return find(self.exact.get(filter)?);
+        }
+        let mut node = &self.nodes[0];
+        for level in filter.split('/') {
+            if level == "#" {
+                return find(&node.hash);
+            }
+            let child = if level == "+" {
+                node.plus
+            } else {
+                node.children.get(level).copied()
+            };
+            node = &self.nodes[child?];
+        }
+        find(&node.here)
+    }
+
     fn child_or_insert(&mut self, node: usize, level: &str) -> usize {
         let existing = if level == "+" {
             self.nodes[node].plus

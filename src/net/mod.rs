@@ -10,7 +10,7 @@ mod systemd;
 use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
@@ -19,6 +19,7 @@ use slab::Slab;
 
 use crate::broker::{Action, Broker, Delivery};
 use crate::config::Settings;
+use crate::persist::Store;
 use crate::protocol::{self, Packet, PublishRef, QoS};
 use conn::Connection;
 use signals::Signals;
@@ -67,11 +68,28 @@ pub struct Server {
     systemd: Notifier,
     /// Where the password and ACL files are, for a reload.
     settings: Settings,
+    /// The snapshot file, with `persistence true`.
+    store: Option<Store>,
 }
 
 impl Server {
-    /// Binds every listener and prepares the loop.
+    /// Loads the persisted state, binds every listener and prepares the
+    /// loop.
     pub fn bind(settings: &Settings) -> io::Result<Server> {
+        // State first: a damaged snapshot stops start-up before any port
+        // is taken.
+        let now = Instant::now();
+        let mut broker = Broker::new(settings.broker.clone());
+        let store = match &settings.persistence {
+            p if p.enabled => {
+                let mut store = Store::new(p, now);
+                store
+                    .load(&mut broker, now, SystemTime::now())
+                    .map_err(io::Error::other)?;
+                Some(store)
+            }
+            _ => None,
+        };
         let poll = Poll::new()?;
         let passed = systemd::listen_fds()?;
         if !passed.is_empty() {
@@ -112,7 +130,7 @@ impl Server {
             poll,
             listeners,
             conns: Slab::new(),
-            broker: Broker::new(settings.broker.clone()),
+            broker,
             actions: Vec::new(),
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
             dirty: Vec::new(),
@@ -126,8 +144,9 @@ impl Server {
             accept_paused_until: None,
             full_logged: false,
             stop_by: None,
-            systemd: Notifier::from_env(Instant::now()),
+            systemd: Notifier::from_env(now),
             settings: settings.clone(),
+            store,
         })
     }
 
@@ -142,7 +161,7 @@ impl Server {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(256);
         // Listeners are bound (connections already queue in their
-        // backlog) and there is no state to load yet.
+        // backlog) and the persisted state is loaded.
         self.systemd.ready(0);
         loop {
             let timeout = self.timeout(Instant::now());
@@ -175,6 +194,9 @@ impl Server {
             self.execute(now);
             self.flush_dirty(now);
             self.expire(now);
+            if let Some(store) = &mut self.store {
+                store.autosave(&self.broker, now);
+            }
             self.systemd.tick(now, || self.broker.clients());
             if self.accept_paused_until.is_some_and(|t| t <= now) {
                 self.accept_paused_until = None;
@@ -203,6 +225,7 @@ impl Server {
             closing,
             self.stop_by,
             self.systemd.next_deadline(),
+            self.store.as_ref().and_then(Store::next_deadline),
         ]
         .into_iter()
         .flatten()
@@ -216,6 +239,13 @@ impl Server {
                 self.reload();
                 continue;
             }
+            if signal == libc::SIGUSR1 {
+                match &mut self.store {
+                    Some(store) => store.save(&self.broker, Instant::now()),
+                    None => log::info!("SIGUSR1: persistence is off, nothing to save"),
+                }
+                continue;
+            }
             if self.stop_by.is_some() {
                 continue;
             }
@@ -226,6 +256,9 @@ impl Server {
                 let _ = self.poll.registry().deregister(&mut listener);
             }
             self.broker.shutdown(&mut self.actions);
+            if let Some(store) = &mut self.store {
+                store.save(&self.broker, Instant::now());
+            }
         }
     }
 

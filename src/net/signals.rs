@@ -1,4 +1,4 @@
-//! SIGINT, SIGTERM and SIGHUP as readable events of the poll loop, through a
+//! SIGINT, SIGTERM, SIGHUP and SIGUSR1 as readable events of the poll loop, through a
 //! signalfd: no handler runs at an arbitrary point, the loop reads them
 //! like any other input.
 
@@ -10,7 +10,7 @@ pub struct Signals {
 }
 
 impl Signals {
-    /// Blocks SIGINT, SIGTERM and SIGHUP for the process (it has one thread) and
+    /// Blocks SIGINT, SIGTERM, SIGHUP and SIGUSR1 for the process (it has one thread) and
     /// opens a non-blocking signalfd that receives them instead.
     pub fn new() -> io::Result<Signals> {
         // SAFETY: plain libc calls on a zeroed sigset owned by this frame.
@@ -20,6 +20,7 @@ impl Signals {
             libc::sigaddset(&mut mask, libc::SIGINT);
             libc::sigaddset(&mut mask, libc::SIGTERM);
             libc::sigaddset(&mut mask, libc::SIGHUP);
+            libc::sigaddset(&mut mask, libc::SIGUSR1);
             if libc::sigprocmask(libc::SIG_BLOCK, &mask, std::ptr::null_mut()) != 0 {
                 return Err(io::Error::last_os_error());
             }

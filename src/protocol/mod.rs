@@ -21,3 +21,8 @@ mod writer;
 pub use decode::decode;
 pub use encode::{encode, encode_publish, publish_len};
 pub use packet::*;
+// The snapshot file (`crate::persist`) reuses the field readers and
+// writers and the property codec for its records.
+pub(crate) use properties::{Ctx, read as read_properties, write as write_properties};
+pub(crate) use reader::Reader;
+pub(crate) use writer::Sink;
