@@ -183,6 +183,13 @@ fn apply(
         "persistence_file" => s.persistence.file = one()?.into(),
         "autosave_interval" => s.persistence.autosave_interval = number(key, one()?)?,
         "autosave_on_changes" => s.persistence.autosave_on_changes = boolean(key, one()?)?,
+        "persistence_mode" => {
+            s.persistence.mode = match one()? {
+                "snapshot" => persist::Mode::Snapshot,
+                "journal" => persist::Mode::Journal,
+                v => return Err(format!("`{key}` takes snapshot or journal, not `{v}`")),
+            }
+        }
         "persistence_damaged" => {
             s.persistence.on_damage = match one()? {
                 "refuse" => persist::OnDamage::Refuse,

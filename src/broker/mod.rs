@@ -31,7 +31,8 @@ pub use message::Message;
 pub use session::Awaiting;
 use session::Session;
 pub use snapshot::{
-    Snapshot, StoredInflight, StoredMessage, StoredOutgoing, StoredSession, StoredSub,
+    JournalRecord, Snapshot, StoredInflight, StoredMessage, StoredOutgoing, StoredSession,
+    StoredSub,
 };
 use timer::{Timer, Timers};
 use topic::TopicTable;
@@ -45,6 +46,10 @@ pub enum Action {
     Send(ConnId, Packet),
     /// A PUBLISH of a shared message: encoded straight from it.
     Publish(ConnId, Delivery),
+    /// An ack that promises something is stored (`persistence_mode
+    /// journal`): sent once the records taken with
+    /// [`Broker::take_journal`] are on disk, never before.
+    SendAfterCommit(ConnId, Packet),
     /// Send what is queued, then close the connection. The broker has
     /// already forgotten it; no `closed` call is expected.
     Close(ConnId),
@@ -248,6 +253,11 @@ pub struct Broker {
     next_serial: u64,
     /// Changes to durable state, for `persist` (see [`Broker::changes`]).
     changes: u64,
+    /// The records of `persistence_mode journal`, when on.
+    journal: Option<snapshot::Journaling>,
+    /// False while the journal cannot be written: QoS 1/2 messages are
+    /// refused rather than acknowledged unstored.
+    storage_ok: bool,
     pub stats: Stats,
 }
 
@@ -267,6 +277,8 @@ impl Broker {
             scratch: Vec::new(),
             next_serial: 0,
             changes: 0,
+            journal: None,
+            storage_ok: true,
             stats: Stats::default(),
         }
     }
@@ -313,6 +325,21 @@ impl Broker {
             );
         }
         ok
+    }
+
+    /// Whether the journal can be written (the loop says after each commit).
+    pub fn set_storage_available(&mut self, ok: bool) {
+        self.storage_ok = ok;
+    }
+
+    /// `packet` to `id`, held until the journal is committed when records
+    /// were added since there were `before`.
+    fn reply(&self, id: ConnId, packet: Packet, before: usize) -> Action {
+        if self.journal_len() > before {
+            Action::SendAfterCommit(id, packet)
+        } else {
+            Action::Send(id, packet)
+        }
     }
 
     /// Connected clients (CONNECT accepted).
@@ -578,7 +605,12 @@ impl Broker {
         let will = self.sessions[s].pending_will.take();
         let will = will.filter(|w| self.will_allowed(s, w));
         let session = self.sessions.remove(s);
-        self.changes += u64::from(session.expiry != 0);
+        if session.expiry != 0 {
+            self.changes += 1;
+            self.record(|_| JournalRecord::SessionEnd {
+                client_id: session.client_id.to_string(),
+            });
+        }
         for filter in &session.subscriptions {
             self.remove_subscription(filter, s);
         }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::message::Message;
 use super::session::{Awaiting, Inflight, Outgoing};
-use super::{Action, Broker, ConnId, Delivery, reason};
+use super::{Action, Broker, ConnId, Delivery, JournalRecord, reason};
 use crate::protocol::{
     Ack, Packet, Property, Publish, PublishRef, QoS, Version, Will, publish_len,
 };
@@ -26,16 +26,25 @@ fn ack(packet_id: u16, reason: u8) -> Ack {
     }
 }
 
-/// The PUBACK or PUBREC answering an inbound PUBLISH; none for QoS 0.
-fn acknowledge(id: ConnId, qos: QoS, packet_id: u16, code: u8, out: &mut Vec<Action>) {
-    match qos {
-        QoS::AtMostOnce => {}
-        QoS::AtLeastOnce => out.push(Action::Send(id, Packet::PubAck(ack(packet_id, code)))),
-        QoS::ExactlyOnce => out.push(Action::Send(id, Packet::PubRec(ack(packet_id, code)))),
-    }
-}
-
 impl Broker {
+    /// The PUBACK or PUBREC answering an inbound PUBLISH (none for QoS 0),
+    /// held for the journal's commit if records were added since `before`.
+    fn acknowledge(
+        &self,
+        id: ConnId,
+        p: (QoS, u16),
+        code: u8,
+        before: usize,
+        out: &mut Vec<Action>,
+    ) {
+        let packet = match p.0 {
+            QoS::AtMostOnce => return,
+            QoS::AtLeastOnce => Packet::PubAck(ack(p.1, code)),
+            QoS::ExactlyOnce => Packet::PubRec(ack(p.1, code)),
+        };
+        out.push(self.reply(id, packet, before));
+    }
+
     pub(super) fn on_publish(
         &mut self,
         id: ConnId,
@@ -67,7 +76,7 @@ impl Broker {
             if qos == QoS::AtMostOnce {
                 return self.drop_conn(id, Some(code), now, out);
             }
-            return acknowledge(id, qos, packet_id, code, out);
+            return self.acknowledge(id, (qos, packet_id), code, usize::MAX, out);
         }
         if !self.allowed(s, |a, client, user| a.may_publish(client, user, &p.topic)) {
             // As mosquitto: v5 is told 0x87; 3.1.1 has no way to say no, so
@@ -82,8 +91,28 @@ impl Broker {
             } else {
                 reason::SUCCESS
             };
-            return acknowledge(id, qos, packet_id, code, out);
+            return self.acknowledge(id, (qos, packet_id), code, usize::MAX, out);
         }
+        if qos != QoS::AtMostOnce && !self.storage_ok {
+            // The journal cannot be written (disk full): nothing is
+            // acknowledged that is not stored. v5 is told 0x97; 3.x gets no
+            // ack and sends the message again later.
+            log::debug!(
+                "client {}: PUBLISH refused, storage unavailable",
+                self.sessions[s].client_id
+            );
+            if v5 {
+                self.acknowledge(
+                    id,
+                    (qos, packet_id),
+                    reason::QUOTA_EXCEEDED,
+                    usize::MAX,
+                    out,
+                );
+            }
+            return;
+        }
+        let before = self.journal_len();
         let session = &mut self.sessions[s];
         // Exactly once: a QoS 2 id already PUBREC'd is a re-send, not a new
         // message ([MQTT-4.3.3-10]).
@@ -107,17 +136,29 @@ impl Broker {
                 p.properties,
                 now,
             ));
+            let changes = self.changes;
             if msg.retain {
                 self.retain(&msg);
             }
+            let journaled = self.journal.is_some().then(|| msg.clone());
             if self.route(msg, Some(s), now, out) == 0 {
                 code = reason::NO_MATCHING_SUBSCRIBERS;
+            }
+            let session = &self.sessions[s];
+            // The QoS 2 id of a kept session must survive to catch a re-send.
+            let awaits = (qos == QoS::ExactlyOnce && session.expiry != 0)
+                .then(|| (session.client_id.to_string(), packet_id, session.expiry));
+            if let Some(msg) = journaled.filter(|_| self.changes != changes || awaits.is_some()) {
+                self.record(|j| JournalRecord::Message {
+                    msg: j.stored(&msg),
+                    publisher: awaits,
+                });
             }
         }
         if !v5 {
             code = reason::SUCCESS;
         }
-        acknowledge(id, qos, packet_id, code, out);
+        self.acknowledge(id, (qos, packet_id), code, before, out);
     }
 
     /// Maps a v5 Topic Alias to its topic, or records a new mapping
@@ -143,7 +184,7 @@ impl Broker {
 
     /// Stores or clears the retained message of its topic: an empty payload
     /// clears it and is not stored ([MQTT-3.3.1-10], [MQTT-3.3.1-11]).
-    fn retain(&mut self, msg: &Rc<Message>) {
+    pub(super) fn retain(&mut self, msg: &Rc<Message>) {
         self.changes += 1;
         if msg.payload.is_empty() {
             self.retained.remove(&msg.topic);
@@ -171,7 +212,7 @@ impl Broker {
     /// session at the highest granted QoS ([MQTT-3.3.4-2]) with every
     /// matching subscription identifier ([MQTT-3.3.4-3]). `from` is the
     /// publishing session, for No Local. Returns how many sessions matched.
-    fn route(
+    pub(super) fn route(
         &mut self,
         msg: Rc<Message>,
         from: Option<usize>,
@@ -454,14 +495,22 @@ impl Broker {
         packet_id: u16,
         out: &mut Vec<Action>,
     ) {
-        let pending = &mut self.sessions[s].awaiting_rel;
-        let code = match pending.iter().position(|&p| p == packet_id) {
+        let before = self.journal_len();
+        let session = &mut self.sessions[s];
+        let code = match session.awaiting_rel.iter().position(|&p| p == packet_id) {
             Some(i) => {
-                pending.swap_remove(i);
+                session.awaiting_rel.swap_remove(i);
+                if session.expiry != 0 {
+                    let client_id = session.client_id.to_string();
+                    self.record(|_| JournalRecord::Released {
+                        client_id,
+                        packet_id,
+                    });
+                }
                 reason::SUCCESS
             }
             None => reason::PACKET_ID_NOT_FOUND,
         };
-        out.push(Action::Send(id, Packet::PubComp(ack(packet_id, code))));
+        out.push(self.reply(id, Packet::PubComp(ack(packet_id, code)), before));
     }
 }

@@ -106,6 +106,67 @@ impl Clock {
     }
 }
 
+/// One change to the durable state, in `persistence_mode journal`: what
+/// happened since the last snapshot, replayed on top of it at start-up in
+/// the order it happened.
+#[derive(Debug, PartialEq)]
+pub enum JournalRecord {
+    /// An accepted PUBLISH that was retained or queued for a kept session;
+    /// for QoS 2 from a kept session, that session (client id, packet id,
+    /// session expiry), whose PUBREL is then awaited.
+    Message {
+        msg: StoredMessage,
+        publisher: Option<(String, u16, u32)>,
+    },
+    /// PUBREL received: the QoS 2 id is free again.
+    Released {
+        client_id: String,
+        packet_id: u16,
+    },
+    /// A kept session subscribed (creating the session if new).
+    Subscribe {
+        client_id: String,
+        username: Option<String>,
+        expiry: u32,
+        sub: StoredSub,
+    },
+    Unsubscribe {
+        client_id: String,
+        filter: String,
+    },
+    /// A kept session ended (expired, or discarded by a clean start).
+    SessionEnd {
+        client_id: String,
+    },
+}
+
+fn to_stored(msg: &Message, clock: Clock) -> StoredMessage {
+    StoredMessage {
+        topic: msg.topic.clone(),
+        payload: msg.payload.clone(),
+        qos: msg.qos,
+        retain: msg.retain,
+        properties: msg.properties.clone(),
+        expires_at: msg.expires.map(|at| clock.to_wall(at)),
+    }
+}
+
+/// None when it expired meanwhile.
+fn from_stored(m: StoredMessage, clock: Clock) -> Option<Rc<Message>> {
+    let expires = match m.expires_at {
+        Some(at) => Some(clock.to_instant(at)?),
+        None => None,
+    };
+    Some(Rc::new(Message {
+        topic: m.topic,
+        payload: m.payload,
+        qos: m.qos,
+        retain: m.retain,
+        properties: m.properties,
+        expires,
+    }))
+}
+
 /// Collects messages, each once, numbering them by first appearance.
 #[derive(Default)]
 struct MessageTable {
@@ -117,14 +178,7 @@ impl MessageTable {
     fn add(&mut self, msg: &Rc<Message>, clock: Clock) -> u32 {
         let next = self.stored.len() as u32;
         *self.index.entry(Rc::as_ptr(msg)).or_insert_with(|| {
-            self.stored.push(StoredMessage {
-                topic: msg.topic.clone(),
-                payload: msg.payload.clone(),
-                qos: msg.qos,
-                retain: msg.retain,
-                properties: msg.properties.clone(),
-                expires_at: msg.expires.map(|at| clock.to_wall(at)),
-            });
+            self.stored.push(to_stored(msg, clock));
             next
         })
     }
@@ -248,20 +302,7 @@ impl Broker {
         let messages: Vec<Option<Rc<Message>>> = snap
             .messages
             .into_iter()
-            .map(|m| {
-                let expires = match m.expires_at {
-                    Some(at) => Some(clock.to_instant(at)?),
-                    None => None,
-                };
-                Some(Rc::new(Message {
-                    topic: m.topic,
-                    payload: m.payload,
-                    qos: m.qos,
-                    retain: m.retain,
-                    properties: m.properties,
-                    expires,
-                }))
-            })
+            .map(|m| from_stored(m, clock))
             .collect();
         let get = |i: u32| messages.get(i as usize).cloned().flatten();
         for msg in snap.retained.into_iter().filter_map(get) {
@@ -289,20 +330,7 @@ impl Broker {
             let s = self.sessions.insert(Session::new(client_id.clone()));
             self.by_client_id.insert(client_id, s);
             for sub in stored.subscriptions {
-                let filter: Rc<str> = sub.filter.into();
-                let entry = Sub {
-                    session: s,
-                    options: sub.options,
-                    id: sub.id,
-                };
-                let added = match parse_shared(&filter) {
-                    Some(Ok((_, inner))) => self.join_group(&filter, inner, entry),
-                    Some(Err(())) => false,
-                    None => self.topics.subscribe(&filter, entry),
-                };
-                if added {
-                    self.sessions[s].subscriptions.push(filter);
-                }
+                self.add_stored_sub(s, sub);
             }
             let generation = self.serial();
             let session = &mut self.sessions[s];
@@ -327,5 +355,146 @@ impl Broker {
                 self.timers.add(at, Timer::SessionExpiry(s, generation));
             }
         }
+    }
+}
+
+impl Broker {
+    /// Subscribes session `s` as a snapshot or journal says it was.
+    fn add_stored_sub(&mut self, s: usize, sub: StoredSub) {
+        let filter: Rc<str> = sub.filter.into();
+        let entry = Sub {
+            session: s,
+            options: sub.options,
+            id: sub.id,
+        };
+        let added = match parse_shared(&filter) {
+            Some(Ok((_, inner))) => self.join_group(&filter, inner, entry),
+            Some(Err(())) => false,
+            None => self.topics.subscribe(&filter, entry),
+        };
+        if added {
+            self.sessions[s].subscriptions.push(filter);
+        }
+    }
+
+    /// Turns journaling on: from now on every change to the durable state
+    /// is also recorded, for [`Broker::take_journal`], and acks that
+    /// promise it is stored wait for the loop's commit
+    /// ([`Action::SendAfterCommit`]). `now` and `wall` tie the clocks
+    /// together for expiry times.
+    pub fn enable_journal(&mut self, now: Instant, wall: SystemTime) {
+        self.journal = Some(Journaling {
+            records: Vec::new(),
+            clock: Clock::new(now, wall),
+        });
+    }
+
+    /// The records since the last call, to append and fsync.
+    pub fn take_journal(&mut self) -> Vec<JournalRecord> {
+        self.journal
+            .as_mut()
+            .map(|j| std::mem::take(&mut j.records))
+            .unwrap_or_default()
+    }
+
+    /// How many records are waiting to be taken; an ack given after they
+    /// grew depends on them.
+    pub(super) fn journal_len(&self) -> usize {
+        self.journal.as_ref().map_or(0, |j| j.records.len())
+    }
+
+    pub(super) fn record(&mut self, make: impl FnOnce(&Journaling) -> JournalRecord) {
+        if let Some(j) = &mut self.journal {
+            let rec = make(j);
+            j.records.push(rec);
+        }
+    }
+
+    /// Applies one journal record at start-up, after the snapshot.
+    pub fn replay(&mut self, rec: JournalRecord, now: Instant, wall: SystemTime) {
+        let clock = Clock::new(now, wall);
+        let mut out = Vec::new();
+        match rec {
+            JournalRecord::Message { msg, publisher } => {
+                let from = publisher.map(|(client_id, packet_id, expiry)| {
+                    let s = self.kept_session(client_id, expiry, now);
+                    self.sessions[s].awaiting_rel.push(packet_id);
+                    s
+                });
+                let Some(msg) = from_stored(msg, clock) else {
+                    return;
+                };
+                if msg.retain {
+                    self.retain(&msg);
+                }
+                self.route(msg, from, now, &mut out);
+            }
+            JournalRecord::Released {
+                client_id,
+                packet_id,
+            } => {
+                if let Some(&s) = self.by_client_id.get(client_id.as_str()) {
+                    self.sessions[s].awaiting_rel.retain(|&p| p != packet_id);
+                }
+            }
+            JournalRecord::Subscribe {
+                client_id,
+                username,
+                expiry,
+                sub,
+            } => {
+                let s = self.kept_session(client_id, expiry, now);
+                self.sessions[s].username = username.map(Into::into);
+                self.add_stored_sub(s, sub);
+            }
+            JournalRecord::Unsubscribe { client_id, filter } => {
+                if let Some(&s) = self.by_client_id.get(client_id.as_str()) {
+                    if self.remove_subscription(&filter, s) {
+                        self.sessions[s].subscriptions.retain(|f| **f != *filter);
+                    }
+                }
+            }
+            JournalRecord::SessionEnd { client_id } => {
+                if let Some(&s) = self.by_client_id.get(client_id.as_str()) {
+                    self.end_session(s, now, &mut out);
+                }
+            }
+        }
+    }
+}
+
+impl Broker {
+    /// The offline session of `client_id` during a replay, made if new; its
+    /// expiry runs from the restart, as for one that was online.
+    fn kept_session(&mut self, client_id: String, expiry: u32, now: Instant) -> usize {
+        if let Some(&s) = self.by_client_id.get(client_id.as_str()) {
+            self.sessions[s].expiry = expiry;
+            return s;
+        }
+        let client_id: Rc<str> = client_id.into();
+        let s = self.sessions.insert(Session::new(client_id.clone()));
+        self.by_client_id.insert(client_id, s);
+        let generation = self.serial();
+        let session = &mut self.sessions[s];
+        session.generation = generation;
+        session.expiry = expiry;
+        if expiry != u32::MAX {
+            let at = now + Duration::from_secs(u64::from(expiry));
+            self.timers.add(at, Timer::SessionExpiry(s, generation));
+        }
+        s
+    }
+}
+
+/// The journal while it is on.
+pub(super) struct Journaling {
+    records: Vec<JournalRecord>,
+    clock: Clock,
+}
+
+impl Journaling {
+    /// `msg` as a record stores it, its expiry in wall-clock time.
+    pub fn stored(&self, msg: &Message) -> StoredMessage {
+        to_stored(msg, self.clock)
     }
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::session::Outgoing;
 use super::session::one_id;
 use super::topic::{Sub, matches, parse_shared, push_compact, valid_filter};
-use super::{Action, Broker, ConnId, Message, reason};
+use super::{Action, Broker, ConnId, JournalRecord, Message, StoredSub, reason};
 use crate::protocol::{Packet, SubAck, SubOptions, Subscribe, UnsubAck, Unsubscribe};
 
 impl Broker {
@@ -20,6 +20,7 @@ impl Broker {
         out: &mut Vec<Action>,
     ) {
         let v5 = self.is_v5(id);
+        let before = self.journal_len();
         let sub_id = crate::property!(sub.properties, SubscriptionIdentifier).unwrap_or(0);
         let mut codes = Vec::with_capacity(sub.filters.len());
         let mut retained_for = Vec::new();
@@ -70,6 +71,22 @@ impl Broker {
                 _ => self.topics.subscribe(&filter, entry),
             };
             self.changes += 1;
+            let session = &self.sessions[s];
+            if session.expiry != 0 {
+                let (client_id, username) =
+                    (session.client_id.to_string(), session.username.clone());
+                let expiry = session.expiry;
+                self.record(|_| JournalRecord::Subscribe {
+                    client_id,
+                    username: username.map(String::from),
+                    expiry,
+                    sub: StoredSub {
+                        filter: filter.to_string(),
+                        options,
+                        id: sub_id,
+                    },
+                });
+            }
             if new {
                 push_compact(&mut self.sessions[s].subscriptions, filter.clone());
             }
@@ -83,14 +100,12 @@ impl Broker {
                 retained_for.push((filter, options));
             }
         }
-        out.push(Action::Send(
-            id,
-            Packet::SubAck(SubAck {
-                packet_id: sub.packet_id,
-                codes,
-                properties: Vec::new(),
-            }),
-        ));
+        let suback = Packet::SubAck(SubAck {
+            packet_id: sub.packet_id,
+            codes,
+            properties: Vec::new(),
+        });
+        out.push(self.reply(id, suback, before));
         for (filter, options) in retained_for {
             self.send_retained(s, &filter, options, sub_id, now, out);
         }
@@ -137,11 +152,19 @@ impl Broker {
         out: &mut Vec<Action>,
     ) {
         let v5 = self.is_v5(id);
+        let before = self.journal_len();
         let mut codes = Vec::new();
         for filter in &u.filters {
             let removed = self.remove_subscription(filter, s);
             if removed {
                 self.changes += 1;
+                if self.sessions[s].expiry != 0 {
+                    let client_id = self.sessions[s].client_id.to_string();
+                    self.record(|_| JournalRecord::Unsubscribe {
+                        client_id,
+                        filter: filter.clone(),
+                    });
+                }
                 self.sessions[s].subscriptions.retain(|f| **f != **filter);
             }
             if v5 {
@@ -152,13 +175,11 @@ impl Broker {
                 });
             }
         }
-        out.push(Action::Send(
-            id,
-            Packet::UnsubAck(UnsubAck {
-                packet_id: u.packet_id,
-                codes,
-                properties: Vec::new(),
-            }),
-        ));
+        let unsuback = Packet::UnsubAck(UnsubAck {
+            packet_id: u.packet_id,
+            codes,
+            properties: Vec::new(),
+        });
+        out.push(self.reply(id, unsuback, before));
     }
 }

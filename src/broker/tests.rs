@@ -1236,3 +1236,90 @@ fn changes_count_what_a_snapshot_would_hold() {
     h.packet(2, Packet::PubAck(ack(published(&out, 2)[0].2)));
     assert!(h.broker.changes() > before, "acknowledged");
 }
+
+#[test]
+fn the_journal_replayed_on_an_empty_broker_rebuilds_kept_sessions() {
+    let wall = std::time::SystemTime::now();
+    let mut h = Harness::new();
+    h.broker.enable_journal(h.now, wall);
+    h.connect(1, "sub", false);
+    let out = h.subscribe(1, "a/#", opts(QoS::AtLeastOnce));
+    assert!(
+        matches!(out[..], [Action::SendAfterCommit(1, Packet::SubAck(_))]),
+        "a kept session's SUBACK waits for the commit: {out:?}"
+    );
+    h.subscribe(1, "gone", opts(QoS::AtLeastOnce));
+    h.packet(
+        1,
+        Packet::Unsubscribe(crate::protocol::Unsubscribe {
+            packet_id: 2,
+            filters: vec!["gone".into()],
+            properties: Vec::new(),
+        }),
+    );
+    h.close(1);
+    h.connect(2, "pub", false);
+    let out = h.packet(
+        2,
+        Packet::Publish(publish("a/1", b"1", QoS::AtLeastOnce, 1)),
+    );
+    assert!(matches!(
+        out[..],
+        [Action::SendAfterCommit(2, Packet::PubAck(_))]
+    ));
+    let out = h.packet(
+        2,
+        Packet::Publish(publish("a/2", b"2", QoS::ExactlyOnce, 2)),
+    );
+    assert!(matches!(
+        out[..],
+        [Action::SendAfterCommit(2, Packet::PubRec(_))]
+    ));
+    // Nothing stored, nothing held: QoS 0 to nobody kept.
+    let out = h.packet(2, Packet::Publish(publish("b", b"-", QoS::AtLeastOnce, 3)));
+    assert!(matches!(out[..], [Action::Send(2, Packet::PubAck(_))]));
+
+    let records = h.broker.take_journal();
+    assert_eq!(records.len(), 5, "{records:?}");
+    let mut r = Harness::new();
+    for rec in records {
+        r.broker.replay(rec, r.now, wall);
+    }
+    let (ack, out) = r.connect_with(3, connect_packet(Version::V311, "sub", false, 0));
+    assert!(ack.session_present);
+    assert_eq!(payloads(&out, 3), [b"1".to_vec(), b"2".to_vec()]);
+    // The QoS 2 id awaits PUBREL: the publisher's re-send is not a new message.
+    r.connect(4, "pub", false);
+    let out = r.packet(
+        4,
+        Packet::Publish(publish("a/2", b"2", QoS::ExactlyOnce, 2)),
+    );
+    assert!(published(&out, 3).is_empty());
+    // The unsubscribed filter stayed gone.
+    let out = r.packet(
+        4,
+        Packet::Publish(publish("gone", b"x", QoS::AtLeastOnce, 5)),
+    );
+    assert!(published(&out, 3).is_empty());
+}
+
+#[test]
+fn without_storage_qos1_is_refused_not_acknowledged() {
+    let mut h = Harness::new();
+    h.broker.enable_journal(h.now, std::time::SystemTime::now());
+    h.broker.set_storage_available(false);
+    h.connect_with(1, v5("p5", true, Vec::new()));
+    let out = h.packet(1, Packet::Publish(publish("t", b"x", QoS::AtLeastOnce, 1)));
+    assert!(matches!(
+        sent(&out, 1)[..],
+        [Packet::PubAck(Ack { reason: 0x97, .. })]
+    ));
+    h.connect(2, "p3", true);
+    let out = h.packet(2, Packet::Publish(publish("t", b"x", QoS::AtLeastOnce, 1)));
+    assert!(out.is_empty(), "3.1.1: no ack, sent again later");
+    let out = h.packet(2, Packet::Publish(publish("t", b"x", QoS::AtMostOnce, 0)));
+    assert!(out.is_empty() && !closed(&out, 2), "QoS 0 still flows");
+    h.broker.set_storage_available(true);
+    let out = h.packet(2, Packet::Publish(publish("t", b"x", QoS::AtLeastOnce, 1)));
+    assert!(matches!(sent(&out, 2)[..], [Packet::PubAck(_)]));
+}

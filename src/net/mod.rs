@@ -70,6 +70,8 @@ pub struct Server {
     settings: Settings,
     /// The snapshot file, with `persistence true`.
     store: Option<Store>,
+    /// Acks waiting for the journal's commit.
+    held: Vec<(usize, Packet)>,
 }
 
 impl Server {
@@ -147,6 +149,7 @@ impl Server {
             systemd: Notifier::from_env(now),
             settings: settings.clone(),
             store,
+            held: Vec::new(),
         })
     }
 
@@ -192,10 +195,11 @@ impl Server {
             }
             self.broker.tick(now, &mut self.actions);
             self.execute(now);
+            self.commit(now);
             self.flush_dirty(now);
             self.expire(now);
             if let Some(store) = &mut self.store {
-                store.autosave(&self.broker, now);
+                store.autosave(&mut self.broker, now);
             }
             self.systemd.tick(now, || self.broker.clients());
             if self.accept_paused_until.is_some_and(|t| t <= now) {
@@ -241,7 +245,9 @@ impl Server {
             }
             if signal == libc::SIGUSR1 {
                 match &mut self.store {
-                    Some(store) => store.save(&self.broker, Instant::now()),
+                    Some(store) => {
+                        store.save(&mut self.broker, Instant::now());
+                    }
                     None => log::info!("SIGUSR1: persistence is off, nothing to save"),
                 }
                 continue;
@@ -257,7 +263,7 @@ impl Server {
             }
             self.broker.shutdown(&mut self.actions);
             if let Some(store) = &mut self.store {
-                store.save(&self.broker, Instant::now());
+                store.save(&mut self.broker, Instant::now());
             }
         }
     }
@@ -414,11 +420,30 @@ impl Server {
                         protocol::encode(&packet, version, out);
                     }
                 }
+                Action::SendAfterCommit(id, packet) => self.held.push((id, packet)),
                 Action::Publish(id, d) => self.publish(id, &d),
                 Action::Close(id) => self.close(id, now),
             }
         }
         self.actions = actions;
+    }
+
+    /// Journal mode: makes this iteration's changes durable with one
+    /// fsync, then lets the acks that promised it go. While the journal
+    /// cannot be written they wait (and the broker refuses new QoS 1/2
+    /// messages).
+    fn commit(&mut self, now: Instant) {
+        let Some(store) = &mut self.store else {
+            return;
+        };
+        if !store.commit(&mut self.broker, now) {
+            return;
+        }
+        for (id, packet) in std::mem::take(&mut self.held) {
+            if let Some((version, out)) = self.outbuf(id) {
+                protocol::encode(&packet, version, out);
+            }
+        }
     }
 
     /// The protocol level and output buffer of a live connection, marked
@@ -519,6 +544,8 @@ impl Server {
         }
         c.closing = Some(now + LINGER);
         self.closing.push_back((now + LINGER, id));
+        // Its slot may be reused: an ack still held must not reach the next.
+        self.held.retain(|(to, _)| *to != id);
         c.read_paused = false;
         c.inbuf = Vec::new();
         if !c.dirty {
@@ -532,6 +559,7 @@ impl Server {
             return;
         };
         let _ = self.poll.registry().deregister(&mut c.stream);
+        self.held.retain(|(to, _)| *to != id);
         if c.closing.is_none() {
             match err {
                 Some(e) => log::debug!("connection {id}: {e}"),

@@ -1,13 +1,16 @@
-//! The snapshot file: `ROOST-DB`, a format version, the body's length, the
-//! body, and a CRC-32 of everything before it. A file cut short or changed
-//! in any byte fails to load with a reason instead of loading half a state.
+//! The snapshot file: `ROOST-DB`, a format version, the journal generation
+//! it includes, the body's length, the body, and a CRC-32 of everything
+//! before it. A file cut short or changed in any byte fails to load with a
+//! reason instead of loading half a state.
 //!
 //! The body holds the messages once each, then the retained topics and the
 //! sessions referring to them by index. Fields use MQTT's encodings (two-byte
-//! length strings, big-endian integers, v5 property lists).
+//! length strings, big-endian integers, v5 property lists). Journal records
+//! (`journal.rs` frames them) reuse the same field layouts.
 
 use crate::broker::{
-    Awaiting, Snapshot, StoredInflight, StoredMessage, StoredOutgoing, StoredSession, StoredSub,
+    Awaiting, JournalRecord, Snapshot, StoredInflight, StoredMessage, StoredOutgoing,
+    StoredSession, StoredSub,
 };
 use crate::protocol::{
     Ctx, DecodeError, QoS, Reader, Sink, SubOptions, Version, read_properties, write_properties,
@@ -17,22 +20,25 @@ const MAGIC: &[u8; 8] = b"ROOST-DB";
 /// Bumped whenever the body's layout changes; older files are refused
 /// rather than misread.
 const VERSION: u16 = 1;
-const HEADER: usize = MAGIC.len() + 2 + 8;
+const HEADER: usize = MAGIC.len() + 2 + 8 + 8;
 
-pub fn encode(snap: &Snapshot) -> Vec<u8> {
+/// The file for `snap`, which includes the journal up to `generation`.
+pub fn encode(snap: &Snapshot, generation: u64) -> Vec<u8> {
     let mut body = Vec::new();
     write_body(&mut body, snap);
     let mut out = Vec::with_capacity(HEADER + body.len() + 4);
     out.extend_from_slice(MAGIC);
     out.u16(VERSION);
-    out.extend_from_slice(&(body.len() as u64).to_be_bytes());
+    put_u64(&mut out, generation);
+    put_u64(&mut out, body.len() as u64);
     out.extend_from_slice(&body);
     out.u32(crc32(&out));
     out
 }
 
-/// Why a file does not load, for the error that names it.
-pub fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
+/// The snapshot and its journal generation, or why the file does not
+/// load, for the error that names it.
+pub fn decode(bytes: &[u8]) -> Result<(Snapshot, u64), String> {
     if bytes.len() < HEADER + 4 || &bytes[..MAGIC.len()] != MAGIC {
         return Err("not a roost snapshot (bad header or too short)".into());
     }
@@ -42,7 +48,8 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
             "snapshot format {version}, this roost reads {VERSION}"
         ));
     }
-    let len = u64::from_be_bytes(bytes[10..HEADER].try_into().expect("8 bytes"));
+    let generation = u64::from_be_bytes(bytes[10..18].try_into().expect("8 bytes"));
+    let len = u64::from_be_bytes(bytes[18..HEADER].try_into().expect("8 bytes"));
     if len != (bytes.len() - HEADER - 4) as u64 {
         return Err(format!(
             "truncated or padded: the header says {len} body bytes, the file has {}",
@@ -56,22 +63,12 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
     let mut r = Reader::new(&data[HEADER..]);
     let snap = read_body(&mut r).map_err(|e| format!("damaged record: {e}"))?;
     r.finish().map_err(|e| e.to_string())?;
-    Ok(snap)
+    Ok((snap, generation))
 }
 
 fn write_body(w: &mut Vec<u8>, snap: &Snapshot) {
     w.u32(snap.messages.len() as u32);
-    for m in &snap.messages {
-        let flags = m.qos as u8 | u8::from(m.retain) << 2 | u8::from(m.expires_at.is_some()) << 3;
-        w.u8(flags);
-        w.str(&m.topic);
-        write_properties(w, Version::V5, &[&m.properties]);
-        w.u32(m.payload.len() as u32);
-        w.put(&m.payload);
-        if let Some(at) = m.expires_at {
-            put_u64(w, at);
-        }
-    }
+    snap.messages.iter().for_each(|m| write_message(w, m));
     w.u32(snap.retained.len() as u32);
     snap.retained.iter().for_each(|&i| w.u32(i));
     w.u32(snap.sessions.len() as u32);
@@ -85,17 +82,7 @@ fn write_body(w: &mut Vec<u8>, snap: &Snapshot) {
         }
         w.u16(s.last_packet_id);
         w.u32(s.subscriptions.len() as u32);
-        for sub in &s.subscriptions {
-            w.str(&sub.filter);
-            let o = sub.options;
-            w.put(&[
-                o.qos as u8,
-                u8::from(o.no_local),
-                u8::from(o.retain_as_published),
-                o.retain_handling,
-            ]);
-            w.u32(sub.id);
-        }
+        s.subscriptions.iter().for_each(|sub| write_sub(w, sub));
         w.u32(s.inflight.len() as u32);
         for f in &s.inflight {
             w.u16(f.packet_id);
@@ -107,6 +94,30 @@ fn write_body(w: &mut Vec<u8>, snap: &Snapshot) {
         w.u32(s.awaiting_rel.len() as u32);
         s.awaiting_rel.iter().for_each(|&id| w.u16(id));
     }
+}
+
+fn write_message(w: &mut Vec<u8>, m: &StoredMessage) {
+    let flags = m.qos as u8 | u8::from(m.retain) << 2 | u8::from(m.expires_at.is_some()) << 3;
+    w.u8(flags);
+    w.str(&m.topic);
+    write_properties(w, Version::V5, &[&m.properties]);
+    w.u32(m.payload.len() as u32);
+    w.put(&m.payload);
+    if let Some(at) = m.expires_at {
+        put_u64(w, at);
+    }
+}
+
+fn write_sub(w: &mut Vec<u8>, sub: &StoredSub) {
+    w.str(&sub.filter);
+    let o = sub.options;
+    w.put(&[
+        o.qos as u8,
+        u8::from(o.no_local),
+        u8::from(o.retain_as_published),
+        o.retain_handling,
+    ]);
+    w.u32(sub.id);
 }
 
 fn write_outgoing(w: &mut Vec<u8>, o: &StoredOutgoing) {
@@ -136,24 +147,7 @@ fn read_body(r: &mut Reader) -> Result<Snapshot, DecodeError> {
     // end of the data, not allocate what it claims.
     let mut snap = Snapshot::default();
     for _ in 0..r.u32()? {
-        let flags = r.u8()?;
-        let topic = r.string()?;
-        let properties = read_properties(r, Version::V5, Ctx::Publish)?;
-        let len = r.u32()? as usize;
-        let payload = r.take(len)?.to_vec();
-        let expires_at = if flags & 0x08 != 0 {
-            Some(u64(r)?)
-        } else {
-            None
-        };
-        snap.messages.push(StoredMessage {
-            topic,
-            payload,
-            qos: qos(flags & 0x03)?,
-            retain: flags & 0x04 != 0,
-            properties,
-            expires_at,
-        });
+        snap.messages.push(read_message(r)?);
     }
     let messages = snap.messages.len() as u32;
     let index = |r: &mut Reader| match r.u32()? {
@@ -171,21 +165,7 @@ fn read_body(r: &mut Reader) -> Result<Snapshot, DecodeError> {
         let last_packet_id = r.u16()?;
         let mut subscriptions = Vec::new();
         for _ in 0..r.u32()? {
-            let filter = r.string()?;
-            let [q, no_local, rap, retain_handling] = r.take(4)?.try_into().map_err(|_| BAD)?;
-            if retain_handling > 2 {
-                return Err(BAD);
-            }
-            subscriptions.push(StoredSub {
-                filter,
-                options: SubOptions {
-                    qos: qos(q)?,
-                    no_local: no_local != 0,
-                    retain_as_published: rap != 0,
-                    retain_handling,
-                },
-                id: r.u32()?,
-            });
+            subscriptions.push(read_sub(r)?);
         }
         let mut inflight = Vec::new();
         for _ in 0..r.u32()? {
@@ -226,6 +206,127 @@ fn read_body(r: &mut Reader) -> Result<Snapshot, DecodeError> {
     Ok(snap)
 }
 
+fn read_message(r: &mut Reader) -> Result<StoredMessage, DecodeError> {
+    let flags = r.u8()?;
+    let topic = r.string()?;
+    let properties = read_properties(r, Version::V5, Ctx::Publish)?;
+    let len = r.u32()? as usize;
+    let payload = r.take(len)?.to_vec();
+    let expires_at = if flags & 0x08 != 0 {
+        Some(u64(r)?)
+    } else {
+        None
+    };
+    Ok(StoredMessage {
+        topic,
+        payload,
+        qos: qos(flags & 0x03)?,
+        retain: flags & 0x04 != 0,
+        properties,
+        expires_at,
+    })
+}
+
+fn read_sub(r: &mut Reader) -> Result<StoredSub, DecodeError> {
+    let filter = r.string()?;
+    let [q, no_local, rap, retain_handling] = r.take(4)?.try_into().map_err(|_| BAD)?;
+    if retain_handling > 2 {
+        return Err(BAD);
+    }
+    Ok(StoredSub {
+        filter,
+        options: SubOptions {
+            qos: qos(q)?,
+            no_local: no_local != 0,
+            retain_as_published: rap != 0,
+            retain_handling,
+        },
+        id: r.u32()?,
+    })
+}
+
+/// One journal record's body.
+pub fn encode_record(rec: &JournalRecord, w: &mut Vec<u8>) {
+    match rec {
+        JournalRecord::Message { msg, publisher } => {
+            w.u8(1);
+            write_message(w, msg);
+            w.u8(u8::from(publisher.is_some()));
+            if let Some((client_id, packet_id, expiry)) = publisher {
+                w.str(client_id);
+                w.u16(*packet_id);
+                w.u32(*expiry);
+            }
+        }
+        JournalRecord::Released {
+            client_id,
+            packet_id,
+        } => {
+            w.u8(2);
+            w.str(client_id);
+            w.u16(*packet_id);
+        }
+        JournalRecord::Subscribe {
+            client_id,
+            username,
+            expiry,
+            sub,
+        } => {
+            w.u8(3);
+            w.str(client_id);
+            put_opt_str(w, username.as_deref());
+            w.u32(*expiry);
+            write_sub(w, sub);
+        }
+        JournalRecord::Unsubscribe { client_id, filter } => {
+            w.u8(4);
+            w.str(client_id);
+            w.str(filter);
+        }
+        JournalRecord::SessionEnd { client_id } => {
+            w.u8(5);
+            w.str(client_id);
+        }
+    }
+}
+
+pub fn decode_record(body: &[u8]) -> Result<JournalRecord, String> {
+    let mut r = Reader::new(body);
+    let rec = read_record(&mut r).map_err(|e| e.to_string())?;
+    r.finish().map_err(|e| e.to_string())?;
+    Ok(rec)
+}
+
+fn read_record(r: &mut Reader) -> Result<JournalRecord, DecodeError> {
+    Ok(match r.u8()? {
+        1 => JournalRecord::Message {
+            msg: read_message(r)?,
+            publisher: match r.u8()? {
+                0 => None,
+                _ => Some((r.string()?, r.packet_id()?, r.u32()?)),
+            },
+        },
+        2 => JournalRecord::Released {
+            client_id: r.string()?,
+            packet_id: r.packet_id()?,
+        },
+        3 => JournalRecord::Subscribe {
+            client_id: r.string()?,
+            username: opt_string(r)?,
+            expiry: r.u32()?,
+            sub: read_sub(r)?,
+        },
+        4 => JournalRecord::Unsubscribe {
+            client_id: r.string()?,
+            filter: r.string()?,
+        },
+        5 => JournalRecord::SessionEnd {
+            client_id: r.string()?,
+        },
+        _ => return Err(BAD),
+    })
+}
+
 fn read_outgoing(
     r: &mut Reader,
     index: &impl Fn(&mut Reader) -> Result<u32, DecodeError>,
@@ -262,7 +363,7 @@ fn opt_string(r: &mut Reader) -> Result<Option<String>, DecodeError> {
 }
 
 /// CRC-32 (IEEE 802.3, as zlib's), table-driven.
-fn crc32(data: &[u8]) -> u32 {
+pub fn crc32(data: &[u8]) -> u32 {
     const TABLE: [u32; 256] = {
         let mut table = [0u32; 256];
         let mut i = 0;
@@ -353,9 +454,48 @@ mod tests {
     #[test]
     fn round_trips() {
         let snap = sample();
-        assert_eq!(decode(&encode(&snap)).unwrap(), snap);
+        assert_eq!(decode(&encode(&snap, 7)).unwrap(), (snap, 7));
         let empty = Snapshot::default();
-        assert_eq!(decode(&encode(&empty)).unwrap(), empty);
+        assert_eq!(decode(&encode(&empty, 0)).unwrap(), (empty, 0));
+    }
+
+    #[test]
+    fn journal_records_round_trip() {
+        let snap = sample();
+        let session = &snap.sessions[0];
+        let records = [
+            JournalRecord::Message {
+                msg: snap.messages.into_iter().next().unwrap(),
+                publisher: Some(("sensor".into(), 9, 60)),
+            },
+            JournalRecord::Released {
+                client_id: "sensor".into(),
+                packet_id: 9,
+            },
+            JournalRecord::Subscribe {
+                client_id: "dashboard".into(),
+                username: None,
+                expiry: 3600,
+                sub: StoredSub {
+                    filter: session.subscriptions[0].filter.clone(),
+                    options: session.subscriptions[0].options,
+                    id: 0,
+                },
+            },
+            JournalRecord::Unsubscribe {
+                client_id: "dashboard".into(),
+                filter: "a/#".into(),
+            },
+            JournalRecord::SessionEnd {
+                client_id: "dashboard".into(),
+            },
+        ];
+        for rec in records {
+            let mut body = Vec::new();
+            encode_record(&rec, &mut body);
+            assert_eq!(decode_record(&body).unwrap(), rec);
+            assert!(decode_record(&body[..body.len() - 1]).is_err());
+        }
     }
 
     #[test]
@@ -367,7 +507,7 @@ mod tests {
     /// a partial state.
     #[test]
     fn every_truncation_and_every_flipped_byte_is_refused() {
-        let bytes = encode(&sample());
+        let bytes = encode(&sample(), 3);
         for cut in 0..bytes.len() {
             assert!(decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }
@@ -380,7 +520,7 @@ mod tests {
 
     #[test]
     fn a_newer_format_is_named() {
-        let mut bytes = encode(&Snapshot::default());
+        let mut bytes = encode(&Snapshot::default(), 0);
         bytes[9] = 2;
         assert!(decode(&bytes).unwrap_err().contains("format 2"));
     }

@@ -8,8 +8,14 @@
 //! after a power cut the file is the last complete save. What arrived after
 //! that save is lost; `autosave_interval` trades that window against SD card
 //! wear (README, "Persistence").
+//!
+//! `persistence_mode journal` loses nothing acknowledged: every change is
+//! also appended to a journal (`journal.rs`), fsync'd once per loop
+//! iteration before the acks leave, and the snapshot becomes the journal's
+//! compaction.
 
 mod format;
+mod journal;
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -17,6 +23,21 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::broker::Broker;
+use journal::Journal;
+
+/// Between tries to write the journal after a failure (disk full).
+const RETRY: Duration = Duration::from_secs(1);
+/// The journal is compacted into a new snapshot once it is larger than
+/// this, or than the last snapshot if that is larger.
+const COMPACT_AT: u64 = 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// mosquitto's: the whole state every `autosave_interval`.
+    Snapshot,
+    /// Snapshot plus a write-ahead journal: acknowledged means stored.
+    Journal,
+}
 
 /// What to do when the snapshot file does not load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +65,8 @@ pub struct Config {
     pub autosave_on_changes: bool,
     /// `persistence_damaged` (roost).
     pub on_damage: OnDamage,
+    /// `persistence_mode` (roost).
+    pub mode: Mode,
 }
 
 impl Default for Config {
@@ -55,6 +78,7 @@ impl Default for Config {
             autosave_interval: 1800,
             autosave_on_changes: false,
             on_damage: OnDamage::Refuse,
+            mode: Mode::Snapshot,
         }
     }
 }
@@ -62,6 +86,10 @@ impl Default for Config {
 impl Config {
     pub fn path(&self) -> PathBuf {
         self.location.join(&self.file)
+    }
+
+    fn journal_path(&self) -> PathBuf {
+        self.location.join(format!("{}.journal", self.file))
     }
 }
 
@@ -74,8 +102,14 @@ pub struct Store {
     next_save: Option<Instant>,
     /// A failing save is logged once until one succeeds.
     failing: bool,
-    /// Bytes written by saves since start, for the log and the benchmark.
-    pub bytes_written: u64,
+    /// The journal generation the snapshot on disk includes.
+    generation: u64,
+    /// Size of the last snapshot written or read.
+    snapshot_bytes: u64,
+    /// With `persistence_mode journal`, once loaded.
+    journal: Option<Journal>,
+    /// When to try the journal again after a failed commit.
+    retry_at: Option<Instant>,
 }
 
 impl Store {
@@ -87,8 +121,35 @@ impl Store {
             config: config.clone(),
             saved_changes: 0,
             failing: false,
-            bytes_written: 0,
+            generation: 0,
+            snapshot_bytes: 0,
+            journal: None,
+            retry_at: None,
         }
+    }
+
+    /// Reads the snapshot, and in journal mode replays the journal, into
+    /// `broker`, then turns the broker's journaling on.
+    pub fn load(
+        &mut self,
+        broker: &mut Broker,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Result<(), String> {
+        self.load_snapshot(broker, now, wall)?;
+        if self.config.mode == Mode::Journal {
+            let path = self.config.journal_path();
+            let (journal, replayed) = Journal::open(&path, self.generation, broker, now, wall)?;
+            if replayed > 0 {
+                log::info!(
+                    "persistence: replayed {replayed} journal records from {}",
+                    path.display()
+                );
+            }
+            self.journal = Some(journal);
+            broker.enable_journal(now, wall);
+        }
+        Ok(())
     }
 
     /// Reads the snapshot into `broker`. A missing file is a first start.
@@ -96,7 +157,7 @@ impl Store {
     /// the config says to start empty, start-up stops with an error naming
     /// both files; it keeps stopping while the moved file is there, so a
     /// restart loop cannot quietly start empty either.
-    pub fn load(
+    fn load_snapshot(
         &mut self,
         broker: &mut Broker,
         now: Instant,
@@ -127,7 +188,9 @@ impl Store {
             Err(e) => return Err(format!("{}: {e}", path.display())),
         };
         match format::decode(&bytes) {
-            Ok(snap) => {
+            Ok((snap, generation)) => {
+                self.generation = generation;
+                self.snapshot_bytes = bytes.len() as u64;
                 log::info!(
                     "persistence: loaded {} sessions and {} retained messages from {}",
                     snap.sessions.len(),
@@ -166,13 +229,69 @@ impl Store {
         }
     }
 
-    /// When the loop must next call [`Store::autosave`] without being woken.
+    /// When the loop must next call [`Store::autosave`] or
+    /// [`Store::commit`] without being woken.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.next_save
+        self.next_save.or(self.retry_at)
+    }
+
+    /// Journal mode: appends the broker's new records and makes them
+    /// durable (one fsync for all of them), or compacts the journal into a
+    /// new snapshot once it is large. True when everything the broker
+    /// acknowledged is on disk, so held acks may go; on failure the broker
+    /// refuses QoS 1/2 messages until a retry succeeds.
+    pub fn commit(&mut self, broker: &mut Broker, now: Instant) -> bool {
+        let Some(journal) = &mut self.journal else {
+            return true;
+        };
+        journal.append(&broker.take_journal());
+        if self.retry_at.is_some_and(|at| at > now) {
+            return false;
+        }
+        let done = if journal.len() > COMPACT_AT.max(self.snapshot_bytes) {
+            self.save(broker, now)
+        } else {
+            self.write_journal()
+        };
+        if done {
+            if self.retry_at.take().is_some() {
+                log::info!("persistence: the journal can be written again");
+                broker.set_storage_available(true);
+            }
+        } else {
+            self.retry_at = Some(now + RETRY);
+            broker.set_storage_available(false);
+        }
+        done
+    }
+
+    fn write_journal(&mut self) -> bool {
+        let Some(journal) = &mut self.journal else {
+            return true;
+        };
+        // A snapshot moved to a new generation while the journal could not
+        // follow: records must not go to the old one, which a replay skips.
+        let result = if journal.generation() == self.generation {
+            journal.commit().map(drop)
+        } else {
+            journal.restart(self.generation)
+        };
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                if self.retry_at.is_none() {
+                    log::error!(
+                        "persistence: cannot write the journal: {e}; refusing QoS 1/2 \
+                         messages until it can"
+                    );
+                }
+                false
+            }
+        }
     }
 
     /// Saves if the autosave policy says it is time and something changed.
-    pub fn autosave(&mut self, broker: &Broker, now: Instant) {
+    pub fn autosave(&mut self, broker: &mut Broker, now: Instant) {
         let changed = broker.changes() - self.saved_changes;
         let due = if self.config.autosave_on_changes {
             self.config.autosave_interval > 0 && changed >= self.config.autosave_interval
@@ -190,17 +309,27 @@ impl Store {
         }
     }
 
-    /// Saves now (SIGUSR1, shutdown). A failure (disk full, read-only
-    /// card) is logged and retried at the next save; the broker keeps
-    /// serving from memory.
-    pub fn save(&mut self, broker: &Broker, now: Instant) {
+    /// Saves now (SIGUSR1, shutdown, autosave, compaction). A failure
+    /// (disk full, read-only card) is logged and retried at the next save;
+    /// the broker keeps serving from memory. In journal mode the snapshot
+    /// includes everything journaled, so the journal starts afresh.
+    pub fn save(&mut self, broker: &mut Broker, now: Instant) -> bool {
         let started = Instant::now();
+        // Records not yet taken are in this snapshot: they must not also go
+        // to the next journal, or a replay would apply them twice. Kept
+        // pending in this one in case the snapshot cannot be written.
+        let records = broker.take_journal();
+        if let Some(journal) = &mut self.journal {
+            journal.append(&records);
+        }
         let snap = broker.snapshot(now, SystemTime::now());
-        let bytes = format::encode(&snap);
+        let generation = self.generation + u64::from(self.journal.is_some());
+        let bytes = format::encode(&snap, generation);
         match write_atomically(&self.path, &bytes) {
             Ok(()) => {
+                self.generation = generation;
+                self.snapshot_bytes = bytes.len() as u64;
                 self.saved_changes = broker.changes();
-                self.bytes_written += bytes.len() as u64;
                 self.failing = false;
                 log::info!(
                     "persistence: saved {} sessions and {} retained messages ({} bytes) to {} in {} ms",
@@ -210,6 +339,7 @@ impl Store {
                     self.path.display(),
                     started.elapsed().as_millis()
                 );
+                self.write_journal()
             }
             Err(e) => {
                 if !self.failing {
@@ -219,6 +349,7 @@ impl Store {
                     );
                     self.failing = true;
                 }
+                false
             }
         }
     }

@@ -1,0 +1,347 @@
+//! `persistence_mode journal`: acknowledged means stored. roost is killed
+//! with SIGKILL (no save) at random points while a publisher sends numbered
+//! QoS 1 and 2 messages to an offline subscriber; every acknowledged message
+//! must come back, in order, QoS 2 ones exactly once. A full disk makes
+//! roost refuse (0x97) or withhold acks, keep serving, and recover.
+
+mod common;
+#[path = "common/wire.rs"]
+mod wire;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{Roost, TempDir, wait_until};
+use wire::*;
+
+const SIGKILL: i32 = 9;
+/// A short window for negative checks ("nothing more arrives").
+const QUIET: Duration = Duration::from_millis(300);
+
+fn config(dir: &Path) -> String {
+    format!(
+        "listener 0 127.0.0.1\npersistence true\npersistence_mode journal\n\
+         persistence_location {}\nautosave_interval 0\nmax_queued_messages 100000\n",
+        dir.display()
+    )
+}
+
+/// A kept session for "sub", subscribed to `n/#` at QoS 2, then offline.
+fn offline_subscriber(addr: &str) {
+    let (mut c, _) = Client::connect(addr, &Connect::v4("sub").clean(false));
+    c.send(&subscribe(1, &[("n/#", 2)], false, Props::new()));
+    c.expect_kind(9);
+    c.send(&disconnect());
+}
+
+/// Resumes "sub" and takes every message until none comes for `QUIET`
+/// after all of `expected` were seen: (number, QoS) in arrival order.
+fn drain(addr: &str, expected: &[u32]) -> Vec<(u32, u8)> {
+    let (mut c, connack) = Client::connect(addr, &Connect::v4("sub").clean(false));
+    assert!(connack.session_present);
+    let mut missing: std::collections::HashSet<u32> = expected.iter().copied().collect();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + common::TIMEOUT;
+    loop {
+        let wait = if missing.is_empty() {
+            QUIET
+        } else {
+            Duration::from_secs(2)
+        };
+        let p = match c.recv(wait) {
+            Recv::Packet(p) => p,
+            Recv::Timeout if missing.is_empty() => return got,
+            other => panic!("{other:?}; still missing {missing:?}"),
+        };
+        assert!(Instant::now() < deadline, "still missing {missing:?}");
+        match p.kind() {
+            PUBLISH => {
+                let msg = p.publish(false);
+                // The number, then padding in some tests.
+                let text = std::str::from_utf8(&msg.payload).unwrap();
+                let n: u32 = text.split(' ').next().unwrap().parse().unwrap();
+                let pid = msg.pid.unwrap();
+                missing.remove(&n);
+                got.push((n, msg.qos));
+                c.send(&ack(if msg.qos == 1 { PUBACK } else { PUBREC }, pid));
+            }
+            PUBREL => c.send(&ack(PUBCOMP, p.pid())),
+            k => panic!("unexpected packet type {k}"),
+        }
+    }
+}
+
+#[test]
+fn journal_loses_nothing_acknowledged_to_a_sigkill() {
+    let dir = TempDir::new("roost-journal");
+    let conf = config(&dir.path);
+    let mut r = Roost::with_config(&conf);
+    offline_subscriber(&r.addr());
+    let mut p = Client::v4(&r.addr(), "pub");
+    for i in 0..50u16 {
+        p.send(
+            &Publish::new("n/x", i.to_string().as_bytes())
+                .qos(1, i + 1)
+                .encode(false),
+        );
+        p.expect_kind(4);
+    }
+    // No save ever ran: only the journal has them.
+    r.signal_and_wait(SIGKILL);
+    assert!(!r.log().iter().any(|l| l.contains("persistence: saved")));
+
+    let r = Roost::with_config(&conf);
+    let got: Vec<u32> = drain(&r.addr(), &(0..50).collect::<Vec<_>>())
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(got, (0..50).collect::<Vec<_>>());
+}
+
+/// The publisher's view across broker restarts.
+#[derive(Default)]
+struct Publisher {
+    next: u32,
+    /// The message in flight: number, QoS, and whether PUBREC came.
+    inflight: Option<(u32, u8, bool)>,
+    /// Messages roost acknowledged (PUBACK, or PUBREC for QoS 2).
+    acked: Vec<(u32, u8)>,
+}
+
+fn pid_of(n: u32) -> u16 {
+    (n % 60_000) as u16 + 1
+}
+
+/// Publishes numbered messages (QoS 1 and 2 alternating), one at a time,
+/// until the broker goes away; first finishes what was in flight, as a
+/// client resuming its session must.
+fn publish_until_killed(addr: &str, state: &Mutex<Publisher>) {
+    let Ok(stream) = std::net::TcpStream::connect(addr) else {
+        return;
+    };
+    drop(stream);
+    let mut c = Client::open(addr);
+    c.send(&Connect::v4("pub").clean(false).encode());
+    if !matches!(c.recv(Duration::from_secs(5)), Recv::Packet(p) if p.kind() == CONNACK) {
+        return;
+    }
+    let resend = state.lock().unwrap().inflight;
+    match resend {
+        Some((n, qos, false)) => c.send(&message(n, qos).dup(true).encode(false)),
+        Some((n, _, true)) => c.send(&ack(PUBREL, pid_of(n))),
+        None => {}
+    }
+    loop {
+        {
+            let mut st = state.lock().unwrap();
+            if st.inflight.is_none() {
+                let n = st.next;
+                st.next += 1;
+                let qos = 1 + (n % 2) as u8;
+                st.inflight = Some((n, qos, false));
+                c.send(&message(n, qos).encode(false));
+            }
+        }
+        let p = match c.recv(Duration::from_secs(5)) {
+            Recv::Packet(p) => p,
+            _ => return,
+        };
+        let mut st = state.lock().unwrap();
+        let Some((n, qos, _)) = st.inflight else {
+            continue;
+        };
+        if p.pid() != pid_of(n) {
+            continue;
+        }
+        match p.kind() {
+            PUBACK => {
+                st.acked.push((n, qos));
+                st.inflight = None;
+            }
+            PUBREC => {
+                st.acked.push((n, qos));
+                st.inflight = Some((n, qos, true));
+                c.send(&ack(PUBREL, pid_of(n)));
+            }
+            PUBCOMP => st.inflight = None,
+            _ => {}
+        }
+    }
+}
+
+fn message(n: u32, qos: u8) -> Publish {
+    Publish::new("n/x", n.to_string().as_bytes()).qos(qos, pid_of(n))
+}
+
+/// A small xorshift generator: random kill points, reproducible from the
+/// seed printed on failure.
+fn next_random(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+#[test]
+fn kill_9_loop_every_acknowledged_message_arrives_in_order_qos2_once() {
+    const ROUNDS: usize = 15;
+    let mut seed = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("seed {seed}");
+    let dir = TempDir::new("roost-journal");
+    let conf = config(&dir.path);
+    let r = Roost::with_config(&conf);
+    offline_subscriber(&r.addr());
+    drop(r);
+    let state = Arc::new(Mutex::new(Publisher::default()));
+    for _ in 0..ROUNDS {
+        let mut r = Roost::with_config(&conf);
+        let addr = r.addr();
+        let st = state.clone();
+        let publisher = std::thread::spawn(move || publish_until_killed(&addr, &st));
+        // Let some messages through, then kill at a random point.
+        let before = state.lock().unwrap().acked.len();
+        assert!(wait_until(|| state.lock().unwrap().acked.len() > before));
+        std::thread::sleep(Duration::from_millis(next_random(&mut seed) % 80));
+        r.signal_and_wait(SIGKILL);
+        publisher.join().unwrap();
+    }
+    let r = Roost::with_config(&conf);
+    let st = state.lock().unwrap();
+    let acked: Vec<u32> = st.acked.iter().map(|&(n, _)| n).collect();
+    let got = drain(&r.addr(), &acked);
+    // In order: what arrives never goes back, but for a QoS 1 message sent
+    // again after a restart.
+    let firsts: Vec<u32> = got.iter().map(|&(n, _)| n).collect();
+    assert!(
+        firsts.windows(2).all(|w| w[1] >= w[0]),
+        "seed {seed}: out of order: {firsts:?}"
+    );
+    let mut seen: HashMap<u32, usize> = HashMap::new();
+    got.iter()
+        .for_each(|&(n, _)| *seen.entry(n).or_default() += 1);
+    for &(n, qos) in &st.acked {
+        let times = seen.get(&n).copied().unwrap_or(0);
+        assert!(times >= 1, "seed {seed}: acknowledged message {n} lost");
+        if qos == 2 {
+            assert_eq!(
+                times, 1,
+                "seed {seed}: QoS 2 message {n} arrived {times} times"
+            );
+        }
+    }
+    eprintln!(
+        "{ROUNDS} kills survived, {} messages acknowledged, {} delivered",
+        st.acked.len(),
+        got.len()
+    );
+}
+
+/// A tmpfs of `size` mounted on a fresh directory (root only), unmounted
+/// when dropped.
+struct SmallDisk {
+    dir: TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = TempDir::new("roost-full");
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir.path)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk { dir })
+    }
+
+    /// Fills the disk with one file; returns its path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.dir.path.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        while f.write_all(&[0u8; 4096]).is_ok() {}
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir.path)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_withholds_or_refuses_acks_and_recovers() {
+    let Some(disk) = SmallDisk::mount("256k") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs (needs root)");
+        return;
+    };
+    let conf = config(&disk.dir.path);
+    let mut r = Roost::with_config(&conf);
+    offline_subscriber(&r.addr());
+    let filler = disk.fill();
+    let (mut p, _) = Client::connect(&r.addr(), &Connect::v5("p5"));
+    let big = |n: u32| format!("{n} {}", " ".repeat(8192));
+    // The journal cannot take it: the ack is withheld...
+    p.send(
+        &Publish::new("n/x", big(1).as_bytes())
+            .qos(1, 1)
+            .encode(true),
+    );
+    assert!(
+        matches!(p.recv(QUIET), Recv::Timeout),
+        "not acknowledged unstored"
+    );
+    // ...and from then on QoS 1/2 messages are refused with 0x97.
+    p.send(
+        &Publish::new("n/x", big(2).as_bytes())
+            .qos(1, 2)
+            .encode(true),
+    );
+    let refused = p.expect_kind(PUBACK);
+    assert_eq!((refused.pid(), refused.ack_reason()), (2, 0x97));
+    assert!(
+        r.log()
+            .iter()
+            .any(|l| l.contains("cannot write the journal"))
+    );
+    // Everyone else is still served.
+    let mut a = Client::v4(&r.addr(), "a");
+    a.send(&subscribe(1, &[("live", 0)], false, Props::new()));
+    a.expect_kind(SUBACK);
+    let mut b = Client::v4(&r.addr(), "b");
+    b.send(&Publish::new("live", b"still here").encode(false));
+    assert_eq!(a.expect_publish().payload, b"still here");
+    // Space returns: the withheld ack goes out, new messages are taken.
+    std::fs::remove_file(filler).unwrap();
+    let late = p.expect_kind(PUBACK);
+    assert_eq!((late.pid(), late.ack_reason()), (1, 0));
+    assert!(wait_until(|| r
+        .log()
+        .iter()
+        .any(|l| l.contains("can be written again"))));
+    p.send(
+        &Publish::new("n/x", big(3).as_bytes())
+            .qos(1, 3)
+            .encode(true),
+    );
+    let ok = p.expect_kind(PUBACK);
+    assert_eq!((ok.pid(), ok.ack_reason()), (3, 0));
+    r.signal_and_wait(SIGKILL);
+
+    let r = Roost::with_config(&conf);
+    let got: Vec<u32> = drain(&r.addr(), &[1, 3])
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(got, [1, 3], "what was acknowledged, not what was refused");
+}
