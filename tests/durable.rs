@@ -345,3 +345,40 @@ fn a_full_disk_withholds_or_refuses_acks_and_recovers() {
         .collect();
     assert_eq!(got, [1, 3], "what was acknowledged, not what was refused");
 }
+
+/// Snapshot mode on a full disk: the save fails, is logged, roost keeps
+/// serving, and the next save after space returns succeeds.
+#[test]
+fn a_full_disk_fails_snapshot_saves_without_stopping_the_broker() {
+    let Some(disk) = SmallDisk::mount("256k") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs (needs root)");
+        return;
+    };
+    let conf = format!(
+        "listener 0 127.0.0.1\npersistence true\npersistence_location {}\nautosave_interval 1\n",
+        disk.dir.path.display()
+    );
+    let r = Roost::with_config(&conf);
+    let filler = disk.fill();
+    let mut p = Client::v4(&r.addr(), "p");
+    p.send(
+        &Publish::new("state/a", " ".repeat(8192).as_bytes())
+            .qos(1, 1)
+            .retain(true)
+            .encode(false),
+    );
+    p.expect_kind(PUBACK);
+    assert!(wait_until(|| r
+        .log()
+        .iter()
+        .any(|l| l.contains("cannot save"))));
+    let mut a = Client::v4(&r.addr(), "a");
+    a.send(&subscribe(1, &[("state/#", 0)], false, Props::new()));
+    a.expect_kind(SUBACK);
+    assert_eq!(a.expect_publish().payload.len(), 8192, "still serving");
+    std::fs::remove_file(filler).unwrap();
+    assert!(wait_until(|| r
+        .log()
+        .iter()
+        .any(|l| l.contains("persistence: saved"))));
+}
