@@ -7,6 +7,10 @@ use crate::protocol::{Properties, Property, QoS};
 
 #[derive(Debug)]
 pub struct Message {
+    /// Unique for the broker's lifetime, and kept by persistence, so the
+    /// journal can say which message a subscriber acknowledged; 0 for one
+    /// not numbered.
+    pub id: u64,
     pub topic: String,
     pub payload: Vec<u8>,
     pub qos: QoS,
@@ -45,6 +49,7 @@ impl Message {
             _ => true,
         });
         Message {
+            id: 0,
             topic,
             payload,
             qos,

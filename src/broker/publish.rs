@@ -128,31 +128,12 @@ impl Broker {
             if qos == QoS::ExactlyOnce {
                 session.awaiting_rel.push(packet_id);
             }
-            let msg = Rc::new(Message::new(
-                p.topic,
-                p.payload,
-                qos,
-                p.retain,
-                p.properties,
-                now,
-            ));
-            let changes = self.changes;
-            if msg.retain {
-                self.retain(&msg);
-            }
-            let journaled = self.journal.is_some().then(|| msg.clone());
-            if self.route(msg, Some(s), now, out) == 0 {
-                code = reason::NO_MATCHING_SUBSCRIBERS;
-            }
-            let session = &self.sessions[s];
             // The QoS 2 id of a kept session must survive to catch a re-send.
-            let awaits = (qos == QoS::ExactlyOnce && session.expiry != 0)
+            let awaits = (self.journal.is_some() && qos == QoS::ExactlyOnce && session.expiry != 0)
                 .then(|| (session.client_id.to_string(), packet_id, session.expiry));
-            if let Some(msg) = journaled.filter(|_| self.changes != changes || awaits.is_some()) {
-                self.record(|j| JournalRecord::Message {
-                    msg: j.stored(&msg),
-                    publisher: awaits,
-                });
+            let msg = Message::new(p.topic, p.payload, qos, p.retain, p.properties, now);
+            if self.store_and_route(msg, Some(s), awaits, now, out) == 0 {
+                code = reason::NO_MATCHING_SUBSCRIBERS;
             }
         }
         if !v5 {
@@ -194,18 +175,39 @@ impl Broker {
     }
 
     pub(super) fn publish_will(&mut self, will: Will, now: Instant, out: &mut Vec<Action>) {
-        let msg = Rc::new(Message::new(
-            will.topic,
-            will.payload,
-            will.qos,
-            will.retain,
-            will.properties,
-            now,
-        ));
+        let w = will;
+        let msg = Message::new(w.topic, w.payload, w.qos, w.retain, w.properties, now);
+        self.store_and_route(msg, None, None, now, out);
+    }
+
+    /// Numbers a new message, retains it if flagged and routes it; in
+    /// journal mode records it when that changed the durable state or when
+    /// `awaits` (a kept session's QoS 2 id) must survive. Returns how many
+    /// sessions matched.
+    fn store_and_route(
+        &mut self,
+        msg: Message,
+        from: Option<usize>,
+        awaits: Option<(String, u16, u32)>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) -> usize {
+        let msg = Rc::new(Message {
+            id: self.serial(),
+            ..msg
+        });
+        let changes = self.changes;
         if msg.retain {
             self.retain(&msg);
         }
-        self.route(msg, None, now, out);
+        let matched = self.route(msg.clone(), from, now, out);
+        if self.changes != changes || awaits.is_some() {
+            self.record(|j| JournalRecord::Message {
+                msg: j.stored(&msg),
+                publisher: awaits,
+            });
+        }
+        matched
     }
 
     /// Sends `msg` to every session with a matching subscription, once per
@@ -445,8 +447,9 @@ impl Broker {
         let session = &mut self.sessions[s];
         match session.inflight_position(packet_id, awaiting) {
             Some(i) => {
-                session.inflight.remove(i);
+                let done = session.inflight.remove(i).map(|f| f.out.msg.id);
                 self.changes += 1;
+                self.record_outcome(s, done.unwrap_or(0), None);
                 self.pump(s, now, out);
             }
             None => log::debug!(
@@ -454,6 +457,24 @@ impl Broker {
                 session.client_id
             ),
         }
+    }
+
+    /// Journals how far a kept session's subscriber got with message
+    /// `msg_id`: PUBREC'd under `received` packet id, or finished.
+    fn record_outcome(&mut self, s: usize, msg_id: u64, received: Option<u16>) {
+        let session = &self.sessions[s];
+        if session.expiry == 0 || msg_id == 0 {
+            return;
+        }
+        let client_id = session.client_id.to_string();
+        self.record(|_| match received {
+            Some(packet_id) => JournalRecord::Received {
+                client_id,
+                msg_id,
+                packet_id,
+            },
+            None => JournalRecord::Delivered { client_id, msg_id },
+        });
     }
 
     pub(super) fn on_pubrec(
@@ -468,12 +489,16 @@ impl Broker {
         let code = match session.inflight_position(rec.packet_id, Awaiting::Received) {
             // A v5 PUBREC with an error code ends the flow ([MQTT-4.3.3-4]).
             Some(i) if rec.reason >= reason::UNSPECIFIED_ERROR => {
-                session.inflight.remove(i);
+                let done = session.inflight.remove(i).map(|f| f.out.msg.id);
+                self.record_outcome(s, done.unwrap_or(0), None);
                 return self.pump(s, now, out);
             }
             Some(i) => {
-                session.inflight[i].awaiting = Awaiting::Complete;
+                let f = &mut session.inflight[i];
+                f.awaiting = Awaiting::Complete;
+                let msg_id = f.out.msg.id;
                 self.changes += 1;
+                self.record_outcome(s, msg_id, Some(rec.packet_id));
                 reason::SUCCESS
             }
             // A repeated PUBREC for a flow already at PUBREL: send it again.

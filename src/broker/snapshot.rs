@@ -27,6 +27,7 @@ pub struct Snapshot {
 
 #[derive(Debug, PartialEq)]
 pub struct StoredMessage {
+    pub id: u64,
     pub topic: String,
     pub payload: Vec<u8>,
     pub qos: QoS,
@@ -138,10 +139,24 @@ pub enum JournalRecord {
     SessionEnd {
         client_id: String,
     },
+    /// A kept session's subscriber sent PUBREC for message `msg_id` under
+    /// `packet_id`: PUBREL is due, the message is not sent again.
+    Received {
+        client_id: String,
+        msg_id: u64,
+        packet_id: u16,
+    },
+    /// A kept session's subscriber finished message `msg_id` (PUBACK, or
+    /// PUBCOMP): it is not sent again.
+    Delivered {
+        client_id: String,
+        msg_id: u64,
+    },
 }
 
 fn to_stored(msg: &Message, clock: Clock) -> StoredMessage {
     StoredMessage {
+        id: msg.id,
         topic: msg.topic.clone(),
         payload: msg.payload.clone(),
         qos: msg.qos,
@@ -158,6 +173,7 @@ fn from_stored(m: StoredMessage, clock: Clock) -> Option<Rc<Message>> {
         None => None,
     };
     Some(Rc::new(Message {
+        id: m.id,
         topic: m.topic,
         payload: m.payload,
         qos: m.qos,
@@ -304,6 +320,9 @@ impl Broker {
             .into_iter()
             .map(|m| from_stored(m, clock))
             .collect();
+        // New messages must not take the number of a restored one.
+        let top = messages.iter().flatten().map(|m| m.id).max().unwrap_or(0);
+        self.next_serial = self.next_serial.max(top);
         let get = |i: u32| messages.get(i as usize).cloned().flatten();
         for msg in snap.retained.into_iter().filter_map(get) {
             self.retained.insert(msg.topic.clone(), msg);
@@ -421,6 +440,7 @@ impl Broker {
                     self.sessions[s].awaiting_rel.push(packet_id);
                     s
                 });
+                self.next_serial = self.next_serial.max(msg.id);
                 let Some(msg) = from_stored(msg, clock) else {
                     return;
                 };
@@ -459,7 +479,38 @@ impl Broker {
                     self.end_session(s, now, &mut out);
                 }
             }
+            JournalRecord::Received {
+                client_id,
+                msg_id,
+                packet_id,
+            } => {
+                if let Some((s, o)) = self.take_outgoing(&client_id, msg_id) {
+                    self.sessions[s].inflight.push_back(Inflight {
+                        packet_id,
+                        awaiting: Awaiting::Complete,
+                        out: o,
+                    });
+                }
+            }
+            JournalRecord::Delivered { client_id, msg_id } => {
+                self.take_outgoing(&client_id, msg_id);
+            }
         }
+    }
+
+    /// Removes message `msg_id` from the in-flight list or queue of
+    /// `client_id`'s session; returns the session and the message.
+    fn take_outgoing(&mut self, client_id: &str, msg_id: u64) -> Option<(usize, Outgoing)> {
+        let s = *self.by_client_id.get(client_id)?;
+        let session = &mut self.sessions[s];
+        let found = match session.inflight.iter().position(|f| f.out.msg.id == msg_id) {
+            Some(i) => session.inflight.remove(i).map(|f| f.out),
+            None => {
+                let i = session.queue.iter().position(|o| o.msg.id == msg_id)?;
+                session.queue.remove(i)
+            }
+        };
+        found.map(|o| (s, o))
     }
 }
 

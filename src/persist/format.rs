@@ -97,6 +97,7 @@ fn write_body(w: &mut Vec<u8>, snap: &Snapshot) {
 }
 
 fn write_message(w: &mut Vec<u8>, m: &StoredMessage) {
+    put_u64(w, m.id);
     let flags = m.qos as u8 | u8::from(m.retain) << 2 | u8::from(m.expires_at.is_some()) << 3;
     w.u8(flags);
     w.str(&m.topic);
@@ -207,6 +208,7 @@ fn read_body(r: &mut Reader) -> Result<Snapshot, DecodeError> {
 }
 
 fn read_message(r: &mut Reader) -> Result<StoredMessage, DecodeError> {
+    let id = u64(r)?;
     let flags = r.u8()?;
     let topic = r.string()?;
     let properties = read_properties(r, Version::V5, Ctx::Publish)?;
@@ -218,6 +220,7 @@ fn read_message(r: &mut Reader) -> Result<StoredMessage, DecodeError> {
         None
     };
     Ok(StoredMessage {
+        id,
         topic,
         payload,
         qos: qos(flags & 0x03)?,
@@ -287,6 +290,21 @@ pub fn encode_record(rec: &JournalRecord, w: &mut Vec<u8>) {
             w.u8(5);
             w.str(client_id);
         }
+        JournalRecord::Received {
+            client_id,
+            msg_id,
+            packet_id,
+        } => {
+            w.u8(6);
+            w.str(client_id);
+            put_u64(w, *msg_id);
+            w.u16(*packet_id);
+        }
+        JournalRecord::Delivered { client_id, msg_id } => {
+            w.u8(7);
+            w.str(client_id);
+            put_u64(w, *msg_id);
+        }
     }
 }
 
@@ -322,6 +340,15 @@ fn read_record(r: &mut Reader) -> Result<JournalRecord, DecodeError> {
         },
         5 => JournalRecord::SessionEnd {
             client_id: r.string()?,
+        },
+        6 => JournalRecord::Received {
+            client_id: r.string()?,
+            msg_id: u64(r)?,
+            packet_id: r.packet_id()?,
+        },
+        7 => JournalRecord::Delivered {
+            client_id: r.string()?,
+            msg_id: u64(r)?,
         },
         _ => return Err(BAD),
     })
@@ -404,6 +431,7 @@ mod tests {
         Snapshot {
             messages: vec![
                 StoredMessage {
+                    id: 12,
                     topic: "home/temp".into(),
                     payload: b"21.5".to_vec(),
                     qos: QoS::AtLeastOnce,
@@ -412,6 +440,7 @@ mod tests {
                     expires_at: Some(1_900_000_000),
                 },
                 StoredMessage {
+                    id: 13,
                     topic: "cmd/valve".into(),
                     payload: vec![0; 300],
                     qos: QoS::ExactlyOnce,
@@ -488,6 +517,15 @@ mod tests {
             },
             JournalRecord::SessionEnd {
                 client_id: "dashboard".into(),
+            },
+            JournalRecord::Received {
+                client_id: "dashboard".into(),
+                msg_id: 12,
+                packet_id: 4,
+            },
+            JournalRecord::Delivered {
+                client_id: "dashboard".into(),
+                msg_id: 12,
             },
         ];
         for rec in records {

@@ -204,6 +204,7 @@ mod tests {
         };
         let msg = |i: u8| JournalRecord::Message {
             msg: StoredMessage {
+                id: u64::from(i),
                 topic: "t/x".into(),
                 payload: vec![i; 10],
                 qos: QoS::AtLeastOnce,
