@@ -53,7 +53,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     Broker, Brokers, Mem, connect_client, connect_session, disconnect, env_usize, fmt_ratio,
-    install_guards, io_context, ping, puback_packet, publish_packet, raise_nofile, read_packet,
+    install_guards, io_context, ping, publish_packet, raise_nofile, read_puback, receive_publish,
     settle, start_mosquitto_with, start_roost_with, subscribe,
 };
 
@@ -207,19 +207,9 @@ fn measure_queue(mut broker: Broker) -> Result<Queued, String> {
         let mut p = connect_client(pub_id, 1, dst)?;
         let payload = [0x5a; PAYLOAD];
         let mut outstanding = 0;
-        let wait_ack = |p: &mut TcpStream| -> Result<(), String> {
-            match read_packet(p)
-                .map_err(|e| io_context(&format!("{pub_id}: waiting for PUBACK"), e))?
-            {
-                (0x40, body) if body.len() == 2 => Ok(()),
-                (first, body) => Err(format!(
-                    "{pub_id}: expected PUBACK, got {first:02x} {body:02x?}"
-                )),
-            }
-        };
         for i in 0..QUEUED {
             if outstanding == WINDOW {
-                wait_ack(&mut p)?;
+                read_puback(&mut p, pub_id)?;
                 outstanding -= 1;
             }
             let id = (i % 0xffff + 1) as u16;
@@ -228,7 +218,7 @@ fn measure_queue(mut broker: Broker) -> Result<Queued, String> {
             outstanding += 1;
         }
         for _ in 0..outstanding {
-            wait_ack(&mut p)?;
+            read_puback(&mut p, pub_id)?;
         }
         let after = settled(broker, "messages queued")?;
         disconnect(p, pub_id)?;
@@ -240,29 +230,8 @@ fn measure_queue(mut broker: Broker) -> Result<Queued, String> {
         sub.set_read_timeout(Some(DRAIN_QUIET))
             .map_err(|e| format!("{sub_id}: set_read_timeout: {e}"))?;
         let mut delivered = 0;
-        while delivered < QUEUED {
-            match read_packet(&mut sub) {
-                Ok((first, body)) if first & 0xf0 == 0x30 => {
-                    delivered += 1;
-                    if (first >> 1) & 3 == 1 {
-                        // topic length, topic, packet id
-                        let at = 2 + usize::from(u16::from_be_bytes([body[0], body[1]]));
-                        let id = u16::from_be_bytes([body[at], body[at + 1]]);
-                        sub.write_all(&puback_packet(id))
-                            .map_err(|e| io_context(&format!("{sub_id}: sending PUBACK"), e))?;
-                    }
-                }
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    break;
-                }
-                Err(e) => return Err(io_context(&format!("{sub_id}: collecting"), e)),
-            }
+        while delivered < QUEUED && receive_publish(&mut sub, sub_id)? {
+            delivered += 1;
         }
         disconnect(sub, sub_id)?;
         if delivered == 0 {

@@ -71,8 +71,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::{
-    Broker, Brokers, Mem, connect_client, fmt_ratio, install_guards, io_context, put_publish,
-    raise_nofile, read_packet, settle, start_mosquitto, start_roost, subscribe,
+    Broker, Brokers, Mem, Pair, connect_client, install_guards, io_context, print_table,
+    put_publish, raise_nofile, read_packet, row, settle, start_mosquitto, start_roost, subscribe,
 };
 
 /// Bytes of every PUBLISH payload.
@@ -719,77 +719,7 @@ fn churn(broker: &mut Broker, cycles: u64) -> Result<Churn, String> {
 }
 
 // ---------------------------------------------------------------------------
-// Tables
-
-struct Row {
-    label: String,
-    roost: Option<f64>,
-    mosq: Option<f64>,
-    prec: usize,
-    note: String,
-}
-
-fn row(label: impl Into<String>, roost: Option<f64>, mosq: Option<f64>, prec: usize) -> Row {
-    Row {
-        label: label.into(),
-        roost,
-        mosq,
-        prec,
-        note: String::new(),
-    }
-}
-
-fn print_table(title: &str, rows: &[Row]) {
-    let w = rows
-        .iter()
-        .map(|r| r.label.len())
-        .chain([title.len()])
-        .max()
-        .unwrap_or(0)
-        + 2;
-    println!();
-    println!(
-        "{title:<w$}{:>12}{:>12}{:>17}  note",
-        "roost", "mosquitto", "roost/mosquitto"
-    );
-    for r in rows {
-        let cell = |v: Option<f64>| {
-            v.map_or_else(
-                || String::from("-"),
-                |v| format!("{v:.prec$}", prec = r.prec),
-            )
-        };
-        println!(
-            "{:<w$}{:>12}{:>12}{:>17}  {}",
-            r.label,
-            cell(r.roost),
-            cell(r.mosq),
-            fmt_ratio(r.roost, r.mosq),
-            r.note
-        );
-    }
-}
-
-/// A measurement for each broker (`None` where it was not measured or
-/// failed).
-struct Pair<T> {
-    roost: Option<T>,
-    mosq: Option<T>,
-}
-
-impl<T> Pair<T> {
-    fn get(&self, f: impl Fn(&T) -> Option<f64>) -> (Option<f64>, Option<f64>) {
-        (
-            self.roost.as_ref().and_then(&f),
-            self.mosq.as_ref().and_then(&f),
-        )
-    }
-
-    fn row(&self, label: impl Into<String>, prec: usize, f: impl Fn(&T) -> Option<f64>) -> Row {
-        let (r, m) = self.get(f);
-        row(label, r, m, prec)
-    }
-}
+// Running both brokers
 
 /// Runs `f` against a fresh roost and a fresh mosquitto, one after the
 /// other; failures are recorded and leave that side empty.

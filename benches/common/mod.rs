@@ -1,10 +1,11 @@
 //! What the benchmarks share: starting roost and mosquitto side by side on
-//! loopback ports, reading a broker's memory and CPU time from `/proc`,
+//! loopback ports, reading a broker's memory from `/proc`, side-by-side tables,
 //! hand-encoded MQTT 3.1.1 clients spread over the source addresses
 //! 127.0.0.2..=127.0.0.9, and the guards that keep a run bounded (a watchdog,
 //! a panic hook and `Drop` that kill the brokers, `PR_SET_PDEATHSIG`).
 //!
-//! Each bench (`memory.rs`, `throughput.rs`) declares `mod common;`.
+//! Each bench (`memory.rs`, `throughput.rs`, `persistence.rs`) declares
+//! `mod common;`.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -697,6 +698,49 @@ pub fn puback_packet(packet_id: u16) -> [u8; 4] {
     [0x40, 0x02, id[0], id[1]]
 }
 
+/// Reads the next packet from `s`, which must be a PUBACK.
+#[allow(dead_code)]
+pub fn read_puback(s: &mut TcpStream, who: &str) -> Result<(), String> {
+    match read_packet(s).map_err(|e| io_context(&format!("{who}: waiting for PUBACK"), e))? {
+        (0x40, body) if body.len() == 2 => Ok(()),
+        (first, body) => Err(format!(
+            "{who}: expected PUBACK, got {first:02x} {body:02x?}"
+        )),
+    }
+}
+
+/// Reads packets from `s` until a PUBLISH arrives, and acknowledges it when
+/// it is QoS 1. `Ok(false)` when nothing came within the socket's read
+/// timeout.
+#[allow(dead_code)]
+pub fn receive_publish(s: &mut TcpStream, who: &str) -> Result<bool, String> {
+    loop {
+        let (first, body) = match read_packet(s) {
+            Ok(p) => p,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(false);
+            }
+            Err(e) => return Err(io_context(&format!("{who}: waiting for PUBLISH"), e)),
+        };
+        if first & 0xf0 != 0x30 {
+            continue;
+        }
+        if (first >> 1) & 3 == 1 {
+            // topic length, topic, packet id
+            let at = 2 + usize::from(u16::from_be_bytes([body[0], body[1]]));
+            let id = u16::from_be_bytes([body[at], body[at + 1]]);
+            s.write_all(&puback_packet(id))
+                .map_err(|e| io_context(&format!("{who}: sending PUBACK"), e))?;
+        }
+        return Ok(true);
+    }
+}
+
 /// DISCONNECT, then the connection is closed.
 #[allow(dead_code)]
 pub fn disconnect(mut s: TcpStream, who: &str) -> Result<(), String> {
@@ -754,6 +798,88 @@ pub fn fmt_ratio(a: Option<f64>, b: Option<f64>) -> String {
     match (a, b) {
         (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
         _ => String::from("-"),
+    }
+}
+
+// Side-by-side tables, for throughput.rs and persistence.rs (memory.rs
+// prints its own, hence the `allow`s).
+
+/// A row of a side-by-side table: a figure for each broker, printed with
+/// `prec` decimals, their ratio, and a note.
+#[allow(dead_code)]
+pub struct Row {
+    pub label: String,
+    pub roost: Option<f64>,
+    pub mosq: Option<f64>,
+    pub prec: usize,
+    pub note: String,
+}
+
+#[allow(dead_code)]
+pub fn row(label: impl Into<String>, roost: Option<f64>, mosq: Option<f64>, prec: usize) -> Row {
+    Row {
+        label: label.into(),
+        roost,
+        mosq,
+        prec,
+        note: String::new(),
+    }
+}
+
+/// Prints `rows` under `title`, columns roost, mosquitto, roost/mosquitto
+/// and note, after a blank line.
+#[allow(dead_code)]
+pub fn print_table(title: &str, rows: &[Row]) {
+    let w = rows
+        .iter()
+        .map(|r| r.label.len())
+        .chain([title.len()])
+        .max()
+        .unwrap_or(0)
+        + 2;
+    println!();
+    println!(
+        "{title:<w$}{:>12}{:>12}{:>17}  note",
+        "roost", "mosquitto", "roost/mosquitto"
+    );
+    for r in rows {
+        let cell = |v: Option<f64>| {
+            v.map_or_else(
+                || String::from("-"),
+                |v| format!("{v:.prec$}", prec = r.prec),
+            )
+        };
+        println!(
+            "{:<w$}{:>12}{:>12}{:>17}  {}",
+            r.label,
+            cell(r.roost),
+            cell(r.mosq),
+            fmt_ratio(r.roost, r.mosq),
+            r.note
+        );
+    }
+}
+
+/// A measurement for each broker (`None` where it was not measured or
+/// failed).
+#[allow(dead_code)]
+pub struct Pair<T> {
+    pub roost: Option<T>,
+    pub mosq: Option<T>,
+}
+
+#[allow(dead_code)]
+impl<T> Pair<T> {
+    pub fn get(&self, f: impl Fn(&T) -> Option<f64>) -> (Option<f64>, Option<f64>) {
+        (
+            self.roost.as_ref().and_then(&f),
+            self.mosq.as_ref().and_then(&f),
+        )
+    }
+
+    pub fn row(&self, label: impl Into<String>, prec: usize, f: impl Fn(&T) -> Option<f64>) -> Row {
+        let (r, m) = self.get(f);
+        row(label, r, m, prec)
     }
 }
 
