@@ -7,5 +7,7 @@
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod logging;
 pub mod net;
+pub mod pidfile;
 pub mod protocol;

@@ -51,6 +51,16 @@ impl Broker {
         {
             return self.drop_conn(id, Some(reason::PROTOCOL_ERROR), now, out);
         }
+        if p.retain && !self.config.retain_available {
+            // A protocol error after CONNACK said Retain Available 0
+            // ([MQTT-3.2.2-14]): v5 DISCONNECT 0x9A; 3.x just closes, as
+            // mosquitto does.
+            log::info!(
+                "client {}: retained PUBLISH with retain_available false, closing",
+                self.sessions[s].client_id
+            );
+            return self.drop_conn(id, Some(reason::RETAIN_NOT_SUPPORTED), now, out);
+        }
         let alias = crate::property!(p.properties, TopicAlias);
         if let Some(alias) = alias {
             if let Err(code) = self.resolve_alias(id, alias, &mut p.topic) {
@@ -67,6 +77,22 @@ impl Broker {
             if qos == QoS::AtMostOnce {
                 return self.drop_conn(id, Some(code), now, out);
             }
+            return acknowledge(id, qos, packet_id, code, out);
+        }
+        let limit = self.config.message_size_limit;
+        if limit > 0 && p.payload.len() > limit as usize {
+            // As mosquitto 2: dropped, the QoS flow completed, v5 told
+            // 0x95; 3.x cannot be told.
+            log::debug!(
+                "client {}: PUBLISH to {} dropped, payload over message_size_limit",
+                self.sessions[s].client_id,
+                p.topic
+            );
+            let code = if v5 {
+                reason::PACKET_TOO_LARGE
+            } else {
+                reason::SUCCESS
+            };
             return acknowledge(id, qos, packet_id, code, out);
         }
         if !self.allowed(s, |a, client, user| a.may_publish(client, user, &p.topic)) {
@@ -223,7 +249,7 @@ impl Broker {
         if !self.may_read(s, &o.msg.topic) {
             return;
         }
-        let max_queued = self.config.max_queued;
+        let (max_queued, max_bytes) = (self.config.max_queued, self.config.max_queued_bytes);
         let session = &mut self.sessions[s];
         if let Some(id) = session.conn {
             let window_open =
@@ -234,13 +260,15 @@ impl Broker {
         } else if o.qos == QoS::AtMostOnce {
             return;
         }
-        if !session.enqueue(o, max_queued) {
+        if !session.enqueue(o, max_queued, max_bytes) {
             self.stats.messages_dropped += 1;
             if !session.overflow_logged {
                 session.overflow_logged = true;
                 log::warn!(
-                    "client {}: queue full ({max_queued} messages), dropping",
-                    session.client_id
+                    "client {}: queue full ({} messages, {} bytes), dropping",
+                    session.client_id,
+                    session.queue.len(),
+                    session.queued_bytes
                 );
             }
         }
@@ -259,7 +287,7 @@ impl Broker {
             {
                 return;
             }
-            let o = session.queue.pop_front().expect("front exists");
+            let o = session.dequeue().expect("front exists");
             // Checked again: rights may have changed while it waited.
             if self.may_read(s, &o.msg.topic) {
                 self.send_now(s, id, o, now, out);

@@ -4,6 +4,7 @@
 //! itself is about buffers: back-pressure, drops, closing politely.
 
 mod conn;
+mod listen;
 mod signals;
 mod systemd;
 
@@ -18,7 +19,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::broker::{Action, Broker, Delivery};
-use crate::config::Settings;
+use crate::config::{self, Settings};
 use crate::protocol::{self, Packet, PublishRef, QoS};
 use conn::Connection;
 use signals::Signals;
@@ -43,7 +44,8 @@ const SPARE_CAPACITY: usize = 64 * 1024;
 
 pub struct Server {
     poll: Poll,
-    listeners: Vec<TcpListener>,
+    /// Each with the `Config::auth` entry its clients meet.
+    listeners: Vec<(TcpListener, u8)>,
     conns: Slab<Connection>,
     broker: Broker,
     actions: Vec<Action>,
@@ -77,33 +79,54 @@ impl Server {
         if !passed.is_empty() {
             log::info!("socket activation: {} socket(s) from systemd", passed.len());
         }
-        let plan = if passed.is_empty() {
-            settings
-                .listen_addrs()
+        // Each address with its listener's rules, and whether it is one
+        // of the two a listener without an address (or `localhost`) has:
+        // on a machine without IPv6 the other one serves alone.
+        let sockets = |listeners: Vec<config::Listener>| -> Vec<((u8, bool), SocketAddr)> {
+            listeners
                 .into_iter()
-                .map(Listen::Bind)
+                .flat_map(|l| {
+                    let optional = l.addrs.len() > 1;
+                    l.addrs.into_iter().map(move |a| ((l.auth, optional), a))
+                })
+                .collect()
+        };
+        let plan = if passed.is_empty() {
+            sockets(settings.listen_on())
+                .into_iter()
+                .map(|(tag, addr)| (tag, Listen::Bind(addr)))
                 .collect()
         } else {
-            systemd::plan(&settings.listeners, passed)
+            systemd::plan(&sockets(settings.listeners.clone()), passed, (0, false))
         };
         let mut listeners = Vec::new();
-        for (i, listen) in plan.into_iter().enumerate() {
-            let mut listener = match listen {
+        for ((auth, optional), listen) in plan {
+            let std_listener = match listen {
                 Listen::Passed(l) => {
                     let addr = l.local_addr()?;
                     settings
-                        .check_listeners(&[addr])
+                        .check_listener(auth, addr)
                         .map_err(io::Error::other)?;
-                    TcpListener::from_std(l)
+                    l
                 }
-                Listen::Bind(addr) => TcpListener::bind(addr).map_err(|e| {
-                    io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
-                })?,
+                Listen::Bind(addr) => match listen::bind(addr) {
+                    Ok(l) => l,
+                    Err(e) if optional && listen::family_missing(&e) => {
+                        log::warn!("cannot listen on {addr}: {e}; skipping it");
+                        continue;
+                    }
+                    Err(e) => {
+                        let msg = format!("cannot listen on {addr}: {e}");
+                        return Err(io::Error::new(e.kind(), msg));
+                    }
+                },
             };
+            let mut listener = TcpListener::from_std(std_listener);
+            let token = Token(LISTENER - listeners.len());
             poll.registry()
-                .register(&mut listener, Token(LISTENER - i), Interest::READABLE)?;
+                .register(&mut listener, token, Interest::READABLE)?;
             log::info!("listening on {}", listener.local_addr()?);
-            listeners.push(listener);
+            listeners.push((listener, auth));
         }
         let signals = Signals::new()?;
         poll.registry()
@@ -134,7 +157,7 @@ impl Server {
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter_map(|(l, _)| l.local_addr().ok())
             .collect()
     }
 
@@ -222,22 +245,26 @@ impl Server {
             log::info!("signal {signal}: shutting down");
             self.systemd.stopping();
             self.stop_by = Some(Instant::now() + SHUTDOWN_GRACE);
-            for mut listener in self.listeners.drain(..) {
+            for (mut listener, _) in self.listeners.drain(..) {
                 let _ = self.poll.registry().deregister(&mut listener);
             }
             self.broker.shutdown(&mut self.actions);
         }
     }
 
-    /// SIGHUP (`systemctl reload roost`): the password and ACL files are
-    /// read again, connections stay. Framed by RELOADING=1 and READY=1 so
-    /// systemd shows the unit as reloading meanwhile. A file that no longer
-    /// reads keeps the rules in force rather than opening the door.
+    /// SIGHUP (`systemctl reload roost`): the log settings, password and
+    /// ACL files are read again, connections stay. Framed by RELOADING=1
+    /// and READY=1 so systemd shows the unit as reloading meanwhile. A file
+    /// that no longer reads keeps the rules in force rather than opening
+    /// the door.
     fn reload(&mut self) {
         self.systemd.reloading();
+        crate::logging::reload(self.settings.config_file.as_deref());
         match self.settings.load_access() {
             Ok(access) => {
-                self.broker.set_access(access);
+                for (auth, access) in access.into_iter().enumerate() {
+                    self.broker.set_access(auth, access);
+                }
                 log::info!("reload: password and ACL files read again");
             }
             Err(e) => log::error!("reload: {e}; keeping the rules in force"),
@@ -247,11 +274,12 @@ impl Server {
 
     fn accept(&mut self, listener: usize, now: Instant) {
         while self.accept_paused_until.is_none() && self.stop_by.is_none() {
-            let Some(l) = self.listeners.get(listener) else {
+            let Some((l, auth)) = self.listeners.get(listener) else {
                 return;
             };
+            let auth = *auth;
             match l.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer, now),
+                Ok((stream, peer)) => self.admit(stream, peer, auth, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -264,7 +292,7 @@ impl Server {
         }
     }
 
-    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
+    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, auth: u8, now: Instant) {
         if self.conns.len() >= self.max_connections {
             if !self.full_logged {
                 log::warn!(
@@ -289,7 +317,7 @@ impl Server {
         }
         let _ = stream.set_nodelay(true);
         entry.insert(Connection::new(stream));
-        self.broker.connected(id, now);
+        self.broker.connected(id, auth, now);
         log::debug!("connection {id} from {peer}");
     }
 
