@@ -273,7 +273,9 @@ fn example_config_is_valid() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/roost.conf");
     let settings = roost::config::load(&path).unwrap();
     settings.check().unwrap();
-    let every_interface: Vec<std::net::SocketAddr> =
-        vec!["0.0.0.0:1883".parse().unwrap(), "[::]:1883".parse().unwrap()];
+    let every_interface: Vec<std::net::SocketAddr> = vec![
+        "0.0.0.0:1883".parse().unwrap(),
+        "[::]:1883".parse().unwrap(),
+    ];
     assert_eq!(settings.listen_addrs(), every_interface);
 }

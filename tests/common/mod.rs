@@ -37,6 +37,21 @@ impl Roost {
 
     /// Like `spawn`, with the process's open-file limit set to `nofile`.
     pub fn spawn_limited(args: &[&str], config: Option<&str>, nofile: Option<u64>) -> Roost {
+        Roost::launch(args, config, nofile, Some("roost=debug"))
+    }
+
+    /// Like `spawn`, but without RUST_LOG (which the others set to
+    /// `roost=debug`), so the config's `log_type` decides what is logged.
+    pub fn spawn_without_rust_log(args: &[&str], config: Option<&str>) -> Roost {
+        Roost::launch(args, config, None, None)
+    }
+
+    fn launch(
+        args: &[&str],
+        config: Option<&str>,
+        nofile: Option<u64>,
+        rust_log: Option<&str>,
+    ) -> Roost {
         let dir = config.map(|text| {
             let dir = TempDir::new("roost-test");
             std::fs::write(dir.path.join("roost.conf"), text).unwrap();
@@ -64,8 +79,11 @@ impl Roost {
                 });
             }
         }
-        cmd.env("RUST_LOG", "roost=debug")
-            .stdin(Stdio::null())
+        match rust_log {
+            Some(filter) => cmd.env("RUST_LOG", filter),
+            None => cmd.env_remove("RUST_LOG"),
+        };
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start roost");
