@@ -11,26 +11,14 @@ mod wire;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Proc, Roost, TempDir, wait_until};
+use common::{Proc, Roost, TempDir, run_roost, text, wait_until};
 use wire::{
     Client, Connack, Connect, P_RETAIN_AVAILABLE, P_SERVER_KEEP_ALIVE, P_SESSION_EXPIRY,
     P_WILL_DELAY, PINGRESP, PUBACK, PUBLISH, PropValue, Props, Publish, Will,
 };
-
-fn roost(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_roost"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run roost")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 fn write(path: &Path, text: &str) -> String {
     std::fs::write(path, text).unwrap();
@@ -99,7 +87,7 @@ fn include_dir_files_are_read_and_their_errors_named() {
     );
 
     let bad = write(&confd.join("30-bad.conf"), "\nmax_queued_messages lots\n");
-    let out = roost(&["--check-config", "-c", &main]);
+    let out = run_roost(&["--check-config", "-c", &main]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains(&format!("{bad}:2: ")), "{out:?}");
 }
@@ -117,7 +105,7 @@ fn check_config_tells_unsupported_keys_from_unknown_ones() {
         ("max_queued_mesages 10", "unknown key `max_queued_mesages`"),
     ] {
         let conf = write(&dir.path.join("k.conf"), &format!("# gateway\n{line}\n"));
-        let out = roost(&["--check-config", "-c", &conf]);
+        let out = run_roost(&["--check-config", "-c", &conf]);
         assert_eq!(out.status.code(), Some(1), "{line}");
         assert!(
             text(&out.stderr).contains(&format!("{conf}:2: {want}")),
@@ -127,7 +115,7 @@ fn check_config_tells_unsupported_keys_from_unknown_ones() {
     }
     // Cosmetic keys pass, with a warning.
     let conf = write(&dir.path.join("w.conf"), "user mosquitto\n");
-    let out = roost(&["--check-config", "-c", &conf]);
+    let out = run_roost(&["--check-config", "-c", &conf]);
     assert!(out.status.success(), "{out:?}");
     assert!(text(&out.stderr).contains(&format!("warning: {conf}:1: `user` has no effect")));
     // The files roost would write are checked too.
@@ -136,7 +124,7 @@ fn check_config_tells_unsupported_keys_from_unknown_ones() {
         "log_dest file /nonexistent/dir/log",
     ] {
         let conf = write(&dir.path.join("p.conf"), &format!("{line}\n"));
-        let out = roost(&["--check-config", "-c", &conf]);
+        let out = run_roost(&["--check-config", "-c", &conf]);
         assert_eq!(out.status.code(), Some(1), "{line}");
         assert!(text(&out.stderr).contains("/nonexistent/dir"), "{out:?}");
     }
@@ -417,7 +405,7 @@ fn passwd(path: &Path, user: &str, create: bool) {
         args.push("-c");
     }
     args.extend(["-b", path, user, "pass"]);
-    let out = roost(&args);
+    let out = run_roost(&args);
     assert!(out.status.success(), "{out:?}");
 }
 

@@ -80,34 +80,24 @@ impl Broker {
             return acknowledge(id, qos, packet_id, code, out);
         }
         let limit = self.config.message_size_limit;
-        if limit > 0 && p.payload.len() > limit as usize {
-            // As mosquitto 2: dropped, the QoS flow completed, v5 told
-            // 0x95; 3.x cannot be told.
+        let refused = if limit > 0 && p.payload.len() > limit as usize {
+            // As mosquitto 2: v5 is told 0x95.
+            Some((reason::PACKET_TOO_LARGE, "payload over message_size_limit"))
+        } else if !self.allowed(s, |a, client, user| a.may_publish(client, user, &p.topic)) {
+            // As mosquitto: v5 is told 0x87.
+            Some((reason::NOT_AUTHORIZED, "not authorised"))
+        } else {
+            None
+        };
+        if let Some((code, why)) = refused {
             log::debug!(
-                "client {}: PUBLISH to {} dropped, payload over message_size_limit",
+                "client {}: PUBLISH to {} dropped, {why}",
                 self.sessions[s].client_id,
                 p.topic
             );
-            let code = if v5 {
-                reason::PACKET_TOO_LARGE
-            } else {
-                reason::SUCCESS
-            };
-            return acknowledge(id, qos, packet_id, code, out);
-        }
-        if !self.allowed(s, |a, client, user| a.may_publish(client, user, &p.topic)) {
-            // As mosquitto: v5 is told 0x87; 3.1.1 has no way to say no, so
-            // the message is acknowledged and dropped.
-            log::debug!(
-                "client {}: PUBLISH to {} denied",
-                self.sessions[s].client_id,
-                p.topic
-            );
-            let code = if v5 {
-                reason::NOT_AUTHORIZED
-            } else {
-                reason::SUCCESS
-            };
+            // 3.1.1 has no way to say no, so the message is acknowledged
+            // as usual and dropped (as mosquitto does).
+            let code = if v5 { code } else { reason::SUCCESS };
             return acknowledge(id, qos, packet_id, code, out);
         }
         let session = &mut self.sessions[s];

@@ -173,6 +173,20 @@ impl Drop for Roost {
 pub const SIGTERM: i32 = 15;
 pub const SIGINT: i32 = 2;
 
+/// Runs the roost binary with `args` to completion (no stdin).
+pub fn run_roost(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_roost"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run roost")
+}
+
+/// Process output as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
 /// Polls `cond` until it holds or `TIMEOUT` passes.
 pub fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + TIMEOUT;
