@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
-use env_logger::{Env, Target};
+use env_logger::Target;
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
 /// Targets of the lines `log_type subscribe` and `unsubscribe` keep.
@@ -158,7 +158,7 @@ static LOGGER: OnceLock<Logger> = OnceLock::new();
 /// not open.
 pub fn init(config: &LogConfig, verbose: bool) -> Result<(), String> {
     let env = std::env::var_os("RUST_LOG").is_some().then(|| {
-        env_logger::Builder::from_env(Env::new().filter("RUST_LOG"))
+        env_logger::Builder::from_env("RUST_LOG")
             .target(Target::Pipe(Box::new(std::io::sink())))
             .build()
     });
@@ -300,8 +300,11 @@ impl Log for Logger {
 
 /// env_logger's format to `target`; the filtering is done before it.
 fn writer(target: Target, timestamp: bool) -> env_logger::Logger {
-    let mut b = env_logger::Builder::from_env(Env::new().write_style("RUST_LOG_STYLE"));
+    let mut b = env_logger::Builder::new();
     b.filter_level(LevelFilter::Trace).target(target);
+    if let Ok(style) = std::env::var("RUST_LOG_STYLE") {
+        b.parse_write_style(&style);
+    }
     if !timestamp {
         b.format_timestamp(None);
     }
