@@ -190,7 +190,8 @@ pub fn init(config: &LogConfig, verbose: bool) -> Result<(), String> {
 /// SIGHUP: reads the log settings of `config_file` again (the rest of it
 /// needs a restart) and reopens the log file. A config that no longer
 /// reads, or a file that does not open, is logged and the settings in
-/// force are kept.
+/// force are kept; success is not logged here, but by the reload as a
+/// whole.
 pub fn reload(config_file: Option<&Path>) {
     let Some(logger) = LOGGER.get() else {
         return;
@@ -217,7 +218,6 @@ pub fn reload(config_file: Option<&Path>) {
     };
     logger.install(&config, file);
     logger.set_max_level();
-    log::info!("reload: log settings read again");
 }
 
 impl Logger {

@@ -155,7 +155,9 @@ fn log_file_is_reopened_and_log_settings_reread_on_sighup() {
         &format!("{base}log_type information\nlog_type subscribe\n"),
     );
     sighup(&r);
-    assert!(wait_until(|| read(&log).contains("log settings read again")));
+    assert!(wait_until(
+        || read(&log).contains("reload: password and ACL files read again")
+    ));
     assert_eq!(c.subscribe(2, &[("after", 0)]), [0]);
     assert!(
         read(&log).contains("client logger subscribed to after"),

@@ -259,6 +259,7 @@ impl Server {
     /// the door.
     fn reload(&mut self) {
         self.systemd.reloading();
+        // First, so that what follows goes to the reopened log file.
         crate::logging::reload(self.settings.config_file.as_deref());
         match self.settings.load_access() {
             Ok(access) => {
