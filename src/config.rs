@@ -220,7 +220,7 @@ type Located<T> = (T, String);
 struct Block {
     port: Option<u16>,
     host: Option<Host>,
-    domain: Option<Domain>,
+    domain: Option<Located<Domain>>,
     password_file: Option<Located<PathBuf>>,
     acl_file: Option<Located<PathBuf>>,
     allow_anonymous: Option<Located<bool>>,
@@ -352,11 +352,12 @@ impl Parser {
             "port" => self.blocks[0].port = Some(number(key, one()?)?),
             "bind_address" => self.blocks[0].host = Some(host(one()?)?),
             "socket_domain" => {
-                self.block().domain = Some(match one()? {
+                let domain = match one()? {
                     "ipv4" => Domain::V4,
                     "ipv6" => Domain::V6,
                     v => return Err(format!("`socket_domain` takes ipv4 or ipv6, not `{v}`")),
-                })
+                };
+                self.block().domain = Some((domain, at.into()));
             }
             "protocol" => match one()? {
                 "mqtt" => {}
@@ -391,10 +392,7 @@ impl Parser {
                 s.broker.max_inflight = if v == 0 { u16::MAX } else { v };
             }
             "max_queued_messages" => s.broker.max_queued = number(key, one()?)?,
-            "max_queued_bytes" => {
-                let v: u32 = number(key, one()?)?;
-                s.broker.max_queued_bytes = v;
-            }
+            "max_queued_bytes" => s.broker.max_queued_bytes = number(key, one()?)?,
             "max_packet_size" => {
                 let v: u32 = number(key, one()?)?;
                 if v < 20 {
@@ -503,6 +501,12 @@ impl Parser {
         let default = &self.blocks[0];
         let default_used =
             default.port.is_some() || default.host.is_some() || self.blocks.len() == 1;
+        if let (false, Some((_, at))) = (default_used, &default.domain) {
+            return Err(format!(
+                "{at}: `socket_domain` comes before any `listener` line: it belongs \
+                 to the default listener (`port`, `bind_address`), which is not configured"
+            ));
+        }
         if per_listener && !default_used {
             if let Some((key, at)) = default.first_set() {
                 return Err(format!(
@@ -529,22 +533,22 @@ impl Parser {
         let mut listeners = Vec::new();
         for (i, b) in self.blocks.iter().enumerate() {
             let explicit = b.port.is_some() || b.host.is_some();
+            let domain = b.domain.as_ref().map(|(d, _)| *d);
             if i == 0 && !explicit {
                 // No `port`/`bind_address`: used only when no listener is
                 // configured; its `socket_domain` then narrows localhost.
-                if self.blocks.len() == 1 && b.domain.is_some() {
+                if self.blocks.len() == 1 && domain.is_some() {
                     listeners.push(Listener {
-                        addrs: host_addrs(Some(Host::Localhost), b.domain, DEFAULT_PORT),
+                        addrs: host_addrs(Some(Host::Localhost), domain, DEFAULT_PORT),
                         auth: 0,
                     });
                 }
                 continue;
             }
-            let addrs = host_addrs(b.host, b.domain, b.port.unwrap_or(DEFAULT_PORT));
-            if addrs.is_empty() {
+            let addrs = host_addrs(b.host, domain, b.port.unwrap_or(DEFAULT_PORT));
+            if let (true, Some((_, at))) = (addrs.is_empty(), &b.domain) {
                 return Err(format!(
-                    "listener {} has no address of its `socket_domain`",
-                    b.port.unwrap_or(DEFAULT_PORT)
+                    "{at}: `socket_domain` leaves its listener no address"
                 ));
             }
             let auth = if per_listener { i as u8 } else { 0 };
@@ -870,7 +874,15 @@ mod tests {
             addrs(&["127.0.0.1:1", "[::]:2", "[::1]:3", "0.0.0.0:4", "[::]:4"])
         );
         let e = parse("listener 5 127.0.0.1\nsocket_domain ipv6\n", "t.conf").unwrap_err();
-        assert!(e.contains("socket_domain"), "{e}");
+        assert_eq!(
+            e,
+            "t.conf:2: `socket_domain` leaves its listener no address"
+        );
+        let e = parse("socket_domain ipv4\nlistener 5\n", "t.conf").unwrap_err();
+        assert!(
+            e.starts_with("t.conf:1: `socket_domain` comes before any"),
+            "{e}"
+        );
         let e = parse("socket_domain ipv5\n", "t.conf").unwrap_err();
         assert!(e.starts_with("t.conf:1: "), "{e}");
     }
