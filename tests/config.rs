@@ -232,55 +232,58 @@ fn syslog_gets_the_log_with_facility_daemon() {
     assert!(line.contains(" roost[") && !line.contains("INFO"), "{line}");
 }
 
-/// The free port `port` on both loopbacks; None without IPv6.
-fn dual_stack_port() -> Option<u16> {
-    let v6 = std::net::TcpListener::bind("[::1]:0").ok()?;
-    let port = v6.local_addr().unwrap().port();
-    std::net::TcpListener::bind(("127.0.0.1", port)).ok()?;
-    Some(port)
+fn have_ipv6() -> bool {
+    std::net::TcpListener::bind("[::1]:0").is_ok()
 }
 
 #[test]
 fn a_listener_without_address_serves_ipv4_and_ipv6() {
-    let Some(port) = dual_stack_port() else {
-        return eprintln!("SKIPPED: no IPv6 loopback");
-    };
-    let r = Roost::with_config(&format!("listener {port}\nallow_anonymous true\n"));
+    skip_without!(have_ipv6(), "IPv6 loopback");
+    // Port 0: each socket gets its own port (a fixed one could be taken
+    // by a test running beside this one).
+    let r = Roost::with_config("listener 0\nallow_anonymous true\n");
     let addrs = listening(&r, 2);
-    assert_eq!(
-        addrs,
-        [
-            SocketAddr::from(([0, 0, 0, 0], port)),
-            SocketAddr::from(([0u16; 8], port))
-        ]
+    assert!(
+        addrs[0].ip().is_unspecified() && addrs[0].is_ipv4(),
+        "{addrs:?}"
     );
-    let mut sub = Client::v4(&format!("[::1]:{port}"), "v6");
+    assert!(
+        addrs[1].ip().is_unspecified() && addrs[1].is_ipv6(),
+        "{addrs:?}"
+    );
+    let mut sub = Client::v4(&format!("[::1]:{}", addrs[1].port()), "v6");
     assert_eq!(sub.subscribe(1, &[("dual", 0)]), [0]);
-    let mut publ = Client::v4(&format!("127.0.0.1:{port}"), "v4");
+    let mut publ = Client::v4(&format!("127.0.0.1:{}", addrs[0].port()), "v4");
     publ.pub0("dual", b"across families");
     assert_eq!(sub.expect_publish().payload, b"across families");
 }
 
 #[test]
 fn socket_domain_keeps_one_family() {
-    for (domain, served, refused) in [
+    skip_without!(have_ipv6(), "IPv6 loopback");
+    for (domain, served, other) in [
         ("ipv4", "127.0.0.1", "[::1]"),
         ("ipv6", "[::1]", "127.0.0.1"),
     ] {
-        let Some(port) = dual_stack_port() else {
-            return eprintln!("SKIPPED: no IPv6 loopback");
-        };
-        let r = Roost::with_config(&format!(
-            "listener {port}\nsocket_domain {domain}\nallow_anonymous true\n"
+        let mut r = Roost::with_config(&format!(
+            "listener 0\nsocket_domain {domain}\nallow_anonymous true\n"
         ));
-        Client::v4(&format!("{served}:{port}"), domain).ping();
-        let err = std::net::TcpStream::connect(format!("{refused}:{port}")).unwrap_err();
+        Client::v4(&format!("{served}:{}", r.port), domain).ping();
+        let err = std::net::TcpStream::connect(format!("{other}:{}", r.port)).unwrap_err();
         assert_eq!(
             err.kind(),
             std::io::ErrorKind::ConnectionRefused,
             "{domain}"
         );
-        assert_eq!(listening(&r, 1).len(), 1);
+        // Lines are read in order: once "stopped" is in, all are.
+        assert!(r.signal_and_wait(common::SIGTERM).unwrap().success());
+        assert!(wait_until(|| r.log().iter().any(|l| l.contains("stopped"))));
+        let sockets = r
+            .log()
+            .iter()
+            .filter(|l| l.contains("listening on"))
+            .count();
+        assert_eq!(sockets, 1, "{domain}: {:?}", r.log());
     }
 }
 

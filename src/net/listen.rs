@@ -1,4 +1,5 @@
-//! Listening sockets made by hand, because an IPv6 socket must be set
+//! The listening sockets: those systemd passed, and the ones roost binds
+//! itself. Those are made by hand, because an IPv6 socket must be set
 //! IPv6-only before it is bound (std and mio offer no way to): a listener
 //! without an address then binds `0.0.0.0` and `[::]` on one port, as
 //! mosquitto does.
@@ -7,12 +8,68 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+use super::systemd::{self, Listen};
+use crate::config::{Listener, Settings};
+
 /// How many connections may wait to be accepted (as mio's bind).
 const BACKLOG: libc::c_int = 1024;
 
+/// Every listening socket, each with the `Config::auth` entry its clients
+/// meet.
+pub fn open(settings: &Settings) -> io::Result<Vec<(TcpListener, u8)>> {
+    let passed = systemd::listen_fds()?;
+    let plan = if passed.is_empty() {
+        sockets(settings.listen_on())
+            .into_iter()
+            .map(|(tag, addr)| (tag, Listen::Bind(addr)))
+            .collect()
+    } else {
+        log::info!("socket activation: {} socket(s) from systemd", passed.len());
+        systemd::plan(&sockets(settings.listeners.clone()), passed, (0, false))
+    };
+    let mut open = Vec::new();
+    for ((auth, optional), listen) in plan {
+        let listener = match listen {
+            Listen::Passed(l) => {
+                let addr = l.local_addr()?;
+                settings
+                    .check_listener(auth, addr)
+                    .map_err(io::Error::other)?;
+                l
+            }
+            Listen::Bind(addr) => match bind(addr) {
+                Ok(l) => l,
+                Err(e) if optional && family_missing(&e) => {
+                    log::warn!("cannot listen on {addr}: {e}; skipping it");
+                    continue;
+                }
+                Err(e) => {
+                    let msg = format!("cannot listen on {addr}: {e}");
+                    return Err(io::Error::new(e.kind(), msg));
+                }
+            },
+        };
+        open.push((listener, auth));
+    }
+    Ok(open)
+}
+
+/// Each address with its listener's rules, and whether it is one of the
+/// two a listener without an address (or `localhost`) has: on a machine
+/// without IPv6 the other one serves alone.
+fn sockets(listeners: Vec<Listener>) -> Vec<((u8, bool), SocketAddr)> {
+    listeners
+        .into_iter()
+        .flat_map(|l| {
+            let optional = l.addrs.len() > 1;
+            l.addrs.into_iter().map(move |a| ((l.auth, optional), a))
+        })
+        .collect()
+}
+
 /// A non-blocking listening socket on `addr`; IPv6 ones take IPv6 only
 /// (IPV6_V6ONLY, as mosquitto sets it).
-pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let family = match addr {
         SocketAddr::V4(_) => libc::AF_INET,
         SocketAddr::V6(_) => libc::AF_INET6,
@@ -70,7 +127,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 
 /// Whether a bind failed only because this machine lacks the address
 /// family (IPv6 disabled, or no `::1`).
-pub fn family_missing(e: &io::Error) -> bool {
+fn family_missing(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::EAFNOSUPPORT) || e.kind() == io::ErrorKind::AddrNotAvailable
 }
 

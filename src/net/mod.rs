@@ -19,11 +19,11 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::broker::{Action, Broker, Delivery};
-use crate::config::{self, Settings};
+use crate::config::Settings;
 use crate::protocol::{self, Packet, PublishRef, QoS};
 use conn::Connection;
 use signals::Signals;
-use systemd::{Listen, Notifier};
+use systemd::Notifier;
 
 const SIGNAL: Token = Token(usize::MAX);
 /// Listener `i` has token `LISTENER - i`; connections count up from 0.
@@ -75,52 +75,8 @@ impl Server {
     /// Binds every listener and prepares the loop.
     pub fn bind(settings: &Settings) -> io::Result<Server> {
         let poll = Poll::new()?;
-        let passed = systemd::listen_fds()?;
-        if !passed.is_empty() {
-            log::info!("socket activation: {} socket(s) from systemd", passed.len());
-        }
-        // Each address with its listener's rules, and whether it is one
-        // of the two a listener without an address (or `localhost`) has:
-        // on a machine without IPv6 the other one serves alone.
-        let sockets = |listeners: Vec<config::Listener>| -> Vec<((u8, bool), SocketAddr)> {
-            listeners
-                .into_iter()
-                .flat_map(|l| {
-                    let optional = l.addrs.len() > 1;
-                    l.addrs.into_iter().map(move |a| ((l.auth, optional), a))
-                })
-                .collect()
-        };
-        let plan = if passed.is_empty() {
-            sockets(settings.listen_on())
-                .into_iter()
-                .map(|(tag, addr)| (tag, Listen::Bind(addr)))
-                .collect()
-        } else {
-            systemd::plan(&sockets(settings.listeners.clone()), passed, (0, false))
-        };
         let mut listeners = Vec::new();
-        for ((auth, optional), listen) in plan {
-            let std_listener = match listen {
-                Listen::Passed(l) => {
-                    let addr = l.local_addr()?;
-                    settings
-                        .check_listener(auth, addr)
-                        .map_err(io::Error::other)?;
-                    l
-                }
-                Listen::Bind(addr) => match listen::bind(addr) {
-                    Ok(l) => l,
-                    Err(e) if optional && listen::family_missing(&e) => {
-                        log::warn!("cannot listen on {addr}: {e}; skipping it");
-                        continue;
-                    }
-                    Err(e) => {
-                        let msg = format!("cannot listen on {addr}: {e}");
-                        return Err(io::Error::new(e.kind(), msg));
-                    }
-                },
-            };
+        for (std_listener, auth) in listen::open(settings)? {
             let mut listener = TcpListener::from_std(std_listener);
             let token = Token(LISTENER - listeners.len());
             poll.registry()
