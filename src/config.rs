@@ -1,32 +1,41 @@
 //! Settings from a mosquitto.conf-style file: `key value` lines, `#`
-//! comments. A key roost does not know is an error naming file and line,
-//! never silently ignored: a gateway owner must not believe a setting of
-//! their old mosquitto.conf took effect when it did not.
+//! comments, `include_dir` for a directory of more such files. A key roost
+//! does not know is an error naming file and line, never silently ignored:
+//! a gateway owner must not believe a setting of their old mosquitto.conf
+//! took effect when it did not. Keys that only change how mosquitto looks
+//! (not what it does) are accepted with a warning.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::cmp::Ordering;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::logging::{LogConfig, LogTypes};
 use crate::{auth, broker, persist};
 
 pub const DEFAULT_PORT: u16 = 1883;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Where to listen; empty means the default, 127.0.0.1:1883.
-    pub listeners: Vec<SocketAddr>,
-    /// Whether `allow_anonymous` was set explicitly.
-    pub anonymous_explicit: bool,
-    /// mosquitto_passwd-format users and password hashes.
-    pub password_file: Option<PathBuf>,
-    /// mosquitto-format access control list.
-    pub acl_file: Option<PathBuf>,
+    /// The configured listeners; none means the default one, localhost:1883.
+    pub listeners: Vec<Listener>,
+    /// Password and ACL files and `allow_anonymous`, indexed by
+    /// [`Listener::auth`]: entry 0 serves every listener, unless
+    /// `per_listener_settings` gives each `listener` block its own (entry 0
+    /// is then the default listener's).
+    pub security: Vec<Security>,
     /// Most simultaneous client connections; None for no limit.
     pub max_connections: Option<usize>,
     /// Unsent bytes a connection may hold before QoS 0 messages to it are
     /// dropped and it is no longer read from.
     pub max_outgoing_bytes: usize,
+    pub log: LogConfig,
+    pub pid_file: Option<PathBuf>,
+    /// The file these came from: SIGHUP reads its log settings again.
+    pub config_file: Option<PathBuf>,
+    /// `FILE:LINE: why`, for keys accepted but without effect in roost.
+    pub warnings: Vec<String>,
     pub broker: broker::Config,
     pub persistence: persist::Config,
 }
@@ -35,172 +44,768 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             listeners: Vec::new(),
-            anonymous_explicit: false,
-            password_file: None,
-            acl_file: None,
+            security: vec![Security::default()],
             max_connections: None,
             max_outgoing_bytes: 256 * 1024,
+            log: LogConfig::default(),
+            pid_file: None,
+            config_file: None,
+            warnings: Vec::new(),
             broker: broker::Config::default(),
             persistence: persist::Config::default(),
         }
     }
 }
 
+/// One listener: the sockets it opens and the rules its clients meet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listener {
+    /// Without an address (or with `localhost`) a listener has an IPv4 and
+    /// an IPv6 socket, as in mosquitto; `socket_domain` keeps one of them.
+    pub addrs: Vec<SocketAddr>,
+    /// Index into [`Settings::security`] and [`broker::Config::auth`].
+    pub auth: u8,
+}
+
+/// The settings mosquitto makes per listener with `per_listener_settings`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Security {
+    pub password_file: Option<PathBuf>,
+    pub acl_file: Option<PathBuf>,
+    /// `allow_anonymous` as set; unset means false with a password file
+    /// (mosquitto 2's rule) and true without.
+    pub allow_anonymous: Option<bool>,
+}
+
+impl Security {
+    fn allows_anonymous(&self) -> bool {
+        self.allow_anonymous.unwrap_or(self.password_file.is_none())
+    }
+}
+
 impl Settings {
-    /// The listeners to open: the configured ones, or loopback:1883 (as
+    /// The listeners to open: the configured ones, or localhost:1883 (as
     /// mosquitto 2 does when none is configured).
-    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+    pub fn listen_on(&self) -> Vec<Listener> {
         if self.listeners.is_empty() {
-            vec![SocketAddr::new(
-                IpAddr::V4(Ipv4Addr::LOCALHOST),
-                DEFAULT_PORT,
-            )]
+            vec![Listener {
+                addrs: host_addrs(Some(Host::Localhost), None, DEFAULT_PORT),
+                auth: 0,
+            }]
         } else {
             self.listeners.clone()
         }
     }
 
-    /// Reads the password and ACL files named in the config. Called at
-    /// start-up and again to reload them (see [`broker::Broker::set_access`]).
-    pub fn load_access(&self) -> Result<Option<Rc<dyn broker::Access>>, String> {
-        auth::load(self.password_file.as_deref(), self.acl_file.as_deref())
+    /// Every address [`Settings::listen_on`] binds.
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.listen_on().into_iter().flat_map(|l| l.addrs).collect()
+    }
+
+    /// `-p`/`--bind`: one listener on `addr` in place of the configured
+    /// ones, with the rules of the first of them.
+    pub fn replace_listeners(&mut self, addr: SocketAddr) {
+        let auth = self.listen_on()[0].auth;
+        self.listeners = vec![Listener {
+            addrs: vec![addr],
+            auth,
+        }];
+    }
+
+    /// Reads the password and ACL files of each entry of `security`.
+    /// Called at start-up and again to reload them (see
+    /// [`broker::Broker::set_access`]).
+    pub fn load_access(&self) -> Result<Vec<Option<Rc<dyn broker::Access>>>, String> {
+        self.security
+            .iter()
+            .map(|s| auth::load(s.password_file.as_deref(), s.acl_file.as_deref()))
+            .collect()
     }
 
     /// Refuses an open door: a listener reachable from the network accepts
     /// anonymous clients only when the config says so explicitly. (With a
     /// password file anonymous clients are refused unless allowed.)
     pub fn check(&self) -> Result<(), String> {
-        self.check_listeners(&self.listen_addrs())
+        for l in self.listen_on() {
+            for &addr in &l.addrs {
+                self.check_listener(l.auth, addr)?;
+            }
+        }
+        Ok(())
     }
 
-    /// `check` for listeners whose address is only known at start-up
-    /// (sockets passed by systemd).
-    pub fn check_listeners(&self, addrs: &[SocketAddr]) -> Result<(), String> {
-        if self.anonymous_explicit || !self.broker.allow_anonymous {
+    /// `check` for one socket of a listener whose rules are `auth`; also
+    /// for sockets whose address is only known at start-up (passed by
+    /// systemd).
+    pub fn check_listener(&self, auth: u8, addr: SocketAddr) -> Result<(), String> {
+        let s = &self.security[usize::from(auth)];
+        if s.allow_anonymous.is_some() || s.password_file.is_some() || addr.ip().is_loopback() {
             return Ok(());
         }
-        match addrs.iter().find(|a| !a.ip().is_loopback()) {
-            Some(addr) => Err(format!(
-                "listener {addr} is reachable from the network: set `password_file`, \
-                 or `allow_anonymous true` to accept clients without a password there"
-            )),
-            None => Ok(()),
+        Err(format!(
+            "listener {addr} is reachable from the network: set `password_file`, \
+             or `allow_anonymous true` to accept clients without a password there"
+        ))
+    }
+
+    /// What `--check-config` adds to parsing: the files roost will write
+    /// can be written.
+    pub fn check_paths(&self) -> Result<(), String> {
+        for (key, path) in [
+            ("log_dest file", &self.log.file),
+            ("pid_file", &self.pid_file),
+        ] {
+            if let Some(path) = path {
+                writable(path).map_err(|e| format!("{key} {}: {e}", path.display()))?;
+            }
         }
+        Ok(())
+    }
+}
+
+/// Whether `path` can be written, or created: checked with access(2),
+/// so checking creates nothing.
+fn writable(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let target = if path.exists() {
+        path
+    } else {
+        match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        }
+    };
+    let c = std::ffi::CString::new(target.as_os_str().as_bytes())?;
+    // SAFETY: `c` is a NUL-terminated path that outlives the call.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
 pub fn load(path: &Path) -> Result<Settings, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    parse(&text, &path.display().to_string())
+    let mut p = Parser::default();
+    p.file(path, true)?;
+    let mut s = p.finish()?;
+    s.config_file = Some(path.to_owned());
+    Ok(s)
 }
 
 /// Parses config `text`; errors read `FILE:LINE: what is wrong`.
 pub fn parse(text: &str, file: &str) -> Result<Settings, String> {
-    let mut s = Settings::default();
-    // `bind_address` and `port` set the default listener, mosquitto style.
-    let mut port = None;
-    let mut bind = None;
-    for (n, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let mut words = line.split_whitespace();
-        let key = words.next().unwrap_or_default();
-        let args: Vec<&str> = words.collect();
-        let at = |msg: String| format!("{file}:{}: {msg}", n + 1);
-        apply(&mut s, &mut port, &mut bind, key, &args).map_err(at)?;
-    }
-    // As mosquitto 2: with a password file, anonymous clients are refused
-    // unless the config allows them.
-    if s.password_file.is_some() && !s.anonymous_explicit {
-        s.broker.allow_anonymous = false;
-    }
-    if port.is_some() || bind.is_some() {
-        let ip = bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        s.listeners
-            .insert(0, SocketAddr::new(ip, port.unwrap_or(DEFAULT_PORT)));
-    }
-    Ok(s)
+    let mut p = Parser::default();
+    p.text(text, file, true)?;
+    p.finish()
 }
 
-fn apply(
-    s: &mut Settings,
-    port: &mut Option<u16>,
-    bind: &mut Option<IpAddr>,
-    key: &str,
-    args: &[&str],
-) -> Result<(), String> {
-    let one = || match args {
-        [v] => Ok(*v),
-        _ => Err(format!("`{key}` takes one value")),
-    };
-    match key {
-        "listener" => {
-            let (p, addr) = match args {
-                [p] => (*p, None),
-                [p, a] => (*p, Some(*a)),
-                _ => return Err("`listener` takes a port and an optional bind address".into()),
-            };
-            // Without an address mosquitto listens on every interface.
-            let ip = addr
-                .map(ip)
-                .transpose()?
-                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-            s.listeners.push(SocketAddr::new(ip, number(key, p)?));
-        }
-        "port" => *port = Some(number(key, one()?)?),
-        "bind_address" => *bind = Some(ip(one()?)?),
-        "max_connections" => {
-            let v: i64 = number(key, one()?)?;
-            s.max_connections = usize::try_from(v).ok();
-        }
-        "max_inflight_messages" => {
-            // mosquitto: 0 means no limit; a u16 window is the most MQTT allows.
-            let v: u16 = number(key, one()?)?;
-            s.broker.max_inflight = if v == 0 { u16::MAX } else { v };
-        }
-        "max_queued_messages" => s.broker.max_queued = number(key, one()?)?,
-        "max_packet_size" => {
-            let v: u32 = number(key, one()?)?;
-            if v < 20 {
-                return Err(format!("`{key}` must be at least 20 bytes"));
-            }
-            s.broker.max_packet_size = v;
-        }
-        "max_keepalive" => s.broker.max_keepalive = number(key, one()?)?,
-        "max_topic_alias" => s.broker.topic_alias_max = number(key, one()?)?,
-        "outbound_topic_aliases" => s.broker.outbound_topic_aliases = boolean(key, one()?)?,
-        "allow_anonymous" => {
-            s.broker.allow_anonymous = boolean(key, one()?)?;
-            s.anonymous_explicit = true;
-        }
-        "password_file" => s.password_file = Some(one()?.into()),
-        "acl_file" => s.acl_file = Some(one()?.into()),
-        "max_outgoing_bytes" => s.max_outgoing_bytes = number(key, one()?)?,
-        "persistence" => s.persistence.enabled = boolean(key, one()?)?,
-        "persistence_location" => s.persistence.location = one()?.into(),
-        "persistence_file" => s.persistence.file = one()?.into(),
-        "autosave_interval" => s.persistence.autosave_interval = number(key, one()?)?,
-        "autosave_on_changes" => s.persistence.autosave_on_changes = boolean(key, one()?)?,
-        "persistence_mode" => {
-            s.persistence.mode = match one()? {
-                "snapshot" => persist::Mode::Snapshot,
-                "journal" => persist::Mode::Journal,
-                v => return Err(format!("`{key}` takes snapshot or journal, not `{v}`")),
-            }
-        }
-        "persistence_damaged" => {
-            s.persistence.on_damage = match one()? {
-                "refuse" => persist::OnDamage::Refuse,
-                "start_empty" => persist::OnDamage::StartEmpty,
-                v => return Err(format!("`{key}` takes refuse or start_empty, not `{v}`")),
-            }
-        }
-        "connect_timeout" => s.broker.connect_timeout = Duration::from_secs(number(key, one()?)?),
-        _ => return Err(format!("unknown or unsupported key `{key}`")),
+/// Where a listener binds, as written.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Host {
+    Ip(IpAddr),
+    /// Both loopback addresses, as `localhost` resolves.
+    Localhost,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Domain {
+    V4,
+    V6,
+}
+
+/// A value and the `FILE:LINE` that set it.
+type Located<T> = (T, String);
+
+/// The default listener (`port`, `bind_address`) or a `listener` line,
+/// with the keys that apply to it when written after it.
+#[derive(Default)]
+struct Block {
+    port: Option<u16>,
+    host: Option<Host>,
+    domain: Option<Located<Domain>>,
+    password_file: Option<Located<PathBuf>>,
+    acl_file: Option<Located<PathBuf>>,
+    allow_anonymous: Option<Located<bool>>,
+}
+
+impl Block {
+    /// The first key set that only a listener would use, for the error
+    /// when this block's listener does not exist.
+    fn first_set(&self) -> Option<(&'static str, &str)> {
+        let at = [
+            (
+                "password_file",
+                self.password_file.as_ref().map(|(_, at)| at),
+            ),
+            ("acl_file", self.acl_file.as_ref().map(|(_, at)| at)),
+            (
+                "allow_anonymous",
+                self.allow_anonymous.as_ref().map(|(_, at)| at),
+            ),
+        ];
+        at.into_iter()
+            .find_map(|(key, at)| at.map(|at| (key, at.as_str())))
     }
-    Ok(())
+}
+
+struct Parser {
+    s: Settings,
+    /// Block 0 is the default listener; each `listener` line opens the next.
+    blocks: Vec<Block>,
+    per_listener_settings: bool,
+    /// The first `log_type`/`log_dest` line replaces the default, later
+    /// ones add to it (as in mosquitto).
+    log_type_set: bool,
+    log_dest_set: bool,
+}
+
+impl Default for Parser {
+    fn default() -> Self {
+        Parser {
+            s: Settings::default(),
+            blocks: vec![Block::default()],
+            per_listener_settings: false,
+            log_type_set: false,
+            log_dest_set: false,
+        }
+    }
+}
+
+impl Parser {
+    fn file(&mut self, path: &Path, main: bool) -> Result<(), String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        self.text(&text, &path.display().to_string(), main)
+    }
+
+    fn text(&mut self, text: &str, file: &str, main: bool) -> Result<(), String> {
+        for (n, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (key, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+            let at = format!("{file}:{}", n + 1);
+            if key == "include_dir" {
+                if !main {
+                    return Err(format!(
+                        "{at}: `include_dir` is only read in the main config file (as in mosquitto)"
+                    ));
+                }
+                self.include_dir(Path::new(rest.trim()), &at)?;
+                continue;
+            }
+            self.apply(key, rest.trim(), &at)
+                .map_err(|msg| format!("{at}: {msg}"))?;
+        }
+        Ok(())
+    }
+
+    /// Reads every `*.conf` file in `dir`, in mosquitto's order.
+    fn include_dir(&mut self, dir: &Path, at: &str) -> Result<(), String> {
+        if dir.as_os_str().is_empty() {
+            return Err(format!("{at}: `include_dir` takes a directory"));
+        }
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| format!("{at}: include_dir {}: {e}", dir.display()))?;
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("{at}: include_dir {}: {e}", dir.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // As mosquitto: a name ending in `.conf`, and more than that.
+            if name.len() > 5 && name.ends_with(".conf") {
+                names.push(name);
+            }
+        }
+        names.sort_by(|a, b| include_order(a, b));
+        for name in names {
+            self.file(&dir.join(name), false)?;
+        }
+        Ok(())
+    }
+
+    /// The block the current line belongs to.
+    fn block(&mut self) -> &mut Block {
+        self.blocks.last_mut().expect("block 0 always exists")
+    }
+
+    fn apply(&mut self, key: &str, rest: &str, at: &str) -> Result<(), String> {
+        let args: Vec<&str> = rest.split_whitespace().collect();
+        let one = || match args[..] {
+            [v] => Ok(v),
+            _ => Err(format!("`{key}` takes one value")),
+        };
+        let s = &mut self.s;
+        match key {
+            "listener" => {
+                let (port, host) = match args[..] {
+                    [p] => (p, None),
+                    [p, h] => (p, Some(host(h)?)),
+                    _ => return Err("`listener` takes a port and an optional bind address".into()),
+                };
+                if self.blocks.len() > usize::from(u8::MAX) {
+                    return Err("more than 255 listeners".into());
+                }
+                self.blocks.push(Block {
+                    port: Some(number(key, port)?),
+                    host,
+                    ..Block::default()
+                });
+            }
+            "port" => self.blocks[0].port = Some(number(key, one()?)?),
+            "bind_address" => self.blocks[0].host = Some(host(one()?)?),
+            "socket_domain" => {
+                let domain = match one()? {
+                    "ipv4" => Domain::V4,
+                    "ipv6" => Domain::V6,
+                    v => return Err(format!("`socket_domain` takes ipv4 or ipv6, not `{v}`")),
+                };
+                self.block().domain = Some((domain, at.into()));
+            }
+            "protocol" => match one()? {
+                "mqtt" => {}
+                "websockets" => return Err("roost does not support WebSockets yet".into()),
+                v => return Err(format!("`protocol` takes mqtt or websockets, not `{v}`")),
+            },
+            "per_listener_settings" => self.per_listener_settings = boolean(key, one()?)?,
+            "allow_anonymous" => {
+                let v = boolean(key, one()?)?;
+                self.block().allow_anonymous = Some((v, at.into()));
+            }
+            "password_file" | "acl_file" => {
+                let path = (PathBuf::from(one()?), at.to_string());
+                let block = self.block();
+                let slot = if key == "password_file" {
+                    &mut block.password_file
+                } else {
+                    &mut block.acl_file
+                };
+                if let Some((_, first)) = slot {
+                    return Err(format!("duplicate `{key}` (first at {first})"));
+                }
+                *slot = Some(path);
+            }
+            "max_connections" => {
+                let v: i64 = number(key, one()?)?;
+                s.max_connections = usize::try_from(v).ok();
+            }
+            "max_inflight_messages" => {
+                // mosquitto: 0 means no limit; a u16 window is the most MQTT allows.
+                let v: u16 = number(key, one()?)?;
+                s.broker.max_inflight = if v == 0 { u16::MAX } else { v };
+            }
+            "max_queued_messages" => s.broker.max_queued = number(key, one()?)?,
+            "max_queued_bytes" => s.broker.max_queued_bytes = number(key, one()?)?,
+            "max_packet_size" => {
+                let v: u32 = number(key, one()?)?;
+                if v < 20 {
+                    return Err(format!("`{key}` must be at least 20 bytes"));
+                }
+                s.broker.max_packet_size = v;
+            }
+            "message_size_limit" => {
+                let v: u32 = number(key, one()?)?;
+                if v > MAX_PAYLOAD {
+                    return Err(format!(
+                        "`{key}` is at most {MAX_PAYLOAD} (MQTT's largest payload)"
+                    ));
+                }
+                s.broker.message_size_limit = v;
+            }
+            "max_keepalive" => s.broker.max_keepalive = number(key, one()?)?,
+            "max_topic_alias" => s.broker.topic_alias_max = number(key, one()?)?,
+            "retain_available" => s.broker.retain_available = boolean(key, one()?)?,
+            "persistent_client_expiration" => {
+                s.broker.persistent_client_expiration = Some(duration(one()?)?)
+            }
+            "outbound_topic_aliases" => s.broker.outbound_topic_aliases = boolean(key, one()?)?,
+            "max_outgoing_bytes" => s.max_outgoing_bytes = number(key, one()?)?,
+            "connect_timeout" => {
+                s.broker.connect_timeout = Duration::from_secs(number(key, one()?)?)
+            }
+            "persistence" => s.persistence.enabled = boolean(key, one()?)?,
+            "persistence_location" => s.persistence.location = one()?.into(),
+            "persistence_file" => s.persistence.file = one()?.into(),
+            "autosave_interval" => s.persistence.autosave_interval = number(key, one()?)?,
+            "autosave_on_changes" => s.persistence.autosave_on_changes = boolean(key, one()?)?,
+            "persistence_mode" => {
+                s.persistence.mode = match one()? {
+                    "snapshot" => persist::Mode::Snapshot,
+                    "journal" => persist::Mode::Journal,
+                    v => return Err(format!("`{key}` takes snapshot or journal, not `{v}`")),
+                }
+            }
+            "persistence_damaged" => {
+                s.persistence.on_damage = match one()? {
+                    "refuse" => persist::OnDamage::Refuse,
+                    "start_empty" => persist::OnDamage::StartEmpty,
+                    v => return Err(format!("`{key}` takes refuse or start_empty, not `{v}`")),
+                }
+            }
+            "log_type" => {
+                let v = one()?;
+                let types = LogTypes::parse(v).ok_or_else(|| {
+                    format!(
+                        "`log_type` takes error, warning, notice, information, debug, \
+                         subscribe, unsubscribe, websockets, all or none, not `{v}`"
+                    )
+                })?;
+                if !self.log_type_set || types == LogTypes::NONE {
+                    s.log.types = LogTypes::NONE;
+                }
+                self.log_type_set = true;
+                s.log.types = s.log.types.with(types);
+            }
+            "log_dest" => {
+                if !self.log_dest_set {
+                    s.log.clear_dests();
+                }
+                self.log_dest_set = true;
+                let (dest, path) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+                let path = path.trim();
+                match (dest, path.is_empty()) {
+                    ("none", true) => s.log.clear_dests(),
+                    ("stderr", true) => s.log.stderr = true,
+                    ("stdout", true) => s.log.stdout = true,
+                    ("syslog", true) => s.log.syslog = true,
+                    ("file", true) => return Err("`log_dest file` takes a path".into()),
+                    ("file", false) if s.log.file.is_some() => {
+                        return Err("only one `log_dest file` (as in mosquitto)".into());
+                    }
+                    // The rest of the line, spaces and all (as mosquitto).
+                    ("file", false) => s.log.file = Some(path.into()),
+                    ("topic" | "dlt" | "android", _) => {
+                        return Err(format!("`log_dest {dest}` is not supported by roost"));
+                    }
+                    _ => {
+                        return Err(format!(
+                            "`log_dest` takes stderr, stdout, syslog, file PATH or none, not `{rest}`"
+                        ));
+                    }
+                }
+            }
+            "log_facility" => {
+                let v: i32 = number(key, one()?)?;
+                if !(0..=7).contains(&v) {
+                    return Err("`log_facility` takes 0 to 7 (local0 to local7)".into());
+                }
+                s.log.facility = (16 + v) << 3;
+            }
+            "log_timestamp" => s.log.timestamp = boolean(key, one()?)?,
+            "pid_file" => {
+                if s.pid_file.is_some() {
+                    return Err("duplicate `pid_file`".into());
+                }
+                s.pid_file = Some(one()?.into());
+            }
+            _ => {
+                if args.is_empty() {
+                    return Err(format!("`{key}` takes a value"));
+                }
+                match no_effect(key) {
+                    Some(why) => s
+                        .warnings
+                        .push(format!("{at}: `{key}` has no effect: {why}")),
+                    None if is_mosquitto_key(key) => {
+                        return Err(format!(
+                            "`{key}` is a mosquitto key roost does not support yet"
+                        ));
+                    }
+                    None => return Err(format!("unknown key `{key}`")),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Settings, String> {
+        let per_listener = self.per_listener_settings;
+        let default = &self.blocks[0];
+        let default_used =
+            default.port.is_some() || default.host.is_some() || self.blocks.len() == 1;
+        if let (false, Some((_, at))) = (default_used, &default.domain) {
+            return Err(format!(
+                "{at}: `socket_domain` comes before any `listener` line: it belongs \
+                 to the default listener (`port`, `bind_address`), which is not configured"
+            ));
+        }
+        if per_listener && !default_used {
+            if let Some((key, at)) = default.first_set() {
+                return Err(format!(
+                    "{at}: `{key}` comes before any `listener` line: with \
+                     `per_listener_settings true` it belongs to the default listener \
+                     (`port`, `bind_address`), which is not configured"
+                ));
+            }
+        }
+        self.s.security = if per_listener {
+            self.blocks.iter().map(security).collect()
+        } else {
+            vec![merged_security(&self.blocks)?]
+        };
+        self.s.broker.auth = self
+            .s
+            .security
+            .iter()
+            .map(|s| broker::Auth {
+                allow_anonymous: s.allows_anonymous(),
+                access: None,
+            })
+            .collect();
+        let mut listeners = Vec::new();
+        for (i, b) in self.blocks.iter().enumerate() {
+            let explicit = b.port.is_some() || b.host.is_some();
+            let domain = b.domain.as_ref().map(|(d, _)| *d);
+            if i == 0 && !explicit {
+                // No `port`/`bind_address`: used only when no listener is
+                // configured; its `socket_domain` then narrows localhost.
+                if self.blocks.len() == 1 && domain.is_some() {
+                    listeners.push(Listener {
+                        addrs: host_addrs(Some(Host::Localhost), domain, DEFAULT_PORT),
+                        auth: 0,
+                    });
+                }
+                continue;
+            }
+            let addrs = host_addrs(b.host, domain, b.port.unwrap_or(DEFAULT_PORT));
+            if let (true, Some((_, at))) = (addrs.is_empty(), &b.domain) {
+                return Err(format!(
+                    "{at}: `socket_domain` leaves its listener no address"
+                ));
+            }
+            let auth = if per_listener { i as u8 } else { 0 };
+            listeners.push(Listener { addrs, auth });
+        }
+        self.s.listeners = listeners;
+        Ok(self.s)
+    }
+}
+
+fn security(b: &Block) -> Security {
+    Security {
+        password_file: b.password_file.as_ref().map(|(p, _)| p.clone()),
+        acl_file: b.acl_file.as_ref().map(|(p, _)| p.clone()),
+        allow_anonymous: b.allow_anonymous.as_ref().map(|(v, _)| *v),
+    }
+}
+
+/// Without `per_listener_settings` the keys of every block are global:
+/// a file named twice is a mistake, `allow_anonymous` counts as last set.
+fn merged_security(blocks: &[Block]) -> Result<Security, String> {
+    let mut merged = Block::default();
+    for b in blocks {
+        for (key, mine, theirs) in [
+            ("password_file", &mut merged.password_file, &b.password_file),
+            ("acl_file", &mut merged.acl_file, &b.acl_file),
+        ] {
+            match (&*mine, theirs) {
+                (Some((_, first)), Some((_, at))) => {
+                    return Err(format!("{at}: duplicate `{key}` (first at {first})"));
+                }
+                (None, Some(v)) => *mine = Some(v.clone()),
+                _ => {}
+            }
+        }
+        if b.allow_anonymous.is_some() {
+            merged.allow_anonymous = b.allow_anonymous.clone();
+        }
+    }
+    Ok(security(&merged))
+}
+
+/// The sockets of a listener on `host` (None: every interface).
+fn host_addrs(host: Option<Host>, domain: Option<Domain>, port: u16) -> Vec<SocketAddr> {
+    let ips: Vec<IpAddr> = match host {
+        Some(Host::Ip(ip)) => vec![ip],
+        Some(Host::Localhost) => vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()],
+        None => vec![Ipv4Addr::UNSPECIFIED.into(), Ipv6Addr::UNSPECIFIED.into()],
+    };
+    ips.into_iter()
+        .filter(|ip| match domain {
+            Some(Domain::V4) => ip.is_ipv4(),
+            Some(Domain::V6) => ip.is_ipv6(),
+            None => true,
+        })
+        .map(|ip| SocketAddr::new(ip, port))
+        .collect()
+}
+
+/// mosquitto's order for `include_dir` files: by letter ignoring case,
+/// and for the same letter upper case first (`A.conf`, `a.conf`,
+/// `B.conf`).
+fn include_order(a: &str, b: &str) -> Ordering {
+    for (x, y) in a.bytes().zip(b.bytes()) {
+        let order = x
+            .to_ascii_uppercase()
+            .cmp(&y.to_ascii_uppercase())
+            .then(x.cmp(&y));
+        if order != Ordering::Equal {
+            return order;
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+/// MQTT's largest payload: the largest remaining length.
+const MAX_PAYLOAD: u32 = 268_435_455;
+
+/// mosquitto's `persistent_client_expiration` syntax: a number and a unit,
+/// s (mosquitto 2.1), h, d, w, m (30 days) or y (365 days). In seconds.
+fn duration(v: &str) -> Result<u32, String> {
+    let bad = || {
+        format!(
+            "`persistent_client_expiration` takes a number and a unit \
+             (s, h, d, w, m or y, e.g. 14d), not `{v}`"
+        )
+    };
+    let unit = match v.chars().last().ok_or_else(bad)? {
+        's' => 1,
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 7 * 86_400,
+        'm' => 30 * 86_400,
+        'y' => 365 * 86_400,
+        _ => return Err(bad()),
+    };
+    let n: u32 = v[..v.len() - 1].parse().map_err(|_| bad())?;
+    match n.checked_mul(unit) {
+        Some(0) | None => Err(bad()),
+        Some(secs) => Ok(secs),
+    }
+}
+
+/// mosquitto keys roost accepts but that change nothing in it, and why.
+fn no_effect(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "user" => {
+            "roost does not change user: start it as the user it should run as \
+             (systemd: User=, as roost.service does)"
+        }
+        "connection_messages" => "roost logs connections at debug level (`log_type debug`)",
+        "log_timestamp_format" => "roost's log timestamps are RFC 3339, UTC",
+        "set_tcp_nodelay" => "roost always sets TCP_NODELAY",
+        "allow_duplicate_messages" => {
+            "roost sends a message once per client however many of its subscriptions match"
+        }
+        "retry_interval" => {
+            "as in mosquitto 2, unacknowledged messages are sent again when a client reconnects"
+        }
+        "store_clean_interval" => "obsolete; mosquitto 2 ignores it too",
+        _ => return None,
+    })
+}
+
+/// Every other key mosquitto 2 knows: bridges, TLS, WebSockets, plugins
+/// and the rest roost does not do yet.
+fn is_mosquitto_key(key: &str) -> bool {
+    const KEYS: &[&str] = &[
+        // General
+        "allow_zero_length_clientid",
+        "auth_plugin",
+        "auth_plugin_deny_special_chars",
+        "auto_id_prefix",
+        "check_retain_source",
+        "clientid_prefixes",
+        "enable_control_api",
+        "global_max_clients",
+        "global_max_connections",
+        "global_plugin",
+        "max_inflight_bytes",
+        "memory_limit",
+        "plugin",
+        "psk_file",
+        "queue_qos0_messages",
+        "retain_expiry_interval",
+        "retained_persistence",
+        "sys_interval",
+        "upgrade_outgoing_qos",
+        "websockets_log_level",
+        // Listeners
+        "accept_protocol_versions",
+        "bind_interface",
+        "enable_proxy_protocol",
+        "http_dir",
+        "listener_allow_anonymous",
+        "listener_auto_id_prefix",
+        "max_qos",
+        "max_topic_alias_broker",
+        "mount_point",
+        "mptcp",
+        "packet_buffer_size",
+        "proxy_protocol_v2_require_tls",
+        "use_username_as_clientid",
+        "websockets_headers_size",
+        "websockets_origin",
+        // TLS and PSK
+        "cafile",
+        "capath",
+        "certfile",
+        "ciphers",
+        "ciphers_tls1.3",
+        "crlfile",
+        "dhparamfile",
+        "disable_client_cert_date_checks",
+        "keyfile",
+        "psk_hint",
+        "require_certificate",
+        "tls_engine",
+        "tls_engine_kpass_sha1",
+        "tls_keyform",
+        "tls_version",
+        "use_identity_as_username",
+        "use_subject_as_username",
+        // Bridges
+        "address",
+        "addresses",
+        "bridge_alpn",
+        "bridge_attempt_unsubscribe",
+        "bridge_bind_address",
+        "bridge_cafile",
+        "bridge_capath",
+        "bridge_certfile",
+        "bridge_ciphers",
+        "bridge_ciphers_tls1.3",
+        "bridge_identity",
+        "bridge_insecure",
+        "bridge_keyfile",
+        "bridge_max_packet_size",
+        "bridge_max_topic_alias",
+        "bridge_mptcp",
+        "bridge_outgoing_retain",
+        "bridge_protocol_version",
+        "bridge_psk",
+        "bridge_receive_maximum",
+        "bridge_reload_type",
+        "bridge_require_ocsp",
+        "bridge_session_expiry_interval",
+        "bridge_tcp_keepalive",
+        "bridge_tcp_user_timeout",
+        "bridge_tls_use_os_certs",
+        "bridge_tls_version",
+        "cleansession",
+        "clientid",
+        "connection",
+        "idle_timeout",
+        "keepalive_interval",
+        "local_cleansession",
+        "local_clientid",
+        "local_password",
+        "local_username",
+        "notification_topic",
+        "notifications",
+        "notifications_local_only",
+        "password",
+        "remote_clientid",
+        "remote_password",
+        "remote_username",
+        "restart_timeout",
+        "round_robin",
+        "start_type",
+        "threshold",
+        "topic",
+        "try_private",
+        "username",
+    ];
+    KEYS.contains(&key) || key.starts_with("auth_opt_") || key.starts_with("plugin_opt_")
 }
 
 fn number<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
@@ -216,61 +821,308 @@ fn boolean(key: &str, v: &str) -> Result<bool, String> {
     }
 }
 
-fn ip(v: &str) -> Result<IpAddr, String> {
+fn host(v: &str) -> Result<Host, String> {
     if v == "localhost" {
-        return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        return Ok(Host::Localhost);
     }
-    v.parse().map_err(|_| format!("`{v}` is not an IP address"))
+    v.parse()
+        .map(Host::Ip)
+        .map_err(|_| format!("`{v}` is not an IP address (or localhost)"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
     #[test]
     fn listeners_and_limits() {
         let s = parse(
             "# gateway\nlistener 1884 127.0.0.1\nlistener 8883\n\nmax_connections -1\n\
              max_inflight_messages 5\nmax_queued_messages 10\nmax_packet_size 4096\n\
-             allow_anonymous true\nmax_outgoing_bytes 1000\nconnect_timeout 3\n",
+             allow_anonymous true\nmax_outgoing_bytes 1000\nconnect_timeout 3\n\
+             max_queued_bytes 5000\nmessage_size_limit 100\nretain_available false\n",
+            "t.conf",
+        )
+        .unwrap();
+        // Without an address: IPv4 and IPv6, as mosquitto.
+        assert_eq!(
+            s.listen_addrs(),
+            addrs(&["127.0.0.1:1884", "0.0.0.0:8883", "[::]:8883"])
+        );
+        assert_eq!(s.max_connections, None);
+        assert_eq!(s.broker.max_inflight, 5);
+        assert_eq!(s.broker.max_queued, 10);
+        assert_eq!(s.broker.max_queued_bytes, 5000);
+        assert_eq!(s.broker.max_packet_size, 4096);
+        assert_eq!(s.broker.message_size_limit, 100);
+        assert!(!s.broker.retain_available);
+        assert_eq!(s.max_outgoing_bytes, 1000);
+        assert_eq!(s.broker.connect_timeout, Duration::from_secs(3));
+        assert!(s.check().is_ok());
+        let e = parse("message_size_limit 268435456\n", "t.conf").unwrap_err();
+        assert!(e.contains("268435455"), "{e}");
+    }
+
+    #[test]
+    fn default_listener_is_localhost() {
+        let s = parse("", "t.conf").unwrap();
+        assert_eq!(s.listen_addrs(), addrs(&["127.0.0.1:1883", "[::1]:1883"]));
+        let s = parse("port 1999\nbind_address 127.0.0.2\n", "t.conf").unwrap();
+        assert_eq!(s.listen_addrs(), addrs(&["127.0.0.2:1999"]));
+        let s = parse("socket_domain ipv6\n", "t.conf").unwrap();
+        assert_eq!(s.listen_addrs(), addrs(&["[::1]:1883"]));
+    }
+
+    #[test]
+    fn socket_domain_keeps_one_family_of_its_listener() {
+        let s = parse(
+            "listener 1 localhost\nsocket_domain ipv4\nlistener 2\nsocket_domain ipv6\n\
+             listener 3 ::1\nlistener 4\n",
             "t.conf",
         )
         .unwrap();
         assert_eq!(
             s.listen_addrs(),
-            [
-                "127.0.0.1:1884".parse().unwrap(),
-                "0.0.0.0:8883".parse().unwrap()
-            ]
+            addrs(&["127.0.0.1:1", "[::]:2", "[::1]:3", "0.0.0.0:4", "[::]:4"])
         );
-        assert_eq!(s.max_connections, None);
-        assert_eq!(s.broker.max_inflight, 5);
-        assert_eq!(s.broker.max_queued, 10);
-        assert_eq!(s.broker.max_packet_size, 4096);
-        assert_eq!(s.max_outgoing_bytes, 1000);
-        assert_eq!(s.broker.connect_timeout, Duration::from_secs(3));
-        assert!(s.check().is_ok());
-    }
-
-    #[test]
-    fn default_listener_is_loopback() {
-        let s = parse("", "t.conf").unwrap();
-        assert_eq!(s.listen_addrs(), ["127.0.0.1:1883".parse().unwrap()]);
-        let s = parse("port 1999\nbind_address 127.0.0.2\n", "t.conf").unwrap();
-        assert_eq!(s.listen_addrs(), ["127.0.0.2:1999".parse().unwrap()]);
+        let e = parse("listener 5 127.0.0.1\nsocket_domain ipv6\n", "t.conf").unwrap_err();
+        assert_eq!(
+            e,
+            "t.conf:2: `socket_domain` leaves its listener no address"
+        );
+        let e = parse("socket_domain ipv4\nlistener 5\n", "t.conf").unwrap_err();
+        assert!(
+            e.starts_with("t.conf:1: `socket_domain` comes before any"),
+            "{e}"
+        );
+        let e = parse("socket_domain ipv5\n", "t.conf").unwrap_err();
+        assert!(e.starts_with("t.conf:1: "), "{e}");
     }
 
     #[test]
     fn errors_name_file_and_line() {
-        let e = parse("listener 1883\nautosave_bogus /x\n", "/etc/roost.conf").unwrap_err();
+        let e = parse("listener 1883\nbridge_cafile /x\n", "/etc/roost.conf").unwrap_err();
         assert_eq!(
             e,
-            "/etc/roost.conf:2: unknown or unsupported key `autosave_bogus`"
+            "/etc/roost.conf:2: `bridge_cafile` is a mosquitto key roost does not support yet"
         );
+        let e = parse("\nplugin_opt_x 1\n", "a.conf").unwrap_err();
+        assert!(e.contains("does not support yet"), "{e}");
+        let e = parse("\nlistenr 1883\n", "a.conf").unwrap_err();
+        assert_eq!(e, "a.conf:2: unknown key `listenr`");
         let e = parse("\n\nmax_queued_messages lots\n", "a.conf").unwrap_err();
         assert!(e.starts_with("a.conf:3: "), "{e}");
         let e = parse("allow_anonymous yes\n", "a.conf").unwrap_err();
         assert!(e.starts_with("a.conf:1: "), "{e}");
+        let e = parse("protocol websockets\n", "a.conf").unwrap_err();
+        assert!(e.contains("WebSockets"), "{e}");
+        assert!(parse("listener 1 127.0.0.1\nprotocol mqtt\n", "a.conf").is_ok());
+    }
+
+    #[test]
+    fn cosmetic_keys_are_warnings() {
+        let s = parse("user mosquitto\nconnection_messages true\n", "a.conf").unwrap();
+        assert_eq!(s.warnings.len(), 2);
+        assert!(
+            s.warnings[0].starts_with("a.conf:1: `user` has no effect"),
+            "{:?}",
+            s.warnings
+        );
+        assert!(s.warnings[1].starts_with("a.conf:2: `connection_messages`"));
+        // A value is still required, as for any key.
+        assert!(parse("user\n", "a.conf").is_err());
+    }
+
+    #[test]
+    fn network_listener_needs_explicit_anonymous() {
+        let s = parse("listener 1883\n", "t.conf").unwrap();
+        assert!(s.check().unwrap_err().contains("allow_anonymous"));
+        let s = parse("listener 1883\nallow_anonymous true\n", "t.conf").unwrap();
+        assert!(s.check().is_ok());
+    }
+
+    #[test]
+    fn password_file_closes_the_door_to_anonymous_clients() {
+        let s = parse("listener 1883\npassword_file /etc/roost/pw\n", "t.conf").unwrap();
+        assert!(s.check().is_ok());
+        assert!(!s.broker.auth[0].allow_anonymous);
+        assert_eq!(s.security[0].password_file, Some("/etc/roost/pw".into()));
+        let s = parse(
+            "allow_anonymous true\npassword_file pw\nacl_file acl\n",
+            "t.conf",
+        )
+        .unwrap();
+        assert!(s.broker.auth[0].allow_anonymous);
+        assert_eq!(s.security[0].acl_file, Some("acl".into()));
+    }
+
+    #[test]
+    fn repeated_keys_as_mosquitto_allows_them() {
+        // Numbers and switches: the last one counts.
+        let s = parse("max_queued_messages 1\nmax_queued_messages 2\n", "t.conf").unwrap();
+        assert_eq!(s.broker.max_queued, 2);
+        // Files: a second one is a mistake (mosquitto: "Duplicate").
+        let e = parse("password_file a\nlistener 1\npassword_file b\n", "t.conf").unwrap_err();
+        assert_eq!(e, "t.conf:3: duplicate `password_file` (first at t.conf:1)");
+        let e = parse("pid_file a\npid_file b\n", "t.conf").unwrap_err();
+        assert!(e.starts_with("t.conf:2: duplicate"), "{e}");
+    }
+
+    #[test]
+    fn per_listener_settings_give_each_listener_its_rules() {
+        let text = "per_listener_settings true\n\
+                    listener 1883 127.0.0.1\nallow_anonymous true\n\
+                    listener 8883\npassword_file /pw\nacl_file /acl\n";
+        let s = parse(text, "t.conf").unwrap();
+        let auth: Vec<u8> = s.listeners.iter().map(|l| l.auth).collect();
+        assert_eq!(auth, [1, 2]);
+        assert_eq!(s.security[1].allow_anonymous, Some(true));
+        assert_eq!(s.security[1].password_file, None);
+        assert_eq!(s.security[2].password_file, Some("/pw".into()));
+        assert_eq!(s.security[2].acl_file, Some("/acl".into()));
+        assert!(s.broker.auth[1].allow_anonymous);
+        assert!(!s.broker.auth[2].allow_anonymous);
+        assert!(s.check().is_ok());
+        // Without it the same lines are global, and every listener shares them.
+        let s = parse(&text.replace("true\n", "false\n"), "t.conf").unwrap();
+        assert!(s.listeners.iter().all(|l| l.auth == 0));
+        assert_eq!(s.security.len(), 1);
+        assert_eq!(s.security[0].password_file, Some("/pw".into()));
+        // The open door rule holds per listener.
+        let s = parse(
+            "per_listener_settings true\nlistener 1 127.0.0.1\nallow_anonymous true\nlistener 2\n",
+            "t.conf",
+        )
+        .unwrap();
+        assert!(s.check().unwrap_err().contains(":2"));
+        // A key no listener gets is an error, not silently dropped.
+        let e = parse(
+            "per_listener_settings true\npassword_file /pw\nlistener 1\n",
+            "t.conf",
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("t.conf:2: `password_file` comes before any `listener`"),
+            "{e}"
+        );
+        // -p/--bind keep the first listener's rules.
+        let mut s = parse(text, "t.conf").unwrap();
+        s.replace_listeners("127.0.0.1:0".parse().unwrap());
+        assert_eq!(s.listeners[0].auth, 1);
+    }
+
+    #[test]
+    fn persistent_client_expiration_takes_mosquittos_units() {
+        let pce = |v: &str| {
+            parse(&format!("persistent_client_expiration {v}\n"), "t.conf")
+                .map(|s| s.broker.persistent_client_expiration)
+        };
+        assert_eq!(pce("2s"), Ok(Some(2)));
+        assert_eq!(pce("2h"), Ok(Some(7200)));
+        assert_eq!(pce("14d"), Ok(Some(14 * 86_400)));
+        assert_eq!(pce("1w"), Ok(Some(7 * 86_400)));
+        assert_eq!(pce("1m"), Ok(Some(30 * 86_400)));
+        assert_eq!(pce("1y"), Ok(Some(365 * 86_400)));
+        for bad in ["14", "d", "0d", "-1d", "1.5d", "200y", "1x"] {
+            assert!(pce(bad).unwrap_err().contains("e.g. 14d"), "{bad}");
+        }
+        assert_eq!(
+            parse("", "t.conf")
+                .unwrap()
+                .broker
+                .persistent_client_expiration,
+            None
+        );
+    }
+
+    #[test]
+    fn log_settings() {
+        let s = parse("", "t.conf").unwrap();
+        assert_eq!(s.log, LogConfig::default());
+        let s = parse(
+            "log_dest syslog\nlog_dest file /var/log/roost log\nlog_type error\n\
+             log_type subscribe\nlog_facility 3\nlog_timestamp false\n",
+            "t.conf",
+        )
+        .unwrap();
+        assert!(!s.log.stderr, "the first log_dest replaces the default");
+        assert!(s.log.syslog);
+        assert_eq!(s.log.file, Some("/var/log/roost log".into()));
+        let want = LogTypes::parse("error")
+            .unwrap()
+            .with(LogTypes::parse("subscribe").unwrap());
+        assert_eq!(s.log.types, want);
+        assert_eq!(s.log.facility, libc::LOG_LOCAL3);
+        assert!(!s.log.timestamp);
+        let s = parse("log_type all\nlog_type none\nlog_dest none\n", "t.conf").unwrap();
+        assert_eq!(s.log.types, LogTypes::NONE);
+        assert!(!s.log.stderr && !s.log.syslog && s.log.file.is_none());
+        for bad in [
+            "log_dest file",
+            "log_dest file a\nlog_dest file b",
+            "log_dest topic",
+            "log_dest stderr x",
+            "log_type chatty",
+            "log_facility 8",
+        ] {
+            let e = parse(bad, "t.conf").unwrap_err();
+            assert!(e.starts_with("t.conf:"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn include_dir_reads_conf_files_in_mosquittos_order() {
+        let dir = std::env::temp_dir().join(format!("roost-include-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in [
+            ("b.conf", "max_queued_messages 4\n"),
+            ("B.conf", "max_queued_messages 3\n"),
+            ("a.conf", "max_queued_messages 2\nmax_inflight_messages 7\n"),
+            ("A.conf", "max_queued_messages 1\n"),
+            ("notes.txt", "not a config\n"),
+            (".conf", "neither\n"),
+        ] {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        let main = format!("max_inflight_messages 1\ninclude_dir {}\n", dir.display());
+        let s = parse(&main, "main.conf").unwrap();
+        // A.conf, a.conf, B.conf, b.conf: b.conf is read last.
+        assert_eq!(s.broker.max_queued, 4);
+        assert_eq!(
+            s.broker.max_inflight, 7,
+            "included after the main file's line"
+        );
+        assert_eq!(include_order("a.conf", "B.conf"), Ordering::Less);
+        assert_eq!(include_order("A.conf", "a.conf"), Ordering::Less);
+        assert_eq!(include_order("00.conf", "01.conf"), Ordering::Less);
+        // Errors name the included file and its line.
+        std::fs::write(dir.join("c.conf"), "# more\nlistener 1883\nbogus 1\n").unwrap();
+        let e = parse(&main, "main.conf").unwrap_err();
+        assert_eq!(
+            e,
+            format!("{}:3: unknown key `bogus`", dir.join("c.conf").display())
+        );
+        std::fs::write(
+            dir.join("c.conf"),
+            format!("include_dir {}\n", dir.display()),
+        )
+        .unwrap();
+        let e = parse(&main, "main.conf").unwrap_err();
+        assert!(
+            e.contains("c.conf:1: `include_dir` is only read in the main"),
+            "{e}"
+        );
+        let e = parse("include_dir /nonexistent/roost\n", "main.conf").unwrap_err();
+        assert!(
+            e.starts_with("main.conf:1: include_dir /nonexistent/roost: "),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -291,28 +1143,5 @@ mod tests {
         assert_eq!(p.on_damage, persist::OnDamage::StartEmpty);
         let e = parse("persistence_damaged ignore\n", "t.conf").unwrap_err();
         assert!(e.starts_with("t.conf:1: "), "{e}");
-    }
-
-    #[test]
-    fn network_listener_needs_explicit_anonymous() {
-        let s = parse("listener 1883\n", "t.conf").unwrap();
-        assert!(s.check().unwrap_err().contains("allow_anonymous"));
-        let s = parse("listener 1883\nallow_anonymous true\n", "t.conf").unwrap();
-        assert!(s.check().is_ok());
-    }
-
-    #[test]
-    fn password_file_closes_the_door_to_anonymous_clients() {
-        let s = parse("listener 1883\npassword_file /etc/roost/pw\n", "t.conf").unwrap();
-        assert!(s.check().is_ok());
-        assert!(!s.broker.allow_anonymous);
-        assert_eq!(s.password_file, Some("/etc/roost/pw".into()));
-        let s = parse(
-            "allow_anonymous true\npassword_file pw\nacl_file acl\n",
-            "t.conf",
-        )
-        .unwrap();
-        assert!(s.broker.allow_anonymous);
-        assert_eq!(s.acl_file, Some("acl".into()));
     }
 }

@@ -7,6 +7,8 @@
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod logging;
 pub mod net;
 pub mod persist;
+pub mod pidfile;
 pub mod protocol;

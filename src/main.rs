@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use roost::config::{self, Settings};
 use roost::net::Server;
+use roost::pidfile::PidFile;
 
 const USAGE: &str = "\
 roost - an MQTT broker for small Linux gateways
@@ -16,8 +17,10 @@ Options:
   -c, --config FILE   read settings from FILE (mosquitto.conf syntax)
   -p, --port PORT     listen on PORT (default 1883; 0 picks a free one)
       --bind ADDR     listen on ADDR (default 127.0.0.1)
-  -v, --verbose       log debug messages (RUST_LOG overrides)
-      --check-config  read the settings (and password and ACL files), say
+  -v, --verbose       log everything, whatever log_type says (RUST_LOG,
+                      when set, decides instead)
+      --check-config  read the settings (and password and ACL files, and
+                      check the log and pid files can be written), say
                       whether they are valid, and exit
   -h, --help          show this help
   -V, --version       show the version
@@ -69,6 +72,7 @@ fn parse_args() -> Result<Option<Args>, String> {
     Ok(Some(args))
 }
 
+/// The config file's settings, with `-p`/`--bind` applied.
 fn settings(args: &Args) -> Result<Settings, String> {
     let mut settings = match &args.config {
         Some(path) => config::load(path)?,
@@ -77,11 +81,51 @@ fn settings(args: &Args) -> Result<Settings, String> {
     if args.port.is_some() || args.bind.is_some() {
         let ip = args.bind.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
         let port = args.port.unwrap_or(config::DEFAULT_PORT);
-        settings.listeners = vec![std::net::SocketAddr::new(ip, port)];
+        settings.replace_listeners(std::net::SocketAddr::new(ip, port));
     }
-    settings.check()?;
-    settings.broker.access = settings.load_access()?;
     Ok(settings)
+}
+
+/// Checks what start-up would and reads the password and ACL files.
+fn ready(settings: &mut Settings) -> Result<(), String> {
+    settings.check()?;
+    let access = settings.load_access()?;
+    for (auth, access) in settings.broker.auth.iter_mut().zip(access) {
+        auth.access = access;
+    }
+    Ok(())
+}
+
+/// `--check-config`: everything but listening; warnings on stderr.
+fn check_config(args: &Args) -> Result<(), String> {
+    let mut settings = settings(args)?;
+    ready(&mut settings)?;
+    settings.check_paths()?;
+    for warning in &settings.warnings {
+        eprintln!("roost: warning: {warning}");
+    }
+    let source = args.config.as_deref().map(|p| p.display().to_string());
+    println!(
+        "{}: configuration OK",
+        source.as_deref().unwrap_or("defaults")
+    );
+    Ok(())
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let mut settings = settings(args)?;
+    roost::logging::init(&settings.log, args.verbose)?;
+    for warning in &settings.warnings {
+        log::warn!("{warning}");
+    }
+    ready(&mut settings)?;
+    let server = Server::bind(&settings).map_err(|e| e.to_string())?;
+    let _pid_file = settings
+        .pid_file
+        .as_deref()
+        .map(PidFile::create)
+        .transpose()?;
+    server.run().map_err(|e| e.to_string())
 }
 
 /// `roost passwd ...`: the mosquitto_passwd work-alike.
@@ -112,23 +156,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let level = if args.verbose { "debug" } else { "info" };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
-    let result = settings(&args).and_then(|s| {
-        if args.check_only {
-            let source = args.config.as_deref().map(|p| p.display().to_string());
-            println!(
-                "{}: configuration OK",
-                source.as_deref().unwrap_or("defaults")
-            );
-            return Ok(());
-        }
-        let server = Server::bind(&s).map_err(|e| e.to_string())?;
-        server.run().map_err(|e| e.to_string())
-    });
+    let result = if args.check_only {
+        check_config(&args)
+    } else {
+        run(&args)
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // Said twice when stderr is a log destination too: once in the
+            // log, once as the reason for the exit status.
             log::error!("{e}");
             eprintln!("roost: {e}");
             ExitCode::FAILURE

@@ -5,26 +5,12 @@ mod common;
 #[path = "common/wire.rs"]
 mod wire;
 
-use std::process::{Command, Output, Stdio};
-
-use common::{Roost, TempDir};
+use common::{Roost, TempDir, run_roost, text};
 use wire::Client;
-
-fn roost(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_roost"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run roost")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 #[test]
 fn help_and_version() {
-    let out = roost(&["--help"]);
+    let out = run_roost(&["--help"]);
     assert!(out.status.success());
     for flag in [
         "--config",
@@ -35,7 +21,7 @@ fn help_and_version() {
     ] {
         assert!(text(&out.stdout).contains(flag), "help lacks {flag}");
     }
-    let out = roost(&["-V"]);
+    let out = run_roost(&["-V"]);
     assert!(out.status.success());
     assert_eq!(
         text(&out.stdout).trim(),
@@ -51,7 +37,7 @@ fn a_bad_argument_is_refused_with_status_2() {
         &["--bind", "nowhere"],
         &["-p"],
     ] {
-        let out = roost(args);
+        let out = run_roost(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(
             text(&out.stderr).starts_with("roost: "),
@@ -70,26 +56,26 @@ fn check_config_validates_and_exits() {
         "# gateway\nlistener 1883 127.0.0.1\nmax_queued_messages 10\n",
     )
     .unwrap();
-    let out = roost(&["--check-config", "-c", good.to_str().unwrap()]);
+    let out = run_roost(&["--check-config", "-c", good.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("configuration OK"));
 
     let bad = dir.path.join("bad.conf");
     std::fs::write(
         &bad,
-        "listener 1883 127.0.0.1\npersistence_location /var/lib/x\n",
+        "listener 1883 127.0.0.1\npersistence_locatoin /var/lib/x\n",
     )
     .unwrap();
-    let out = roost(&["--check-config", "-c", bad.to_str().unwrap()]);
+    let out = run_roost(&["--check-config", "-c", bad.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains(&format!("{}:2: ", bad.display())), "{err}");
-    assert!(err.contains("persistence_location"), "{err}");
+    assert!(err.contains("unknown key `persistence_locatoin`"), "{err}");
 
     // A missing password file is found by the check too.
     let missing = dir.path.join("missing.conf");
     std::fs::write(&missing, "password_file /nonexistent/pw\n").unwrap();
-    let out = roost(&["--check-config", "-c", missing.to_str().unwrap()]);
+    let out = run_roost(&["--check-config", "-c", missing.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("/nonexistent/pw"),

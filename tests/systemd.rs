@@ -273,10 +273,11 @@ fn example_config_is_valid() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/roost.conf");
     let settings = roost::config::load(&path).unwrap();
     settings.check().unwrap();
-    assert_eq!(
-        settings.listen_addrs(),
-        ["0.0.0.0:1883".parse::<std::net::SocketAddr>().unwrap()]
-    );
+    let every_interface: Vec<std::net::SocketAddr> = vec![
+        "0.0.0.0:1883".parse().unwrap(),
+        "[::]:1883".parse().unwrap(),
+    ];
+    assert_eq!(settings.listen_addrs(), every_interface);
     // Where the unit's StateDirectory= is.
     assert!(settings.persistence.enabled);
     assert_eq!(

@@ -25,6 +25,7 @@ impl Broker {
         };
         conn.version = c.version;
         let serial = conn.serial;
+        let auth = conn.auth;
 
         if v5
             && c.properties
@@ -41,6 +42,27 @@ impl Broker {
                 .is_some_and(|w| !payload_format_ok(&w.properties, &w.payload))
         {
             return self.refuse(id, reason::PAYLOAD_FORMAT_INVALID, out);
+        }
+
+        if let Some(will) = &c.will {
+            if will.retain && !self.config.retain_available {
+                // [MQTT-3.2.2-13]; a 3.x client is closed without CONNACK,
+                // as mosquitto does.
+                if v5 {
+                    return self.refuse(id, reason::RETAIN_NOT_SUPPORTED, out);
+                }
+                return self.drop_conn(id, None, now, out);
+            }
+            let limit = self.config.message_size_limit;
+            if limit > 0 && will.payload.len() > limit as usize {
+                // As mosquitto 2.
+                let code = if v5 {
+                    reason::PACKET_TOO_LARGE
+                } else {
+                    reason::V3_NOT_AUTHORIZED
+                };
+                return self.refuse(id, code, out);
+            }
         }
 
         let mut keep_alive = c.keep_alive;
@@ -75,10 +97,12 @@ impl Broker {
             password: c.password.as_deref(),
         };
         // Without access control every client counts as anonymous.
-        let allowed = match (&self.config.access, creds.username) {
+        let rules = &self.config.auth[usize::from(auth)];
+        let allowed = match (&rules.access, creds.username) {
             (Some(access), Some(_)) => access.authenticate(&creds),
-            _ => self.config.allow_anonymous,
+            _ => rules.allow_anonymous,
         };
+        let keep_username = rules.access.is_some();
         if !allowed {
             log::info!(
                 "client {client_id}: connection refused, not authorised (user {:?})",
@@ -135,8 +159,9 @@ impl Broker {
         // for with that user's rights.
         session.username = c
             .username
-            .filter(|_| self.config.access.is_some())
+            .filter(|_| keep_username)
             .map(String::into_boxed_str);
+        session.auth = auth;
 
         let conn = self.conns.get_mut(id).expect("checked above");
         conn.session = Some(s);
@@ -183,7 +208,7 @@ impl Broker {
             // missing property as "not available". (Maximum QoS 2 cannot be
             // sent: the property only takes 0 or 1.)
             props.extend([
-                Property::RetainAvailable(1),
+                Property::RetainAvailable(u8::from(self.config.retain_available)),
                 Property::WildcardSubscriptionAvailable(1),
                 Property::SubscriptionIdentifierAvailable(1),
                 Property::SharedSubscriptionAvailable(1),

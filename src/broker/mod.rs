@@ -83,10 +83,17 @@ pub struct Config {
     /// QoS 1/2 messages in flight per client (mosquitto's
     /// `max_inflight_messages`); a v5 client's Receive Maximum may lower it.
     pub max_inflight: u16,
-    /// Messages queued per session beyond the in-flight window.
+    /// Messages queued per session beyond the in-flight window; 0 for no
+    /// limit (as mosquitto).
     pub max_queued: usize,
+    /// Payload bytes queued per session; 0 for no limit. A u32, so the
+    /// count fits in the session's padding.
+    pub max_queued_bytes: u32,
     /// Largest packet accepted, and advertised to v5 clients.
     pub max_packet_size: u32,
+    /// Largest payload accepted (mosquitto's `message_size_limit`); 0 for
+    /// no limit.
+    pub message_size_limit: u32,
     /// Cap on client keep-alive in seconds; 0 for none.
     pub max_keepalive: u16,
     /// How long a connection may take to send CONNECT.
@@ -96,11 +103,14 @@ pub struct Config {
     /// Whether roost assigns topic aliases to what it sends v5 clients
     /// (up to their Topic Alias Maximum).
     pub outbound_topic_aliases: bool,
-    pub allow_anonymous: bool,
-    /// Who may connect, publish and read; None lets everyone (subject to
-    /// `allow_anonymous`) do everything. Shared, so the config can be
-    /// cloned; replaced at run time by [`Broker::set_access`].
-    pub access: Option<Rc<dyn Access>>,
+    /// False: retained messages are refused (`retain_available`).
+    pub retain_available: bool,
+    /// The longest a session outlives its connection, in seconds
+    /// (`persistent_client_expiration`); None: as long as the client asks.
+    pub persistent_client_expiration: Option<u32>,
+    /// The rules for clients, by the `auth` number their connection came
+    /// with (see [`Broker::connected`]).
+    pub auth: Vec<Auth>,
 }
 
 impl Default for Config {
@@ -108,11 +118,34 @@ impl Default for Config {
         Config {
             max_inflight: 20,
             max_queued: 1000,
+            max_queued_bytes: 0,
             max_packet_size: 1024 * 1024,
+            message_size_limit: 0,
             max_keepalive: 0,
             connect_timeout: Duration::from_secs(10),
             topic_alias_max: 10,
             outbound_topic_aliases: false,
+            retain_available: true,
+            persistent_client_expiration: None,
+            auth: vec![Auth::default()],
+        }
+    }
+}
+
+/// Who may connect through a listener and what they may do: one for
+/// every listener, or one each with `per_listener_settings`.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub allow_anonymous: bool,
+    /// Who may connect, publish and read; None lets everyone (subject to
+    /// `allow_anonymous`) do everything. Shared, so the config can be
+    /// cloned; replaced at run time by [`Broker::set_access`].
+    pub access: Option<Rc<dyn Access>>,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth {
             allow_anonymous: true,
             access: None,
         }
@@ -169,6 +202,9 @@ struct Conn {
     max_packet: u32,
     /// v5 topic aliases, allocated only for a client that uses them.
     aliases: Option<Box<Aliases>>,
+    /// Index into `Config::auth`: the rules of the listener it came
+    /// through. A u8 fills padding: `Conn` stays 80 bytes.
+    auth: u8,
 }
 
 impl Conn {
@@ -283,13 +319,13 @@ impl Broker {
         }
     }
 
-    /// Replaces the access control, e.g. after the password or ACL file
-    /// changed. Connected clients stay; from now on every publish and
-    /// delivery is checked against the new rules. User names are only kept
-    /// while access control is on: clients connected before the first
-    /// `Some` count as anonymous.
-    pub fn set_access(&mut self, access: Option<Rc<dyn Access>>) {
-        self.config.access = access;
+    /// Replaces the access control of `Config::auth[auth]`, e.g. after the
+    /// password or ACL file changed. Connected clients stay; from now on
+    /// every publish and delivery is checked against the new rules. User
+    /// names are only kept while access control is on: clients connected
+    /// before the first `Some` count as anonymous.
+    pub fn set_access(&mut self, auth: usize, access: Option<Rc<dyn Access>>) {
+        self.config.auth[auth].access = access;
     }
 
     /// Whether session `s`'s client passes `check`; true without access
@@ -299,10 +335,10 @@ impl Broker {
         s: usize,
         check: impl FnOnce(&dyn Access, &str, Option<&str>) -> bool,
     ) -> bool {
-        let Some(access) = &self.config.access else {
+        let session = &self.sessions[s];
+        let Some(access) = &self.config.auth[usize::from(session.auth)].access else {
             return true;
         };
-        let session = &self.sessions[s];
         check(&**access, &session.client_id, session.username.as_deref())
     }
 
@@ -363,7 +399,9 @@ impl Broker {
     }
 
     /// A new network connection: it has `connect_timeout` to send CONNECT.
-    pub fn connected(&mut self, id: ConnId, now: Instant) {
+    /// `auth` indexes `Config::auth`: the rules of the listener it came
+    /// through.
+    pub fn connected(&mut self, id: ConnId, auth: u8, now: Instant) {
         let serial = self.serial();
         let deadline = now + self.config.connect_timeout;
         self.conns.insert(
@@ -378,6 +416,7 @@ impl Broker {
                 will: None,
                 max_packet: u32::MAX,
                 aliases: None,
+                auth,
             },
         );
         self.timers.add(deadline, Timer::Conn(id, serial));
@@ -573,7 +612,12 @@ impl Broker {
         let session = &mut self.sessions[s];
         session.conn = None;
         session.generation = generation;
-        let expiry = session.expiry;
+        // mosquitto's `persistent_client_expiration` shortens any longer
+        // expiry, v5 clients' too.
+        let expiry = match self.config.persistent_client_expiration {
+            Some(max) => session.expiry.min(max),
+            None => session.expiry,
+        };
         // A kept session's expiry starts running.
         self.changes += u64::from(expiry != 0);
         if let Some(will) = conn.will {

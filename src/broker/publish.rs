@@ -60,6 +60,16 @@ impl Broker {
         {
             return self.drop_conn(id, Some(reason::PROTOCOL_ERROR), now, out);
         }
+        if p.retain && !self.config.retain_available {
+            // A protocol error after CONNACK said Retain Available 0
+            // ([MQTT-3.2.2-14]): v5 DISCONNECT 0x9A; 3.x just closes, as
+            // mosquitto does.
+            log::info!(
+                "client {}: retained PUBLISH with retain_available false, closing",
+                self.sessions[s].client_id
+            );
+            return self.drop_conn(id, Some(reason::RETAIN_NOT_SUPPORTED), now, out);
+        }
         let alias = crate::property!(p.properties, TopicAlias);
         if let Some(alias) = alias {
             if let Err(code) = self.resolve_alias(id, alias, &mut p.topic) {
@@ -78,19 +88,25 @@ impl Broker {
             }
             return self.acknowledge(id, (qos, packet_id), code, usize::MAX, out);
         }
-        if !self.allowed(s, |a, client, user| a.may_publish(client, user, &p.topic)) {
-            // As mosquitto: v5 is told 0x87; 3.1.1 has no way to say no, so
-            // the message is acknowledged and dropped.
+        let limit = self.config.message_size_limit;
+        let refused = if limit > 0 && p.payload.len() > limit as usize {
+            // As mosquitto 2: v5 is told 0x95.
+            Some((reason::PACKET_TOO_LARGE, "payload over message_size_limit"))
+        } else if !self.allowed(s, |a, client, user| a.may_publish(client, user, &p.topic)) {
+            // As mosquitto: v5 is told 0x87.
+            Some((reason::NOT_AUTHORIZED, "not authorised"))
+        } else {
+            None
+        };
+        if let Some((code, why)) = refused {
             log::debug!(
-                "client {}: PUBLISH to {} denied",
+                "client {}: PUBLISH to {} dropped, {why}",
                 self.sessions[s].client_id,
                 p.topic
             );
-            let code = if v5 {
-                reason::NOT_AUTHORIZED
-            } else {
-                reason::SUCCESS
-            };
+            // 3.1.1 has no way to say no, so the message is acknowledged
+            // as usual and dropped (as mosquitto does).
+            let code = if v5 { code } else { reason::SUCCESS };
             return self.acknowledge(id, (qos, packet_id), code, usize::MAX, out);
         }
         if qos != QoS::AtMostOnce && !self.storage_ok {
@@ -267,7 +283,7 @@ impl Broker {
         if !self.may_read(s, &o.msg.topic) {
             return;
         }
-        let max_queued = self.config.max_queued;
+        let (max_queued, max_bytes) = (self.config.max_queued, self.config.max_queued_bytes);
         let session = &mut self.sessions[s];
         if o.qos != QoS::AtMostOnce && session.expiry != 0 {
             self.changes += 1;
@@ -281,13 +297,15 @@ impl Broker {
         } else if o.qos == QoS::AtMostOnce {
             return;
         }
-        if !session.enqueue(o, max_queued) {
+        if !session.enqueue(o, max_queued, max_bytes) {
             self.stats.messages_dropped += 1;
             if !session.overflow_logged {
                 session.overflow_logged = true;
                 log::warn!(
-                    "client {}: queue full ({max_queued} messages), dropping",
-                    session.client_id
+                    "client {}: queue full ({} messages, {} bytes), dropping",
+                    session.client_id,
+                    session.queue.len(),
+                    session.queued_bytes
                 );
             }
         }
@@ -306,7 +324,7 @@ impl Broker {
             {
                 return;
             }
-            let o = session.queue.pop_front().expect("front exists");
+            let o = session.dequeue().expect("front exists");
             // Checked again: rights may have changed while it waited.
             if self.may_read(s, &o.msg.topic) {
                 self.send_now(s, id, o, now, out);

@@ -75,6 +75,11 @@ pub struct Session {
     pub pending_will: Option<Box<Will>>,
     /// Whether a queue overflow was logged since the queue last drained.
     pub overflow_logged: bool,
+    /// Payload bytes in `queue` (saturating; a u32 fills padding).
+    pub queued_bytes: u32,
+    /// Index into `Config::auth`: the rules of the listener the client
+    /// last connected through (mosquitto's rule for offline sessions).
+    pub auth: u8,
 }
 
 impl Session {
@@ -93,6 +98,8 @@ impl Session {
             last_packet_id: 0,
             pending_will: None,
             overflow_logged: false,
+            queued_bytes: 0,
+            auth: 0,
         }
     }
 
@@ -115,20 +122,38 @@ impl Session {
             .position(|f| f.packet_id == packet_id && f.awaiting == awaiting)
     }
 
-    /// Queues `out`, keeping at most `max` entries: when full, the oldest
-    /// QoS 0 message makes room; failing that the new message is dropped.
+    /// Queues `out`, within at most `max` entries and `max_bytes` payload
+    /// bytes (0: no bound). When full, the oldest QoS 0 messages make
+    /// room; failing that the new message is dropped. As in mosquitto, a
+    /// queue under its byte bound takes a message that crosses it.
     /// Returns false when something was dropped.
-    pub fn enqueue(&mut self, out: Outgoing, max: usize) -> bool {
-        if self.queue.len() < max {
-            self.queue.push_back(out);
-            return true;
+    pub fn enqueue(&mut self, out: Outgoing, max: usize, max_bytes: u32) -> bool {
+        let mut dropped = false;
+        while (max > 0 && self.queue.len() >= max)
+            || (max_bytes > 0 && self.queued_bytes >= max_bytes)
+        {
+            let Some(i) = self.queue.iter().position(|o| o.qos == QoS::AtMostOnce) else {
+                return false;
+            };
+            let old = self.queue.remove(i).expect("found above");
+            self.queued_bytes = self.queued_bytes.saturating_sub(payload_len(&old));
+            dropped = true;
         }
-        if let Some(i) = self.queue.iter().position(|o| o.qos == QoS::AtMostOnce) {
-            self.queue.remove(i);
-            self.queue.push_back(out);
-        }
-        false
+        self.queued_bytes = self.queued_bytes.saturating_add(payload_len(&out));
+        self.queue.push_back(out);
+        !dropped
     }
+
+    /// The next queued message.
+    pub fn dequeue(&mut self) -> Option<Outgoing> {
+        let out = self.queue.pop_front()?;
+        self.queued_bytes = self.queued_bytes.saturating_sub(payload_len(&out));
+        Some(out)
+    }
+}
+
+fn payload_len(out: &Outgoing) -> u32 {
+    u32::try_from(out.msg.payload.len()).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -137,10 +162,14 @@ mod tests {
     use std::time::Instant;
 
     fn out(qos: QoS) -> Outgoing {
+        sized(qos, 1)
+    }
+
+    fn sized(qos: QoS, len: usize) -> Outgoing {
         Outgoing {
             msg: Rc::new(Message::new(
                 "t".into(),
-                b"x".to_vec(),
+                vec![b'x'; len],
                 qos,
                 false,
                 Vec::new(),
@@ -169,12 +198,48 @@ mod tests {
     #[test]
     fn full_queue_drops_oldest_qos0_first() {
         let mut s = Session::new("c".into());
-        assert!(s.enqueue(out(QoS::AtLeastOnce), 2));
-        assert!(s.enqueue(out(QoS::AtMostOnce), 2));
-        assert!(!s.enqueue(out(QoS::ExactlyOnce), 2));
+        assert!(s.enqueue(out(QoS::AtLeastOnce), 2, 0));
+        assert!(s.enqueue(out(QoS::AtMostOnce), 2, 0));
+        assert!(!s.enqueue(out(QoS::ExactlyOnce), 2, 0));
         let qos: Vec<QoS> = s.queue.iter().map(|o| o.qos).collect();
         assert_eq!(qos, [QoS::AtLeastOnce, QoS::ExactlyOnce]);
-        assert!(!s.enqueue(out(QoS::AtLeastOnce), 2));
+        assert!(!s.enqueue(out(QoS::AtLeastOnce), 2, 0));
         assert_eq!(s.queue.len(), 2, "bounded");
+    }
+
+    #[test]
+    fn byte_bound_takes_the_message_that_crosses_it_then_drops() {
+        let mut s = Session::new("c".into());
+        assert!(s.enqueue(sized(QoS::AtLeastOnce, 60), 0, 100));
+        assert!(
+            s.enqueue(sized(QoS::AtLeastOnce, 60), 0, 100),
+            "under: taken"
+        );
+        assert_eq!(s.queued_bytes, 120);
+        assert!(
+            !s.enqueue(sized(QoS::AtLeastOnce, 1), 0, 100),
+            "over: dropped"
+        );
+        assert_eq!(s.queue.len(), 2);
+        assert_eq!(s.dequeue().map(|o| o.msg.payload.len()), Some(60));
+        assert_eq!(s.queued_bytes, 60);
+        // QoS 0 messages make room.
+        let mut s = Session::new("c".into());
+        for _ in 0..2 {
+            assert!(s.enqueue(sized(QoS::AtMostOnce, 50), 0, 100));
+        }
+        assert!(!s.enqueue(sized(QoS::AtLeastOnce, 10), 0, 100));
+        let kept: Vec<(QoS, usize)> = s
+            .queue
+            .iter()
+            .map(|o| (o.qos, o.msg.payload.len()))
+            .collect();
+        assert_eq!(kept, [(QoS::AtMostOnce, 50), (QoS::AtLeastOnce, 10)]);
+        assert_eq!(s.queued_bytes, 60);
+        // 0 entries means no count bound, as in mosquitto.
+        let mut s = Session::new("c".into());
+        for _ in 0..5000 {
+            assert!(s.enqueue(out(QoS::AtLeastOnce), 0, 0));
+        }
     }
 }

@@ -90,6 +90,12 @@ impl Broker {
             if new {
                 push_compact(&mut self.sessions[s].subscriptions, filter.clone());
             }
+            log::debug!(
+                target: crate::logging::SUBSCRIBE,
+                "client {} subscribed to {filter} (QoS {})",
+                self.sessions[s].client_id,
+                options.qos as u8
+            );
             // Granted as requested: roost supports QoS 2 ([MQTT-3.8.4-6]).
             codes.push(options.qos as u8);
             // Retain Handling 0: always send retained, 1: only for a new
@@ -156,6 +162,11 @@ impl Broker {
         let mut codes = Vec::new();
         for filter in &u.filters {
             let removed = self.remove_subscription(filter, s);
+            log::debug!(
+                target: crate::logging::UNSUBSCRIBE,
+                "client {} unsubscribed from {filter}",
+                self.sessions[s].client_id
+            );
             if removed {
                 self.changes += 1;
                 if self.sessions[s].expiry != 0 {

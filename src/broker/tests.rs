@@ -101,7 +101,7 @@ impl Harness {
 
     /// Opens connection `id` and sends `c`; returns the CONNACK.
     fn connect_with(&mut self, id: ConnId, c: Connect) -> (ConnAck, Vec<Action>) {
-        self.broker.connected(id, self.now);
+        self.broker.connected(id, 0, self.now);
         let out = self.packet(id, Packet::Connect(Box::new(c)));
         let connack = out
             .iter()
@@ -147,7 +147,7 @@ impl Harness {
 fn first_packet_must_be_connect() {
     // [MQTT-3.1.0-1]
     let mut h = Harness::new();
-    h.broker.connected(1, h.now);
+    h.broker.connected(1, 0, h.now);
     let out = h.packet(1, Packet::PingReq);
     assert!(closed(&out, 1));
     assert!(sent(&out, 1).is_empty());
@@ -226,7 +226,7 @@ fn keep_alive_closes_after_one_and_a_half_times() {
 #[test]
 fn connection_without_connect_times_out() {
     let mut h = Harness::new();
-    h.broker.connected(1, h.now);
+    h.broker.connected(1, 0, h.now);
     assert!(!closed(&h.advance(Duration::from_millis(9_999)), 1));
     assert!(closed(&h.advance(Duration::from_millis(1)), 1));
     assert_eq!(h.broker.next_deadline(), None, "nothing left to wake for");
@@ -665,8 +665,10 @@ impl Access for Open {
 
 fn guarded(access: Rc<dyn Access>, allow_anonymous: bool) -> Harness {
     Harness::with(Config {
-        access: Some(access),
-        allow_anonymous,
+        auth: vec![Auth {
+            allow_anonymous,
+            access: Some(access),
+        }],
         ..Config::default()
     })
 }
@@ -810,7 +812,7 @@ fn new_access_rules_apply_to_connected_clients_at_once() {
         published(&h.packet(2, Packet::Publish(p.clone())), 1).len(),
         1
     );
-    h.broker.set_access(Some(Rc::new(Rules)));
+    h.broker.set_access(0, Some(Rc::new(Rules)));
     assert!(published(&h.packet(2, Packet::Publish(p)), 1).is_empty());
 }
 
@@ -1322,4 +1324,186 @@ fn without_storage_qos1_is_refused_not_acknowledged() {
     h.broker.set_storage_available(true);
     let out = h.packet(2, Packet::Publish(publish("t", b"x", QoS::AtLeastOnce, 1)));
     assert!(matches!(sent(&out, 2)[..], [Packet::PubAck(_)]));
+}
+
+#[test]
+fn persistent_client_expiration_bounds_every_session() {
+    let mut h = Harness::with(Config {
+        persistent_client_expiration: Some(60),
+        ..Config::default()
+    });
+    // 3.x clean session false asks for forever; v5 for 100 s and 10 s.
+    let v3 = connect_packet(Version::V311, "v3", false, 0);
+    let long = v5("long", false, vec![Property::SessionExpiryInterval(100)]);
+    let short = v5("short", false, vec![Property::SessionExpiryInterval(10)]);
+    for (id, c) in [(1, v3.clone()), (2, long.clone()), (3, short.clone())] {
+        h.connect_with(id, c);
+        h.close(id);
+    }
+    h.advance(Duration::from_secs(11));
+    assert!(!h.connect_with(4, short).0.session_present, "its own 10 s");
+    h.advance(Duration::from_secs(48));
+    assert!(
+        h.connect_with(5, v3.clone()).0.session_present,
+        "59 s < 60 s"
+    );
+    h.close(5);
+    h.advance(Duration::from_secs(60));
+    assert!(
+        !h.connect_with(6, v3).0.session_present,
+        "expired after 60 s"
+    );
+    assert!(
+        !h.connect_with(7, long).0.session_present,
+        "100 s cut to 60 s"
+    );
+}
+
+#[test]
+fn retain_available_false_refuses_retained_messages() {
+    let mut h = Harness::with(Config {
+        retain_available: false,
+        ..Config::default()
+    });
+    let (ack, _) = h.connect_with(1, connect_packet(Version::V5, "v5", true, 0));
+    assert!(ack.properties.contains(&Property::RetainAvailable(0)));
+    let mut retained = publish("t", b"x", QoS::AtLeastOnce, 1);
+    retained.retain = true;
+    // [MQTT-3.2.2-14]: DISCONNECT 0x9A.
+    let out = h.packet(1, Packet::Publish(retained.clone()));
+    assert!(matches!(
+        sent(&out, 1)[..],
+        [Packet::Disconnect(ReasonOnly { reason: 0x9A, .. })]
+    ));
+    assert!(closed(&out, 1));
+    // 3.x: closed, as mosquitto does; nothing was retained.
+    h.connect(2, "v3", true);
+    let out = h.packet(2, Packet::Publish(retained));
+    assert!(sent(&out, 2).is_empty() && closed(&out, 2));
+    h.connect(3, "sub", true);
+    assert!(published(&h.subscribe(3, "#", opts(QoS::AtLeastOnce)), 3).is_empty());
+    // A will with retain set: [MQTT-3.2.2-13] CONNACK 0x9A; 3.x closed
+    // without CONNACK.
+    let mut c = connect_packet(Version::V5, "w5", true, 0);
+    c.will = will("w", Vec::new());
+    c.will.as_mut().unwrap().retain = true;
+    assert_eq!(h.connect_with(4, c.clone()).0.code, 0x9A);
+    c.version = Version::V311;
+    h.broker.connected(5, 0, h.now);
+    let out = h.packet(5, Packet::Connect(Box::new(c)));
+    assert!(sent(&out, 5).is_empty() && closed(&out, 5));
+}
+
+#[test]
+fn message_size_limit_drops_large_payloads() {
+    let mut h = Harness::with(Config {
+        message_size_limit: 4,
+        ..Config::default()
+    });
+    h.connect(1, "sub", true);
+    h.subscribe(1, "t", opts(QoS::AtLeastOnce));
+    h.connect_with(2, connect_packet(Version::V5, "v5", true, 0));
+    h.connect(3, "v3", true);
+    // As mosquitto 2: v5 gets 0x95, 3.x a plain PUBACK; nothing is routed.
+    for (id, code) in [(2, 0x95), (3, 0)] {
+        let out = h.packet(
+            id,
+            Packet::Publish(publish("t", b"12345", QoS::AtLeastOnce, 7)),
+        );
+        assert!(published(&out, 1).is_empty());
+        assert!(matches!(
+            sent(&out, id)[..],
+            [Packet::PubAck(Ack { packet_id: 7, reason, .. })] if *reason == code
+        ));
+    }
+    let out = h.packet(
+        2,
+        Packet::Publish(publish("t", b"1234", QoS::AtLeastOnce, 8)),
+    );
+    assert_eq!(published(&out, 1).len(), 1, "at the limit: delivered");
+    // A will over the limit: CONNACK 0x95 (3.x: 0x05).
+    let mut c = connect_packet(Version::V5, "w", true, 0);
+    c.will = will("w", Vec::new());
+    c.will.as_mut().unwrap().payload = b"12345".to_vec();
+    assert_eq!(h.connect_with(4, c.clone()).0.code, 0x95);
+    c.version = Version::V311;
+    assert_eq!(h.connect_with(5, c).0.code, 0x05);
+}
+
+#[test]
+fn max_queued_bytes_bounds_an_offline_queue() {
+    let mut h = Harness::with(Config {
+        max_queued_bytes: 10,
+        ..Config::default()
+    });
+    h.connect(1, "sub", false);
+    h.subscribe(1, "t", opts(QoS::AtLeastOnce));
+    h.close(1);
+    h.connect(2, "pub", true);
+    for (i, payload) in [&b"123456"[..], b"123456", b"1"].into_iter().enumerate() {
+        h.packet(
+            2,
+            Packet::Publish(publish("t", payload, QoS::AtLeastOnce, i as u16 + 1)),
+        );
+    }
+    assert_eq!(h.broker.stats.messages_dropped, 1);
+    let (_, out) = h.connect_with(3, connect_packet(Version::V311, "sub", false, 0));
+    assert_eq!(payloads(&out, 3), [b"123456".to_vec(), b"123456".to_vec()]);
+}
+
+/// Two listeners with their own rules (`per_listener_settings`): the
+/// second takes known users only, and a session keeps the rules of the
+/// listener its client last came through.
+#[test]
+fn each_listener_has_its_own_rules() {
+    let mut h = Harness::with(Config {
+        auth: vec![
+            Auth::default(),
+            Auth {
+                allow_anonymous: false,
+                access: Some(Rc::new(Rules)),
+            },
+        ],
+        ..Config::default()
+    });
+    h.connect(1, "open", false);
+    h.broker.connected(2, 1, h.now);
+    let out = h.packet(
+        2,
+        Packet::Connect(Box::new(connect_packet(Version::V311, "anon", true, 0))),
+    );
+    assert!(matches!(
+        sent(&out, 2)[..],
+        [Packet::ConnAck(ConnAck { code: 0x05, .. })]
+    ));
+    h.broker.connected(3, 1, h.now);
+    let out = h.packet(
+        3,
+        Packet::Connect(Box::new(as_user(Version::V311, "user", "ok"))),
+    );
+    assert!(matches!(
+        sent(&out, 3)[..],
+        [Packet::ConnAck(ConnAck { code: 0, .. })]
+    ));
+    // Rules' private/ topics: readable through listener 0 (no ACL), not 1.
+    h.subscribe(1, "private/#", opts(QoS::AtLeastOnce));
+    h.subscribe(3, "private/#", opts(QoS::AtLeastOnce));
+    h.close(1);
+    let out = h.packet(
+        3,
+        Packet::Publish(publish("private/x", b"x", QoS::AtMostOnce, 0)),
+    );
+    assert!(published(&out, 3).is_empty());
+    h.packet(
+        3,
+        Packet::Publish(publish("private/x", b"q", QoS::AtLeastOnce, 1)),
+    );
+    let (_, out) = h.connect_with(4, connect_packet(Version::V311, "open", false, 0));
+    assert_eq!(payloads(&out, 4), [b"q".to_vec()], "queued while offline");
+}
+
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn per_connection_state_stays_small() {
+    assert_eq!(std::mem::size_of::<Conn>(), 80);
 }

@@ -4,6 +4,7 @@
 //! itself is about buffers: back-pressure, drops, closing politely.
 
 mod conn;
+mod listen;
 mod signals;
 mod systemd;
 
@@ -23,7 +24,7 @@ use crate::persist::Store;
 use crate::protocol::{self, Packet, PublishRef, QoS};
 use conn::Connection;
 use signals::Signals;
-use systemd::{Listen, Notifier};
+use systemd::Notifier;
 
 const SIGNAL: Token = Token(usize::MAX);
 /// Listener `i` has token `LISTENER - i`; connections count up from 0.
@@ -44,7 +45,8 @@ const SPARE_CAPACITY: usize = 64 * 1024;
 
 pub struct Server {
     poll: Poll,
-    listeners: Vec<TcpListener>,
+    /// Each with the `Config::auth` entry its clients meet.
+    listeners: Vec<(TcpListener, u8)>,
     conns: Slab<Connection>,
     broker: Broker,
     actions: Vec<Action>,
@@ -93,37 +95,14 @@ impl Server {
             _ => None,
         };
         let poll = Poll::new()?;
-        let passed = systemd::listen_fds()?;
-        if !passed.is_empty() {
-            log::info!("socket activation: {} socket(s) from systemd", passed.len());
-        }
-        let plan = if passed.is_empty() {
-            settings
-                .listen_addrs()
-                .into_iter()
-                .map(Listen::Bind)
-                .collect()
-        } else {
-            systemd::plan(&settings.listeners, passed)
-        };
         let mut listeners = Vec::new();
-        for (i, listen) in plan.into_iter().enumerate() {
-            let mut listener = match listen {
-                Listen::Passed(l) => {
-                    let addr = l.local_addr()?;
-                    settings
-                        .check_listeners(&[addr])
-                        .map_err(io::Error::other)?;
-                    TcpListener::from_std(l)
-                }
-                Listen::Bind(addr) => TcpListener::bind(addr).map_err(|e| {
-                    io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
-                })?,
-            };
+        for (std_listener, auth) in listen::open(settings)? {
+            let mut listener = TcpListener::from_std(std_listener);
+            let token = Token(LISTENER - listeners.len());
             poll.registry()
-                .register(&mut listener, Token(LISTENER - i), Interest::READABLE)?;
+                .register(&mut listener, token, Interest::READABLE)?;
             log::info!("listening on {}", listener.local_addr()?);
-            listeners.push(listener);
+            listeners.push((listener, auth));
         }
         let signals = Signals::new()?;
         poll.registry()
@@ -156,7 +135,7 @@ impl Server {
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter_map(|(l, _)| l.local_addr().ok())
             .collect()
     }
 
@@ -258,7 +237,7 @@ impl Server {
             log::info!("signal {signal}: shutting down");
             self.systemd.stopping();
             self.stop_by = Some(Instant::now() + SHUTDOWN_GRACE);
-            for mut listener in self.listeners.drain(..) {
+            for (mut listener, _) in self.listeners.drain(..) {
                 let _ = self.poll.registry().deregister(&mut listener);
             }
             self.broker.shutdown(&mut self.actions);
@@ -268,15 +247,20 @@ impl Server {
         }
     }
 
-    /// SIGHUP (`systemctl reload roost`): the password and ACL files are
-    /// read again, connections stay. Framed by RELOADING=1 and READY=1 so
-    /// systemd shows the unit as reloading meanwhile. A file that no longer
-    /// reads keeps the rules in force rather than opening the door.
+    /// SIGHUP (`systemctl reload roost`): the log settings, password and
+    /// ACL files are read again, connections stay. Framed by RELOADING=1
+    /// and READY=1 so systemd shows the unit as reloading meanwhile. A file
+    /// that no longer reads keeps the rules in force rather than opening
+    /// the door.
     fn reload(&mut self) {
         self.systemd.reloading();
+        // First, so that what follows goes to the reopened log file.
+        crate::logging::reload(self.settings.config_file.as_deref());
         match self.settings.load_access() {
             Ok(access) => {
-                self.broker.set_access(access);
+                for (auth, access) in access.into_iter().enumerate() {
+                    self.broker.set_access(auth, access);
+                }
                 log::info!("reload: password and ACL files read again");
             }
             Err(e) => log::error!("reload: {e}; keeping the rules in force"),
@@ -286,11 +270,12 @@ impl Server {
 
     fn accept(&mut self, listener: usize, now: Instant) {
         while self.accept_paused_until.is_none() && self.stop_by.is_none() {
-            let Some(l) = self.listeners.get(listener) else {
+            let Some((l, auth)) = self.listeners.get(listener) else {
                 return;
             };
+            let auth = *auth;
             match l.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer, now),
+                Ok((stream, peer)) => self.admit(stream, peer, auth, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -303,7 +288,7 @@ impl Server {
         }
     }
 
-    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
+    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, auth: u8, now: Instant) {
         if self.conns.len() >= self.max_connections {
             if !self.full_logged {
                 log::warn!(
@@ -328,7 +313,7 @@ impl Server {
         }
         let _ = stream.set_nodelay(true);
         entry.insert(Connection::new(stream));
-        self.broker.connected(id, now);
+        self.broker.connected(id, auth, now);
         log::debug!("connection {id} from {peer}");
     }
 

@@ -225,28 +225,41 @@ pub enum Listen {
 
 /// Pairs the listeners roost should open with the sockets systemd passed.
 /// With none configured (`configured` empty) every passed socket is used
-/// as is; else each configured address takes the passed socket bound to
-/// it, if any, and is bound itself otherwise. A passed socket no
-/// configured listener wants is closed, with a warning.
-pub fn plan(configured: &[SocketAddr], passed: Vec<TcpListener>) -> Vec<Listen> {
+/// as is, tagged `unconfigured`; else each configured address (tagged with
+/// what its listener needs to know) takes the passed socket bound to it,
+/// if any, and is bound itself otherwise, unless a passed socket on "every
+/// interface" of the same port already serves it (systemd's dual-stack
+/// `[::]` covers `0.0.0.0` too). A passed socket no configured listener
+/// wants is closed, with a warning.
+pub fn plan<T: Copy>(
+    configured: &[(T, SocketAddr)],
+    passed: Vec<TcpListener>,
+    unconfigured: T,
+) -> Vec<(T, Listen)> {
     if configured.is_empty() {
-        return passed.into_iter().map(Listen::Passed).collect();
+        return passed
+            .into_iter()
+            .map(|l| (unconfigured, Listen::Passed(l)))
+            .collect();
     }
     let mut passed: Vec<Option<TcpListener>> = passed.into_iter().map(Some).collect();
-    let plan = configured
-        .iter()
-        .map(|&want| {
-            let found = passed.iter_mut().find(|l| {
-                l.as_ref()
-                    .and_then(|l| l.local_addr().ok())
-                    .is_some_and(|have| same_listener(want, have))
-            });
-            match found.and_then(Option::take) {
-                Some(l) => Listen::Passed(l),
-                None => Listen::Bind(want),
+    let mut adopted: Vec<SocketAddr> = Vec::new();
+    let mut plan = Vec::new();
+    for &(tag, want) in configured {
+        let found = passed.iter_mut().find(|l| {
+            l.as_ref()
+                .and_then(|l| l.local_addr().ok())
+                .is_some_and(|have| same_listener(want, have))
+        });
+        match found.and_then(Option::take) {
+            Some(l) => {
+                adopted.extend(l.local_addr().ok());
+                plan.push((tag, Listen::Passed(l)));
             }
-        })
-        .collect();
+            None if adopted.iter().any(|&have| same_listener(want, have)) => {}
+            None => plan.push((tag, Listen::Bind(want))),
+        }
+    }
     for l in passed.into_iter().flatten() {
         if let Ok(addr) = l.local_addr() {
             log::warn!("socket {addr} from systemd matches no configured listener; closing it");
@@ -314,14 +327,34 @@ mod tests {
         let passed = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = passed.local_addr().unwrap();
         let other: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let plan = plan(&[other, addr], vec![passed]);
-        assert!(matches!(plan[0], Listen::Bind(a) if a == other));
-        assert!(matches!(&plan[1], Listen::Passed(l) if l.local_addr().unwrap() == addr));
+        let plan = plan(&[(1, other), (2, addr)], vec![passed], 0);
+        assert!(matches!(plan[0], (1, Listen::Bind(a)) if a == other));
+        assert!(matches!(&plan[1], (2, Listen::Passed(l)) if l.local_addr().unwrap() == addr));
     }
 
     #[test]
     fn plan_uses_every_passed_socket_when_none_is_configured() {
         let passed = TcpListener::bind("127.0.0.1:0").unwrap();
-        assert!(matches!(plan(&[], vec![passed])[..], [Listen::Passed(_)]));
+        assert!(matches!(
+            plan::<u8>(&[], vec![passed], 7)[..],
+            [(7, Listen::Passed(_))]
+        ));
+    }
+
+    #[test]
+    fn a_dual_stack_socket_serves_both_families_of_a_listener() {
+        let passed = match TcpListener::bind("[::]:0") {
+            Ok(l) => l,
+            Err(e) => return eprintln!("SKIPPED: no IPv6 here ({e})"),
+        };
+        let port = passed.local_addr().unwrap().port();
+        let both = [
+            (0, SocketAddr::from(([0, 0, 0, 0], port))),
+            (0, SocketAddr::from(([0u16; 8], port))),
+        ];
+        assert!(matches!(
+            plan(&both, vec![passed], 0)[..],
+            [(0, Listen::Passed(_))]
+        ));
     }
 }

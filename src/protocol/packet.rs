@@ -292,6 +292,7 @@ pub mod reason {
     pub const QUOTA_EXCEEDED: u8 = 0x97;
 
     pub const PAYLOAD_FORMAT_INVALID: u8 = 0x99;
+    pub const RETAIN_NOT_SUPPORTED: u8 = 0x9A;
 
     /// Words for the reason codes the broker closes or refuses with, sent
     /// as a v5 Reason String.
@@ -311,6 +312,7 @@ pub mod reason {
             TOPIC_ALIAS_INVALID => "topic alias invalid",
             PACKET_TOO_LARGE => "packet too large",
             PAYLOAD_FORMAT_INVALID => "payload is not valid UTF-8",
+            RETAIN_NOT_SUPPORTED => "retained messages are not supported",
             _ => return None,
         })
     }

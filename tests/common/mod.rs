@@ -37,6 +37,21 @@ impl Roost {
 
     /// Like `spawn`, with the process's open-file limit set to `nofile`.
     pub fn spawn_limited(args: &[&str], config: Option<&str>, nofile: Option<u64>) -> Roost {
+        Roost::launch(args, config, nofile, Some("roost=debug"))
+    }
+
+    /// Like `spawn`, but without RUST_LOG (which the others set to
+    /// `roost=debug`), so the config's `log_type` decides what is logged.
+    pub fn spawn_without_rust_log(args: &[&str], config: Option<&str>) -> Roost {
+        Roost::launch(args, config, None, None)
+    }
+
+    fn launch(
+        args: &[&str],
+        config: Option<&str>,
+        nofile: Option<u64>,
+        rust_log: Option<&str>,
+    ) -> Roost {
         let dir = config.map(|text| {
             let dir = TempDir::new("roost-test");
             std::fs::write(dir.path.join("roost.conf"), text).unwrap();
@@ -64,8 +79,11 @@ impl Roost {
                 });
             }
         }
-        cmd.env("RUST_LOG", "roost=debug")
-            .stdin(Stdio::null())
+        match rust_log {
+            Some(filter) => cmd.env("RUST_LOG", filter),
+            None => cmd.env_remove("RUST_LOG"),
+        };
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start roost");
@@ -154,6 +172,20 @@ impl Drop for Roost {
 
 pub const SIGTERM: i32 = 15;
 pub const SIGINT: i32 = 2;
+
+/// Runs the roost binary with `args` to completion (no stdin).
+pub fn run_roost(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_roost"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run roost")
+}
+
+/// Process output as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
 
 /// Polls `cond` until it holds or `TIMEOUT` passes.
 pub fn wait_until(mut cond: impl FnMut() -> bool) -> bool {

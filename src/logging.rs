@@ -1,0 +1,392 @@
+//! Logging as mosquitto.conf sets it up, on top of the `log` crate:
+//! `log_type` picks which messages are kept, `log_dest` where they go
+//! (stderr, stdout, a file, syslog). RUST_LOG, when set, decides what is
+//! kept instead of `log_type` (env_logger's syntax, e.g. `roost=trace`),
+//! and so does `-v` (everything) when RUST_LOG is not set; `log_dest`
+//! always applies. SIGHUP ([`reload`]) reads the log settings again and
+//! reopens the log file, so logrotate can move it away.
+
+use std::ffi::CString;
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+
+use env_logger::Target;
+use log::{Level, LevelFilter, Log, Metadata, Record};
+
+/// Targets of the lines `log_type subscribe` and `unsubscribe` keep.
+pub const SUBSCRIBE: &str = "roost::subscribe";
+pub const UNSUBSCRIBE: &str = "roost::unsubscribe";
+
+/// mosquitto's `log_type`s as a set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogTypes(u8);
+
+const ERROR: u8 = 1;
+const WARNING: u8 = 2;
+const NOTICE: u8 = 4;
+const INFORMATION: u8 = 8;
+const DEBUG: u8 = 16;
+const SUBSCRIBE_BIT: u8 = 32;
+const UNSUBSCRIBE_BIT: u8 = 64;
+/// Accepted as mosquitto does; roost has no WebSockets to log about.
+const WEBSOCKETS: u8 = 128;
+
+impl LogTypes {
+    pub const NONE: LogTypes = LogTypes(0);
+    pub const ALL: LogTypes = LogTypes(u8::MAX);
+    /// mosquitto's default: error, warning, notice and information.
+    pub const DEFAULT: LogTypes = LogTypes(ERROR | WARNING | NOTICE | INFORMATION);
+
+    pub fn parse(word: &str) -> Option<LogTypes> {
+        Some(LogTypes(match word {
+            "error" => ERROR,
+            "warning" => WARNING,
+            "notice" => NOTICE,
+            "information" => INFORMATION,
+            "debug" => DEBUG,
+            "subscribe" => SUBSCRIBE_BIT,
+            "unsubscribe" => UNSUBSCRIBE_BIT,
+            "websockets" => WEBSOCKETS,
+            "all" => u8::MAX,
+            "none" => 0,
+            _ => return None,
+        }))
+    }
+
+    pub fn with(self, other: LogTypes) -> LogTypes {
+        LogTypes(self.0 | other.0)
+    }
+
+    /// Whether a record is of a kept type. roost logs mosquitto's notices
+    /// and information both at info level, so either type keeps it; debug
+    /// keeps trace too.
+    fn allows(self, m: &Metadata) -> bool {
+        let bits = match m.target() {
+            SUBSCRIBE => SUBSCRIBE_BIT,
+            UNSUBSCRIBE => UNSUBSCRIBE_BIT,
+            _ => match m.level() {
+                Level::Error => ERROR,
+                Level::Warn => WARNING,
+                Level::Info => NOTICE | INFORMATION,
+                Level::Debug | Level::Trace => DEBUG,
+            },
+        };
+        self.0 & bits != 0
+    }
+
+    /// The most verbose level a kept record can have.
+    fn max_level(self) -> LevelFilter {
+        let has = |bits| self.0 & bits != 0;
+        if has(DEBUG) {
+            LevelFilter::Trace
+        } else if has(SUBSCRIBE_BIT | UNSUBSCRIBE_BIT) {
+            // Those lines are logged at debug level.
+            LevelFilter::Debug
+        } else if has(NOTICE | INFORMATION) {
+            LevelFilter::Info
+        } else if has(WARNING) {
+            LevelFilter::Warn
+        } else if has(ERROR) {
+            LevelFilter::Error
+        } else {
+            LevelFilter::Off
+        }
+    }
+}
+
+/// The log settings of the config file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    pub types: LogTypes,
+    pub stderr: bool,
+    pub stdout: bool,
+    pub syslog: bool,
+    pub file: Option<PathBuf>,
+    /// syslog facility: daemon, or local0..7 by `log_facility`.
+    pub facility: libc::c_int,
+    /// `log_timestamp`: lines start with the time (not syslog's: it adds its own).
+    pub timestamp: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            types: LogTypes::DEFAULT,
+            stderr: true,
+            stdout: false,
+            syslog: false,
+            file: None,
+            facility: libc::LOG_DAEMON,
+            timestamp: true,
+        }
+    }
+}
+
+impl LogConfig {
+    pub fn clear_dests(&mut self) {
+        self.stderr = false;
+        self.stdout = false;
+        self.syslog = false;
+        self.file = None;
+    }
+}
+
+struct Logger {
+    /// RUST_LOG's filter, when set: it then decides alone. Only its
+    /// filter is used; its output goes nowhere.
+    env: Option<env_logger::Logger>,
+    /// `-v`: every type is kept, whatever `log_type` says.
+    verbose: bool,
+    /// `log_type`, read on every record, so not behind the lock.
+    types: AtomicU8,
+    outputs: Mutex<Outputs>,
+}
+
+struct Outputs {
+    config: LogConfig,
+    /// stderr and stdout, formatted by env_logger as before `log_dest` existed.
+    console: Vec<env_logger::Logger>,
+    file: Option<env_logger::Logger>,
+    syslog: bool,
+}
+
+static LOGGER: OnceLock<Logger> = OnceLock::new();
+
+/// Sets up logging from the config. Errors name the log file that does
+/// not open.
+pub fn init(config: &LogConfig, verbose: bool) -> Result<(), String> {
+    let env = std::env::var_os("RUST_LOG").is_some().then(|| {
+        env_logger::Builder::from_env("RUST_LOG")
+            .target(Target::Pipe(Box::new(std::io::sink())))
+            .build()
+    });
+    let file = match &config.file {
+        Some(path) => Some(open_file(path, config.timestamp)?),
+        None => None,
+    };
+    let logger = Logger {
+        env,
+        verbose,
+        types: AtomicU8::new(0),
+        outputs: Mutex::new(Outputs {
+            config: LogConfig::default(),
+            console: Vec::new(),
+            file: None,
+            syslog: false,
+        }),
+    };
+    logger.install(config, file);
+    if LOGGER.set(logger).is_err() {
+        return Err("logging is already set up".into());
+    }
+    let logger = LOGGER.get().expect("just set");
+    log::set_logger(logger).map_err(|e| e.to_string())?;
+    logger.set_max_level();
+    Ok(())
+}
+
+/// SIGHUP: reads the log settings of `config_file` again (the rest of it
+/// needs a restart) and reopens the log file. A config that no longer
+/// reads, or a file that does not open, is logged and the settings in
+/// force are kept; success is not logged here, but by the reload as a
+/// whole.
+pub fn reload(config_file: Option<&Path>) {
+    let Some(logger) = LOGGER.get() else {
+        return;
+    };
+    let config = match config_file.map(crate::config::load) {
+        Some(Ok(settings)) => settings.log,
+        Some(Err(e)) => {
+            log::error!("reload: {e}; keeping the log settings in force");
+            logger.outputs().config.clone()
+        }
+        None => logger.outputs().config.clone(),
+    };
+    let file = config
+        .file
+        .as_deref()
+        .map(|path| open_file(path, config.timestamp));
+    let file = match file {
+        Some(Ok(file)) => Some(file),
+        Some(Err(e)) => {
+            log::error!("reload: {e}; still writing to the log file opened before");
+            logger.outputs().file.take()
+        }
+        None => None,
+    };
+    logger.install(&config, file);
+    logger.set_max_level();
+}
+
+impl Logger {
+    fn outputs(&self) -> MutexGuard<'_, Outputs> {
+        self.outputs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn install(&self, config: &LogConfig, file: Option<env_logger::Logger>) {
+        let types = if self.verbose {
+            LogTypes::ALL
+        } else {
+            config.types
+        };
+        self.types.store(types.0, Ordering::Relaxed);
+        let mut console = Vec::new();
+        if config.stderr {
+            console.push(writer(Target::Stderr, config.timestamp));
+        }
+        if config.stdout {
+            console.push(writer(Target::Stdout, config.timestamp));
+        }
+        let mut out = self.outputs();
+        let facility_changed = config.facility != out.config.facility;
+        if out.syslog && (!config.syslog || facility_changed) {
+            // SAFETY: closelog takes no arguments and is always safe.
+            unsafe { libc::closelog() };
+        }
+        if config.syslog && (!out.syslog || facility_changed) {
+            // SAFETY: the ident is a static C string, as openlog(3) requires.
+            unsafe { libc::openlog(c"roost".as_ptr(), libc::LOG_PID, config.facility) };
+        }
+        *out = Outputs {
+            config: config.clone(),
+            console,
+            file,
+            syslog: config.syslog,
+        };
+    }
+
+    fn set_max_level(&self) {
+        log::set_max_level(match &self.env {
+            Some(env) => env.filter(),
+            None => LogTypes(self.types.load(Ordering::Relaxed)).max_level(),
+        });
+    }
+}
+
+impl Log for Logger {
+    fn enabled(&self, m: &Metadata) -> bool {
+        match &self.env {
+            Some(env) => env.enabled(m),
+            None => LogTypes(self.types.load(Ordering::Relaxed)).allows(m),
+        }
+    }
+
+    fn log(&self, record: &Record) {
+        if !self.enabled(record.metadata()) || self.env.as_ref().is_some_and(|e| !e.matches(record))
+        {
+            return;
+        }
+        let out = self.outputs();
+        for w in out.console.iter().chain(&out.file) {
+            w.log(record);
+        }
+        if out.syslog {
+            let msg = syslog_message(record);
+            // SAFETY: a constant "%s" format and a NUL-terminated message.
+            unsafe {
+                libc::syslog(
+                    syslog_priority(record.level()),
+                    c"%s".as_ptr(),
+                    msg.as_ptr(),
+                )
+            };
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// env_logger's format to `target`; the filtering is done before it.
+fn writer(target: Target, timestamp: bool) -> env_logger::Logger {
+    let mut b = env_logger::Builder::new();
+    b.filter_level(LevelFilter::Trace).target(target);
+    if let Ok(style) = std::env::var("RUST_LOG_STYLE") {
+        b.parse_write_style(&style);
+    }
+    if !timestamp {
+        b.format_timestamp(None);
+    }
+    b.build()
+}
+
+/// The log file, appended to: each line is one write, so a file renamed by
+/// logrotate loses nothing until the reopen.
+fn open_file(path: &Path, timestamp: bool) -> Result<env_logger::Logger, String> {
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| format!("log_dest file {}: {e}", path.display()))?;
+    Ok(writer(Target::Pipe(Box::new(file)), timestamp))
+}
+
+fn syslog_priority(level: Level) -> libc::c_int {
+    match level {
+        Level::Error => libc::LOG_ERR,
+        Level::Warn => libc::LOG_WARNING,
+        Level::Info => libc::LOG_INFO,
+        Level::Debug | Level::Trace => libc::LOG_DEBUG,
+    }
+}
+
+/// The message alone: syslog adds time, `roost[PID]:` and the priority.
+fn syslog_message(record: &Record) -> CString {
+    let text = record.args().to_string().replace('\0', "\\0");
+    CString::new(text).expect("NULs replaced")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(level: Level, target: &str) -> Metadata<'_> {
+        Metadata::builder().level(level).target(target).build()
+    }
+
+    #[test]
+    fn types_keep_their_levels_and_targets() {
+        let t = |words: &[&str]| {
+            words
+                .iter()
+                .fold(LogTypes::NONE, |t, w| t.with(LogTypes::parse(w).unwrap()))
+        };
+        let default = LogTypes::DEFAULT;
+        assert!(default.allows(&meta(Level::Info, "roost::net")));
+        assert!(default.allows(&meta(Level::Error, "roost::net")));
+        assert!(!default.allows(&meta(Level::Debug, "roost::net")));
+        assert!(!default.allows(&meta(Level::Debug, SUBSCRIBE)));
+        assert_eq!(default.max_level(), LevelFilter::Info);
+
+        let errors = t(&["error"]);
+        assert!(!errors.allows(&meta(Level::Warn, "roost")));
+        assert_eq!(errors.max_level(), LevelFilter::Error);
+        // Only the subscribe lines, not every debug line.
+        let subs = t(&["warning", "subscribe"]);
+        assert!(subs.allows(&meta(Level::Debug, SUBSCRIBE)));
+        assert!(!subs.allows(&meta(Level::Debug, UNSUBSCRIBE)));
+        assert!(!subs.allows(&meta(Level::Debug, "roost::broker")));
+        assert!(!subs.allows(&meta(Level::Info, "roost::net")));
+        assert_eq!(subs.max_level(), LevelFilter::Debug);
+        assert!(t(&["notice"]).allows(&meta(Level::Info, "roost")));
+        assert!(t(&["debug"]).allows(&meta(Level::Trace, "roost")));
+        assert_eq!(t(&["none"]).max_level(), LevelFilter::Off);
+        assert_eq!(LogTypes::parse("verbose"), None);
+    }
+
+    #[test]
+    fn syslog_gets_the_message_and_a_priority() {
+        assert_eq!(syslog_priority(Level::Error), libc::LOG_ERR);
+        assert_eq!(syslog_priority(Level::Warn), libc::LOG_WARNING);
+        assert_eq!(syslog_priority(Level::Info), libc::LOG_INFO);
+        assert_eq!(syslog_priority(Level::Trace), libc::LOG_DEBUG);
+        let msg = syslog_message(
+            &Record::builder()
+                .args(format_args!("listening on {}", "[::]:1883\0"))
+                .level(Level::Info)
+                .build(),
+        );
+        assert_eq!(msg.to_str().unwrap(), "listening on [::]:1883\\0");
+    }
+}

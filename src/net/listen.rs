@@ -1,0 +1,173 @@
+//! The listening sockets: those systemd passed, and the ones roost binds
+//! itself. Those are made by hand, because an IPv6 socket must be set
+//! IPv6-only before it is bound (std and mio offer no way to): a listener
+//! without an address then binds `0.0.0.0` and `[::]` on one port, as
+//! mosquitto does.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use super::systemd::{self, Listen};
+use crate::config::{Listener, Settings};
+
+/// How many connections may wait to be accepted (as mio's bind).
+const BACKLOG: libc::c_int = 1024;
+
+/// Every listening socket, each with the `Config::auth` entry its clients
+/// meet.
+pub fn open(settings: &Settings) -> io::Result<Vec<(TcpListener, u8)>> {
+    let passed = systemd::listen_fds()?;
+    let plan = if passed.is_empty() {
+        sockets(settings.listen_on())
+            .into_iter()
+            .map(|(tag, addr)| (tag, Listen::Bind(addr)))
+            .collect()
+    } else {
+        log::info!("socket activation: {} socket(s) from systemd", passed.len());
+        systemd::plan(&sockets(settings.listeners.clone()), passed, (0, false))
+    };
+    let mut open = Vec::new();
+    for ((auth, optional), listen) in plan {
+        let listener = match listen {
+            Listen::Passed(l) => {
+                let addr = l.local_addr()?;
+                settings
+                    .check_listener(auth, addr)
+                    .map_err(io::Error::other)?;
+                l
+            }
+            Listen::Bind(addr) => match bind(addr) {
+                Ok(l) => l,
+                Err(e) if optional && family_missing(&e) => {
+                    log::warn!("cannot listen on {addr}: {e}; skipping it");
+                    continue;
+                }
+                Err(e) => {
+                    let msg = format!("cannot listen on {addr}: {e}");
+                    return Err(io::Error::new(e.kind(), msg));
+                }
+            },
+        };
+        open.push((listener, auth));
+    }
+    Ok(open)
+}
+
+/// Each address with its listener's rules, and whether it is one of the
+/// two a listener without an address (or `localhost`) has: on a machine
+/// without IPv6 the other one serves alone.
+fn sockets(listeners: Vec<Listener>) -> Vec<((u8, bool), SocketAddr)> {
+    listeners
+        .into_iter()
+        .flat_map(|l| {
+            let optional = l.addrs.len() > 1;
+            l.addrs.into_iter().map(move |a| ((l.auth, optional), a))
+        })
+        .collect()
+}
+
+/// A non-blocking listening socket on `addr`; IPv6 ones take IPv6 only
+/// (IPV6_V6ONLY, as mosquitto sets it).
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let family = match addr {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    let kind = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    // SAFETY: socket(2) has no memory arguments; the fd is owned at once.
+    let fd = unsafe { libc::socket(family, kind, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd nothing else refers to.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    enable(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR)?;
+    let r = match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_in is plain data; zero is a valid value.
+            let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            sa.sin_family = libc::AF_INET as libc::sa_family_t;
+            sa.sin_port = a.port().to_be();
+            sa.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
+            // SAFETY: `sa` is a sockaddr_in of the size given.
+            unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&raw const sa).cast(),
+                    socklen::<libc::sockaddr_in>(),
+                )
+            }
+        }
+        SocketAddr::V6(a) => {
+            enable(&fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY)?;
+            // SAFETY: sockaddr_in6 is plain data; zero is a valid value.
+            let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+            sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sa.sin6_port = a.port().to_be();
+            sa.sin6_addr.s6_addr = a.ip().octets();
+            sa.sin6_flowinfo = a.flowinfo();
+            sa.sin6_scope_id = a.scope_id();
+            // SAFETY: `sa` is a sockaddr_in6 of the size given.
+            unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&raw const sa).cast(),
+                    socklen::<libc::sockaddr_in6>(),
+                )
+            }
+        }
+    };
+    // SAFETY: listen(2) on an fd we own.
+    if r != 0 || unsafe { libc::listen(fd.as_raw_fd(), BACKLOG) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(TcpListener::from(fd))
+}
+
+/// Whether a bind failed only because this machine lacks the address
+/// family (IPv6 disabled, or no `::1`).
+fn family_missing(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EAFNOSUPPORT) || e.kind() == io::ErrorKind::AddrNotAvailable
+}
+
+fn enable(fd: &OwnedFd, level: libc::c_int, name: libc::c_int) -> io::Result<()> {
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt reads `len` bytes from `one`.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&raw const one).cast(),
+            socklen::<libc::c_int>(),
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn socklen<T>() -> libc::socklen_t {
+    std::mem::size_of::<T>() as libc::socklen_t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_families_share_a_port() {
+        let v4 = bind("0.0.0.0:0".parse().unwrap()).unwrap();
+        let port = v4.local_addr().unwrap().port();
+        match bind(SocketAddr::new("::".parse().unwrap(), port)) {
+            Ok(v6) => assert_eq!(v6.local_addr().unwrap().port(), port),
+            Err(e) if family_missing(&e) => eprintln!("SKIPPED: no IPv6 here ({e})"),
+            Err(e) => panic!("[::]:{port} next to 0.0.0.0:{port}: {e}"),
+        }
+        let taken = bind(SocketAddr::new("0.0.0.0".parse().unwrap(), port)).unwrap_err();
+        assert_eq!(taken.kind(), io::ErrorKind::AddrInUse);
+    }
+}
