@@ -40,6 +40,9 @@ pub struct StoredMessage {
 pub struct StoredSession {
     pub client_id: String,
     pub username: Option<String>,
+    /// Whose rules apply: the listener it last came through
+    /// (`per_listener_settings`).
+    pub listener: u8,
     /// Session Expiry Interval in seconds; `u32::MAX` is forever.
     pub expiry: u32,
     /// When an offline session ends; None for one that was online (its
@@ -128,6 +131,7 @@ pub enum JournalRecord {
     Subscribe {
         client_id: String,
         username: Option<String>,
+        listener: u8,
         expiry: u32,
         sub: StoredSub,
     },
@@ -242,6 +246,7 @@ impl Broker {
             sessions.push(StoredSession {
                 client_id: session.client_id.to_string(),
                 username: session.username.as_deref().map(String::from),
+                listener: session.auth,
                 expiry: session.expiry,
                 expires_at,
                 last_packet_id: session.last_packet_id,
@@ -354,6 +359,7 @@ impl Broker {
             let generation = self.serial();
             let session = &mut self.sessions[s];
             session.username = stored.username.map(Into::into);
+            session.auth = stored.listener;
             session.expiry = stored.expiry;
             session.generation = generation;
             session.last_packet_id = stored.last_packet_id;
@@ -460,11 +466,13 @@ impl Broker {
             JournalRecord::Subscribe {
                 client_id,
                 username,
+                listener,
                 expiry,
                 sub,
             } => {
                 let s = self.kept_session(client_id, expiry, now);
                 self.sessions[s].username = username.map(Into::into);
+                self.sessions[s].auth = listener;
                 self.add_stored_sub(s, sub);
             }
             JournalRecord::Unsubscribe { client_id, filter } => {

@@ -75,10 +75,11 @@ impl Broker {
             if session.expiry != 0 {
                 let (client_id, username) =
                     (session.client_id.to_string(), session.username.clone());
-                let expiry = session.expiry;
+                let (expiry, listener) = (session.expiry, session.auth);
                 self.record(|_| JournalRecord::Subscribe {
                     client_id,
                     username: username.map(String::from),
+                    listener,
                     expiry,
                     sub: StoredSub {
                         filter: filter.to_string(),

@@ -75,6 +75,7 @@ fn write_body(w: &mut Vec<u8>, snap: &Snapshot) {
     for s in &snap.sessions {
         w.str(&s.client_id);
         put_opt_str(w, s.username.as_deref());
+        w.u8(s.listener);
         w.u32(s.expiry);
         w.u8(u8::from(s.expires_at.is_some()));
         if let Some(at) = s.expires_at {
@@ -161,6 +162,7 @@ fn read_body(r: &mut Reader) -> Result<Snapshot, DecodeError> {
     for _ in 0..r.u32()? {
         let client_id = r.string()?;
         let username = opt_string(r)?;
+        let listener = r.u8()?;
         let expiry = r.u32()?;
         let expires_at = if r.u8()? != 0 { Some(u64(r)?) } else { None };
         let last_packet_id = r.u16()?;
@@ -195,6 +197,7 @@ fn read_body(r: &mut Reader) -> Result<Snapshot, DecodeError> {
         snap.sessions.push(StoredSession {
             client_id,
             username,
+            listener,
             expiry,
             expires_at,
             last_packet_id,
@@ -272,12 +275,14 @@ pub fn encode_record(rec: &JournalRecord, w: &mut Vec<u8>) {
         JournalRecord::Subscribe {
             client_id,
             username,
+            listener,
             expiry,
             sub,
         } => {
             w.u8(3);
             w.str(client_id);
             put_opt_str(w, username.as_deref());
+            w.u8(*listener);
             w.u32(*expiry);
             write_sub(w, sub);
         }
@@ -331,6 +336,7 @@ fn read_record(r: &mut Reader) -> Result<JournalRecord, DecodeError> {
         3 => JournalRecord::Subscribe {
             client_id: r.string()?,
             username: opt_string(r)?,
+            listener: r.u8()?,
             expiry: r.u32()?,
             sub: read_sub(r)?,
         },
@@ -453,6 +459,7 @@ mod tests {
             sessions: vec![StoredSession {
                 client_id: "dashboard".into(),
                 username: Some("alice".into()),
+                listener: 2,
                 expiry: u32::MAX,
                 expires_at: Some(1_800_000_000),
                 last_packet_id: 41,
@@ -504,6 +511,7 @@ mod tests {
             JournalRecord::Subscribe {
                 client_id: "dashboard".into(),
                 username: None,
+                listener: 1,
                 expiry: 3600,
                 sub: StoredSub {
                     filter: session.subscriptions[0].filter.clone(),

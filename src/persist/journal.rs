@@ -218,6 +218,7 @@ mod tests {
             JournalRecord::Subscribe {
                 client_id: "sub".into(),
                 username: None,
+                listener: 0,
                 expiry: u32::MAX,
                 sub,
             },
