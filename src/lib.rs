@@ -7,5 +7,6 @@
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod mem;
 pub mod net;
 pub mod protocol;
