@@ -27,6 +27,11 @@ pub struct Settings {
     /// Unsent bytes a connection may hold before QoS 0 messages to it are
     /// dropped and it is no longer read from.
     pub max_outgoing_bytes: usize,
+    /// How often `$SYS` is published; zero for never.
+    pub sys_interval: Duration,
+    /// Heap bytes past which new messages and connections are refused;
+    /// 0 for no limit.
+    pub memory_limit: usize,
     pub broker: broker::Config,
 }
 
@@ -39,6 +44,8 @@ impl Default for Settings {
             acl_file: None,
             max_connections: None,
             max_outgoing_bytes: 256 * 1024,
+            sys_interval: Duration::from_secs(10),
+            memory_limit: 0,
             broker: broker::Config::default(),
         }
     }
@@ -177,6 +184,8 @@ fn apply(
         "acl_file" => s.acl_file = Some(one()?.into()),
         "max_outgoing_bytes" => s.max_outgoing_bytes = number(key, one()?)?,
         "connect_timeout" => s.broker.connect_timeout = Duration::from_secs(number(key, one()?)?),
+        "sys_interval" => s.sys_interval = Duration::from_secs(number(key, one()?)?),
+        "memory_limit" => s.memory_limit = number(key, one()?)?,
         _ => return Err(format!("unknown or unsupported key `{key}`")),
     }
     Ok(())
@@ -229,6 +238,25 @@ mod tests {
         assert_eq!(s.max_outgoing_bytes, 1000);
         assert_eq!(s.broker.connect_timeout, Duration::from_secs(3));
         assert!(s.check().is_ok());
+    }
+
+    #[test]
+    fn sys_interval_and_memory_limit() {
+        let s = parse("", "t.conf").unwrap();
+        assert_eq!(s.sys_interval, Duration::from_secs(10));
+        assert_eq!(s.memory_limit, 0);
+        let s = parse("sys_interval 0\nmemory_limit 1048576\n", "t.conf").unwrap();
+        assert_eq!(s.sys_interval, Duration::ZERO);
+        assert_eq!(s.memory_limit, 1 << 20);
+        for bad in [
+            "sys_interval -1",
+            "sys_interval 1.5",
+            "memory_limit -1",
+            "memory_limit 1M",
+        ] {
+            let e = parse(bad, "t.conf").unwrap_err();
+            assert!(e.starts_with("t.conf:1: `"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -57,7 +57,7 @@ impl Broker {
                 return self.drop_conn(id, Some(code), now, out);
             }
         }
-        self.stats.messages_received += 1;
+        self.stats.publish_received += 1;
         let (qos, packet_id) = (p.qos, p.packet_id);
         let v5 = self.is_v5(id);
         if v5 && !payload_format_ok(&p.properties, &p.payload) {
@@ -69,7 +69,7 @@ impl Broker {
             }
             return acknowledge(id, qos, packet_id, code, out);
         }
-        if !self.allowed(s, |a, client, user| a.may_publish(client, user, &p.topic)) {
+        if !self.may_publish(s, &p.topic) {
             // As mosquitto: v5 is told 0x87; 3.1.1 has no way to say no, so
             // the message is acknowledged and dropped.
             log::debug!(
@@ -90,6 +90,9 @@ impl Broker {
         let duplicate = qos == QoS::ExactlyOnce && session.awaiting_rel.contains(&packet_id);
         let mut code = reason::SUCCESS;
         if !duplicate {
+            if self.memory_full {
+                return self.refuse_over_memory(id, qos, packet_id, v5, now, out);
+            }
             let window = usize::from(self.config.max_inflight);
             if v5 && qos == QoS::ExactlyOnce && session.awaiting_rel.len() >= window {
                 // More QoS 2 flows open than the Receive Maximum advertised
@@ -118,6 +121,31 @@ impl Broker {
             code = reason::SUCCESS;
         }
         acknowledge(id, qos, packet_id, code, out);
+    }
+
+    /// A new message while the heap is over `memory_limit` (see
+    /// [`Broker::set_memory_full`]): dropped, as mosquitto drops a message
+    /// it is denied memory for. A v5 client is told 0x97 (quota exceeded)
+    /// in the PUBACK or PUBREC; a 3.x client, which cannot be told, is
+    /// disconnected, as by mosquitto.
+    fn refuse_over_memory(
+        &mut self,
+        id: ConnId,
+        qos: QoS,
+        packet_id: u16,
+        v5: bool,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        if !self.memory_logged {
+            self.memory_logged = true;
+            log::warn!("heap over memory_limit: refusing incoming messages");
+        }
+        if v5 {
+            acknowledge(id, qos, packet_id, reason::QUOTA_EXCEEDED, out);
+        } else {
+            self.drop_conn(id, None, now, out);
+        }
     }
 
     /// Maps a v5 Topic Alias to its topic, or records a new mapping
@@ -152,14 +180,21 @@ impl Broker {
     }
 
     pub(super) fn publish_will(&mut self, will: Will, now: Instant, out: &mut Vec<Action>) {
-        let msg = Rc::new(Message::new(
+        let msg = Message::new(
             will.topic,
             will.payload,
             will.qos,
             will.retain,
             will.properties,
             now,
-        ));
+        );
+        self.publish_message(msg, now, out);
+    }
+
+    /// Retains (when asked) and routes a message that no client's PUBLISH
+    /// brought: a will or a `$SYS` update.
+    pub(super) fn publish_message(&mut self, msg: Message, now: Instant, out: &mut Vec<Action>) {
+        let msg = Rc::new(msg);
         if msg.retain {
             self.retain(&msg);
         }
@@ -235,7 +270,7 @@ impl Broker {
             return;
         }
         if !session.enqueue(o, max_queued) {
-            self.stats.messages_dropped += 1;
+            self.stats.publish_dropped += 1;
             if !session.overflow_logged {
                 session.overflow_logged = true;
                 log::warn!(
@@ -269,7 +304,7 @@ impl Broker {
 
     fn send_now(&mut self, s: usize, id: ConnId, o: Outgoing, now: Instant, out: &mut Vec<Action>) {
         if o.msg.expired(now) {
-            self.stats.messages_dropped += 1;
+            self.stats.publish_dropped += 1;
             return;
         }
         let session = &mut self.sessions[s];
@@ -281,7 +316,7 @@ impl Broker {
         let Some(d) = self.delivery(id, &o, packet_id, false, now) else {
             // Larger than the client's Maximum Packet Size: discarded as if
             // delivered ([MQTT-3.1.2-25]).
-            self.stats.messages_dropped += 1;
+            self.stats.publish_dropped += 1;
             return;
         };
         let awaiting = match o.qos {
@@ -296,7 +331,6 @@ impl Broker {
                 out: o,
             });
         }
-        self.stats.messages_sent += 1;
         out.push(Action::Publish(id, d));
     }
 
