@@ -36,6 +36,11 @@ pub struct Settings {
     pub config_file: Option<PathBuf>,
     /// `FILE:LINE: why`, for keys accepted but without effect in roost.
     pub warnings: Vec<String>,
+    /// How often `$SYS` is published; zero for never.
+    pub sys_interval: Duration,
+    /// Heap bytes past which new messages and connections are refused;
+    /// 0 for no limit.
+    pub memory_limit: usize,
     pub broker: broker::Config,
     pub persistence: persist::Config,
 }
@@ -51,6 +56,8 @@ impl Default for Settings {
             pid_file: None,
             config_file: None,
             warnings: Vec::new(),
+            sys_interval: Duration::from_secs(10),
+            memory_limit: 0,
             broker: broker::Config::default(),
             persistence: persist::Config::default(),
         }
@@ -441,6 +448,8 @@ impl Parser {
                     v => return Err(format!("`{key}` takes refuse or start_empty, not `{v}`")),
                 }
             }
+            "sys_interval" => s.sys_interval = Duration::from_secs(number(key, one()?)?),
+            "memory_limit" => s.memory_limit = number(key, one()?)?,
             "log_type" => {
                 let v = one()?;
                 let types = LogTypes::parse(v).ok_or_else(|| {
@@ -710,13 +719,11 @@ fn is_mosquitto_key(key: &str) -> bool {
         "global_max_connections",
         "global_plugin",
         "max_inflight_bytes",
-        "memory_limit",
         "plugin",
         "psk_file",
         "queue_qos0_messages",
         "retain_expiry_interval",
         "retained_persistence",
-        "sys_interval",
         "upgrade_outgoing_qos",
         "websockets_log_level",
         // Listeners
@@ -1143,5 +1150,24 @@ mod tests {
         assert_eq!(p.on_damage, persist::OnDamage::StartEmpty);
         let e = parse("persistence_damaged ignore\n", "t.conf").unwrap_err();
         assert!(e.starts_with("t.conf:1: "), "{e}");
+    }
+
+    #[test]
+    fn sys_interval_and_memory_limit() {
+        let s = parse("", "t.conf").unwrap();
+        assert_eq!(s.sys_interval, Duration::from_secs(10));
+        assert_eq!(s.memory_limit, 0);
+        let s = parse("sys_interval 0\nmemory_limit 1048576\n", "t.conf").unwrap();
+        assert_eq!(s.sys_interval, Duration::ZERO);
+        assert_eq!(s.memory_limit, 1 << 20);
+        for bad in [
+            "sys_interval -1",
+            "sys_interval 1.5",
+            "memory_limit -1",
+            "memory_limit 1M",
+        ] {
+            let e = parse(bad, "t.conf").unwrap_err();
+            assert!(e.starts_with("t.conf:1: `"), "{bad}: {e}");
+        }
     }
 }

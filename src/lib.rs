@@ -8,6 +8,7 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod logging;
+pub mod mem;
 pub mod net;
 pub mod persist;
 pub mod pidfile;

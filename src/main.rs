@@ -7,6 +7,10 @@ use roost::config::{self, Settings};
 use roost::net::Server;
 use roost::pidfile::PidFile;
 
+/// Counts heap bytes for `$SYS/broker/heap/...` and `memory_limit`.
+#[global_allocator]
+static HEAP: roost::mem::Counting = roost::mem::Counting;
+
 const USAGE: &str = "\
 roost - an MQTT broker for small Linux gateways
 

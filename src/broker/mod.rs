@@ -14,6 +14,7 @@ mod session;
 mod shared;
 mod snapshot;
 mod subscribe;
+mod sys;
 mod timer;
 pub mod topic;
 
@@ -34,6 +35,7 @@ pub use snapshot::{
     JournalRecord, Snapshot, StoredInflight, StoredMessage, StoredOutgoing, StoredSession,
     StoredSub,
 };
+pub use sys::Memory;
 use timer::{Timer, Timers};
 use topic::TopicTable;
 
@@ -174,14 +176,25 @@ pub trait Access: std::fmt::Debug {
     fn may_subscribe(&self, client_id: &str, username: Option<&str>, filter: &str) -> bool;
 }
 
-/// Counters the loop and `$SYS` report.
+/// Counters for `$SYS`. The core counts what it decides; the loop counts
+/// what crosses the sockets.
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
-    pub messages_received: u64,
-    pub messages_sent: u64,
+    /// MQTT packets of any type read from clients (loop).
+    pub packets_received: u64,
+    /// MQTT packets of any type written for clients (loop).
+    pub packets_sent: u64,
+    /// Bytes read from and written to client sockets (loop).
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    /// PUBLISH packets from clients.
+    pub publish_received: u64,
+    /// PUBLISH packets written for clients (loop).
+    pub publish_sent: u64,
     /// Messages not delivered to a subscriber because a bound was hit
-    /// (queue full, packet too large for it, expired).
-    pub messages_dropped: u64,
+    /// (queue full, packet too large for it, expired, a client that does
+    /// not read).
+    pub publish_dropped: u64,
 }
 
 /// Per-connection state. Small on purpose: one exists per socket.
@@ -295,6 +308,11 @@ pub struct Broker {
     /// refused rather than acknowledged unstored.
     storage_ok: bool,
     pub stats: Stats,
+    /// What `$SYS` last published.
+    sys: sys::Published,
+    /// The heap is over `memory_limit`, and whether that was logged.
+    memory_full: bool,
+    memory_logged: bool,
 }
 
 impl Broker {
@@ -316,6 +334,9 @@ impl Broker {
             journal: None,
             storage_ok: true,
             stats: Stats::default(),
+            sys: sys::Published::default(),
+            memory_full: false,
+            memory_logged: false,
         }
     }
 
@@ -326,6 +347,15 @@ impl Broker {
     /// before the first `Some` count as anonymous.
     pub fn set_access(&mut self, auth: usize, access: Option<Rc<dyn Access>>) {
         self.config.auth[auth].access = access;
+    }
+
+    /// The loop says whether the heap is over `memory_limit`. While it is,
+    /// new messages from clients are refused; everything else goes on.
+    pub fn set_memory_full(&mut self, full: bool) {
+        self.memory_full = full;
+        if !full {
+            self.memory_logged = false;
+        }
     }
 
     /// Whether session `s`'s client passes `check`; true without access
@@ -342,6 +372,13 @@ impl Broker {
         check(&**access, &session.client_id, session.username.as_deref())
     }
 
+    /// Whether session `s`'s client may publish to `topic`. `$SYS` topics
+    /// are the broker's own: no client writes them (mosquitto refuses every
+    /// topic that starts with `$SYS`, and so does roost).
+    fn may_publish(&self, s: usize, topic: &str) -> bool {
+        !sys::is_sys(topic) && self.allowed(s, |a, client, user| a.may_publish(client, user, topic))
+    }
+
     fn may_read(&self, s: usize, topic: &str) -> bool {
         self.allowed(s, |a, client, user| a.may_read(client, user, topic))
     }
@@ -350,9 +387,7 @@ impl Broker {
     /// published, not at CONNECT, as mosquitto 2 does, so rights lost in
     /// between (a reload) count.
     fn will_allowed(&self, s: usize, will: &Will) -> bool {
-        let ok = self.allowed(s, |a, client, user| {
-            a.may_publish(client, user, &will.topic)
-        });
+        let ok = self.may_publish(s, &will.topic);
         if !ok {
             log::info!(
                 "client {}: will to {} not published, not authorised",

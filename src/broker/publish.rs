@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::message::Message;
 use super::session::{Awaiting, Inflight, Outgoing};
+use super::sys::is_sys;
 use super::{Action, Broker, ConnId, Delivery, JournalRecord, reason};
 use crate::protocol::{
     Ack, Packet, Property, Publish, PublishRef, QoS, Version, Will, publish_len,
@@ -76,7 +77,7 @@ impl Broker {
                 return self.drop_conn(id, Some(code), now, out);
             }
         }
-        self.stats.messages_received += 1;
+        self.stats.publish_received += 1;
         let (qos, packet_id) = (p.qos, p.packet_id);
         let v5 = self.is_v5(id);
         if v5 && !payload_format_ok(&p.properties, &p.payload) {
@@ -92,7 +93,7 @@ impl Broker {
         let refused = if limit > 0 && p.payload.len() > limit as usize {
             // As mosquitto 2: v5 is told 0x95.
             Some((reason::PACKET_TOO_LARGE, "payload over message_size_limit"))
-        } else if !self.allowed(s, |a, client, user| a.may_publish(client, user, &p.topic)) {
+        } else if !self.may_publish(s, &p.topic) {
             // As mosquitto: v5 is told 0x87.
             Some((reason::NOT_AUTHORIZED, "not authorised"))
         } else {
@@ -135,6 +136,9 @@ impl Broker {
         let duplicate = qos == QoS::ExactlyOnce && session.awaiting_rel.contains(&packet_id);
         let mut code = reason::SUCCESS;
         if !duplicate {
+            if self.memory_full {
+                return self.refuse_over_memory(id, qos, packet_id, v5, now, out);
+            }
             let window = usize::from(self.config.max_inflight);
             if v5 && qos == QoS::ExactlyOnce && session.awaiting_rel.len() >= window {
                 // More QoS 2 flows open than the Receive Maximum advertised
@@ -156,6 +160,37 @@ impl Broker {
             code = reason::SUCCESS;
         }
         self.acknowledge(id, (qos, packet_id), code, before, out);
+    }
+
+    /// A new message while the heap is over `memory_limit` (see
+    /// [`Broker::set_memory_full`]): dropped, as mosquitto drops a message
+    /// it is denied memory for. A v5 client is told 0x97 (quota exceeded)
+    /// in the PUBACK or PUBREC; a 3.x client, which cannot be told, is
+    /// disconnected, as by mosquitto.
+    fn refuse_over_memory(
+        &mut self,
+        id: ConnId,
+        qos: QoS,
+        packet_id: u16,
+        v5: bool,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        if !self.memory_logged {
+            self.memory_logged = true;
+            log::warn!("heap over memory_limit: refusing incoming messages");
+        }
+        if v5 {
+            self.acknowledge(
+                id,
+                (qos, packet_id),
+                reason::QUOTA_EXCEEDED,
+                usize::MAX,
+                out,
+            );
+        } else {
+            self.drop_conn(id, None, now, out);
+        }
     }
 
     /// Maps a v5 Topic Alias to its topic, or records a new mapping
@@ -182,7 +217,8 @@ impl Broker {
     /// Stores or clears the retained message of its topic: an empty payload
     /// clears it and is not stored ([MQTT-3.3.1-10], [MQTT-3.3.1-11]).
     pub(super) fn retain(&mut self, msg: &Rc<Message>) {
-        self.changes += 1;
+        // `$SYS` is the broker's own and current: not worth a save.
+        self.changes += u64::from(!is_sys(&msg.topic));
         if msg.payload.is_empty() {
             self.retained.remove(&msg.topic);
         } else {
@@ -200,7 +236,7 @@ impl Broker {
     /// journal mode records it when that changed the durable state or when
     /// `awaits` (a kept session's QoS 2 id) must survive. Returns how many
     /// sessions matched.
-    fn store_and_route(
+    pub(super) fn store_and_route(
         &mut self,
         msg: Message,
         from: Option<usize>,
@@ -298,7 +334,7 @@ impl Broker {
             return;
         }
         if !session.enqueue(o, max_queued, max_bytes) {
-            self.stats.messages_dropped += 1;
+            self.stats.publish_dropped += 1;
             if !session.overflow_logged {
                 session.overflow_logged = true;
                 log::warn!(
@@ -334,7 +370,7 @@ impl Broker {
 
     fn send_now(&mut self, s: usize, id: ConnId, o: Outgoing, now: Instant, out: &mut Vec<Action>) {
         if o.msg.expired(now) {
-            self.stats.messages_dropped += 1;
+            self.stats.publish_dropped += 1;
             return;
         }
         let session = &mut self.sessions[s];
@@ -346,7 +382,7 @@ impl Broker {
         let Some(d) = self.delivery(id, &o, packet_id, false, now) else {
             // Larger than the client's Maximum Packet Size: discarded as if
             // delivered ([MQTT-3.1.2-25]).
-            self.stats.messages_dropped += 1;
+            self.stats.publish_dropped += 1;
             return;
         };
         let awaiting = match o.qos {
@@ -361,7 +397,6 @@ impl Broker {
                 out: o,
             });
         }
-        self.stats.messages_sent += 1;
         out.push(Action::Publish(id, d));
     }
 

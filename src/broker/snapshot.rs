@@ -11,6 +11,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::session::{Awaiting, Inflight, Outgoing, Session};
+use super::sys::is_sys;
 use super::timer::Timer;
 use super::topic::{Sub, parse_shared};
 use super::{Broker, Message};
@@ -230,7 +231,7 @@ impl Broker {
         let retained = self
             .retained
             .values()
-            .filter(|m| !m.expired(now))
+            .filter(|m| !m.expired(now) && !is_sys(&m.topic))
             .map(|m| table.add(m, clock))
             .collect();
         let offline_until = self.session_expiries();

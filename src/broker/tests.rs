@@ -477,7 +477,7 @@ fn offline_queue_is_bounded() {
             Packet::Publish(publish("t", &[i], QoS::AtLeastOnce, u16::from(i))),
         );
     }
-    assert_eq!(h.broker.stats.messages_dropped, 2);
+    assert_eq!(h.broker.stats.publish_dropped, 2);
     let (_, out) = h.connect_with(3, connect_packet(Version::V311, "sub", false, 0));
     assert_eq!(published(&out, 3).len(), 3);
 }
@@ -557,11 +557,12 @@ fn dollar_topics_are_not_matched_by_leading_wildcards() {
     h.connect(1, "all", true);
     h.subscribe(1, "#", opts(QoS::AtMostOnce));
     h.connect(2, "sys", true);
-    h.subscribe(2, "$SYS/#", opts(QoS::AtMostOnce));
+    h.subscribe(2, "$app/#", opts(QoS::AtMostOnce));
     h.connect(3, "pub", true);
+    // (Not `$SYS`: clients may not publish there.)
     let out = h.packet(
         3,
-        Packet::Publish(publish("$SYS/x", b"1", QoS::AtMostOnce, 0)),
+        Packet::Publish(publish("$app/x", b"1", QoS::AtMostOnce, 0)),
     );
     assert!(published(&out, 1).is_empty());
     assert_eq!(published(&out, 2).len(), 1);
@@ -620,12 +621,12 @@ fn no_local_and_too_large_messages_are_not_sent() {
         )
         .is_empty()
     );
-    assert_eq!(h.broker.stats.messages_dropped, 1);
+    assert_eq!(h.broker.stats.publish_dropped, 1);
 }
 
 /// Access control for the tests: users "ok" and "admin" (any password);
 /// nobody publishes to `locked/..` or subscribes to `forbidden/..`; only
-/// "admin" reads `private/..`.
+/// "admin" reads `private/..` and `$SYS/..`.
 #[derive(Debug)]
 struct Rules;
 
@@ -637,7 +638,8 @@ impl Access for Rules {
         !topic.starts_with("locked/")
     }
     fn may_read(&self, _: &str, user: Option<&str>, topic: &str) -> bool {
-        !topic.starts_with("private/") || user == Some("admin")
+        let guarded = topic.starts_with("private/") || topic.starts_with("$SYS/");
+        !guarded || user == Some("admin")
     }
     fn may_subscribe(&self, _: &str, _: Option<&str>, filter: &str) -> bool {
         !filter.starts_with("forbidden/")
@@ -1446,7 +1448,7 @@ fn max_queued_bytes_bounds_an_offline_queue() {
             Packet::Publish(publish("t", payload, QoS::AtLeastOnce, i as u16 + 1)),
         );
     }
-    assert_eq!(h.broker.stats.messages_dropped, 1);
+    assert_eq!(h.broker.stats.publish_dropped, 1);
     let (_, out) = h.connect_with(3, connect_packet(Version::V311, "sub", false, 0));
     assert_eq!(payloads(&out, 3), [b"123456".to_vec(), b"123456".to_vec()]);
 }
@@ -1506,4 +1508,194 @@ fn each_listener_has_its_own_rules() {
 #[test]
 fn per_connection_state_stays_small() {
     assert_eq!(std::mem::size_of::<Conn>(), 80);
+}
+
+/// (topic, payload as text) of each PUBLISH to `id` in `out`.
+fn texts(out: &[Action], id: ConnId) -> Vec<(String, String)> {
+    let topics = published(out, id).into_iter().map(|p| p.0);
+    let payloads = payloads(out, id).into_iter();
+    topics
+        .zip(payloads.map(|p| String::from_utf8(p).unwrap()))
+        .collect()
+}
+
+impl Harness {
+    fn sys(&mut self, memory: Memory) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.broker.publish_sys(self.now, memory, &mut out);
+        out
+    }
+}
+
+#[test]
+fn sys_publishes_every_topic_first_then_only_changes() {
+    let mut h = Harness::new();
+    h.connect(1, "watcher", true);
+    // QoS 0: at QoS 1 the unacknowledged updates would fill its window.
+    h.subscribe(1, "$SYS/#", opts(QoS::AtMostOnce));
+    let memory = Memory {
+        heap_current: 1000,
+        heap_maximum: 2000,
+        rss: 3_000_000,
+    };
+    let first = texts(&h.sys(memory), 1);
+    let value = |got: &[(String, String)], topic: &str| {
+        got.iter().find(|(t, _)| t == topic).map(|(_, v)| v.clone())
+    };
+    assert_eq!(first.len(), 19, "{first:?}");
+    assert_eq!(
+        value(&first, "$SYS/broker/version").unwrap(),
+        format!("roost version {}", env!("CARGO_PKG_VERSION"))
+    );
+    for (topic, expected) in [
+        ("$SYS/broker/uptime", "0 seconds"),
+        ("$SYS/broker/clients/connected", "1"),
+        ("$SYS/broker/clients/total", "1"),
+        ("$SYS/broker/subscriptions/count", "1"),
+        ("$SYS/broker/heap/current", "1000"),
+        ("$SYS/broker/heap/maximum", "2000"),
+        ("$SYS/broker/memory/rss", "3000000"),
+        ("$SYS/broker/retained messages/count", "2"),
+    ] {
+        assert_eq!(value(&first, topic).as_deref(), Some(expected), "{topic}");
+    }
+    // The first update's own retained messages are counted in the second
+    // (as by mosquitto); otherwise only the time changed.
+    h.now += Duration::from_secs(10);
+    assert_eq!(
+        texts(&h.sys(memory), 1),
+        [
+            ("$SYS/broker/uptime".into(), "10 seconds".into()),
+            ("$SYS/broker/retained messages/count".into(), "19".into())
+        ]
+    );
+    h.now += Duration::from_secs(10);
+    assert_eq!(
+        texts(&h.sys(memory), 1),
+        [("$SYS/broker/uptime".into(), "20 seconds".into())]
+    );
+    // A persistent client comes and goes; counters move.
+    h.connect(2, "sensor", false);
+    h.packet(
+        2,
+        Packet::Publish(publish("home/t", b"21", QoS::AtMostOnce, 0)),
+    );
+    h.close(2);
+    h.broker.stats.bytes_received = 50;
+    let next = texts(&h.sys(memory), 1);
+    for (topic, expected) in [
+        ("$SYS/broker/clients/connected", None),
+        ("$SYS/broker/clients/total", Some("2")),
+        ("$SYS/broker/clients/maximum", Some("2")),
+        ("$SYS/broker/clients/disconnected", Some("1")),
+        ("$SYS/broker/publish/messages/received", Some("1")),
+        ("$SYS/broker/bytes/received", Some("50")),
+        ("$SYS/broker/retained messages/count", None),
+        ("$SYS/broker/version", None),
+    ] {
+        assert_eq!(value(&next, topic).as_deref(), expected, "{topic}");
+    }
+}
+
+#[test]
+fn sys_topics_are_retained_read_checked_and_not_matched_by_hash() {
+    let mut h = guarded(Rc::new(Rules), false);
+    h.sys(Memory::default());
+    // `#` does not match `$SYS` topics ([MQTT-4.7.2-1]).
+    h.connect_with(1, as_user(Version::V311, "admin", "admin"));
+    assert!(published(&h.subscribe(1, "#", opts(QoS::AtMostOnce)), 1).is_empty());
+    assert!(texts(&h.sys(Memory::default()), 1).is_empty());
+    // A new subscriber gets the retained values at once, and updates.
+    let out = h.subscribe(1, "$SYS/broker/uptime", opts(QoS::AtMostOnce));
+    assert_eq!(
+        published(&out, 1)[..],
+        [("$SYS/broker/uptime".into(), QoS::AtMostOnce, 0, false, true)]
+    );
+    assert_eq!(texts(&h.sys(Memory::default()), 1).len(), 1);
+    // A client that may not read them gets neither.
+    h.connect_with(2, as_user(Version::V311, "user", "ok"));
+    assert!(published(&h.subscribe(2, "$SYS/#", opts(QoS::AtMostOnce)), 2).is_empty());
+    assert!(texts(&h.sys(Memory::default()), 2).is_empty());
+}
+
+#[test]
+fn clients_may_not_publish_to_sys() {
+    // As mosquitto: any topic that starts with `$SYS` is the broker's.
+    let mut h = Harness::new();
+    h.sys(Memory::default());
+    h.connect_with(1, connect_packet(Version::V5, "spoof", true, 0));
+    for topic in ["$SYS/broker/version", "$SYS", "$SYSX/y"] {
+        let mut p = publish(topic, b"fake", QoS::AtLeastOnce, 1);
+        p.retain = true;
+        let out = h.packet(1, Packet::Publish(p));
+        assert!(matches!(
+            sent(&out, 1)[..],
+            [Packet::PubAck(Ack { reason: 0x87, .. })]
+        ));
+    }
+    let out = h.subscribe(1, "$SYS/broker/version", opts(QoS::AtMostOnce));
+    assert_eq!(
+        texts(&out, 1)[0].1,
+        format!("roost version {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn over_the_memory_limit_new_messages_are_refused() {
+    let mut h = Harness::new();
+    h.connect(1, "sub", true);
+    h.subscribe(1, "t", opts(QoS::ExactlyOnce));
+    h.connect_with(2, connect_packet(Version::V5, "pub5", true, 0));
+    h.connect(3, "pub3", true);
+    h.broker.set_memory_full(true);
+    // v5: QoS 1 and 2 are refused with 0x97, QoS 0 is dropped.
+    let out = h.packet(2, Packet::Publish(publish("t", b"1", QoS::AtLeastOnce, 1)));
+    assert!(matches!(
+        sent(&out, 2)[..],
+        [Packet::PubAck(Ack { reason: 0x97, .. })]
+    ));
+    let out = h.packet(2, Packet::Publish(publish("t", b"2", QoS::ExactlyOnce, 2)));
+    assert!(matches!(
+        sent(&out, 2)[..],
+        [Packet::PubRec(Ack { reason: 0x97, .. })]
+    ));
+    let out = h.packet(2, Packet::Publish(publish("t", b"0", QoS::AtMostOnce, 0)));
+    assert!(out.is_empty());
+    // The refused QoS 2 flow is over: the same id is a new message later.
+    assert!(
+        h.broker
+            .sessions
+            .iter()
+            .all(|(_, s)| s.awaiting_rel.is_empty())
+    );
+    // 3.x cannot be told: disconnected.
+    let out = h.packet(3, Packet::Publish(publish("t", b"3", QoS::AtLeastOnce, 1)));
+    assert!(closed(&out, 3));
+    assert!(sent(&out, 3).is_empty());
+    // Everything else goes on; once under the limit, messages flow again.
+    assert!(matches!(
+        sent(&h.packet(1, Packet::PingReq), 1)[..],
+        [Packet::PingResp]
+    ));
+    h.broker.set_memory_full(false);
+    let out = h.packet(2, Packet::Publish(publish("t", b"2", QoS::ExactlyOnce, 2)));
+    assert!(matches!(
+        sent(&out, 2)[..],
+        [Packet::PubRec(Ack { reason: 0, .. })]
+    ));
+    assert_eq!(texts(&out, 1), [("t".into(), "2".into())]);
+}
+
+#[test]
+fn sys_topics_are_neither_saved_nor_counted_as_changes() {
+    let mut h = Harness::new();
+    let before = h.broker.changes();
+    h.sys(Memory {
+        heap_current: 1,
+        heap_maximum: 1,
+        rss: 1,
+    });
+    assert_eq!(h.broker.changes(), before);
+    let snap = h.broker.snapshot(h.now, std::time::SystemTime::now());
+    assert!(snap.retained.is_empty(), "{snap:?}");
 }

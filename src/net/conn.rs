@@ -42,9 +42,9 @@ impl Connection {
         }
     }
 
-    /// Writes as much of `outbuf` as the socket takes. Ok(true) when all
-    /// of it went.
-    pub fn flush(&mut self) -> io::Result<bool> {
+    /// Writes as much of `outbuf` as the socket takes, adding what it wrote
+    /// to `sent`. Ok(true) when all of it went.
+    pub fn flush(&mut self, sent: &mut u64) -> io::Result<bool> {
         let mut written = 0;
         let result = loop {
             if written == self.outbuf.len() {
@@ -59,6 +59,7 @@ impl Connection {
             }
         };
         self.outbuf.drain(..written);
+        *sent += written as u64;
         result
     }
 }

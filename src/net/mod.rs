@@ -6,6 +6,7 @@
 mod conn;
 mod listen;
 mod signals;
+mod sys;
 mod systemd;
 
 use std::collections::VecDeque;
@@ -63,12 +64,15 @@ pub struct Server {
     max_outgoing: usize,
     max_packet: usize,
     accept_paused_until: Option<Instant>,
-    full_logged: bool,
+    /// A refused connection was logged since the last one admitted.
+    refusal_logged: bool,
     /// Set by SIGINT/SIGTERM: when to give up on draining and exit.
     stop_by: Option<Instant>,
     /// READY/STATUS/STOPPING and the watchdog; inert outside systemd.
     systemd: Notifier,
-    /// Where the password and ACL files are, for a reload.
+    /// When `$SYS` is next published.
+    sys: sys::Schedule,
+    /// Where the password and ACL files are, for a reload; `memory_limit`.
     settings: Settings,
     /// The snapshot file, with `persistence true`.
     store: Option<Store>,
@@ -123,9 +127,10 @@ impl Server {
             max_outgoing: settings.max_outgoing_bytes,
             max_packet: settings.broker.max_packet_size as usize,
             accept_paused_until: None,
-            full_logged: false,
+            refusal_logged: false,
             stop_by: None,
             systemd: Notifier::from_env(now),
+            sys: sys::Schedule::new(settings.sys_interval, now),
             settings: settings.clone(),
             store,
             held: Vec::new(),
@@ -173,6 +178,10 @@ impl Server {
                 self.read(id, now);
             }
             self.broker.tick(now, &mut self.actions);
+            if self.sys.due(now) {
+                self.broker
+                    .publish_sys(now, sys::memory(), &mut self.actions);
+            }
             self.execute(now);
             self.commit(now);
             self.flush_dirty(now);
@@ -209,6 +218,7 @@ impl Server {
             self.stop_by,
             self.systemd.next_deadline(),
             self.store.as_ref().and_then(Store::next_deadline),
+            self.sys.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -289,17 +299,20 @@ impl Server {
     }
 
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, auth: u8, now: Instant) {
-        if self.conns.len() >= self.max_connections {
-            if !self.full_logged {
-                log::warn!(
-                    "max_connections ({}) reached, refusing {peer}",
-                    self.max_connections
-                );
-                self.full_logged = true;
+        let full = self.conns.len() >= self.max_connections;
+        if full || self.over_memory_limit() {
+            if !self.refusal_logged {
+                let why = if full {
+                    format!("max_connections ({}) reached", self.max_connections)
+                } else {
+                    "heap over memory_limit".into()
+                };
+                log::warn!("{why}, refusing {peer}");
+                self.refusal_logged = true;
             }
             return;
         }
-        self.full_logged = false;
+        self.refusal_logged = false;
         let entry = self.conns.vacant_entry();
         let id = entry.key();
         let interest = Interest::READABLE | Interest::WRITABLE;
@@ -317,6 +330,11 @@ impl Server {
         log::debug!("connection {id} from {peer}");
     }
 
+    fn over_memory_limit(&self) -> bool {
+        let limit = self.settings.memory_limit;
+        limit != 0 && crate::mem::heap_current() > limit
+    }
+
     /// Reads what connection `id` has (within its budget), decoding and
     /// handing over each whole packet.
     fn read(&mut self, id: usize, now: Instant) {
@@ -332,7 +350,11 @@ impl Server {
                 break;
             }
             budget -= 1;
-            match c.stream.read(&mut buf) {
+            let read = c.stream.read(&mut buf);
+            if let Ok(n) = read {
+                self.broker.stats.bytes_received += n as u64;
+            }
+            match read {
                 Ok(0) => self.lost(id, now, None),
                 // A closing connection's input is read and discarded.
                 Ok(_) if c.closing.is_some() => {}
@@ -372,6 +394,8 @@ impl Server {
                     if let Packet::Connect(connect) = &packet {
                         c.version = connect.version;
                     }
+                    self.broker.stats.packets_received += 1;
+                    self.broker.set_memory_full(self.over_memory_limit());
                     self.broker.packet(id, packet, now, &mut self.actions);
                     self.execute(now);
                 }
@@ -403,6 +427,7 @@ impl Server {
                 Action::Send(id, packet) => {
                     if let Some((version, out)) = self.outbuf(id) {
                         protocol::encode(&packet, version, out);
+                        self.broker.stats.packets_sent += 1;
                     }
                 }
                 Action::SendAfterCommit(id, packet) => self.held.push((id, packet)),
@@ -458,7 +483,7 @@ impl Server {
         // A subscriber that does not keep up loses QoS 0 first; QoS 1/2
         // are bounded by its in-flight window instead.
         if d.qos == QoS::AtMostOnce && c.outbuf.len() >= max_outgoing && !d.defines_alias() {
-            self.broker.stats.messages_dropped += 1;
+            self.broker.stats.publish_dropped += 1;
             if !c.drop_logged {
                 c.drop_logged = true;
                 log::warn!("connection {id}: not reading, dropping QoS 0 messages");
@@ -477,6 +502,8 @@ impl Server {
         };
         if let Some((version, out)) = self.outbuf(id) {
             protocol::encode_publish(&p, version, out);
+            self.broker.stats.packets_sent += 1;
+            self.broker.stats.publish_sent += 1;
         }
     }
 
@@ -495,7 +522,7 @@ impl Server {
         let Some(c) = self.conns.get_mut(id) else {
             return;
         };
-        match c.flush() {
+        match c.flush(&mut self.broker.stats.bytes_sent) {
             Ok(true) => {
                 let buf = std::mem::take(&mut c.outbuf);
                 if buf.capacity() <= SPARE_CAPACITY && self.spare.len() < SPARE_BUFFERS {

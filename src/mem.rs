@@ -1,0 +1,110 @@
+//! Heap accounting for `$SYS/broker/heap/...` and `memory_limit`: a global
+//! allocator that hands every request to the system allocator and counts
+//! the bytes in use and the most ever in use.
+//!
+//! `main.rs` installs it for the broker process. The library does not: a
+//! global allocator is the whole program's choice, and the test and bench
+//! programs that link the library have no use for the counts. Without it
+//! the counts stay 0.
+//!
+//! The counts are of bytes asked for, not of what malloc keeps for its own
+//! bookkeeping; RSS (`$SYS/broker/memory/rss`) shows that.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+/// The counting allocator: `#[global_allocator] static A: Counting = Counting;`
+pub struct Counting;
+
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+/// Heap bytes in use now.
+pub fn heap_current() -> usize {
+    CURRENT.load(Relaxed)
+}
+
+/// The most heap bytes ever in use at once.
+pub fn heap_maximum() -> usize {
+    PEAK.load(Relaxed)
+}
+
+fn grew(by: usize) {
+    let now = CURRENT.fetch_add(by, Relaxed) + by;
+    // A plain load and store, not an atomic maximum (a compare-and-swap
+    // loop): roost allocates on one thread, and a peak missed by a racing
+    // thread would only under-report.
+    if now > PEAK.load(Relaxed) {
+        PEAK.store(now, Relaxed);
+    }
+}
+
+fn shrank(by: usize) {
+    CURRENT.fetch_sub(by, Relaxed);
+}
+
+// SAFETY: every call is passed on unchanged to `System`, which upholds the
+// `GlobalAlloc` contract; the counting touches only atomics.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        shrank(layout.size());
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            match new_size.checked_sub(layout.size()) {
+                Some(more) => grew(more),
+                None => shrank(layout.size() - new_size),
+            }
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Driven by hand: the test program's allocator is not this one, and
+    /// other tests running at the same time do not move the counts.
+    #[test]
+    fn counts_bytes_in_use_and_the_peak() {
+        let a = Counting;
+        let before = heap_current();
+        let small = Layout::from_size_align(100, 8).unwrap();
+        unsafe {
+            let p = a.alloc(small);
+            assert_eq!(heap_current(), before + 100);
+            let q = a.realloc(p, small, 1000);
+            assert_eq!(heap_current(), before + 1000);
+            let big = Layout::from_size_align(1000, 8).unwrap();
+            let q = a.realloc(q, big, 10);
+            assert_eq!(heap_current(), before + 10);
+            let z = a.alloc_zeroed(big);
+            assert!(std::slice::from_raw_parts(z, 1000).iter().all(|&b| b == 0));
+            assert_eq!(heap_current(), before + 1010);
+            a.dealloc(z, big);
+            a.dealloc(q, Layout::from_size_align(10, 8).unwrap());
+        }
+        assert_eq!(heap_current(), before);
+        assert!(heap_maximum() >= before + 1010);
+    }
+}

@@ -1,0 +1,299 @@
+//! `$SYS/broker/...` topics and `memory_limit`, against the real broker
+//! over real sockets: the raw wire client (independent of roost's codec)
+//! and, where installed, mosquitto_sub.
+//!
+//! The brokers publish `$SYS` every second (`sys_interval 1`). Waits are
+//! for a value to appear, bounded by `TIMEOUT`. Checks that something does
+//! *not* arrive rely on order, not on time: a connection gets its messages
+//! in the order the broker routed them, so when a message routed after
+//! the `$SYS` update arrives first, the update was not sent.
+
+mod common;
+#[path = "common/wire.rs"]
+mod wire;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::Instant;
+
+use common::{Proc, Roost, TIMEOUT, have};
+use wire::*;
+
+/// A broker on a free port publishing `$SYS` every second, plus `extra`.
+fn start(extra: &str) -> Roost {
+    Roost::with_config(&format!("listener 0 127.0.0.1\nsys_interval 1\n{extra}"))
+}
+
+/// A client subscribed to `filter`, keeping the latest payload per topic.
+struct Watcher {
+    client: Client,
+    values: HashMap<String, String>,
+}
+
+impl Watcher {
+    fn new(addr: &str, connect: &Connect, filter: &str) -> Watcher {
+        let mut client = Client::connect(addr, connect).0;
+        assert_eq!(client.subscribe(1, &[(filter, 0)]), [0]);
+        Watcher {
+            client,
+            values: HashMap::new(),
+        }
+    }
+
+    /// Reads messages until `topic`'s latest value satisfies `pred`, and
+    /// returns it.
+    fn wait(&mut self, topic: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(v) = self.values.get(topic).filter(|v| pred(v)) {
+                return v.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.client.recv(left) {
+                Recv::Packet(p) if p.kind() == PUBLISH => {
+                    let p = p.publish(self.client.v5);
+                    let payload = String::from_utf8(p.payload.clone()).unwrap();
+                    self.values.insert(p.topic_str(), payload);
+                }
+                Recv::Packet(_) => {}
+                other => panic!("waiting for {topic}: {other:?}; seen {:#?}", self.values),
+            }
+        }
+    }
+
+    /// `wait` for a numeric topic.
+    fn number(&mut self, topic: &str, pred: impl Fn(u64) -> bool) -> u64 {
+        let v = self.wait(topic, |v| v.parse().is_ok_and(&pred));
+        v.parse().unwrap()
+    }
+
+    /// Waits for the next `$SYS` update: an uptime other than the last seen.
+    fn next_update(&mut self) {
+        let last = self.values.get("$SYS/broker/uptime").cloned();
+        self.wait("$SYS/broker/uptime", |v| Some(v) != last.as_deref());
+    }
+}
+
+#[test]
+fn broker_figures_are_published_and_follow_what_happens() {
+    let roost = start("");
+    let addr = roost.addr();
+    let mut sys = Watcher::new(&addr, &Connect::v4("watcher"), "$SYS/#");
+    let version = format!("roost version {}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(sys.wait("$SYS/broker/version", |_| true), version);
+    // "N seconds", and it moves on.
+    let seconds = |v: &str| -> u64 { v.strip_suffix(" seconds").unwrap().parse().unwrap() };
+    let uptime = sys.wait("$SYS/broker/uptime", |_| true);
+    let later = sys.wait("$SYS/broker/uptime", |v| v != uptime);
+    assert!(seconds(&later) > seconds(&uptime), "{uptime} then {later}");
+
+    // A client connects: connected, total and maximum follow.
+    sys.number("$SYS/broker/clients/connected", |n| n == 1);
+    let other = Client::v4(&addr, "other");
+    sys.number("$SYS/broker/clients/connected", |n| n == 2);
+    sys.number("$SYS/broker/clients/total", |n| n == 2);
+    sys.number("$SYS/broker/clients/maximum", |n| n == 2);
+    other.disconnect();
+    sys.number("$SYS/broker/clients/connected", |n| n == 1);
+    // A persistent session that goes offline counts as disconnected.
+    Client::connect(&addr, &Connect::v4("sleeper").clean(false))
+        .0
+        .disconnect();
+    sys.number("$SYS/broker/clients/disconnected", |n| n == 1);
+
+    // Publishing moves the byte and message counters.
+    let bytes = sys.number("$SYS/broker/bytes/received", |_| true);
+    let packets = sys.number("$SYS/broker/messages/received", |_| true);
+    let publishes = sys.number("$SYS/broker/publish/messages/received", |_| true);
+    let sent = sys.number("$SYS/broker/bytes/sent", |_| true);
+    let mut publisher = Client::v4(&addr, "publisher");
+    let payload = vec![b'x'; 1000];
+    for i in 1..=10 {
+        publisher.publish(&Publish::new("data/x", &payload).qos(1, i));
+    }
+    sys.number("$SYS/broker/bytes/received", |n| n >= bytes + 10_000);
+    sys.number("$SYS/broker/messages/received", |n| n >= packets + 11);
+    sys.number("$SYS/broker/publish/messages/received", |n| {
+        n == publishes + 10
+    });
+    // The watcher's own updates are bytes sent.
+    sys.number("$SYS/broker/bytes/sent", |n| n > sent);
+    sys.number("$SYS/broker/publish/messages/sent", |n| n > 0);
+
+    // Subscriptions and retained messages are counted.
+    let retained = sys.number("$SYS/broker/retained messages/count", |n| n > 0);
+    publisher.publish(&Publish::new("data/kept", b"1").qos(1, 11).retain(true));
+    sys.number("$SYS/broker/retained messages/count", |n| n == retained + 1);
+    sys.number("$SYS/broker/subscriptions/count", |n| n == 1);
+    let mut subscriber = Client::v5(&addr, "subscriber");
+    subscriber.subscribe(1, &[("a/#", 0), ("$share/g/b", 0)]);
+    sys.number("$SYS/broker/subscriptions/count", |n| n == 2);
+    sys.number("$SYS/broker/shared_subscriptions/count", |n| n == 1);
+
+    // Memory: the counting allocator and the process's RSS.
+    let heap = sys.number("$SYS/broker/heap/current", |n| n > 0);
+    sys.number("$SYS/broker/heap/maximum", |n| n >= heap);
+    let rss = sys.number("$SYS/broker/memory/rss", |n| n > 0);
+    assert!(rss >= 1_000_000, "{rss} bytes");
+    assert!(rss < 4 * 1024 * 1024 * 1024, "{rss} bytes");
+}
+
+#[test]
+fn mosquitto_sub_reads_the_sys_tree() {
+    skip_without!(have("mosquitto_sub") && have("stdbuf"), "mosquitto_sub");
+    let roost = start("");
+    let mut cmd = Command::new("stdbuf");
+    cmd.args(["-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p"])
+        .arg(roost.port.to_string())
+        .args(["-v", "-t", "$SYS/#", "-W", "10"]);
+    let sub = Proc::spawn(cmd);
+    let version = format!(
+        "$SYS/broker/version roost version {}",
+        env!("CARGO_PKG_VERSION")
+    );
+    sub.wait_line("version", |l| l == version);
+    sub.wait_line("clients connected", |l| {
+        l == "$SYS/broker/clients/connected 1"
+    });
+    sub.wait_line("heap", |l| l.starts_with("$SYS/broker/heap/current "));
+}
+
+#[test]
+fn hash_does_not_match_sys_and_clients_may_not_publish_there() {
+    let roost = start("");
+    let addr = roost.addr();
+    let mut sys = Watcher::new(&addr, &Connect::v4("sys"), "$SYS/#");
+    let mut all = Client::v5(&addr, "all");
+    assert_eq!(all.subscribe(1, &[("#", 0)]), [0]);
+    sys.next_update();
+    sys.next_update();
+    // Routed after two updates, so anything of theirs for `#` came first.
+    let mut publisher = Client::v5(&addr, "publisher");
+    publisher.pub0("marker", b"1");
+    let first = all.expect_publish();
+    assert_eq!(first.topic_str(), "marker");
+
+    // As in mosquitto, no client writes `$SYS`: v5 hears 0x87.
+    let spoof = Publish::new("$SYS/broker/version", b"fake")
+        .qos(1, 1)
+        .retain(true);
+    publisher.send(&spoof.encode(true));
+    assert_eq!(publisher.expect_kind(PUBACK).ack_reason(), 0x87);
+    let mut late = Watcher::new(&addr, &Connect::v4("late"), "$SYS/broker/version");
+    assert!(
+        late.wait("$SYS/broker/version", |_| true)
+            .starts_with("roost version")
+    );
+}
+
+#[test]
+fn sys_interval_0_publishes_nothing() {
+    // Updates are retained and the first goes out at start-up: a new
+    // subscriber gets them at once, between its SUBACK and the answer to
+    // its PINGREQ. With `sys_interval 1` that is the control.
+    for (interval, expect_any) in [("1", true), ("0", false)] {
+        let roost = Roost::with_config(&format!("listener 0 127.0.0.1\nsys_interval {interval}\n"));
+        let mut c = Client::v4(&roost.addr(), "c");
+        assert_eq!(c.subscribe(1, &[("$SYS/#", 0)]), [0]);
+        c.send(&pingreq());
+        let mut publishes = 0;
+        while c.expect().kind() != PINGRESP {
+            publishes += 1;
+        }
+        assert_eq!(publishes > 0, expect_any, "sys_interval {interval}");
+    }
+}
+
+#[test]
+fn the_acl_decides_who_reads_sys() {
+    let dir = common::TempDir::new("roost-sys");
+    let acl = dir.path.join("acl");
+    std::fs::write(
+        &acl,
+        "user watcher\ntopic read $SYS/#\n\n\
+         user app\ntopic readwrite app/#\ntopic read $SYS/broker/version\ntopic deny $SYS/#\n",
+    )
+    .unwrap();
+    // Without a password file user names are taken on trust.
+    let roost = start(&format!("acl_file {}\n", acl.display()));
+    let addr = roost.addr();
+    let as_user = |id: &str, user: &str| {
+        let mut c = Connect::v4(id);
+        c.username = Some(user.into());
+        c
+    };
+    let mut watcher = Watcher::new(&addr, &as_user("w", "watcher"), "$SYS/#");
+    // Granted (the filter overlaps what `app` may read), but the deny rule
+    // keeps every `$SYS` message from it, the retained ones included.
+    let mut app = Client::connect(&addr, &as_user("a", "app")).0;
+    assert_eq!(app.subscribe(1, &[("$SYS/#", 0), ("app/#", 0)]), [0, 0]);
+    watcher.wait("$SYS/broker/version", |_| true);
+    watcher.next_update();
+    watcher.next_update();
+    app.pub0("app/marker", b"1");
+    let first = app.expect_publish();
+    assert_eq!(first.topic_str(), "app/marker");
+}
+
+#[test]
+fn over_memory_limit_publishes_are_refused_and_others_served() {
+    // The limit is checked as each packet comes in, against the heap in
+    // use at that moment, so a big message is refused while small ones
+    // still fit. To hold the heap over the limit, a client sends half of
+    // a 3 MB PUBLISH and stops: roost keeps the part it has read.
+    let roost = start("memory_limit 1000000\nmax_packet_size 4000000\n");
+    let addr = roost.addr();
+    let heap = "$SYS/broker/heap/current";
+    let mut sys = Watcher::new(&addr, &Connect::v4("watcher"), heap);
+    assert!(sys.number(heap, |_| true) < 500_000, "idle heap");
+    let mut v3 = Client::v4(&addr, "v3");
+    let mut v5 = Client::v5(&addr, "v5");
+    let mut subscriber = Client::v4(&addr, "subscriber");
+    assert_eq!(subscriber.subscribe(1, &[("news", 0)]), [0]);
+    let kept = Publish::new("kept", b"1").qos(1, 1).retain(true);
+    v5.send(&kept.encode(true));
+    assert_eq!(v5.expect_kind(PUBACK).ack_reason(), 0x10);
+
+    let mut hog = Client::v4(&addr, "hog");
+    let big = Publish::new("big", &vec![b'x'; 3_000_000]).encode(false);
+    hog.send(&big[..1_500_000]);
+    sys.number(heap, |n| n > 1_000_000);
+
+    // v5: QoS 1 and 2 refused with 0x97 (quota exceeded), QoS 0 dropped:
+    // the subscriber's next packet is the answer to its PINGREQ.
+    v5.send(&Publish::new("news", b"1").qos(1, 2).encode(true));
+    assert_eq!(v5.expect_kind(PUBACK).ack_reason(), 0x97);
+    v5.send(&Publish::new("news", b"2").qos(2, 3).encode(true));
+    assert_eq!(v5.expect_kind(PUBREC).ack_reason(), 0x97);
+    v5.pub0("news", b"0");
+    v5.ping();
+    subscriber.send(&pingreq());
+    subscriber.expect_kind(PINGRESP);
+    // 3.1.1 cannot be told: disconnected.
+    v3.send(&Publish::new("news", b"3").qos(1, 1).encode(false));
+    v3.expect_closed_silently();
+    // New connections are refused ...
+    let mut late = Client::open(&addr);
+    late.send(&Connect::v4("late").encode());
+    late.expect_closed_silently();
+    // ... while connected clients are served: subscribe, retained messages.
+    assert_eq!(subscriber.subscribe(2, &[("kept", 0)]), [0]);
+    assert_eq!(subscriber.expect_publish().payload, b"1");
+
+    // The hog goes; the heap is under the limit again and all is back.
+    hog.drop_abruptly();
+    sys.number(heap, |n| n < 1_000_000);
+    v5.publish(&Publish::new("news", b"back").qos(1, 4));
+    assert_eq!(subscriber.expect_publish().payload, b"back");
+    Client::v4(&addr, "late").disconnect();
+    let log = roost.log();
+    for expected in [
+        "heap over memory_limit: refusing incoming messages",
+        "heap over memory_limit, refusing 127.0.0.1:",
+    ] {
+        assert!(
+            log.iter().any(|l| l.contains(expected)),
+            "{expected}: {log:#?}"
+        );
+    }
+}
