@@ -8,6 +8,8 @@
 //! (SUBSCRIBE, UNSUBSCRIBE, retained messages).
 
 mod connect;
+#[cfg(any(test, fuzzing))]
+mod invariants;
 mod message;
 mod publish;
 mod session;

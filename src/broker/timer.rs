@@ -40,6 +40,12 @@ impl Timers {
         self.heap.shrink_to(self.heap.len() * 2);
     }
 
+    /// Every entry, in no order (for `Broker::check_invariants`).
+    #[cfg(any(test, fuzzing))]
+    pub fn iter(&self) -> impl Iterator<Item = (Instant, Timer)> + '_ {
+        self.heap.iter().map(|Reverse(entry)| *entry)
+    }
+
     pub fn next_deadline(&self) -> Option<Instant> {
         self.heap.peek().map(|Reverse((at, _))| *at)
     }
