@@ -37,6 +37,18 @@ impl Roost {
 
     /// Like `spawn`, with the process's open-file limit set to `nofile`.
     pub fn spawn_limited(args: &[&str], config: Option<&str>, nofile: Option<u64>) -> Roost {
+        Roost::spawn_logging(args, config, nofile, "roost=debug")
+    }
+
+    /// Like `spawn_limited`, logging at `rust_log` (`RUST_LOG`) instead of
+    /// debug: a test of thousands of connections would otherwise measure
+    /// how fast the test reads the log pipe.
+    pub fn spawn_logging(
+        args: &[&str],
+        config: Option<&str>,
+        nofile: Option<u64>,
+        rust_log: &str,
+    ) -> Roost {
         let dir = config.map(|text| {
             let dir = TempDir::new("roost-test");
             std::fs::write(dir.path.join("roost.conf"), text).unwrap();
@@ -64,7 +76,7 @@ impl Roost {
                 });
             }
         }
-        cmd.env("RUST_LOG", "roost=debug")
+        cmd.env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -131,10 +143,20 @@ impl Roost {
 
     /// Resident set size of the broker process in KiB.
     pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The highest resident set size the broker process has had, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    /// A `/proc/PID/status` figure given in kB.
+    fn status_kib(&self, key: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(key))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap()
     }
