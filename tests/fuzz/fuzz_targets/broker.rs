@@ -396,16 +396,19 @@ fn connect(input: &mut Input) -> Connect {
             _ => Vec::new(),
         },
     });
+    let keep_alive = input.pick(&[0, 1, 10, 100, u16::MAX]);
+    let client_id = input.pick(&CLIENT_IDS).to_owned();
+    let username = input.pick(&[None, Some("ok"), Some("admin"), Some("nobody")]);
+    // 3.x has no password without a user name (Raw events try that).
+    let password = flags & 16 == 16 && (v5 || username.is_some());
     Connect {
         version,
         clean_start: flags & 1 == 1,
-        keep_alive: input.pick(&[0, 1, 10, 100, u16::MAX]),
-        client_id: input.pick(&CLIENT_IDS).to_owned(),
+        keep_alive,
+        client_id,
         will,
-        username: input
-            .pick(&[None, Some("ok"), Some("admin"), Some("nobody")])
-            .map(Into::into),
-        password: (flags & 16 == 16).then(|| b"pw".to_vec()),
+        username: username.map(Into::into),
+        password: password.then(|| b"pw".to_vec()),
         properties,
     }
 }
