@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use roost::broker::{Access, Action, Broker, Config, Credentials};
 use roost::protocol::{
-    self, Ack, Connect, Packet, Property, Publish, PublishRef, QoS, ReasonOnly, SubOptions,
-    Subscribe, Unsubscribe, Version, Will,
+    self, Ack, Connect, Packet, Property, Publish, QoS, ReasonOnly, SubOptions, Subscribe,
+    Unsubscribe, Version, Will,
 };
 
 const CONNS: usize = 6;
@@ -322,18 +322,8 @@ impl Driver {
                     (id, bytes)
                 }
                 Action::Publish(id, d) => {
-                    let p = PublishRef {
-                        dup: d.dup,
-                        qos: d.qos,
-                        retain: d.retain,
-                        topic: if d.omit_topic { "" } else { &d.msg.topic },
-                        packet_id: d.packet_id,
-                        properties: &d.msg.properties,
-                        extra: &d.extra,
-                        payload: &d.msg.payload,
-                    };
                     let mut bytes = Vec::new();
-                    protocol::encode_publish(&p, self.conns[id].version(), &mut bytes);
+                    protocol::encode_publish(&d.as_publish(), self.conns[id].version(), &mut bytes);
                     if let Some(max) = self.conns[id].max_packet {
                         assert!(
                             bytes.len() <= max as usize,
