@@ -135,6 +135,8 @@ fn slowloris_and_half_open_clients_are_closed_by_their_deadlines() {
     let connect_timeout = Duration::from_secs(2);
     let keep_alive = Duration::from_millis(1500);
     let connect = Connect::v4("x").encode();
+    // Long enough to still be trickling when the deadline comes.
+    let trickled = Connect::v4(&"t".repeat(100)).encode();
     let publish = Publish::new("slow/t", &[1; 100]).encode(false);
     let mut slow = Vec::new();
     for i in 0..EACH {
@@ -145,7 +147,7 @@ fn slowloris_and_half_open_clients_are_closed_by_their_deadlines() {
             &r,
             "trickled CONNECT",
             connect_timeout,
-            &connect[..1],
+            &trickled[..1],
         ));
         let v4 = Connect::v4(&format!("stalled-{i}")).keep_alive(1).encode();
         let mut bytes = v4.clone();
@@ -163,10 +165,10 @@ fn slowloris_and_half_open_clients_are_closed_by_their_deadlines() {
     let mut sent = 1;
     let mut next_byte = Instant::now();
     probe.serve_until(Duration::from_secs(1), TIMEOUT, || {
-        if next_byte <= Instant::now() && sent < connect.len() - 1 {
+        if next_byte <= Instant::now() && sent < trickled.len() - 1 {
             for w in slow.iter_mut().filter(|w| w.what == "trickled CONNECT") {
                 if w.closed.is_none() {
-                    let _ = w.stream.write_all(&connect[sent..sent + 1]);
+                    let _ = w.stream.write_all(&trickled[sent..sent + 1]);
                 }
             }
             sent += 1;
