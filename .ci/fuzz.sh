@@ -24,7 +24,13 @@ fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/roost-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-for target in $(cargo fuzz list --fuzz-dir tests/fuzz); do
+targets=$(cargo fuzz list --fuzz-dir tests/fuzz)
+if [[ -z "$targets" ]]; then
+    echo "FAILED: no fuzz targets in tests/fuzz" >&2
+    exit 1
+fi
+
+for target in $targets; do
     log="$work/$target.log"
     mkdir -p "$work/$target"
     echo "fuzzing $target for $SECONDS_EACH s"
