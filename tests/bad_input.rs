@@ -692,15 +692,6 @@ fn garbage_case(r: &mut Roost, what: &str, connect: Option<Connect>, bytes: &[u8
     assert_serves(r, what);
 }
 
-fn vm_kib(pid: u32, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn client_that_never_reads_cannot_grow_memory_without_bound() {
     // Contract: max_outgoing_bytes bounds per-connection unsent bytes; QoS 0 dropped beyond it.
@@ -738,7 +729,7 @@ fn client_that_never_reads_cannot_grow_memory_without_bound() {
         "other clients starved: {latency:?}"
     );
 
-    let peak = vm_kib(r.pid(), "VmHWM:");
+    let peak = r.peak_rss_kib();
     let growth_kib = peak.saturating_sub(base);
     eprintln!("flood of {MESSAGES} x 1 KiB took {flood:?}; RSS base {base} KiB, peak {peak} KiB");
     assert!(

@@ -8,6 +8,8 @@
 //! (SUBSCRIBE, UNSUBSCRIBE, retained messages).
 
 mod connect;
+#[cfg(any(test, fuzzing))]
+mod invariants;
 mod message;
 mod publish;
 mod session;
@@ -27,7 +29,9 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use crate::protocol::{DecodeError, Packet, Properties, QoS, ReasonOnly, Version, Will, reason};
+use crate::protocol::{
+    DecodeError, Packet, Properties, PublishRef, QoS, ReasonOnly, Version, Will, reason,
+};
 pub use message::Message;
 pub use session::Awaiting;
 use session::Session;
@@ -76,6 +80,20 @@ impl Delivery {
     /// not be dropped, or later PUBLISHes naming only the alias break.
     pub fn defines_alias(&self) -> bool {
         !self.omit_topic && crate::property!(self.extra, TopicAlias).is_some()
+    }
+
+    /// The PUBLISH to encode.
+    pub fn as_publish(&self) -> PublishRef<'_> {
+        PublishRef {
+            dup: self.dup,
+            qos: self.qos,
+            retain: self.retain,
+            topic: if self.omit_topic { "" } else { &self.msg.topic },
+            packet_id: self.packet_id,
+            properties: &self.msg.properties,
+            extra: &self.extra,
+            payload: &self.msg.payload,
+        }
     }
 }
 

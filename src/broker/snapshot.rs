@@ -279,19 +279,20 @@ impl Broker {
 
     /// When each offline session expires, from its live timer entry.
     fn session_expiries(&self) -> HashMap<usize, Instant> {
-        let mut at = HashMap::new();
-        self.timers.for_each(|when, timer| {
-            if let Timer::SessionExpiry(s, generation) = timer {
-                if self
-                    .sessions
-                    .get(s)
-                    .is_some_and(|s| s.generation == generation)
+        self.timers
+            .iter()
+            .filter_map(|(when, timer)| match timer {
+                Timer::SessionExpiry(s, generation)
+                    if self
+                        .sessions
+                        .get(s)
+                        .is_some_and(|s| s.generation == generation) =>
                 {
-                    at.insert(s, when);
+                    Some((s, when))
                 }
-            }
-        });
-        at
+                _ => None,
+            })
+            .collect()
     }
 
     fn stored_subs(&self, s: usize, session: &Session) -> Vec<StoredSub> {

@@ -96,6 +96,7 @@ impl Harness {
     fn packet(&mut self, id: ConnId, p: Packet) -> Vec<Action> {
         let mut out = Vec::new();
         self.broker.packet(id, p, self.now, &mut out);
+        self.check();
         out
     }
 
@@ -133,13 +134,26 @@ impl Harness {
         self.now += by;
         let mut out = Vec::new();
         self.broker.tick(self.now, &mut out);
+        self.check();
         out
     }
 
     fn close(&mut self, id: ConnId) -> Vec<Action> {
         let mut out = Vec::new();
         self.broker.closed(id, self.now, &mut out);
+        self.check();
         out
+    }
+
+    /// Every invariant holds after each call, as seen from the next loop
+    /// iterations, whose ticks at the same instant have nothing to fire.
+    fn check(&mut self) {
+        let mut out = Vec::new();
+        for _ in 0..2 {
+            self.broker.tick(self.now, &mut out);
+        }
+        assert!(out.is_empty(), "a tick at the same instant did {out:?}");
+        self.broker.check_invariants();
     }
 }
 

@@ -40,11 +40,9 @@ impl Timers {
         self.heap.shrink_to(self.heap.len() * 2);
     }
 
-    /// Visits every entry, live or stale, in no particular order.
-    pub fn for_each(&self, mut f: impl FnMut(Instant, Timer)) {
-        self.heap
-            .iter()
-            .for_each(|Reverse((at, timer))| f(*at, *timer));
+    /// Every entry, live or stale, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (Instant, Timer)> + '_ {
+        self.heap.iter().map(|Reverse(entry)| *entry)
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {

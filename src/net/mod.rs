@@ -22,7 +22,7 @@ use slab::Slab;
 use crate::broker::{Action, Broker, Delivery};
 use crate::config::Settings;
 use crate::persist::Store;
-use crate::protocol::{self, Packet, PublishRef, QoS};
+use crate::protocol::{self, Packet, QoS};
 use conn::Connection;
 use signals::Signals;
 use systemd::Notifier;
@@ -490,18 +490,8 @@ impl Server {
             }
             return;
         }
-        let p = PublishRef {
-            dup: d.dup,
-            qos: d.qos,
-            retain: d.retain,
-            topic: if d.omit_topic { "" } else { &d.msg.topic },
-            packet_id: d.packet_id,
-            properties: &d.msg.properties,
-            extra: &d.extra,
-            payload: &d.msg.payload,
-        };
         if let Some((version, out)) = self.outbuf(id) {
-            protocol::encode_publish(&p, version, out);
+            protocol::encode_publish(&d.as_publish(), version, out);
             self.broker.stats.packets_sent += 1;
             self.broker.stats.publish_sent += 1;
         }

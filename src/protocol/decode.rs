@@ -244,11 +244,7 @@ fn reason_only(r: &mut Reader, version: Version, ctx: Ctx) -> Result<ReasonOnly,
 fn subscribe(r: &mut Reader, version: Version) -> Result<Subscribe, DecodeError> {
     let packet_id = r.packet_id()?;
     let properties = properties::read(r, version, Ctx::Subscribe)?;
-    let mut filters = Vec::new();
-    while !r.is_empty() {
-        let filter = r.string()?;
-        filters.push((filter, sub_options(r.u8()?, version)?));
-    }
+    let filters = r.list(|r| Ok((r.string()?, sub_options(r.u8()?, version)?)))?;
     if filters.is_empty() {
         return Err(DecodeError::Protocol("SUBSCRIBE without topic filters")); // [MQTT-3.8.3-3]
     }
@@ -293,10 +289,7 @@ fn sub_options(byte: u8, version: Version) -> Result<SubOptions, DecodeError> {
 fn unsubscribe(r: &mut Reader, version: Version) -> Result<Unsubscribe, DecodeError> {
     let packet_id = r.packet_id()?;
     let properties = properties::read(r, version, Ctx::Unsubscribe)?;
-    let mut filters = Vec::new();
-    while !r.is_empty() {
-        filters.push(r.string()?);
-    }
+    let filters = r.list(Reader::string)?;
     if filters.is_empty() {
         return Err(DecodeError::Protocol("UNSUBSCRIBE without topic filters")); // [MQTT-3.10.3-2]
     }

@@ -94,12 +94,10 @@ pub(crate) fn read(r: &mut Reader, version: Version, ctx: Ctx) -> Result<Propert
     }
     let len = r.varint()? as usize;
     // A length past the packet's end fails here, before anything is read.
-    let mut r = Reader::new(r.take(len)?);
-    let mut props = Vec::new();
+    let props = Reader::new(r.take(len)?).list(read_value)?;
     let mut seen = 0u64;
-    while !r.is_empty() {
-        let prop = read_value(&mut r)?;
-        let (id, allowed) = spec(&prop);
+    for prop in &props {
+        let (id, allowed) = spec(prop);
         if allowed & ctx.bit() == 0 {
             // 2.2.2.2: an identifier not valid for its packet type is malformed.
             return Err(DecodeError::Malformed(
@@ -118,7 +116,6 @@ pub(crate) fn read(r: &mut Reader, version: Version, ctx: Ctx) -> Result<Propert
             return Err(DecodeError::Protocol("property included more than once"));
         }
         seen |= bit;
-        props.push(prop);
     }
     Ok(props)
 }

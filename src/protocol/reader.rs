@@ -6,6 +6,7 @@ use super::packet::DecodeError;
 
 const PAST_END: DecodeError = DecodeError::Malformed("field runs past the end of the packet");
 
+#[derive(Clone)]
 pub(crate) struct Reader<'a> {
     buf: &'a [u8],
 }
@@ -94,6 +95,29 @@ impl<'a> Reader<'a> {
 
     pub fn string(&mut self) -> Result<String, DecodeError> {
         self.str().map(str::to_owned)
+    }
+
+    /// Items read by `read` until the bytes run out, in a vector of
+    /// exactly their number: a first pass counts them. A list grown by
+    /// doubling would take up to three times its size at its peak (old and
+    /// new buffer), and list items take far more room than their wire form
+    /// (a 2-byte property is a 48-byte `Property`), so a packet of many
+    /// tiny items would cost many times the packet-size limit.
+    pub fn list<T>(
+        &mut self,
+        mut read: impl FnMut(&mut Self) -> Result<T, DecodeError>,
+    ) -> Result<Vec<T>, DecodeError> {
+        let mut probe = self.clone();
+        let mut n = 0;
+        while !probe.is_empty() {
+            read(&mut probe)?;
+            n += 1;
+        }
+        let mut items = Vec::with_capacity(n);
+        while !self.is_empty() {
+            items.push(read(self)?);
+        }
+        Ok(items)
     }
 
     pub fn packet_id(&mut self) -> Result<u16, DecodeError> {

@@ -40,6 +40,18 @@ impl Roost {
         Roost::launch(args, config, nofile, Some("roost=debug"))
     }
 
+    /// Like `spawn_limited`, logging at `rust_log` (`RUST_LOG`) instead of
+    /// debug: a test of thousands of connections would otherwise measure
+    /// how fast the test reads the log pipe.
+    pub fn spawn_logging(
+        args: &[&str],
+        config: Option<&str>,
+        nofile: Option<u64>,
+        rust_log: &str,
+    ) -> Roost {
+        Roost::launch(args, config, nofile, Some(rust_log))
+    }
+
     /// Like `spawn`, but without RUST_LOG (which the others set to
     /// `roost=debug`), so the config's `log_type` decides what is logged.
     pub fn spawn_without_rust_log(args: &[&str], config: Option<&str>) -> Roost {
@@ -149,10 +161,20 @@ impl Roost {
 
     /// Resident set size of the broker process in KiB.
     pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The highest resident set size the broker process has had, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    /// A `/proc/PID/status` figure given in kB.
+    fn status_kib(&self, key: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(key))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap()
     }

@@ -101,3 +101,47 @@ fn huge_length_fields_are_handled() {
         }
     }
 }
+
+#[test]
+fn lists_of_tiny_items_are_allocated_to_their_exact_size() {
+    // Found by the decode fuzz target: 1,500 two-byte Subscription
+    // Identifiers (3 KB) made a 96 KiB property vector, 144 KiB at its
+    // peak while growing. Each list is now counted, then allocated once.
+    let n = 1500;
+    let mut body = vec![0, 1, b't', 0xB8, 0x17]; // topic "t", 3000 bytes of properties
+    body.extend([0x0B, 1].repeat(n));
+    let Packet::Publish(p) = dec(&framed(0x30, &body), Version::V5).unwrap() else {
+        panic!("not a PUBLISH");
+    };
+    assert_eq!((p.properties.len(), p.properties.capacity()), (n, n));
+
+    let mut body = vec![0, 1, 0];
+    body.extend([0, 1, b'a', 0].repeat(n));
+    let Packet::Subscribe(s) = dec(&framed(0x82, &body), Version::V5).unwrap() else {
+        panic!("not a SUBSCRIBE");
+    };
+    assert_eq!((s.filters.len(), s.filters.capacity()), (n, n));
+
+    let mut body = vec![0, 1];
+    body.extend([0, 1, b'a'].repeat(n));
+    let Packet::Unsubscribe(u) = dec(&framed(0xA2, &body), Version::V311).unwrap() else {
+        panic!("not an UNSUBSCRIBE");
+    };
+    assert_eq!((u.filters.len(), u.filters.capacity()), (n, n));
+}
+
+/// `body` behind a fixed header with `first` and its remaining length.
+fn framed(first: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![first];
+    let mut n = body.len();
+    loop {
+        let byte = (n % 128) as u8;
+        n /= 128;
+        out.push(if n > 0 { byte | 0x80 } else { byte });
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(body);
+    out
+}

@@ -1,0 +1,157 @@
+//! What must hold of the broker's state between any two events, checked by
+//! the fuzz target (`tests/fuzz`, built with `--cfg fuzzing`) and the unit
+//! tests after every call. Not compiled into roost itself.
+
+use super::timer::Timer;
+use super::{Broker, ConnId};
+
+impl Broker {
+    /// Panics, saying which, unless every invariant holds:
+    /// - connections and sessions point at each other, every session is
+    ///   found by its client id, and an offline session is one that was
+    ///   asked to outlive its connection;
+    /// - every pending deadline (connect or keep-alive, session expiry,
+    ///   delayed will) has its timer entry, so nothing waits forever;
+    /// - bounds: in-flight messages within the window, queues within
+    ///   `max_queued`, packet ids in flight (both ways) unique and non-zero,
+    ///   inbound topic aliases within `topic_alias_max`;
+    /// - the timer heap holds at most `2 x live + 64` entries. `tick`
+    ///   sweeps stale entries before it fires any, so this one holds after
+    ///   two `tick`s with no event between them (the unit tests and the
+    ///   fuzz target tick twice at the same instant before checking).
+    #[doc(hidden)]
+    pub fn check_invariants(&self) {
+        for (id, conn) in self.conns.iter() {
+            if let Some(s) = conn.session {
+                let back = self.sessions.get(s).and_then(|session| session.conn);
+                assert_eq!(
+                    back,
+                    Some(id),
+                    "connection {id}'s session {s} is not attached to it"
+                );
+            }
+            if let Some(deadline) = conn.deadline {
+                assert!(
+                    conn.armed <= deadline,
+                    "connection {id} armed after its deadline"
+                );
+                let entry = (conn.armed, Timer::Conn(id, conn.serial));
+                assert!(
+                    self.timers.iter().any(|e| e == entry),
+                    "connection {id}: no timer"
+                );
+            }
+            let aliases = conn.aliases.as_ref().map_or(0, |a| a.inbound.len());
+            assert!(aliases <= usize::from(self.config.topic_alias_max));
+        }
+        assert_eq!(
+            self.conns.live,
+            self.conns.iter().count(),
+            "live connection count"
+        );
+        assert_eq!(
+            self.by_client_id.len(),
+            self.sessions.len(),
+            "sessions without a client id entry, or the reverse"
+        );
+        for (s, session) in &self.sessions {
+            let name = &session.client_id;
+            assert_eq!(
+                self.by_client_id.get(name),
+                Some(&s),
+                "client {name}: index"
+            );
+            match session.conn {
+                Some(id) => {
+                    let conn = self.conns.get(id).and_then(|c| c.session);
+                    assert_eq!(conn, Some(s), "client {name}: connection {id} not attached");
+                }
+                None => {
+                    assert!(session.expiry > 0, "client {name}: offline with expiry 0");
+                    let generation = session.generation;
+                    if session.expiry != u32::MAX {
+                        let timer = Timer::SessionExpiry(s, generation);
+                        assert!(self.has_timer(timer), "client {name}: no expiry timer");
+                    }
+                    if session.pending_will.is_some() {
+                        let timer = Timer::Will(s, generation);
+                        assert!(self.has_timer(timer), "client {name}: no will timer");
+                    }
+                }
+            }
+            let window = usize::from(self.config.max_inflight.max(1));
+            assert!(
+                session.inflight.len() <= window,
+                "client {name}: {} in flight, window {window}",
+                session.inflight.len()
+            );
+            assert!(
+                session.queue.len() <= self.config.max_queued,
+                "client {name}: {} queued, max {}",
+                session.queue.len(),
+                self.config.max_queued
+            );
+            assert!(
+                unique_non_zero(session.inflight.iter().map(|f| f.packet_id)),
+                "client {name}: outbound packet ids {:?}",
+                session
+                    .inflight
+                    .iter()
+                    .map(|f| (f.packet_id, f.awaiting))
+                    .collect::<Vec<_>>()
+            );
+            assert!(
+                unique_non_zero(session.awaiting_rel.iter().copied()),
+                "client {name}: inbound QoS 2 ids {:?}",
+                session.awaiting_rel
+            );
+            let mut filters: Vec<&str> = session.subscriptions.iter().map(|f| &**f).collect();
+            filters.sort_unstable();
+            filters.dedup();
+            assert_eq!(
+                filters.len(),
+                session.subscriptions.len(),
+                "client {name}: filters repeat"
+            );
+        }
+        for (g, group) in &self.groups {
+            assert!(!group.members.is_empty(), "shared group {g} has no members");
+            for m in &group.members {
+                assert!(
+                    self.sessions.contains(m.session),
+                    "shared group {g}: member gone"
+                );
+            }
+        }
+        let live = self.conns.live + 2 * self.sessions.len();
+        assert!(
+            self.timers.len() <= 2 * live + 64,
+            "{} timer entries for {live} live owners",
+            self.timers.len()
+        );
+    }
+
+    fn has_timer(&self, timer: Timer) -> bool {
+        self.timers.iter().any(|(_, t)| t == timer)
+    }
+
+    /// The packet ids of the QoS 1 and 2 messages in flight to the client
+    /// on connection `id` and not yet acknowledged (PUBREC'd ones included
+    /// until PUBCOMP).
+    #[doc(hidden)]
+    pub fn in_flight(&self, id: ConnId) -> Vec<u16> {
+        let session = self.conns.get(id).and_then(|c| c.session);
+        session.map_or(Vec::new(), |s| {
+            let inflight = &self.sessions[s].inflight;
+            inflight.iter().map(|f| f.packet_id).collect()
+        })
+    }
+}
+
+fn unique_non_zero(ids: impl Iterator<Item = u16>) -> bool {
+    let mut ids: Vec<u16> = ids.collect();
+    let n = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.len() == n && !ids.contains(&0)
+}
