@@ -85,8 +85,10 @@ impl Broker {
                 "client {name}: {} in flight, window {window}",
                 session.inflight.len()
             );
+            // 0 is mosquitto's "no limit".
+            let max_queued = self.config.max_queued;
             assert!(
-                session.queue.len() <= self.config.max_queued,
+                max_queued == 0 || session.queue.len() <= max_queued,
                 "client {name}: {} queued, max {}",
                 session.queue.len(),
                 self.config.max_queued

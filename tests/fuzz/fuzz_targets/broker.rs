@@ -25,7 +25,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use roost::broker::{Access, Action, Broker, Config, Credentials};
+use roost::broker::{Access, Action, Auth, Broker, Config, Credentials};
 use roost::protocol::{
     self, Ack, Connect, Packet, Property, Publish, QoS, ReasonOnly, SubOptions, Subscribe,
     Unsubscribe, Version, Will,
@@ -137,14 +137,24 @@ impl Driver {
             connect_timeout: Duration::from_secs(u64::from(times >> 2 & 3)),
             topic_alias_max: u16::from(sizes >> 2 & 3),
             outbound_topic_aliases: switches & 1 == 1,
-            allow_anonymous: switches & 2 == 0,
-            access: (switches & 4 == 4).then(|| Rc::new(Rules) as Rc<dyn Access>),
+            auth: vec![Auth {
+                allow_anonymous: switches & 2 == 0,
+                access: (switches & 4 == 4).then(|| Rc::new(Rules) as Rc<dyn Access>),
+            }],
+            ..Config::default()
         };
+        let max_packet = config.max_packet_size as usize;
+        let mut broker = Broker::new(config);
+        let now = Instant::now();
+        if switches & 8 == 8 {
+            // Journal mode: acks come as SendAfterCommit.
+            broker.enable_journal(now, std::time::SystemTime::UNIX_EPOCH);
+        }
         Driver {
-            max_packet: config.max_packet_size as usize,
-            broker: Broker::new(config),
+            max_packet,
+            broker,
             conns: (0..CONNS).map(|_| Conn::default()).collect(),
-            now: Instant::now(),
+            now,
             actions: Vec::new(),
         }
     }
@@ -166,7 +176,7 @@ impl Driver {
                     open: true,
                     ..Conn::default()
                 };
-                self.broker.connected(id, self.now);
+                self.broker.connected(id, 0, self.now);
             }
             1 => {
                 if std::mem::take(&mut self.conns[id].open) {
@@ -309,6 +319,8 @@ impl Driver {
     /// each.
     fn execute(&mut self) {
         let mut sent_qos = Vec::new();
+        // Records would be appended to the journal file here.
+        self.broker.take_journal();
         for action in std::mem::take(&mut self.actions) {
             let (id, bytes) = match action {
                 Action::Close(id) => {
@@ -316,7 +328,9 @@ impl Driver {
                     self.conns[id].open = false;
                     continue;
                 }
-                Action::Send(id, packet) => {
+                // The journal's commit is the loop's business: here it is
+                // always done at once.
+                Action::Send(id, packet) | Action::SendAfterCommit(id, packet) => {
                     let mut bytes = Vec::new();
                     protocol::encode(&packet, self.conns[id].version(), &mut bytes);
                     (id, bytes)
