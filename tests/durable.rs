@@ -23,7 +23,7 @@ const QUIET: Duration = Duration::from_millis(300);
 fn config(dir: &Path) -> String {
     format!(
         "listener 0 127.0.0.1\npersistence true\npersistence_mode journal\n\
-         persistence_location {}\nautosave_interval 0\nmax_queued_messages 100000\n",
+         persistence_location {}\nmax_queued_messages 100000\n",
         dir.display()
     )
 }

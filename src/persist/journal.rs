@@ -126,6 +126,11 @@ impl Journal {
         self.committed + self.pending.len() as u64
     }
 
+    /// Whether records are waiting to be written.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     pub fn append(&mut self, records: &[JournalRecord]) {
         let mut body = Vec::new();
         for rec in records {

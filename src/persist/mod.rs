@@ -22,11 +22,15 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::broker::Broker;
+use crate::broker::{Broker, JournalRecord};
 use journal::Journal;
 
 /// Between tries to write the journal after a failure (disk full).
 const RETRY: Duration = Duration::from_secs(1);
+/// How long records that no ack waits for (QoS 1 deliveries) may stay
+/// unwritten: they only spare a re-send after a crash, and giving each its
+/// own fsync would double what a trickle of messages writes.
+const LAZY: Duration = Duration::from_secs(1);
 /// The journal is compacted into a new snapshot once it is larger than
 /// this, or than the last snapshot if that is larger.
 const COMPACT_AT: u64 = 1024 * 1024;
@@ -110,6 +114,8 @@ pub struct Store {
     journal: Option<Journal>,
     /// When to try the journal again after a failed commit.
     retry_at: Option<Instant>,
+    /// When records written lazily must be on disk at the latest.
+    flush_at: Option<Instant>,
 }
 
 impl Store {
@@ -125,6 +131,7 @@ impl Store {
             snapshot_bytes: 0,
             journal: None,
             retry_at: None,
+            flush_at: None,
         }
     }
 
@@ -232,7 +239,10 @@ impl Store {
     /// When the loop must next call [`Store::autosave`] or
     /// [`Store::commit`] without being woken.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.next_save.or(self.retry_at)
+        [self.next_save, self.retry_at, self.flush_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Journal mode: appends the broker's new records and makes them
@@ -244,10 +254,23 @@ impl Store {
         let Some(journal) = &mut self.journal else {
             return true;
         };
-        journal.append(&broker.take_journal());
+        let records = broker.take_journal();
+        journal.append(&records);
         if self.retry_at.is_some_and(|at| at > now) {
             return false;
         }
+        // Only QoS 1 deliveries (or nothing) this time: nothing waits on
+        // them, so they ride with the next commit something does wait on.
+        let lazy = records
+            .iter()
+            .all(|r| matches!(r, JournalRecord::Delivered { .. }));
+        if lazy && journal.has_pending() {
+            let at = *self.flush_at.get_or_insert(now + LAZY);
+            if at > now {
+                return true;
+            }
+        }
+        self.flush_at = None;
         let done = if journal.len() > COMPACT_AT.max(self.snapshot_bytes) {
             self.save(broker, now)
         } else {
