@@ -778,6 +778,6 @@ pub(super) fn print_gateway(r: &GatewayRuns, autosave: u64, secs: u64) {
          journal: run with autosave_interval 0, so that only its size makes it compact; \
          written per hour = the journal's writes measured over the window + compactions per \
          hour (from its size, and one per autosave_interval) x written per compaction. \
-         fsyncs counted with perf stat.)"
+         fsyncs counted with perf stat; \"-\" without it.)"
     );
 }
