@@ -71,7 +71,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::{
-    Broker, Brokers, Mem, Pair, connect_client, install_guards, io_context, print_table,
+    Broker, Brokers, CpuMark, Mem, Pair, connect_client, install_guards, io_context, print_table,
     put_publish, raise_nofile, read_packet, row, settle, start_mosquitto, start_roost, subscribe,
 };
 
@@ -102,50 +102,6 @@ static EPOCH: OnceLock<Instant> = OnceLock::new();
 
 fn now_ns() -> u64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
-}
-
-// ---------------------------------------------------------------------------
-// CPU time of a process
-
-/// utime + stime of `/proc/<pid>/stat` (`pid` may be `self`), in seconds.
-fn cpu_secs(pid: &str) -> Result<f64, String> {
-    let path = format!("/proc/{pid}/stat");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {path}: {e}"))?;
-    // The command name (field 2) may hold spaces: count fields after its ')'.
-    let rest = text
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .ok_or_else(|| format!("{path}: no ')'"))?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // Fields 14 and 15 overall; the first after ')' is field 3.
-    let get = |i: usize| -> Result<u64, String> {
-        fields
-            .get(i - 3)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| format!("{path}: bad field {i}"))
-    };
-    let ticks = get(14)? + get(15)?;
-    // SAFETY: plain libc call without pointers.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    Ok(ticks as f64 / hz.max(1) as f64)
-}
-
-/// CPU seconds of the broker and of this process (the load generator).
-#[derive(Clone, Copy)]
-struct CpuMark {
-    broker: f64,
-    generator: f64,
-    at: Instant,
-}
-
-impl CpuMark {
-    fn take(broker: &Broker) -> Result<Self, String> {
-        Ok(CpuMark {
-            broker: cpu_secs(&broker.pid().to_string())?,
-            generator: cpu_secs("self")?,
-            at: Instant::now(),
-        })
-    }
 }
 
 // ---------------------------------------------------------------------------

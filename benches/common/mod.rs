@@ -81,6 +81,59 @@ pub fn read_mem(pid: u32) -> Result<Mem, String> {
 }
 
 // ---------------------------------------------------------------------------
+// CPU time of a process (memory.rs measures none, hence the `allow`s)
+
+/// The fields of `/proc/<pid>/stat` (`pid` may be `self`) from field 3,
+/// the state, on: those after the command name, which may hold spaces.
+#[allow(dead_code)]
+pub fn stat_fields(pid: &str) -> Result<Vec<String>, String> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {path}: {e}"))?;
+    let rest = text
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| format!("{path}: no ')'"))?;
+    Ok(rest.split_whitespace().map(String::from).collect())
+}
+
+/// utime + stime of `/proc/<pid>/stat` (`pid` may be `self`), in seconds.
+#[allow(dead_code)]
+pub fn cpu_secs(pid: &str) -> Result<f64, String> {
+    let fields = stat_fields(pid)?;
+    // Fields 14 and 15 overall; the first after ')' is field 3.
+    let get = |i: usize| -> Result<u64, String> {
+        fields
+            .get(i - 3)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("/proc/{pid}/stat: bad field {i}"))
+    };
+    let ticks = get(14)? + get(15)?;
+    // SAFETY: plain libc call without pointers.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Ok(ticks as f64 / hz.max(1) as f64)
+}
+
+/// CPU seconds of the broker and of this process (the load generator).
+#[allow(dead_code)]
+#[derive(Clone, Copy)]
+pub struct CpuMark {
+    pub broker: f64,
+    pub generator: f64,
+    pub at: Instant,
+}
+
+#[allow(dead_code)]
+impl CpuMark {
+    pub fn take(broker: &Broker) -> Result<Self, String> {
+        Ok(CpuMark {
+            broker: cpu_secs(&broker.pid().to_string())?,
+            generator: cpu_secs("self")?,
+            at: Instant::now(),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
 // A broker process
 
 pub struct Broker {
@@ -698,6 +751,18 @@ pub fn puback_packet(packet_id: u16) -> [u8; 4] {
     [0x40, 0x02, id[0], id[1]]
 }
 
+/// The PUBACK that the PUBLISH `first`, `body` asks for: Some when it is
+/// QoS 1.
+#[allow(dead_code)]
+pub fn puback_for(first: u8, body: &[u8]) -> Option<[u8; 4]> {
+    if (first >> 1) & 3 != 1 {
+        return None;
+    }
+    // topic length, topic, packet id
+    let at = 2 + usize::from(u16::from_be_bytes([body[0], body[1]]));
+    Some(puback_packet(u16::from_be_bytes([body[at], body[at + 1]])))
+}
+
 /// Reads the next packet from `s`, which must be a PUBACK.
 #[allow(dead_code)]
 pub fn read_puback(s: &mut TcpStream, who: &str) -> Result<(), String> {
@@ -730,11 +795,8 @@ pub fn receive_publish(s: &mut TcpStream, who: &str) -> Result<bool, String> {
         if first & 0xf0 != 0x30 {
             continue;
         }
-        if (first >> 1) & 3 == 1 {
-            // topic length, topic, packet id
-            let at = 2 + usize::from(u16::from_be_bytes([body[0], body[1]]));
-            let id = u16::from_be_bytes([body[at], body[at + 1]]);
-            s.write_all(&puback_packet(id))
+        if let Some(ack) = puback_for(first, &body) {
+            s.write_all(&ack)
                 .map_err(|e| io_context(&format!("{who}: sending PUBACK"), e))?;
         }
         return Ok(true);
@@ -830,33 +892,70 @@ pub fn row(label: impl Into<String>, roost: Option<f64>, mosq: Option<f64>, prec
 /// and note, after a blank line.
 #[allow(dead_code)]
 pub fn print_table(title: &str, rows: &[Row]) {
-    let w = rows
+    let lines: Vec<Line> = rows
         .iter()
-        .map(|r| r.label.len())
+        .map(|r| Line {
+            label: r.label.clone(),
+            values: vec![r.roost, r.mosq],
+            prec: r.prec,
+            note: r.note.clone(),
+        })
+        .collect();
+    print_columns(title, &["roost", "mosquitto"], &[(0, 1)], &lines);
+}
+
+/// A row of a table of any number of columns: a figure for each, printed
+/// with `prec` decimals, and a note.
+#[allow(dead_code)]
+pub struct Line {
+    pub label: String,
+    pub values: Vec<Option<f64>>,
+    pub prec: usize,
+    pub note: String,
+}
+
+/// Prints `lines` under `title`, after a blank line: a column per name in
+/// `heads`, then for each `(a, b)` of `ratios` the ratio of column a to
+/// column b, then the note.
+#[allow(dead_code)]
+pub fn print_columns(title: &str, heads: &[&str], ratios: &[(usize, usize)], lines: &[Line]) {
+    let w = lines
+        .iter()
+        .map(|l| l.label.len())
         .chain([title.len()])
         .max()
         .unwrap_or(0)
         + 2;
-    println!();
-    println!(
-        "{title:<w$}{:>12}{:>12}{:>17}  note",
-        "roost", "mosquitto", "roost/mosquitto"
-    );
-    for r in rows {
-        let cell = |v: Option<f64>| {
-            v.map_or_else(
-                || String::from("-"),
-                |v| format!("{v:.prec$}", prec = r.prec),
-            )
-        };
-        println!(
-            "{:<w$}{:>12}{:>12}{:>17}  {}",
-            r.label,
-            cell(r.roost),
-            cell(r.mosq),
-            fmt_ratio(r.roost, r.mosq),
-            r.note
-        );
+    let ratio_heads: Vec<String> = ratios
+        .iter()
+        .map(|&(a, b)| format!("{}/{}", heads[a], heads[b]))
+        .collect();
+    let value_w = |h: &str| (h.len() + 2).max(12);
+    let mut out = format!("\n{title:<w$}");
+    for h in heads {
+        let _ = write!(out, "{h:>0$}", value_w(h));
+    }
+    for h in &ratio_heads {
+        let _ = write!(out, "{h:>0$}", h.len() + 2);
+    }
+    out.push_str("  note");
+    println!("{out}");
+    for l in lines {
+        let mut out = format!("{:<w$}", l.label);
+        for (h, v) in heads.iter().zip(&l.values) {
+            let cell = v.map_or_else(|| String::from("-"), |v| format!("{v:.0$}", l.prec));
+            let _ = write!(out, "{cell:>0$}", value_w(h));
+        }
+        for (&(a, b), h) in ratios.iter().zip(&ratio_heads) {
+            let _ = write!(
+                out,
+                "{:>1$}",
+                fmt_ratio(l.values[a], l.values[b]),
+                h.len() + 2
+            );
+        }
+        let _ = write!(out, "  {}", l.note);
+        println!("{out}");
     }
 }
 
