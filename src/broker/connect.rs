@@ -232,15 +232,22 @@ impl Broker {
         // Rights may have changed since these went out (a reload, another
         // user resuming the session): what may not be read now is dropped.
         let denied: Vec<u16> = self.sessions[s]
+            .flow()
             .inflight
             .iter()
             .filter(|f| f.awaiting != Awaiting::Complete && !self.may_read(s, &f.out.msg.topic))
             .map(|f| f.packet_id)
             .collect();
-        self.sessions[s]
-            .inflight
-            .retain(|f| !denied.contains(&f.packet_id));
+        if !denied.is_empty() {
+            let session = &mut self.sessions[s];
+            session
+                .flow_mut(&mut self.spare_flows)
+                .inflight
+                .retain(|f| !denied.contains(&f.packet_id));
+            session.release_flow(&mut self.spare_flows);
+        }
         let resend: Vec<(u16, Awaiting, Outgoing)> = self.sessions[s]
+            .flow()
             .inflight
             .iter()
             .map(|f| (f.packet_id, f.awaiting, f.out.clone()))

@@ -30,7 +30,7 @@ use slab::Slab;
 use crate::protocol::{DecodeError, Packet, Properties, QoS, ReasonOnly, Version, Will, reason};
 pub use message::Message;
 pub use session::Awaiting;
-use session::Session;
+use session::{Session, SpareFlows};
 pub use snapshot::{
     JournalRecord, Snapshot, StoredInflight, StoredMessage, StoredOutgoing, StoredSession,
     StoredSub,
@@ -288,6 +288,7 @@ pub struct Broker {
     config: Config,
     conns: Conns,
     sessions: Slab<Session>,
+    spare_flows: SpareFlows,
     by_client_id: HashMap<Rc<str>, usize>,
     topics: TopicTable,
     /// Shared subscriptions: filters map to groups (`Sub::session` holds
@@ -321,6 +322,7 @@ impl Broker {
             config,
             conns: Conns::default(),
             sessions: Slab::new(),
+            spare_flows: SpareFlows::default(),
             by_client_id: HashMap::new(),
             topics: TopicTable::default(),
             shared: TopicTable::default(),
@@ -694,13 +696,14 @@ impl Broker {
             self.remove_subscription(filter, s);
         }
         self.by_client_id.remove(&session.client_id);
-        let unacknowledged = session
+        let flow = session.into_flow();
+        let unacknowledged = flow
             .inflight
             .into_iter()
             .filter(|f| f.awaiting != session::Awaiting::Complete)
             .map(|f| f.out);
         let pending: Vec<_> = unacknowledged
-            .chain(session.queue)
+            .chain(flow.queue)
             .filter(|o| o.share.is_some())
             .collect();
         self.reroute_shared(pending, now, out);
