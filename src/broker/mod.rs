@@ -9,6 +9,7 @@
 
 mod connect;
 mod message;
+mod one_or_many;
 mod publish;
 mod session;
 mod shared;

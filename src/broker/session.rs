@@ -2,6 +2,7 @@
 //! (subscriptions, QoS 1/2 messages in flight or queued, inbound QoS 2 ids).
 
 use super::message::Message;
+use super::one_or_many::OneOrMany;
 use crate::protocol::{QoS, Will};
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -59,7 +60,7 @@ pub struct Session {
     pub generation: u64,
     /// Seconds the session outlives its connection; `u32::MAX` is forever.
     pub expiry: u32,
-    pub subscriptions: Vec<Rc<str>>,
+    pub subscriptions: OneOrMany<Rc<str>>,
     /// The QoS 1/2 state, only while a flow is open or a message queued:
     /// an idle session, or one that only sees QoS 0, holds none. Read it
     /// with [`Session::flow`], change it with [`Session::flow_mut`].
@@ -169,7 +170,7 @@ impl Session {
             conn: None,
             generation: 0,
             expiry: 0,
-            subscriptions: Vec::new(),
+            subscriptions: OneOrMany::default(),
             flow: None,
             window: 0,
             last_packet_id: 0,
