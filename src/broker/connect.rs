@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::publish::payload_format_ok;
 use super::session::{Awaiting, Outgoing, Session};
 use super::timer::Timer;
-use super::{Action, Aliases, Broker, ConnId, Credentials, OutAliases, connack, reason};
+use super::{Action, Aliases, Broker, ConnId, Credentials, OutAliases, Slot, connack, reason};
 use crate::protocol::{Ack, Connect, Packet, Property, ReasonOnly, Version};
 use std::collections::HashMap;
 
@@ -131,7 +131,7 @@ impl Broker {
         let old_conn = self
             .by_client_id
             .get(&client_id)
-            .and_then(|&s| self.sessions[s].conn);
+            .and_then(|&s| self.sessions[s].conn());
         if let Some(old) = old_conn {
             log::info!("client {client_id}: taken over by a new connection");
             self.drop_conn(old, Some(reason::SESSION_TAKEN_OVER), now, out);
@@ -149,7 +149,7 @@ impl Broker {
         let receive_max = crate::property!(c.properties, ReceiveMaximum).unwrap_or(u16::MAX);
         let generation = self.serial();
         let session = &mut self.sessions[s];
-        session.conn = Some(id);
+        session.conn = Some(Slot::new(id));
         session.generation = generation;
         session.expiry = expiry;
         // Coming back within the will delay cancels the will ([MQTT-3.1.3-9]).
@@ -164,7 +164,7 @@ impl Broker {
         session.auth = auth;
 
         let conn = self.conns.get_mut(id).expect("checked above");
-        conn.session = Some(s);
+        conn.session = Some(Slot::new(s));
         conn.will = c.will.map(Box::new);
         conn.max_packet = crate::property!(c.properties, MaximumPacketSize).unwrap_or(u32::MAX);
         let alias_max = crate::property!(c.properties, TopicAliasMaximum).unwrap_or(0);
@@ -183,7 +183,8 @@ impl Broker {
             let deadline = now + limit;
             conn.deadline = Some(deadline);
             conn.armed = deadline;
-            self.timers.add(deadline, Timer::Conn(id, serial));
+            self.timers
+                .add(deadline, Timer::Conn(Slot::new(id), serial));
         }
         log::debug!(
             "client {client_id}: connected ({:?}, keep-alive {keep_alive}s)",

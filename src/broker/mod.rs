@@ -43,6 +43,22 @@ use topic::TopicTable;
 /// A connection, as the event loop numbers them.
 pub type ConnId = usize;
 
+/// A slab key (a connection id or a session slot) in 32 bits, for what is
+/// stored once per connection or timer: keys stay far below 2^32, as
+/// connections are bounded by the descriptor limit and sessions by memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Slot(u32);
+
+impl Slot {
+    fn new(key: usize) -> Slot {
+        Slot(u32::try_from(key).expect("slab keys fit in 32 bits"))
+    }
+
+    fn get(self) -> usize {
+        self.0 as usize
+    }
+}
+
 /// What the broker asks the event loop to do.
 #[derive(Debug)]
 pub enum Action {
@@ -203,7 +219,7 @@ struct Conn {
     /// Unique for the broker's lifetime; event-loop ids are reused.
     serial: u64,
     /// Set once CONNECT has been accepted.
-    session: Option<usize>,
+    session: Option<Slot>,
     version: Version,
     /// Keep-alive in seconds, 0 when off.
     keep_alive: u16,
@@ -217,7 +233,7 @@ struct Conn {
     /// v5 topic aliases, allocated only for a client that uses them.
     aliases: Option<Box<Aliases>>,
     /// Index into `Config::auth`: the rules of the listener it came
-    /// through. A u8 fills padding: `Conn` stays 80 bytes.
+    /// through. A u8 fills padding: `Conn` stays 72 bytes.
     auth: u8,
 }
 
@@ -457,7 +473,8 @@ impl Broker {
                 auth,
             },
         );
-        self.timers.add(deadline, Timer::Conn(id, serial));
+        self.timers
+            .add(deadline, Timer::Conn(Slot::new(id), serial));
     }
 
     /// The network connection is gone (peer closed, IO error). Unless the
@@ -475,7 +492,7 @@ impl Broker {
         if let (Some(_), Some(limit)) = (conn.session, conn.idle_limit()) {
             conn.deadline = Some(now + limit);
         }
-        let session = conn.session;
+        let session = conn.session.map(Slot::get);
         let Some(session) = session else {
             match packet {
                 Packet::Connect(connect) => self.on_connect(id, *connect, now, out),
@@ -536,17 +553,18 @@ impl Broker {
             let (conns, sessions) = (&self.conns, &self.sessions);
             self.timers.retain(|at, timer| match timer {
                 Timer::Conn(id, serial) => conns
-                    .get(id)
+                    .get(id.get())
                     .is_some_and(|c| c.serial == serial && c.armed == at),
-                Timer::SessionExpiry(s, generation) | Timer::Will(s, generation) => {
-                    sessions.get(s).is_some_and(|s| s.generation == generation)
-                }
+                Timer::SessionExpiry(s, generation) | Timer::Will(s, generation) => sessions
+                    .get(s.get())
+                    .is_some_and(|s| s.generation == generation),
             });
         }
         while let Some((at, timer)) = self.timers.pop_due(now) {
             match timer {
-                Timer::Conn(id, serial) => self.conn_timer(id, serial, at, now, out),
+                Timer::Conn(id, serial) => self.conn_timer(id.get(), serial, at, now, out),
                 Timer::SessionExpiry(s, generation) => {
+                    let s = s.get();
                     if self
                         .sessions
                         .get(s)
@@ -556,6 +574,7 @@ impl Broker {
                     }
                 }
                 Timer::Will(s, generation) => {
+                    let s = s.get();
                     let Some(session) = self.sessions.get_mut(s) else {
                         continue;
                     };
@@ -610,7 +629,8 @@ impl Broker {
             }
             Some(deadline) => {
                 conn.armed = deadline;
-                self.timers.add(deadline, Timer::Conn(id, serial));
+                self.timers
+                    .add(deadline, Timer::Conn(Slot::new(id), serial));
             }
             None => {}
         }
@@ -643,7 +663,7 @@ impl Broker {
         let Some(conn) = self.conns.remove(id) else {
             return;
         };
-        let Some(s) = conn.session else {
+        let Some(s) = conn.session.map(Slot::get) else {
             return;
         };
         let generation = self.serial();
@@ -669,15 +689,16 @@ impl Broker {
             } else {
                 self.sessions[s].pending_will = Some(will);
                 self.timers
-                    .add(now + secs(delay), Timer::Will(s, generation));
+                    .add(now + secs(delay), Timer::Will(Slot::new(s), generation));
             }
         }
         match expiry {
             0 => self.end_session(s, now, out),
             u32::MAX => {}
-            _ => self
-                .timers
-                .add(now + secs(expiry), Timer::SessionExpiry(s, generation)),
+            _ => self.timers.add(
+                now + secs(expiry),
+                Timer::SessionExpiry(Slot::new(s), generation),
+            ),
         }
     }
 

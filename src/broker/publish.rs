@@ -327,7 +327,7 @@ impl Broker {
         if o.qos != QoS::AtMostOnce && session.expiry != 0 {
             self.changes += 1;
         }
-        if let Some(id) = session.conn {
+        if let Some(id) = session.conn() {
             let window_open = o.qos == QoS::AtMostOnce || !session.window_full();
             if session.flow().queue.is_empty() && window_open {
                 return self.send_now(s, id, o, now, out);
@@ -353,7 +353,7 @@ impl Broker {
     pub(super) fn pump(&mut self, s: usize, now: Instant, out: &mut Vec<Action>) {
         loop {
             let session = &mut self.sessions[s];
-            let Some(id) = session.conn else { return };
+            let Some(id) = session.conn() else { return };
             let Some(front) = session.flow().queue.front() else {
                 session.queue_drained(&mut self.spare_flows);
                 return;

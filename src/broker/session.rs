@@ -3,6 +3,7 @@
 
 use super::message::Message;
 use super::one_or_many::OneOrMany;
+use super::{ConnId, Slot};
 use crate::protocol::{QoS, Will};
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -53,8 +54,8 @@ pub struct Session {
     /// The user name it connected with, for access checks; kept only while
     /// access control is on, as every session pays for it.
     pub username: Option<Box<str>>,
-    /// The connection attached now, if online.
-    pub conn: Option<usize>,
+    /// The connection attached now, if online (see [`Session::conn`]).
+    pub conn: Option<Slot>,
     /// Renewed (broker-wide unique) on every attach and detach, so stale
     /// timers are ignored.
     pub generation: u64,
@@ -177,6 +178,11 @@ impl Session {
             pending_will: None,
             auth: 0,
         }
+    }
+
+    /// The connection attached now, if online.
+    pub fn conn(&self) -> Option<ConnId> {
+        self.conn.map(Slot::get)
     }
 
     /// The QoS 1/2 state; empty when there is none.

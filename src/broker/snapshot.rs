@@ -14,7 +14,7 @@ use super::session::{Awaiting, Inflight, Outgoing, Session};
 use super::sys::is_sys;
 use super::timer::Timer;
 use super::topic::{Sub, parse_shared};
-use super::{Broker, Message};
+use super::{Broker, Message, Slot};
 use crate::protocol::{Properties, QoS, SubOptions};
 
 #[derive(Debug, Default, PartialEq)]
@@ -283,6 +283,7 @@ impl Broker {
         let mut at = HashMap::new();
         self.timers.for_each(|when, timer| {
             if let Timer::SessionExpiry(s, generation) = timer {
+                let s = s.get();
                 if self
                     .sessions
                     .get(s)
@@ -383,7 +384,8 @@ impl Broker {
             }
             session.release_flow(&mut self.spare_flows);
             if let Some(at) = ends {
-                self.timers.add(at, Timer::SessionExpiry(s, generation));
+                self.timers
+                    .add(at, Timer::SessionExpiry(Slot::new(s), generation));
             }
         }
     }
@@ -559,7 +561,8 @@ impl Broker {
         session.expiry = expiry;
         if expiry != u32::MAX {
             let at = now + Duration::from_secs(u64::from(expiry));
-            self.timers.add(at, Timer::SessionExpiry(s, generation));
+            self.timers
+                .add(at, Timer::SessionExpiry(Slot::new(s), generation));
         }
         s
     }

@@ -1557,8 +1557,14 @@ fn each_listener_has_its_own_rules() {
 #[cfg(target_pointer_width = "64")]
 #[test]
 fn per_connection_state_stays_small() {
-    assert_eq!(std::mem::size_of::<Conn>(), 80);
-    assert_eq!(std::mem::size_of::<Session>(), 112);
+    use std::mem::size_of;
+    assert_eq!(size_of::<Conn>(), 72);
+    assert_eq!(size_of::<Session>(), 104);
+    assert_eq!(
+        size_of::<(Instant, timer::Timer)>(),
+        32,
+        "a timer heap entry"
+    );
 }
 
 /// (topic, payload as text) of each PUBLISH to `id` in `out`.

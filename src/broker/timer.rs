@@ -8,14 +8,17 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Instant;
 
+use super::Slot;
+
+/// 16 bytes: with its time, a heap entry is 32 (every connection has one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Timer {
     /// Connect timeout or keep-alive of a connection (id, serial).
-    Conn(usize, u64),
+    Conn(Slot, u64),
     /// Session expiry of an offline session (slot, generation).
-    SessionExpiry(usize, u64),
+    SessionExpiry(Slot, u64),
     /// Delayed will of an offline session (slot, generation).
-    Will(usize, u64),
+    Will(Slot, u64),
 }
 
 #[derive(Default)]
@@ -72,10 +75,10 @@ mod tests {
         for i in 0..10_000u64 {
             t.add(
                 now + Duration::from_millis(10_000 - i),
-                Timer::Conn(i as usize, i),
+                Timer::Conn(Slot::new(i as usize), i),
             );
         }
-        t.retain(|_, timer| matches!(timer, Timer::Conn(id, _) if id % 100 == 0));
+        t.retain(|_, timer| matches!(timer, Timer::Conn(id, _) if id.get() % 100 == 0));
         assert_eq!(t.len(), 100);
         assert!(t.heap.capacity() <= 200, "capacity {}", t.heap.capacity());
         let mut last = now;
