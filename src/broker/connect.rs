@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use super::publish::payload_format_ok;
 use super::session::{Awaiting, Outgoing, Session};
-use super::timer::Timer;
 use super::{Action, Aliases, Broker, ConnId, Credentials, OutAliases, Slot, connack, reason};
 use crate::protocol::{Ack, Connect, Packet, Property, ReasonOnly, Version};
 use std::collections::HashMap;
@@ -24,7 +23,6 @@ impl Broker {
             return;
         };
         conn.version = c.version;
-        let serial = conn.serial;
         let auth = conn.auth;
 
         if v5
@@ -84,7 +82,7 @@ impl Broker {
             if !v5 && (c.version == Version::V31 || !c.clean_start) {
                 return self.refuse(id, reason::V3_IDENTIFIER_REJECTED, out);
             }
-            let generated = format!("roost-{serial:x}-{:x}", std::process::id());
+            let generated = format!("roost-{:x}-{:x}", self.serial(), std::process::id());
             assigned = Some(generated.clone());
             generated.into()
         } else {
@@ -178,13 +176,9 @@ impl Broker {
             }));
         }
         conn.keep_alive = keep_alive;
-        conn.deadline = None;
-        if let Some(limit) = conn.idle_limit() {
-            let deadline = now + limit;
-            conn.deadline = Some(deadline);
-            conn.armed = deadline;
-            self.timers
-                .add(deadline, Timer::Conn(Slot::new(id), serial));
+        conn.deadline = conn.idle_limit().map(|limit| now + limit);
+        if let Some(deadline) = conn.deadline {
+            self.arm(id, deadline);
         }
         log::debug!(
             "client {client_id}: connected ({:?}, keep-alive {keep_alive}s)",

@@ -216,8 +216,10 @@ pub struct Stats {
 
 /// Per-connection state. Small on purpose: one exists per socket.
 struct Conn {
-    /// Unique for the broker's lifetime; event-loop ids are reused.
-    serial: u64,
+    /// The serial of its live timer entry, new each time one is set:
+    /// entries with another are stale, those of an earlier connection
+    /// with the same (reused) id included.
+    timer: u64,
     /// Set once CONNECT has been accepted.
     session: Option<Slot>,
     version: Version,
@@ -225,15 +227,13 @@ struct Conn {
     keep_alive: u16,
     /// When the connection is closed unless heard from.
     deadline: Option<Instant>,
-    /// When its live timer entry fires; entries for other times are stale.
-    armed: Instant,
     will: Option<Box<Will>>,
     /// v5 Maximum Packet Size the client accepts.
     max_packet: u32,
     /// v5 topic aliases, allocated only for a client that uses them.
     aliases: Option<Box<Aliases>>,
     /// Index into `Config::auth`: the rules of the listener it came
-    /// through. A u8 fills padding: `Conn` stays 72 bytes.
+    /// through. A u8 fills padding: `Conn` stays 56 bytes.
     auth: u8,
 }
 
@@ -456,25 +456,31 @@ impl Broker {
     /// `auth` indexes `Config::auth`: the rules of the listener it came
     /// through.
     pub fn connected(&mut self, id: ConnId, auth: u8, now: Instant) {
-        let serial = self.serial();
         let deadline = now + self.config.connect_timeout;
         self.conns.insert(
             id,
             Conn {
-                serial,
+                timer: 0,
                 session: None,
                 version: Version::V311,
                 keep_alive: 0,
                 deadline: Some(deadline),
-                armed: deadline,
                 will: None,
                 max_packet: u32::MAX,
                 aliases: None,
                 auth,
             },
         );
-        self.timers
-            .add(deadline, Timer::Conn(Slot::new(id), serial));
+        self.arm(id, deadline);
+    }
+
+    /// Sets connection `id`'s timer entry for `at`; earlier ones go stale.
+    fn arm(&mut self, id: ConnId, at: Instant) {
+        let serial = self.serial();
+        if let Some(conn) = self.conns.get_mut(id) {
+            conn.timer = serial;
+            self.timers.add(at, Timer::Conn(Slot::new(id), serial));
+        }
     }
 
     /// The network connection is gone (peer closed, IO error). Unless the
@@ -551,18 +557,16 @@ impl Broker {
         let live = self.conns.live + 2 * self.sessions.len();
         if self.timers.len() > 2 * live + 64 {
             let (conns, sessions) = (&self.conns, &self.sessions);
-            self.timers.retain(|at, timer| match timer {
-                Timer::Conn(id, serial) => conns
-                    .get(id.get())
-                    .is_some_and(|c| c.serial == serial && c.armed == at),
+            self.timers.retain(|timer| match timer {
+                Timer::Conn(id, serial) => conns.get(id.get()).is_some_and(|c| c.timer == serial),
                 Timer::SessionExpiry(s, generation) | Timer::Will(s, generation) => sessions
                     .get(s.get())
                     .is_some_and(|s| s.generation == generation),
             });
         }
-        while let Some((at, timer)) = self.timers.pop_due(now) {
+        while let Some(timer) = self.timers.pop_due(now) {
             match timer {
-                Timer::Conn(id, serial) => self.conn_timer(id.get(), serial, at, now, out),
+                Timer::Conn(id, serial) => self.conn_timer(id.get(), serial, now, out),
                 Timer::SessionExpiry(s, generation) => {
                     let s = s.get();
                     if self
@@ -607,18 +611,11 @@ impl Broker {
         self.conns = Conns::default();
     }
 
-    fn conn_timer(
-        &mut self,
-        id: ConnId,
-        serial: u64,
-        at: Instant,
-        now: Instant,
-        out: &mut Vec<Action>,
-    ) {
-        let Some(conn) = self.conns.get_mut(id) else {
+    fn conn_timer(&mut self, id: ConnId, serial: u64, now: Instant, out: &mut Vec<Action>) {
+        let Some(conn) = self.conns.get(id) else {
             return;
         };
-        if conn.serial != serial || conn.armed != at {
+        if conn.timer != serial {
             return;
         }
         match conn.deadline {
@@ -627,11 +624,7 @@ impl Broker {
                 // [MQTT-3.1.2-24]: close after 1.5 x keep-alive of silence.
                 self.drop_conn(id, Some(reason::KEEP_ALIVE_TIMEOUT), now, out);
             }
-            Some(deadline) => {
-                conn.armed = deadline;
-                self.timers
-                    .add(deadline, Timer::Conn(Slot::new(id), serial));
-            }
+            Some(deadline) => self.arm(id, deadline),
             None => {}
         }
     }

@@ -1558,7 +1558,7 @@ fn each_listener_has_its_own_rules() {
 #[test]
 fn per_connection_state_stays_small() {
     use std::mem::size_of;
-    assert_eq!(size_of::<Conn>(), 72);
+    assert_eq!(size_of::<Conn>(), 56);
     assert_eq!(size_of::<Session>(), 104);
     assert_eq!(
         size_of::<(Instant, timer::Timer)>(),
