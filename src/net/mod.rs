@@ -455,7 +455,10 @@ impl Server {
     }
 
     /// The protocol level and output buffer of a live connection, marked
-    /// for flushing.
+    /// for flushing. Runs for every packet sent: left out of line, as the
+    /// compiler chose once the buffer moved into `Connection`'s box, it
+    /// cost 2% more instructions in a QoS 0 fan-out (callgrind).
+    #[inline(always)]
     fn outbuf(&mut self, id: usize) -> Option<(protocol::Version, &mut Vec<u8>)> {
         let c = self.conns.get_mut(id)?;
         if c.closing().is_some() {
