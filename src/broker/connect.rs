@@ -6,8 +6,7 @@ use std::time::Instant;
 
 use super::publish::payload_format_ok;
 use super::session::{Awaiting, Outgoing, Session};
-use super::timer::Timer;
-use super::{Action, Aliases, Broker, ConnId, Credentials, OutAliases, connack, reason};
+use super::{Action, Aliases, Broker, ConnId, Credentials, OutAliases, Slot, connack, reason};
 use crate::protocol::{Ack, Connect, Packet, Property, ReasonOnly, Version};
 use std::collections::HashMap;
 
@@ -24,7 +23,6 @@ impl Broker {
             return;
         };
         conn.version = c.version;
-        let serial = conn.serial;
         let auth = conn.auth;
 
         if v5
@@ -84,7 +82,7 @@ impl Broker {
             if !v5 && (c.version == Version::V31 || !c.clean_start) {
                 return self.refuse(id, reason::V3_IDENTIFIER_REJECTED, out);
             }
-            let generated = format!("roost-{serial:x}-{:x}", std::process::id());
+            let generated = format!("roost-{:x}-{:x}", self.serial(), std::process::id());
             assigned = Some(generated.clone());
             generated.into()
         } else {
@@ -131,7 +129,7 @@ impl Broker {
         let old_conn = self
             .by_client_id
             .get(&client_id)
-            .and_then(|&s| self.sessions[s].conn);
+            .and_then(|&s| self.sessions[s].conn());
         if let Some(old) = old_conn {
             log::info!("client {client_id}: taken over by a new connection");
             self.drop_conn(old, Some(reason::SESSION_TAKEN_OVER), now, out);
@@ -149,7 +147,7 @@ impl Broker {
         let receive_max = crate::property!(c.properties, ReceiveMaximum).unwrap_or(u16::MAX);
         let generation = self.serial();
         let session = &mut self.sessions[s];
-        session.conn = Some(id);
+        session.conn = Some(Slot::new(id));
         session.generation = generation;
         session.expiry = expiry;
         // Coming back within the will delay cancels the will ([MQTT-3.1.3-9]).
@@ -164,7 +162,7 @@ impl Broker {
         session.auth = auth;
 
         let conn = self.conns.get_mut(id).expect("checked above");
-        conn.session = Some(s);
+        conn.session = Some(Slot::new(s));
         conn.will = c.will.map(Box::new);
         conn.max_packet = crate::property!(c.properties, MaximumPacketSize).unwrap_or(u32::MAX);
         let alias_max = crate::property!(c.properties, TopicAliasMaximum).unwrap_or(0);
@@ -178,12 +176,9 @@ impl Broker {
             }));
         }
         conn.keep_alive = keep_alive;
-        conn.deadline = None;
-        if let Some(limit) = conn.idle_limit() {
-            let deadline = now + limit;
-            conn.deadline = Some(deadline);
-            conn.armed = deadline;
-            self.timers.add(deadline, Timer::Conn(id, serial));
+        conn.deadline = conn.idle_limit().map(|limit| now + limit);
+        if let Some(deadline) = conn.deadline {
+            self.arm(id, deadline);
         }
         log::debug!(
             "client {client_id}: connected ({:?}, keep-alive {keep_alive}s)",
@@ -232,15 +227,22 @@ impl Broker {
         // Rights may have changed since these went out (a reload, another
         // user resuming the session): what may not be read now is dropped.
         let denied: Vec<u16> = self.sessions[s]
+            .flow()
             .inflight
             .iter()
             .filter(|f| f.awaiting != Awaiting::Complete && !self.may_read(s, &f.out.msg.topic))
             .map(|f| f.packet_id)
             .collect();
-        self.sessions[s]
-            .inflight
-            .retain(|f| !denied.contains(&f.packet_id));
+        if !denied.is_empty() {
+            let session = &mut self.sessions[s];
+            session
+                .flow_mut(&mut self.spare_flows)
+                .inflight
+                .retain(|f| !denied.contains(&f.packet_id));
+            session.release_flow(&mut self.spare_flows);
+        }
         let resend: Vec<(u16, Awaiting, Outgoing)> = self.sessions[s]
+            .flow()
             .inflight
             .iter()
             .map(|f| (f.packet_id, f.awaiting, f.out.clone()))

@@ -3,7 +3,7 @@
 //! tests after every call. Not compiled into roost itself.
 
 use super::timer::Timer;
-use super::{Broker, ConnId};
+use super::{Broker, ConnId, Slot};
 
 impl Broker {
     /// Panics, saying which, unless every invariant holds:
@@ -22,8 +22,9 @@ impl Broker {
     #[doc(hidden)]
     pub fn check_invariants(&self) {
         for (id, conn) in self.conns.iter() {
-            if let Some(s) = conn.session {
+            if let Some(s) = conn.session.map(Slot::get) {
                 let back = self.sessions.get(s).and_then(|session| session.conn);
+                let back = back.map(Slot::get);
                 assert_eq!(
                     back,
                     Some(id),
@@ -31,14 +32,11 @@ impl Broker {
                 );
             }
             if let Some(deadline) = conn.deadline {
+                let live = Timer::Conn(Slot::new(id), conn.timer);
+                let armed = self.timers.iter().find(|(_, t)| *t == live);
                 assert!(
-                    conn.armed <= deadline,
-                    "connection {id} armed after its deadline"
-                );
-                let entry = (conn.armed, Timer::Conn(id, conn.serial));
-                assert!(
-                    self.timers.iter().any(|e| e == entry),
-                    "connection {id}: no timer"
+                    armed.is_some_and(|(at, _)| at <= deadline),
+                    "connection {id}: no timer at or before its deadline"
                 );
             }
             let aliases = conn.aliases.as_ref().map_or(0, |a| a.inbound.len());
@@ -61,51 +59,51 @@ impl Broker {
                 Some(&s),
                 "client {name}: index"
             );
-            match session.conn {
+            match session.conn.map(Slot::get) {
                 Some(id) => {
-                    let conn = self.conns.get(id).and_then(|c| c.session);
+                    let conn = self.conns.get(id).and_then(|c| c.session).map(Slot::get);
                     assert_eq!(conn, Some(s), "client {name}: connection {id} not attached");
                 }
                 None => {
                     assert!(session.expiry > 0, "client {name}: offline with expiry 0");
                     let generation = session.generation;
                     if session.expiry != u32::MAX {
-                        let timer = Timer::SessionExpiry(s, generation);
+                        let timer = Timer::SessionExpiry(Slot::new(s), generation);
                         assert!(self.has_timer(timer), "client {name}: no expiry timer");
                     }
                     if session.pending_will.is_some() {
-                        let timer = Timer::Will(s, generation);
+                        let timer = Timer::Will(Slot::new(s), generation);
                         assert!(self.has_timer(timer), "client {name}: no will timer");
                     }
                 }
             }
+            let flow = session.flow();
             let window = usize::from(self.config.max_inflight.max(1));
             assert!(
-                session.inflight.len() <= window,
+                flow.inflight.len() <= window,
                 "client {name}: {} in flight, window {window}",
-                session.inflight.len()
+                flow.inflight.len()
             );
             // 0 is mosquitto's "no limit".
             let max_queued = self.config.max_queued;
             assert!(
-                max_queued == 0 || session.queue.len() <= max_queued,
+                max_queued == 0 || flow.queue.len() <= max_queued,
                 "client {name}: {} queued, max {}",
-                session.queue.len(),
+                flow.queue.len(),
                 self.config.max_queued
             );
             assert!(
-                unique_non_zero(session.inflight.iter().map(|f| f.packet_id)),
+                unique_non_zero(flow.inflight.iter().map(|f| f.packet_id)),
                 "client {name}: outbound packet ids {:?}",
-                session
-                    .inflight
+                flow.inflight
                     .iter()
                     .map(|f| (f.packet_id, f.awaiting))
                     .collect::<Vec<_>>()
             );
             assert!(
-                unique_non_zero(session.awaiting_rel.iter().copied()),
+                unique_non_zero(flow.awaiting_rel.iter().copied()),
                 "client {name}: inbound QoS 2 ids {:?}",
-                session.awaiting_rel
+                flow.awaiting_rel
             );
             let mut filters: Vec<&str> = session.subscriptions.iter().map(|f| &**f).collect();
             filters.sort_unstable();
@@ -144,7 +142,7 @@ impl Broker {
     pub fn in_flight(&self, id: ConnId) -> Vec<u16> {
         let session = self.conns.get(id).and_then(|c| c.session);
         session.map_or(Vec::new(), |s| {
-            let inflight = &self.sessions[s].inflight;
+            let inflight = &self.sessions[s.get()].flow().inflight;
             inflight.iter().map(|f| f.packet_id).collect()
         })
     }

@@ -11,6 +11,7 @@ mod connect;
 #[cfg(any(test, fuzzing))]
 mod invariants;
 mod message;
+mod one_or_many;
 mod publish;
 mod session;
 mod shared;
@@ -34,7 +35,7 @@ use crate::protocol::{
 };
 pub use message::Message;
 pub use session::Awaiting;
-use session::Session;
+use session::{Session, SpareFlows};
 pub use snapshot::{
     JournalRecord, Snapshot, StoredInflight, StoredMessage, StoredOutgoing, StoredSession,
     StoredSub,
@@ -45,6 +46,22 @@ use topic::TopicTable;
 
 /// A connection, as the event loop numbers them.
 pub type ConnId = usize;
+
+/// A slab key (a connection id or a session slot) in 32 bits, for what is
+/// stored once per connection or timer: keys stay far below 2^32, as
+/// connections are bounded by the descriptor limit and sessions by memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Slot(u32);
+
+impl Slot {
+    fn new(key: usize) -> Slot {
+        Slot(u32::try_from(key).expect("slab keys fit in 32 bits"))
+    }
+
+    fn get(self) -> usize {
+        self.0 as usize
+    }
+}
 
 /// What the broker asks the event loop to do.
 #[derive(Debug)]
@@ -217,24 +234,24 @@ pub struct Stats {
 
 /// Per-connection state. Small on purpose: one exists per socket.
 struct Conn {
-    /// Unique for the broker's lifetime; event-loop ids are reused.
-    serial: u64,
+    /// The serial of its live timer entry, new each time one is set:
+    /// entries with another are stale, those of an earlier connection
+    /// with the same (reused) id included.
+    timer: u64,
     /// Set once CONNECT has been accepted.
-    session: Option<usize>,
+    session: Option<Slot>,
     version: Version,
     /// Keep-alive in seconds, 0 when off.
     keep_alive: u16,
     /// When the connection is closed unless heard from.
     deadline: Option<Instant>,
-    /// When its live timer entry fires; entries for other times are stale.
-    armed: Instant,
     will: Option<Box<Will>>,
     /// v5 Maximum Packet Size the client accepts.
     max_packet: u32,
     /// v5 topic aliases, allocated only for a client that uses them.
     aliases: Option<Box<Aliases>>,
     /// Index into `Config::auth`: the rules of the listener it came
-    /// through. A u8 fills padding: `Conn` stays 80 bytes.
+    /// through. A u8 fills padding: `Conn` stays 56 bytes.
     auth: u8,
 }
 
@@ -306,6 +323,7 @@ pub struct Broker {
     config: Config,
     conns: Conns,
     sessions: Slab<Session>,
+    spare_flows: SpareFlows,
     by_client_id: HashMap<Rc<str>, usize>,
     topics: TopicTable,
     /// Shared subscriptions: filters map to groups (`Sub::session` holds
@@ -339,6 +357,7 @@ impl Broker {
             config,
             conns: Conns::default(),
             sessions: Slab::new(),
+            spare_flows: SpareFlows::default(),
             by_client_id: HashMap::new(),
             topics: TopicTable::default(),
             shared: TopicTable::default(),
@@ -455,24 +474,31 @@ impl Broker {
     /// `auth` indexes `Config::auth`: the rules of the listener it came
     /// through.
     pub fn connected(&mut self, id: ConnId, auth: u8, now: Instant) {
-        let serial = self.serial();
         let deadline = now + self.config.connect_timeout;
         self.conns.insert(
             id,
             Conn {
-                serial,
+                timer: 0,
                 session: None,
                 version: Version::V311,
                 keep_alive: 0,
                 deadline: Some(deadline),
-                armed: deadline,
                 will: None,
                 max_packet: u32::MAX,
                 aliases: None,
                 auth,
             },
         );
-        self.timers.add(deadline, Timer::Conn(id, serial));
+        self.arm(id, deadline);
+    }
+
+    /// Sets connection `id`'s timer entry for `at`; earlier ones go stale.
+    fn arm(&mut self, id: ConnId, at: Instant) {
+        let serial = self.serial();
+        if let Some(conn) = self.conns.get_mut(id) {
+            conn.timer = serial;
+            self.timers.add(at, Timer::Conn(Slot::new(id), serial));
+        }
     }
 
     /// The network connection is gone (peer closed, IO error). Unless the
@@ -490,7 +516,7 @@ impl Broker {
         if let (Some(_), Some(limit)) = (conn.session, conn.idle_limit()) {
             conn.deadline = Some(now + limit);
         }
-        let session = conn.session;
+        let session = conn.session.map(Slot::get);
         let Some(session) = session else {
             match packet {
                 Packet::Connect(connect) => self.on_connect(id, *connect, now, out),
@@ -549,19 +575,18 @@ impl Broker {
         let live = self.conns.live + 2 * self.sessions.len();
         if self.timers.len() > 2 * live + 64 {
             let (conns, sessions) = (&self.conns, &self.sessions);
-            self.timers.retain(|at, timer| match timer {
-                Timer::Conn(id, serial) => conns
-                    .get(id)
-                    .is_some_and(|c| c.serial == serial && c.armed == at),
-                Timer::SessionExpiry(s, generation) | Timer::Will(s, generation) => {
-                    sessions.get(s).is_some_and(|s| s.generation == generation)
-                }
+            self.timers.retain(|timer| match timer {
+                Timer::Conn(id, serial) => conns.get(id.get()).is_some_and(|c| c.timer == serial),
+                Timer::SessionExpiry(s, generation) | Timer::Will(s, generation) => sessions
+                    .get(s.get())
+                    .is_some_and(|s| s.generation == generation),
             });
         }
-        while let Some((at, timer)) = self.timers.pop_due(now) {
+        while let Some(timer) = self.timers.pop_due(now) {
             match timer {
-                Timer::Conn(id, serial) => self.conn_timer(id, serial, at, now, out),
+                Timer::Conn(id, serial) => self.conn_timer(id.get(), serial, now, out),
                 Timer::SessionExpiry(s, generation) => {
+                    let s = s.get();
                     if self
                         .sessions
                         .get(s)
@@ -571,6 +596,7 @@ impl Broker {
                     }
                 }
                 Timer::Will(s, generation) => {
+                    let s = s.get();
                     let Some(session) = self.sessions.get_mut(s) else {
                         continue;
                     };
@@ -603,18 +629,11 @@ impl Broker {
         self.conns = Conns::default();
     }
 
-    fn conn_timer(
-        &mut self,
-        id: ConnId,
-        serial: u64,
-        at: Instant,
-        now: Instant,
-        out: &mut Vec<Action>,
-    ) {
-        let Some(conn) = self.conns.get_mut(id) else {
+    fn conn_timer(&mut self, id: ConnId, serial: u64, now: Instant, out: &mut Vec<Action>) {
+        let Some(conn) = self.conns.get(id) else {
             return;
         };
-        if conn.serial != serial || conn.armed != at {
+        if conn.timer != serial {
             return;
         }
         match conn.deadline {
@@ -623,10 +642,7 @@ impl Broker {
                 // [MQTT-3.1.2-24]: close after 1.5 x keep-alive of silence.
                 self.drop_conn(id, Some(reason::KEEP_ALIVE_TIMEOUT), now, out);
             }
-            Some(deadline) => {
-                conn.armed = deadline;
-                self.timers.add(deadline, Timer::Conn(id, serial));
-            }
+            Some(deadline) => self.arm(id, deadline),
             None => {}
         }
     }
@@ -658,7 +674,7 @@ impl Broker {
         let Some(conn) = self.conns.remove(id) else {
             return;
         };
-        let Some(s) = conn.session else {
+        let Some(s) = conn.session.map(Slot::get) else {
             return;
         };
         let generation = self.serial();
@@ -684,15 +700,16 @@ impl Broker {
             } else {
                 self.sessions[s].pending_will = Some(will);
                 self.timers
-                    .add(now + secs(delay), Timer::Will(s, generation));
+                    .add(now + secs(delay), Timer::Will(Slot::new(s), generation));
             }
         }
         match expiry {
             0 => self.end_session(s, now, out),
             u32::MAX => {}
-            _ => self
-                .timers
-                .add(now + secs(expiry), Timer::SessionExpiry(s, generation)),
+            _ => self.timers.add(
+                now + secs(expiry),
+                Timer::SessionExpiry(Slot::new(s), generation),
+            ),
         }
     }
 
@@ -712,13 +729,14 @@ impl Broker {
             self.remove_subscription(filter, s);
         }
         self.by_client_id.remove(&session.client_id);
-        let unacknowledged = session
+        let flow = session.into_flow();
+        let unacknowledged = flow
             .inflight
             .into_iter()
             .filter(|f| f.awaiting != session::Awaiting::Complete)
             .map(|f| f.out);
         let pending: Vec<_> = unacknowledged
-            .chain(session.queue)
+            .chain(flow.queue)
             .filter(|o| o.share.is_some())
             .collect();
         self.reroute_shared(pending, now, out);

@@ -133,20 +133,23 @@ impl Broker {
         let session = &mut self.sessions[s];
         // Exactly once: a QoS 2 id already PUBREC'd is a re-send, not a new
         // message ([MQTT-4.3.3-10]).
-        let duplicate = qos == QoS::ExactlyOnce && session.awaiting_rel.contains(&packet_id);
+        let duplicate = qos == QoS::ExactlyOnce && session.flow().awaiting_rel.contains(&packet_id);
         let mut code = reason::SUCCESS;
         if !duplicate {
             if self.memory_full {
                 return self.refuse_over_memory(id, qos, packet_id, v5, now, out);
             }
             let window = usize::from(self.config.max_inflight);
-            if v5 && qos == QoS::ExactlyOnce && session.awaiting_rel.len() >= window {
+            if v5 && qos == QoS::ExactlyOnce && session.flow().awaiting_rel.len() >= window {
                 // More QoS 2 flows open than the Receive Maximum advertised
                 // in CONNACK ([MQTT-3.3.4-8]).
                 return self.drop_conn(id, Some(reason::RECEIVE_MAXIMUM_EXCEEDED), now, out);
             }
             if qos == QoS::ExactlyOnce {
-                session.awaiting_rel.push(packet_id);
+                session
+                    .flow_mut(&mut self.spare_flows)
+                    .awaiting_rel
+                    .push(packet_id);
             }
             // The QoS 2 id of a kept session must survive to catch a re-send.
             let awaits = (self.journal.is_some() && qos == QoS::ExactlyOnce && session.expiry != 0)
@@ -324,24 +327,23 @@ impl Broker {
         if o.qos != QoS::AtMostOnce && session.expiry != 0 {
             self.changes += 1;
         }
-        if let Some(id) = session.conn {
-            let window_open =
-                o.qos == QoS::AtMostOnce || session.inflight.len() < usize::from(session.window);
-            if session.queue.is_empty() && window_open {
+        if let Some(id) = session.conn() {
+            let window_open = o.qos == QoS::AtMostOnce || !session.window_full();
+            if session.flow().queue.is_empty() && window_open {
                 return self.send_now(s, id, o, now, out);
             }
         } else if o.qos == QoS::AtMostOnce {
             return;
         }
-        if !session.enqueue(o, max_queued, max_bytes) {
+        let flow = session.flow_mut(&mut self.spare_flows);
+        if !flow.enqueue(o, max_queued, max_bytes) {
             self.stats.publish_dropped += 1;
-            if !session.overflow_logged {
-                session.overflow_logged = true;
+            if !flow.overflow_logged {
+                flow.overflow_logged = true;
+                let (len, bytes) = (flow.queue.len(), flow.queued_bytes);
                 log::warn!(
-                    "client {}: queue full ({} messages, {} bytes), dropping",
+                    "client {}: queue full ({len} messages, {bytes} bytes), dropping",
                     session.client_id,
-                    session.queue.len(),
-                    session.queued_bytes
                 );
             }
         }
@@ -351,13 +353,12 @@ impl Broker {
     pub(super) fn pump(&mut self, s: usize, now: Instant, out: &mut Vec<Action>) {
         loop {
             let session = &mut self.sessions[s];
-            let Some(id) = session.conn else { return };
-            let Some(front) = session.queue.front() else {
-                session.overflow_logged = false;
+            let Some(id) = session.conn() else { return };
+            let Some(front) = session.flow().queue.front() else {
+                session.queue_drained(&mut self.spare_flows);
                 return;
             };
-            if front.qos != QoS::AtMostOnce && session.inflight.len() >= usize::from(session.window)
-            {
+            if front.qos != QoS::AtMostOnce && session.window_full() {
                 return;
             }
             let o = session.dequeue().expect("front exists");
@@ -391,11 +392,14 @@ impl Broker {
             QoS::ExactlyOnce => Some(Awaiting::Received),
         };
         if let Some(awaiting) = awaiting {
-            self.sessions[s].inflight.push_back(Inflight {
-                packet_id,
-                awaiting,
-                out: o,
-            });
+            self.sessions[s]
+                .flow_mut(&mut self.spare_flows)
+                .inflight
+                .push_back(Inflight {
+                    packet_id,
+                    awaiting,
+                    out: o,
+                });
         }
         out.push(Action::Publish(id, d));
     }
@@ -500,7 +504,8 @@ impl Broker {
         let session = &mut self.sessions[s];
         match session.inflight_position(packet_id, awaiting) {
             Some(i) => {
-                let done = session.inflight.remove(i).map(|f| f.out.msg.id);
+                let flow = session.flow_mut(&mut self.spare_flows);
+                let done = flow.inflight.remove(i).map(|f| f.out.msg.id);
                 self.changes += 1;
                 self.record_outcome(s, done.unwrap_or(0), None);
                 self.pump(s, now, out);
@@ -542,12 +547,13 @@ impl Broker {
         let code = match session.inflight_position(rec.packet_id, Awaiting::Received) {
             // A v5 PUBREC with an error code ends the flow ([MQTT-4.3.3-4]).
             Some(i) if rec.reason >= reason::UNSPECIFIED_ERROR => {
-                let done = session.inflight.remove(i).map(|f| f.out.msg.id);
+                let flow = session.flow_mut(&mut self.spare_flows);
+                let done = flow.inflight.remove(i).map(|f| f.out.msg.id);
                 self.record_outcome(s, done.unwrap_or(0), None);
                 return self.pump(s, now, out);
             }
             Some(i) => {
-                let f = &mut session.inflight[i];
+                let f = &mut session.flow_mut(&mut self.spare_flows).inflight[i];
                 f.awaiting = Awaiting::Complete;
                 let msg_id = f.out.msg.id;
                 self.changes += 1;
@@ -575,9 +581,18 @@ impl Broker {
     ) {
         let before = self.journal_len();
         let session = &mut self.sessions[s];
-        let code = match session.awaiting_rel.iter().position(|&p| p == packet_id) {
+        let code = match session
+            .flow()
+            .awaiting_rel
+            .iter()
+            .position(|&p| p == packet_id)
+        {
             Some(i) => {
-                session.awaiting_rel.swap_remove(i);
+                session
+                    .flow_mut(&mut self.spare_flows)
+                    .awaiting_rel
+                    .swap_remove(i);
+                session.release_flow(&mut self.spare_flows);
                 if session.expiry != 0 {
                     let client_id = session.client_id.to_string();
                     self.record(|_| JournalRecord::Released {

@@ -2,6 +2,8 @@
 //! (subscriptions, QoS 1/2 messages in flight or queued, inbound QoS 2 ids).
 
 use super::message::Message;
+use super::one_or_many::OneOrMany;
+use super::{ConnId, Slot};
 use crate::protocol::{QoS, Will};
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -52,14 +54,32 @@ pub struct Session {
     /// The user name it connected with, for access checks; kept only while
     /// access control is on, as every session pays for it.
     pub username: Option<Box<str>>,
-    /// The connection attached now, if online.
-    pub conn: Option<usize>,
+    /// The connection attached now, if online (see [`Session::conn`]).
+    pub conn: Option<Slot>,
     /// Renewed (broker-wide unique) on every attach and detach, so stale
     /// timers are ignored.
     pub generation: u64,
     /// Seconds the session outlives its connection; `u32::MAX` is forever.
     pub expiry: u32,
-    pub subscriptions: Vec<Rc<str>>,
+    pub subscriptions: OneOrMany<Rc<str>>,
+    /// The QoS 1/2 state, only while a flow is open or a message queued:
+    /// an idle session, or one that only sees QoS 0, holds none. Read it
+    /// with [`Session::flow`], change it with [`Session::flow_mut`].
+    flow: Option<Box<Flow>>,
+    /// In-flight window of the attached connection.
+    pub window: u16,
+    /// Kept outside `flow`, so ids go on counting after it is freed.
+    pub last_packet_id: u16,
+    /// A will held back by its Will Delay Interval.
+    pub pending_will: Option<Box<Will>>,
+    /// Index into `Config::auth`: the rules of the listener the client
+    /// last connected through (mosquitto's rule for offline sessions).
+    pub auth: u8,
+}
+
+/// What a session has going at QoS 1 and 2, either way.
+#[derive(Default)]
+pub struct Flow {
     /// Outbound QoS 1/2 messages sent and not yet fully acknowledged, in
     /// the order they were sent.
     pub inflight: VecDeque<Inflight>,
@@ -68,58 +88,24 @@ pub struct Session {
     /// Inbound QoS 2 packet ids PUBREC'd and awaiting PUBREL: a PUBLISH
     /// with one of these ids is a duplicate ([MQTT-4.3.3-10]).
     pub awaiting_rel: Vec<u16>,
-    /// In-flight window of the attached connection.
-    pub window: u16,
-    pub last_packet_id: u16,
-    /// A will held back by its Will Delay Interval.
-    pub pending_will: Option<Box<Will>>,
+    /// Payload bytes in `queue` (saturating).
+    pub queued_bytes: u32,
     /// Whether a queue overflow was logged since the queue last drained.
     pub overflow_logged: bool,
-    /// Payload bytes in `queue` (saturating; a u32 fills padding).
-    pub queued_bytes: u32,
-    /// Index into `Config::auth`: the rules of the listener the client
-    /// last connected through (mosquitto's rule for offline sessions).
-    pub auth: u8,
 }
 
-impl Session {
-    pub fn new(client_id: Rc<str>) -> Session {
-        Session {
-            client_id,
-            username: None,
-            conn: None,
-            generation: 0,
-            expiry: 0,
-            subscriptions: Vec::new(),
-            inflight: VecDeque::new(),
-            queue: VecDeque::new(),
-            awaiting_rel: Vec::new(),
-            window: 0,
-            last_packet_id: 0,
-            pending_will: None,
-            overflow_logged: false,
-            queued_bytes: 0,
-            auth: 0,
-        }
-    }
+/// What [`Session::flow`] reads for a session that has none.
+const NO_FLOW: &Flow = &Flow {
+    inflight: VecDeque::new(),
+    queue: VecDeque::new(),
+    awaiting_rel: Vec::new(),
+    queued_bytes: 0,
+    overflow_logged: false,
+};
 
-    /// A packet id not used by any message in flight ([MQTT-2.2.1-3]).
-    /// Only called while the in-flight window has room, which is below
-    /// 65535, so a free id always exists.
-    pub fn next_packet_id(&mut self) -> u16 {
-        loop {
-            self.last_packet_id = self.last_packet_id.checked_add(1).unwrap_or(1);
-            let id = self.last_packet_id;
-            if !self.inflight.iter().any(|f| f.packet_id == id) {
-                return id;
-            }
-        }
-    }
-
-    pub fn inflight_position(&self, packet_id: u16, awaiting: Awaiting) -> Option<usize> {
-        self.inflight
-            .iter()
-            .position(|f| f.packet_id == packet_id && f.awaiting == awaiting)
+impl Flow {
+    fn is_empty(&self) -> bool {
+        self.inflight.is_empty() && self.queue.is_empty() && self.awaiting_rel.is_empty()
     }
 
     /// Queues `out`, within at most `max` entries and `max_bytes` payload
@@ -135,8 +121,7 @@ impl Session {
             let Some(i) = self.queue.iter().position(|o| o.qos == QoS::AtMostOnce) else {
                 return false;
             };
-            let old = self.queue.remove(i).expect("found above");
-            self.queued_bytes = self.queued_bytes.saturating_sub(payload_len(&old));
+            self.remove_queued(i);
             dropped = true;
         }
         self.queued_bytes = self.queued_bytes.saturating_add(payload_len(&out));
@@ -144,11 +129,127 @@ impl Session {
         !dropped
     }
 
-    /// The next queued message.
-    pub fn dequeue(&mut self) -> Option<Outgoing> {
-        let out = self.queue.pop_front()?;
+    /// Takes the queued message at `i` out.
+    pub fn remove_queued(&mut self, i: usize) -> Option<Outgoing> {
+        let out = self.queue.remove(i)?;
         self.queued_bytes = self.queued_bytes.saturating_sub(payload_len(&out));
         Some(out)
+    }
+}
+
+/// Emptied QoS states kept for reuse: a subscriber whose window empties
+/// with every acknowledgement would otherwise allocate and free its state
+/// for every message (a third more instructions per QoS 1 delivery).
+#[derive(Default)]
+#[allow(clippy::vec_box)] // The boxes are what is reused.
+pub struct SpareFlows(Vec<Box<Flow>>);
+
+impl SpareFlows {
+    /// How many are kept, and how many entries each may have room for (a
+    /// full default window of 20 needs 32): at most about 200 KiB held.
+    const COUNT: usize = 64;
+    const ROOM: usize = 64;
+
+    fn take(&mut self) -> Box<Flow> {
+        self.0.pop().unwrap_or_default()
+    }
+
+    fn keep(&mut self, mut flow: Box<Flow>) {
+        let room = flow.inflight.capacity() + flow.queue.capacity() + flow.awaiting_rel.capacity();
+        if self.0.len() < Self::COUNT && room <= Self::ROOM {
+            flow.overflow_logged = false;
+            self.0.push(flow);
+        }
+    }
+}
+
+impl Session {
+    pub fn new(client_id: Rc<str>) -> Session {
+        Session {
+            client_id,
+            username: None,
+            conn: None,
+            generation: 0,
+            expiry: 0,
+            subscriptions: OneOrMany::default(),
+            flow: None,
+            window: 0,
+            last_packet_id: 0,
+            pending_will: None,
+            auth: 0,
+        }
+    }
+
+    /// The connection attached now, if online.
+    pub fn conn(&self) -> Option<ConnId> {
+        self.conn.map(Slot::get)
+    }
+
+    /// The QoS 1/2 state; empty when there is none.
+    pub fn flow(&self) -> &Flow {
+        self.flow.as_deref().unwrap_or(NO_FLOW)
+    }
+
+    /// The QoS 1/2 state to change, taken from `spare` if there is none.
+    /// Call [`Session::release_flow`] after taking things out of it.
+    pub fn flow_mut(&mut self, spare: &mut SpareFlows) -> &mut Flow {
+        self.flow.get_or_insert_with(|| spare.take())
+    }
+
+    /// Hands the QoS 1/2 state back to `spare` once nothing is left in it.
+    pub fn release_flow(&mut self, spare: &mut SpareFlows) {
+        if self.flow.as_ref().is_some_and(|f| f.is_empty()) {
+            spare.keep(self.flow.take().expect("checked above"));
+        }
+    }
+
+    #[cfg(test)]
+    pub fn holds_flow(&self) -> bool {
+        self.flow.is_some()
+    }
+
+    /// The QoS 1/2 state of a session that ends.
+    pub fn into_flow(self) -> Flow {
+        self.flow.map(|f| *f).unwrap_or_default()
+    }
+
+    /// Whether the in-flight window of the attached connection is full.
+    pub fn window_full(&self) -> bool {
+        self.flow().inflight.len() >= usize::from(self.window)
+    }
+
+    /// A packet id not used by any message in flight ([MQTT-2.2.1-3]).
+    /// Only called while the in-flight window has room, which is below
+    /// 65535, so a free id always exists.
+    pub fn next_packet_id(&mut self) -> u16 {
+        loop {
+            self.last_packet_id = self.last_packet_id.checked_add(1).unwrap_or(1);
+            let id = self.last_packet_id;
+            if !self.flow().inflight.iter().any(|f| f.packet_id == id) {
+                return id;
+            }
+        }
+    }
+
+    pub fn inflight_position(&self, packet_id: u16, awaiting: Awaiting) -> Option<usize> {
+        self.flow()
+            .inflight
+            .iter()
+            .position(|f| f.packet_id == packet_id && f.awaiting == awaiting)
+    }
+
+    /// The next queued message.
+    pub fn dequeue(&mut self) -> Option<Outgoing> {
+        self.flow.as_mut()?.remove_queued(0)
+    }
+
+    /// The queue is empty: a later overflow is logged again, and the QoS
+    /// state goes back to `spare` if nothing else is in it.
+    pub fn queue_drained(&mut self, spare: &mut SpareFlows) {
+        if let Some(flow) = &mut self.flow {
+            flow.overflow_logged = false;
+        }
+        self.release_flow(spare);
     }
 }
 
@@ -187,17 +288,51 @@ mod tests {
         let mut s = Session::new("c".into());
         s.last_packet_id = u16::MAX - 1;
         assert_eq!(s.next_packet_id(), u16::MAX);
-        s.inflight.push_back(Inflight {
-            packet_id: 1,
-            awaiting: Awaiting::Ack,
-            out: out(QoS::AtLeastOnce),
-        });
+        s.flow_mut(&mut SpareFlows::default())
+            .inflight
+            .push_back(Inflight {
+                packet_id: 1,
+                awaiting: Awaiting::Ack,
+                out: out(QoS::AtLeastOnce),
+            });
         assert_eq!(s.next_packet_id(), 2, "0 is never used, 1 is in flight");
     }
 
     #[test]
-    fn full_queue_drops_oldest_qos0_first() {
+    fn emptied_flows_are_kept_for_reuse_within_bounds() {
+        let mut spare = SpareFlows::default();
         let mut s = Session::new("c".into());
+        let flow = s.flow_mut(&mut spare);
+        flow.awaiting_rel.push(1);
+        flow.overflow_logged = true;
+        s.release_flow(&mut spare);
+        assert!(s.holds_flow(), "not empty: stays");
+        s.flow_mut(&mut spare).awaiting_rel.clear();
+        s.release_flow(&mut spare);
+        assert!(!s.holds_flow());
+        assert_eq!(spare.0.len(), 1);
+        let flow = s.flow_mut(&mut spare);
+        assert!(flow.awaiting_rel.capacity() > 0, "the same one again");
+        assert!(!flow.overflow_logged);
+        assert!(spare.0.is_empty());
+        // One that grew past the bound is freed instead.
+        flow.awaiting_rel.reserve(1000);
+        s.release_flow(&mut spare);
+        assert!(!s.holds_flow());
+        assert!(spare.0.is_empty());
+        let mut many: Vec<Session> = (0..100).map(|_| Session::new("c".into())).collect();
+        for s in &mut many {
+            s.flow_mut(&mut spare);
+        }
+        for s in &mut many {
+            s.release_flow(&mut spare);
+        }
+        assert_eq!(spare.0.len(), SpareFlows::COUNT);
+    }
+
+    #[test]
+    fn full_queue_drops_oldest_qos0_first() {
+        let mut s = Flow::default();
         assert!(s.enqueue(out(QoS::AtLeastOnce), 2, 0));
         assert!(s.enqueue(out(QoS::AtMostOnce), 2, 0));
         assert!(!s.enqueue(out(QoS::ExactlyOnce), 2, 0));
@@ -209,7 +344,7 @@ mod tests {
 
     #[test]
     fn byte_bound_takes_the_message_that_crosses_it_then_drops() {
-        let mut s = Session::new("c".into());
+        let mut s = Flow::default();
         assert!(s.enqueue(sized(QoS::AtLeastOnce, 60), 0, 100));
         assert!(
             s.enqueue(sized(QoS::AtLeastOnce, 60), 0, 100),
@@ -221,10 +356,10 @@ mod tests {
             "over: dropped"
         );
         assert_eq!(s.queue.len(), 2);
-        assert_eq!(s.dequeue().map(|o| o.msg.payload.len()), Some(60));
+        assert_eq!(s.remove_queued(0).map(|o| o.msg.payload.len()), Some(60));
         assert_eq!(s.queued_bytes, 60);
         // QoS 0 messages make room.
-        let mut s = Session::new("c".into());
+        let mut s = Flow::default();
         for _ in 0..2 {
             assert!(s.enqueue(sized(QoS::AtMostOnce, 50), 0, 100));
         }
@@ -237,7 +372,7 @@ mod tests {
         assert_eq!(kept, [(QoS::AtMostOnce, 50), (QoS::AtLeastOnce, 10)]);
         assert_eq!(s.queued_bytes, 60);
         // 0 entries means no count bound, as in mosquitto.
-        let mut s = Session::new("c".into());
+        let mut s = Flow::default();
         for _ in 0..5000 {
             assert!(s.enqueue(out(QoS::AtLeastOnce), 0, 0));
         }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::message::Message;
 use super::session::{Outgoing, one_id};
-use super::topic::{Sub, push_compact};
+use super::topic::{Sub, Subs, remove_from, upsert};
 use super::{Action, Broker};
 
 pub(super) struct Group {
@@ -16,7 +16,7 @@ pub(super) struct Group {
     pub key: Rc<str>,
     /// The filter part, as entered in the shared topic table.
     pub filter: Rc<str>,
-    pub members: Vec<Sub>,
+    pub members: Subs,
     /// Where the round-robin continues.
     pub next: usize,
 }
@@ -33,7 +33,7 @@ impl Broker {
                 let g = self.groups.insert(Group {
                     key: key.clone(),
                     filter: filter.clone(),
-                    members: Vec::new(),
+                    members: Subs::default(),
                     next: 0,
                 });
                 self.group_ids.insert(key, g);
@@ -42,17 +42,7 @@ impl Broker {
                 g
             }
         };
-        let members = &mut self.groups[g].members;
-        match members.iter_mut().find(|m| m.session == sub.session) {
-            Some(m) => {
-                *m = sub;
-                false
-            }
-            None => {
-                push_compact(members, sub);
-                true
-            }
-        }
+        upsert(&mut self.groups[g].members, sub)
     }
 
     /// Removes session `s` from group `key`; the group goes with its last
@@ -62,9 +52,7 @@ impl Broker {
             return false;
         };
         let group = &mut self.groups[g];
-        let before = group.members.len();
-        group.members.retain(|m| m.session != s);
-        let left = group.members.len() != before;
+        let left = remove_from(&mut group.members, s);
         if group.members.is_empty() {
             let group = self.groups.remove(g);
             self.shared.unsubscribe(&group.filter, g);

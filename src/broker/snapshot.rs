@@ -14,7 +14,7 @@ use super::session::{Awaiting, Inflight, Outgoing, Session};
 use super::sys::is_sys;
 use super::timer::Timer;
 use super::topic::{Sub, parse_shared};
-use super::{Broker, Message};
+use super::{Broker, Message, Slot};
 use crate::protocol::{Properties, QoS, SubOptions};
 
 #[derive(Debug, Default, PartialEq)]
@@ -240,6 +240,7 @@ impl Broker {
             if session.expiry == 0 {
                 continue;
             }
+            let flow = session.flow();
             let expires_at = match (session.conn, offline_until.get(&s)) {
                 (None, Some(&at)) => Some(clock.to_wall(at)),
                 _ => None,
@@ -252,7 +253,7 @@ impl Broker {
                 expires_at,
                 last_packet_id: session.last_packet_id,
                 subscriptions: self.stored_subs(s, session),
-                inflight: session
+                inflight: flow
                     .inflight
                     .iter()
                     .map(|f| StoredInflight {
@@ -261,13 +262,13 @@ impl Broker {
                         out: table.outgoing(&f.out, clock),
                     })
                     .collect(),
-                queue: session
+                queue: flow
                     .queue
                     .iter()
                     .filter(|o| o.qos != QoS::AtMostOnce)
                     .map(|o| table.outgoing(o, clock))
                     .collect(),
-                awaiting_rel: session.awaiting_rel.clone(),
+                awaiting_rel: flow.awaiting_rel.clone(),
             });
         }
         Snapshot {
@@ -285,10 +286,10 @@ impl Broker {
                 Timer::SessionExpiry(s, generation)
                     if self
                         .sessions
-                        .get(s)
+                        .get(s.get())
                         .is_some_and(|s| s.generation == generation) =>
                 {
-                    Some((s, when))
+                    Some((s.get(), when))
                 }
                 _ => None,
             })
@@ -365,8 +366,9 @@ impl Broker {
             session.expiry = stored.expiry;
             session.generation = generation;
             session.last_packet_id = stored.last_packet_id;
-            session.awaiting_rel = stored.awaiting_rel;
-            session.inflight = stored
+            let flow = session.flow_mut(&mut self.spare_flows);
+            flow.awaiting_rel = stored.awaiting_rel;
+            flow.inflight = stored
                 .inflight
                 .into_iter()
                 .filter_map(|f| {
@@ -377,9 +379,13 @@ impl Broker {
                     })
                 })
                 .collect();
-            session.queue = stored.queue.into_iter().filter_map(outgoing).collect();
+            for o in stored.queue.into_iter().filter_map(outgoing) {
+                flow.enqueue(o, 0, 0);
+            }
+            session.release_flow(&mut self.spare_flows);
             if let Some(at) = ends {
-                self.timers.add(at, Timer::SessionExpiry(s, generation));
+                self.timers
+                    .add(at, Timer::SessionExpiry(Slot::new(s), generation));
             }
         }
     }
@@ -445,7 +451,10 @@ impl Broker {
             JournalRecord::Message { msg, publisher } => {
                 let from = publisher.map(|(client_id, packet_id, expiry)| {
                     let s = self.kept_session(client_id, expiry, now);
-                    self.sessions[s].awaiting_rel.push(packet_id);
+                    self.sessions[s]
+                        .flow_mut(&mut self.spare_flows)
+                        .awaiting_rel
+                        .push(packet_id);
                     s
                 });
                 self.next_serial = self.next_serial.max(msg.id);
@@ -462,7 +471,12 @@ impl Broker {
                 packet_id,
             } => {
                 if let Some(&s) = self.by_client_id.get(client_id.as_str()) {
-                    self.sessions[s].awaiting_rel.retain(|&p| p != packet_id);
+                    let session = &mut self.sessions[s];
+                    session
+                        .flow_mut(&mut self.spare_flows)
+                        .awaiting_rel
+                        .retain(|&p| p != packet_id);
+                    session.release_flow(&mut self.spare_flows);
                 }
             }
             JournalRecord::Subscribe {
@@ -495,11 +509,14 @@ impl Broker {
                 packet_id,
             } => {
                 if let Some((s, o)) = self.take_outgoing(&client_id, msg_id) {
-                    self.sessions[s].inflight.push_back(Inflight {
-                        packet_id,
-                        awaiting: Awaiting::Complete,
-                        out: o,
-                    });
+                    self.sessions[s]
+                        .flow_mut(&mut self.spare_flows)
+                        .inflight
+                        .push_back(Inflight {
+                            packet_id,
+                            awaiting: Awaiting::Complete,
+                            out: o,
+                        });
                 }
             }
             JournalRecord::Delivered { client_id, msg_id } => {
@@ -513,13 +530,16 @@ impl Broker {
     fn take_outgoing(&mut self, client_id: &str, msg_id: u64) -> Option<(usize, Outgoing)> {
         let s = *self.by_client_id.get(client_id)?;
         let session = &mut self.sessions[s];
-        let found = match session.inflight.iter().position(|f| f.out.msg.id == msg_id) {
-            Some(i) => session.inflight.remove(i).map(|f| f.out),
-            None => {
-                let i = session.queue.iter().position(|o| o.msg.id == msg_id)?;
-                session.queue.remove(i)
-            }
+        let flow = session.flow_mut(&mut self.spare_flows);
+        let found = match flow.inflight.iter().position(|f| f.out.msg.id == msg_id) {
+            Some(i) => flow.inflight.remove(i).map(|f| f.out),
+            None => flow
+                .queue
+                .iter()
+                .position(|o| o.msg.id == msg_id)
+                .and_then(|i| flow.remove_queued(i)),
         };
+        session.release_flow(&mut self.spare_flows);
         found.map(|o| (s, o))
     }
 }
@@ -541,7 +561,8 @@ impl Broker {
         session.expiry = expiry;
         if expiry != u32::MAX {
             let at = now + Duration::from_secs(u64::from(expiry));
-            self.timers.add(at, Timer::SessionExpiry(s, generation));
+            self.timers
+                .add(at, Timer::SessionExpiry(Slot::new(s), generation));
         }
         s
     }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::session::Outgoing;
 use super::session::one_id;
-use super::topic::{Sub, matches, parse_shared, push_compact, valid_filter};
+use super::topic::{Sub, matches, parse_shared, valid_filter};
 use super::{Action, Broker, ConnId, JournalRecord, Message, StoredSub, reason};
 use crate::protocol::{Packet, SubAck, SubOptions, Subscribe, UnsubAck, Unsubscribe};
 
@@ -89,7 +89,7 @@ impl Broker {
                 });
             }
             if new {
-                push_compact(&mut self.sessions[s].subscriptions, filter.clone());
+                self.sessions[s].subscriptions.push(filter.clone());
             }
             log::debug!(
                 target: crate::logging::SUBSCRIBE,

@@ -472,7 +472,51 @@ fn qos2_outbound_pubrel_is_resent_on_reconnect() {
     );
     assert!(published(&out, 3).is_empty());
     h.packet(3, Packet::PubComp(ack(pid)));
-    assert!(h.broker.sessions.iter().all(|(_, s)| s.inflight.is_empty()));
+    let s = h.broker.by_client_id["sub"];
+    assert!(h.broker.sessions[s].flow().inflight.is_empty());
+}
+
+/// The QoS 1/2 state is allocated while a flow is open and freed once all
+/// are done: an idle session holds none.
+#[test]
+fn qos_state_is_freed_once_every_flow_is_done() {
+    let mut h = Harness::new();
+    let holds = |h: &Harness, client: &str| {
+        let s = h.broker.by_client_id[client];
+        h.broker.sessions[s].holds_flow()
+    };
+    h.connect(1, "sub", false);
+    h.subscribe(1, "t", opts(QoS::AtLeastOnce));
+    h.connect(2, "pub", true);
+    h.packet(2, Packet::Publish(publish("t", b"0", QoS::AtMostOnce, 0)));
+    assert!(!holds(&h, "sub"), "QoS 0 needs none");
+    // Outbound QoS 1: held until PUBACK.
+    let out = h.packet(2, Packet::Publish(publish("t", b"1", QoS::AtLeastOnce, 1)));
+    assert!(
+        !holds(&h, "pub"),
+        "an inbound QoS 1 flow ends with its PUBACK"
+    );
+    assert!(holds(&h, "sub"));
+    let pid = published(&out, 1)[0].2;
+    h.packet(1, Packet::PubAck(ack(pid)));
+    assert!(!holds(&h, "sub"));
+    // Inbound QoS 2: held until PUBREL.
+    h.packet(2, Packet::Publish(publish("u", b"2", QoS::ExactlyOnce, 7)));
+    assert!(holds(&h, "pub"));
+    h.packet(2, Packet::PubRel(ack(7)));
+    assert!(!holds(&h, "pub"));
+    // Queued for an offline session: held until delivered and acknowledged.
+    h.close(1);
+    h.packet(2, Packet::Publish(publish("t", b"3", QoS::AtLeastOnce, 2)));
+    assert!(holds(&h, "sub"));
+    let (_, out) = h.connect_with(3, connect_packet(Version::V311, "sub", false, 0));
+    let pid = published(&out, 3)[0].2;
+    assert!(holds(&h, "sub"));
+    h.packet(3, Packet::PubAck(ack(pid)));
+    assert!(!holds(&h, "sub"));
+    // Packet ids go on counting after the state was freed.
+    let out = h.packet(2, Packet::Publish(publish("t", b"4", QoS::AtLeastOnce, 3)));
+    assert_eq!(published(&out, 3)[0].2, pid + 1);
 }
 
 #[test]
@@ -1178,6 +1222,12 @@ fn a_restored_broker_resumes_sessions_subscriptions_and_retained() {
     h.packet(2, Packet::Publish(publish("a/3", b"-", QoS::AtMostOnce, 0)));
 
     let mut h = restarted(&h, Duration::from_secs(30));
+    let s = h.broker.by_client_id["sub"];
+    let queued = h.broker.sessions[s].flow().queued_bytes;
+    assert_eq!(
+        queued, 2,
+        "the restored queue counts towards max_queued_bytes"
+    );
     let (ack, out) = h.connect_with(3, connect_packet(Version::V311, "sub", false, 0));
     assert!(ack.session_present);
     // The one sent before the restart again with DUP, then the queue in
@@ -1521,7 +1571,14 @@ fn each_listener_has_its_own_rules() {
 #[cfg(target_pointer_width = "64")]
 #[test]
 fn per_connection_state_stays_small() {
-    assert_eq!(std::mem::size_of::<Conn>(), 80);
+    use std::mem::size_of;
+    assert_eq!(size_of::<Conn>(), 56);
+    assert_eq!(size_of::<Session>(), 104);
+    assert_eq!(
+        size_of::<(Instant, timer::Timer)>(),
+        32,
+        "a timer heap entry"
+    );
 }
 
 /// (topic, payload as text) of each PUBLISH to `id` in `out`.
@@ -1680,7 +1737,7 @@ fn over_the_memory_limit_new_messages_are_refused() {
         h.broker
             .sessions
             .iter()
-            .all(|(_, s)| s.awaiting_rel.is_empty())
+            .all(|(_, s)| s.flow().awaiting_rel.is_empty())
     );
     // 3.x cannot be told: disconnected.
     let out = h.packet(3, Packet::Publish(publish("t", b"3", QoS::AtLeastOnce, 1)));

@@ -7,7 +7,11 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use super::one_or_many::OneOrMany;
 use crate::protocol::SubOptions;
+
+/// The subscriptions to one filter (or trie position).
+pub type Subs = OneOrMany<Sub>;
 
 /// One session's subscription to one filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,9 +106,9 @@ struct Node {
     children: HashMap<Box<str>, usize>,
     plus: Option<usize>,
     /// Subscriptions whose filter ends at this node.
-    here: Vec<Sub>,
+    here: Subs,
     /// Subscriptions whose filter is this node's path followed by `#`.
-    hash: Vec<Sub>,
+    hash: Subs,
 }
 
 impl Node {
@@ -117,7 +121,7 @@ impl Node {
 }
 
 pub struct TopicTable {
-    exact: HashMap<Rc<str>, Vec<Sub>>,
+    exact: HashMap<Rc<str>, Subs>,
     /// Trie nodes; index 0 is the root. Freed slots are reused.
     nodes: Vec<Node>,
     free: Vec<usize>,
@@ -135,29 +139,21 @@ impl Default for TopicTable {
 
 /// Replaces the subscription of `sub.session` in `list`, or adds it.
 /// Returns true when it was new.
-fn upsert(list: &mut Vec<Sub>, sub: Sub) -> bool {
+pub(super) fn upsert(list: &mut Subs, sub: Sub) -> bool {
     match list.iter_mut().find(|s| s.session == sub.session) {
         Some(existing) => {
             *existing = sub;
             false
         }
         None => {
-            push_compact(list, sub);
+            list.push(sub);
             true
         }
     }
 }
 
-/// Pushes without the usual first allocation of four slots: most topics
-/// and most sessions have one subscription, paid per idle connection.
-pub fn push_compact<T>(list: &mut Vec<T>, item: T) {
-    if list.capacity() == 0 {
-        list.reserve_exact(1);
-    }
-    list.push(item);
-}
-
-fn remove_from(list: &mut Vec<Sub>, session: usize) -> bool {
+/// Removes the subscription of `session` from `list`; true if it had one.
+pub(super) fn remove_from(list: &mut Subs, session: usize) -> bool {
     let before = list.len();
     list.retain(|s| s.session != session);
     list.len() != before
@@ -308,7 +304,7 @@ impl TopicTable {
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        let exact: usize = self.exact.values().map(Vec::len).sum();
+        let exact: usize = self.exact.values().map(|subs| subs.len()).sum();
         let wild: usize = self.nodes.iter().map(|n| n.here.len() + n.hash.len()).sum();
         exact + wild
     }

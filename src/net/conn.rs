@@ -1,6 +1,8 @@
 //! One client socket and the bytes it has not finished: the tail of a
-//! partial packet read, and what the socket would not yet take. Both are
-//! empty (no allocation) while the connection is idle.
+//! partial packet read, and what the socket would not yet take. Those live
+//! in a box that a connection holds only while it has some (or is
+//! closing), taken from and given back to a loop-wide pool: an idle
+//! connection holds neither the bytes nor room for them.
 
 use std::io::{self, Write};
 use std::time::Instant;
@@ -13,19 +15,47 @@ pub struct Connection {
     pub stream: TcpStream,
     /// Protocol level, from CONNECT; decides how packets are read and written.
     pub version: Version,
-    /// Leftover bytes of a packet not yet complete.
-    pub inbuf: Vec<u8>,
-    /// Encoded bytes not yet written to the socket.
-    pub outbuf: Vec<u8>,
-    /// Reading stopped because `outbuf` is over its bound: a client that
-    /// does not read its answers is not read from either.
+    /// Reading stopped because the unsent output is over its bound: a
+    /// client that does not read its answers is not read from either.
     pub read_paused: bool,
     /// Listed for a flush at the end of the loop iteration.
     pub dirty: bool,
-    /// The broker is done with it: flush, then close by this deadline.
-    pub closing: Option<Instant>,
     /// QoS 0 drops for this connection were logged.
     pub drop_logged: bool,
+    pending: Option<Box<Pending>>,
+}
+
+/// What a connection with traffic (or closing) has on top of an idle one.
+#[derive(Default)]
+pub struct Pending {
+    /// Leftover bytes of a packet not yet complete.
+    inbuf: Vec<u8>,
+    /// Encoded bytes not yet written to the socket.
+    outbuf: Vec<u8>,
+    /// The broker is done with it: flush, then close by this deadline.
+    closing: Option<Instant>,
+}
+
+/// Boxes of connections that went idle, each with the room its output
+/// buffer had, for the next connection with something to send.
+#[derive(Default)]
+#[allow(clippy::vec_box)] // The boxes are what is reused.
+pub struct Spare(Vec<Box<Pending>>);
+
+impl Spare {
+    /// How many are kept, and the largest output buffer kept.
+    const COUNT: usize = 64;
+    const CAPACITY: usize = 64 * 1024;
+
+    fn take(&mut self) -> Box<Pending> {
+        self.0.pop().unwrap_or_default()
+    }
+
+    fn keep(&mut self, pending: Box<Pending>) {
+        if self.0.len() < Self::COUNT && pending.outbuf.capacity() <= Self::CAPACITY {
+            self.0.push(pending);
+        }
+    }
 }
 
 impl Connection {
@@ -33,24 +63,85 @@ impl Connection {
         Connection {
             stream,
             version: Version::V311,
-            inbuf: Vec::new(),
-            outbuf: Vec::new(),
             read_paused: false,
             dirty: false,
-            closing: None,
             drop_logged: false,
+            pending: None,
         }
     }
 
-    /// Writes as much of `outbuf` as the socket takes, adding what it wrote
-    /// to `sent`. Ok(true) when all of it went.
+    /// When a closing connection is dropped; None while it is open.
+    pub fn closing(&self) -> Option<Instant> {
+        self.pending.as_ref().and_then(|p| p.closing)
+    }
+
+    /// Bytes encoded and not yet written.
+    pub fn unsent(&self) -> usize {
+        self.pending.as_ref().map_or(0, |p| p.outbuf.len())
+    }
+
+    fn pending(&mut self, spare: &mut Spare) -> &mut Pending {
+        self.pending.get_or_insert_with(|| spare.take())
+    }
+
+    /// The output buffer, to encode into.
+    pub fn outbuf(&mut self, spare: &mut Spare) -> &mut Vec<u8> {
+        &mut self.pending(spare).outbuf
+    }
+
+    /// The tail of a partial packet kept from earlier reads, taken out.
+    pub fn take_inbuf(&mut self) -> Vec<u8> {
+        self.pending
+            .as_mut()
+            .map(|p| std::mem::take(&mut p.inbuf))
+            .unwrap_or_default()
+    }
+
+    /// Keeps `tail`, the start of a packet not yet complete.
+    pub fn keep_inbuf(&mut self, tail: Vec<u8>, spare: &mut Spare) {
+        if tail.is_empty() {
+            self.release(spare);
+        } else {
+            self.pending(spare).inbuf = tail;
+        }
+    }
+
+    /// Starts closing: input is dropped from now on; what is unsent may
+    /// go until `deadline`.
+    pub fn close_by(&mut self, deadline: Instant, spare: &mut Spare) {
+        let pending = self.pending(spare);
+        pending.closing = Some(deadline);
+        pending.inbuf = Vec::new();
+    }
+
+    /// Once nothing is left to send: gives the box back to `spare` when
+    /// nothing is left at all, else frees the output buffer's room.
+    pub fn release(&mut self, spare: &mut Spare) {
+        let Some(pending) = &mut self.pending else {
+            return;
+        };
+        if !pending.outbuf.is_empty() {
+            return;
+        }
+        if pending.inbuf.is_empty() && pending.closing.is_none() {
+            spare.keep(self.pending.take().expect("checked above"));
+        } else {
+            pending.outbuf = Vec::new();
+        }
+    }
+
+    /// Writes as much of the output as the socket takes, adding what it
+    /// wrote to `sent`. Ok(true) when all of it went.
     pub fn flush(&mut self, sent: &mut u64) -> io::Result<bool> {
+        let Some(pending) = &mut self.pending else {
+            return Ok(true);
+        };
         let mut written = 0;
         let result = loop {
-            if written == self.outbuf.len() {
+            if written == pending.outbuf.len() {
                 break Ok(true);
             }
-            match self.stream.write(&self.outbuf[written..]) {
+            match self.stream.write(&pending.outbuf[written..]) {
                 Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(false),
@@ -58,8 +149,67 @@ impl Connection {
                 Err(e) => break Err(e),
             }
         };
-        self.outbuf.drain(..written);
+        pending.outbuf.drain(..written);
         *sent += written as u64;
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    fn connection() -> (Connection, std::net::TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        (Connection::new(TcpStream::from_std(server)), client)
+    }
+
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn an_idle_connection_is_small() {
+        use std::mem::size_of;
+        // The socket (4 bytes in a release build; mio adds a selector id
+        // in debug builds), four one-byte fields and the box: 16 bytes.
+        let expected = (size_of::<TcpStream>() + 4 + 8).next_multiple_of(8);
+        assert_eq!(size_of::<Connection>(), expected);
+    }
+
+    #[test]
+    fn the_box_is_held_while_there_are_bytes_and_reused() {
+        let (mut c, _client) = connection();
+        let mut spare = Spare::default();
+        c.outbuf(&mut spare).extend_from_slice(b"abc");
+        c.keep_inbuf(b"x".to_vec(), &mut spare);
+        assert!(c.flush(&mut 0).unwrap());
+        c.release(&mut spare);
+        assert!(c.pending.is_some(), "a partial packet is still kept");
+        assert_eq!(c.take_inbuf(), b"x");
+        c.keep_inbuf(Vec::new(), &mut spare);
+        assert!(c.pending.is_none(), "nothing left: given back");
+        assert_eq!(spare.0.len(), 1);
+        c.outbuf(&mut spare);
+        assert!(spare.0.is_empty(), "taken again");
+        let later = Instant::now() + Duration::from_secs(2);
+        c.close_by(later, &mut spare);
+        c.release(&mut spare);
+        assert_eq!(c.closing(), Some(later), "kept while closing");
+    }
+
+    #[test]
+    fn the_pool_is_bounded() {
+        let mut spare = Spare::default();
+        let mut big = Box::<Pending>::default();
+        big.outbuf.reserve(Spare::CAPACITY + 1);
+        spare.keep(big);
+        assert!(spare.0.is_empty(), "too large to keep");
+        for _ in 0..100 {
+            spare.keep(Box::default());
+        }
+        assert_eq!(spare.0.len(), Spare::COUNT);
     }
 }

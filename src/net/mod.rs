@@ -23,7 +23,7 @@ use crate::broker::{Action, Broker, Delivery};
 use crate::config::Settings;
 use crate::persist::Store;
 use crate::protocol::{self, Packet, QoS};
-use conn::Connection;
+use conn::{Connection, Spare};
 use signals::Signals;
 use systemd::Notifier;
 
@@ -40,9 +40,6 @@ const LINGER: Duration = Duration::from_secs(2);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// Pause after the process ran out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// Spare output buffers kept for reuse, and the largest kept.
-const SPARE_BUFFERS: usize = 64;
-const SPARE_CAPACITY: usize = 64 * 1024;
 
 pub struct Server {
     poll: Poll,
@@ -58,7 +55,7 @@ pub struct Server {
     unread: Vec<usize>,
     /// Closing connections by deadline; all linger alike, so oldest first.
     closing: VecDeque<(Instant, usize)>,
-    spare: Vec<Vec<u8>>,
+    spare: Spare,
     signals: Signals,
     max_connections: usize,
     max_outgoing: usize,
@@ -121,7 +118,7 @@ impl Server {
             dirty: Vec::new(),
             unread: Vec::new(),
             closing: VecDeque::new(),
-            spare: Vec::new(),
+            spare: Spare::default(),
             signals,
             max_connections: settings.max_connections.unwrap_or(usize::MAX),
             max_outgoing: settings.max_outgoing_bytes,
@@ -357,7 +354,7 @@ impl Server {
             match read {
                 Ok(0) => self.lost(id, now, None),
                 // A closing connection's input is read and discarded.
-                Ok(_) if c.closing.is_some() => {}
+                Ok(_) if c.closing().is_some() => {}
                 Ok(n) => self.received(id, &buf[..n], now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -373,7 +370,7 @@ impl Server {
         let Some(c) = self.conns.get_mut(id) else {
             return;
         };
-        let mut pending = std::mem::take(&mut c.inbuf);
+        let mut pending = c.take_inbuf();
         let bytes: &[u8] = if pending.is_empty() {
             data
         } else {
@@ -385,7 +382,7 @@ impl Server {
             let Some(c) = self.conns.get_mut(id) else {
                 break false;
             };
-            if c.closing.is_some() {
+            if c.closing().is_some() {
                 break false;
             }
             match protocol::decode(&bytes[pos..], c.version, self.max_packet) {
@@ -410,12 +407,13 @@ impl Server {
         // Keep the tail of a partial packet (at most `max_packet` bytes:
         // the decoder refuses larger ones from their header).
         if let (true, Some(c)) = (alive, self.conns.get_mut(id)) {
-            if pending.is_empty() {
-                c.inbuf.extend_from_slice(&data[pos..]);
-            } else if pos < pending.len() {
+            let tail = if pending.is_empty() {
+                data[pos..].to_vec()
+            } else {
                 pending.drain(..pos);
-                c.inbuf = pending;
-            }
+                pending
+            };
+            c.keep_inbuf(tail, &mut self.spare);
         }
     }
 
@@ -457,22 +455,20 @@ impl Server {
     }
 
     /// The protocol level and output buffer of a live connection, marked
-    /// for flushing.
+    /// for flushing. Runs for every packet sent: left out of line, as the
+    /// compiler chose once the buffer moved into `Connection`'s box, it
+    /// cost 2% more instructions in a QoS 0 fan-out (callgrind).
+    #[inline(always)]
     fn outbuf(&mut self, id: usize) -> Option<(protocol::Version, &mut Vec<u8>)> {
         let c = self.conns.get_mut(id)?;
-        if c.closing.is_some() {
+        if c.closing().is_some() {
             return None;
         }
         if !c.dirty {
             c.dirty = true;
             self.dirty.push(id);
         }
-        if c.outbuf.capacity() == 0 {
-            if let Some(buf) = self.spare.pop() {
-                c.outbuf = buf;
-            }
-        }
-        Some((c.version, &mut c.outbuf))
+        Some((c.version, c.outbuf(&mut self.spare)))
     }
 
     fn publish(&mut self, id: usize, d: &Delivery) {
@@ -482,7 +478,7 @@ impl Server {
         };
         // A subscriber that does not keep up loses QoS 0 first; QoS 1/2
         // are bounded by its in-flight window instead.
-        if d.qos == QoS::AtMostOnce && c.outbuf.len() >= max_outgoing && !d.defines_alias() {
+        if d.qos == QoS::AtMostOnce && c.unsent() >= max_outgoing && !d.defines_alias() {
             self.broker.stats.publish_dropped += 1;
             if !c.drop_logged {
                 c.drop_logged = true;
@@ -514,22 +510,19 @@ impl Server {
         };
         match c.flush(&mut self.broker.stats.bytes_sent) {
             Ok(true) => {
-                let buf = std::mem::take(&mut c.outbuf);
-                if buf.capacity() <= SPARE_CAPACITY && self.spare.len() < SPARE_BUFFERS {
-                    self.spare.push(buf);
-                }
                 c.drop_logged = false;
-                if c.closing.is_some() {
+                if c.closing().is_some() {
                     let _ = c.stream.shutdown(std::net::Shutdown::Write);
                 }
+                c.release(&mut self.spare);
             }
             Ok(false) => {}
             Err(e) => return self.lost(id, now, Some(e)),
         }
-        if c.read_paused && c.outbuf.len() < self.max_outgoing {
+        if c.read_paused && c.unsent() < self.max_outgoing {
             c.read_paused = false;
             self.read(id, now);
-        } else if !c.read_paused && c.outbuf.len() >= self.max_outgoing {
+        } else if !c.read_paused && c.unsent() >= self.max_outgoing {
             c.read_paused = true;
         }
     }
@@ -541,15 +534,14 @@ impl Server {
         let Some(c) = self.conns.get_mut(id) else {
             return;
         };
-        if c.closing.is_some() {
+        if c.closing().is_some() {
             return;
         }
-        c.closing = Some(now + LINGER);
+        c.close_by(now + LINGER, &mut self.spare);
         self.closing.push_back((now + LINGER, id));
         // Its slot may be reused: an ack still held must not reach the next.
         self.held.retain(|(to, _)| *to != id);
         c.read_paused = false;
-        c.inbuf = Vec::new();
         if !c.dirty {
             self.flush(id, now);
         }
@@ -562,7 +554,7 @@ impl Server {
         };
         let _ = self.poll.registry().deregister(&mut c.stream);
         self.held.retain(|(to, _)| *to != id);
-        if c.closing.is_none() {
+        if c.closing().is_none() {
             match err {
                 Some(e) => log::debug!("connection {id}: {e}"),
                 None => log::debug!("connection {id}: closed by peer"),
@@ -579,7 +571,7 @@ impl Server {
         if self.closing.len() > self.conns.len() + 64 {
             let conns = &self.conns;
             self.closing
-                .retain(|(at, id)| conns.get(*id).is_some_and(|c| c.closing == Some(*at)));
+                .retain(|(at, id)| conns.get(*id).is_some_and(|c| c.closing() == Some(*at)));
             self.closing.shrink_to(self.closing.len() * 2);
         }
         while let Some(&(at, id)) = self.closing.front() {
@@ -588,7 +580,7 @@ impl Server {
             }
             self.closing.pop_front();
             // The slot may since hold another connection.
-            if self.conns.get(id).is_some_and(|c| c.closing == Some(at)) {
+            if self.conns.get(id).is_some_and(|c| c.closing() == Some(at)) {
                 let mut c = self.conns.remove(id);
                 let _ = self.poll.registry().deregister(&mut c.stream);
             }
