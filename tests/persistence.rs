@@ -85,6 +85,15 @@ fn resume_and_take(addr: &str, id: &str, n: usize) -> (Client, Vec<String>) {
     (c, got)
 }
 
+/// A new client subscribed to `state/#`, to which the retained messages
+/// there are on their way.
+fn state_reader(addr: &str) -> Client {
+    let mut c = Client::v4(addr, "reader");
+    c.send(&subscribe(1, &[("state/#", 1)], false, Props::new()));
+    c.expect_kind(SUBACK);
+    c
+}
+
 fn numbers(range: std::ops::Range<u16>) -> Vec<String> {
     range.map(|i| i.to_string()).collect()
 }
@@ -116,9 +125,7 @@ fn state_survives_a_clean_restart() {
     // without it subscribing again.
     publish_numbered(&r.addr(), "sensors/t", 5..6);
     assert_eq!(c.expect_publish().payload, b"5");
-    let mut fresh = Client::v4(&r.addr(), "reader");
-    fresh.send(&subscribe(1, &[("state/#", 1)], false, Props::new()));
-    fresh.expect_kind(9);
+    let mut fresh = state_reader(&r.addr());
     let p = fresh.expect_publish();
     assert_eq!(
         (p.topic_str().as_str(), &p.payload[..]),
@@ -202,9 +209,7 @@ fn sigusr1_saves_so_a_sigkill_loses_nothing_acknowledged_before() {
     let r = Roost::with_config(&conf);
     let (_c, got) = resume_and_take(&r.addr(), "keeper", 20);
     assert_eq!(got, numbers(0..20));
-    let mut fresh = Client::v4(&r.addr(), "reader");
-    fresh.send(&subscribe(1, &[("state/#", 0)], false, Props::new()));
-    fresh.expect_kind(9);
+    let mut fresh = state_reader(&r.addr());
     assert_eq!(fresh.expect_publish().payload, b"shut");
 }
 
@@ -218,9 +223,7 @@ fn autosave_interval_saves_changes_in_time() {
     r.signal_and_wait(SIGKILL);
 
     let r = Roost::with_config(&conf);
-    let mut fresh = Client::v4(&r.addr(), "reader");
-    fresh.send(&subscribe(1, &[("state/#", 0)], false, Props::new()));
-    fresh.expect_kind(9);
+    let mut fresh = state_reader(&r.addr());
     assert_eq!(fresh.expect_publish().payload, b"1");
 }
 
@@ -238,9 +241,7 @@ fn autosave_on_changes_counts_changes() {
     r.signal_and_wait(SIGKILL);
 
     let r = Roost::with_config(&conf);
-    let mut fresh = Client::v4(&r.addr(), "reader");
-    fresh.send(&subscribe(1, &[("state/#", 0)], false, Props::new()));
-    fresh.expect_kind(9);
+    let mut fresh = state_reader(&r.addr());
     let mut got: Vec<Vec<u8>> = (0..3).map(|_| fresh.expect_publish().payload).collect();
     got.sort();
     assert_eq!(got, [b"1".to_vec(), b"2".to_vec(), b"3".to_vec()]);
@@ -296,9 +297,7 @@ fn a_truncated_snapshot_is_reported_moved_aside_and_stops_start_up() {
 
     // Saying so in the config starts with empty state.
     let r = Roost::with_config(&config(&dir.path, "persistence_damaged start_empty\n"));
-    let mut fresh = Client::v4(&r.addr(), "reader");
-    fresh.send(&subscribe(1, &[("state/#", 0)], false, Props::new()));
-    fresh.expect_kind(9);
+    let mut fresh = state_reader(&r.addr());
     assert!(
         matches!(fresh.recv(QUIET), Recv::Timeout),
         "nothing retained"
