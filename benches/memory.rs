@@ -52,9 +52,9 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::{
-    Broker, Brokers, Mem, connect_client, connect_session, disconnect, env_usize, fmt_ratio,
-    install_guards, io_context, ping, publish_packet, raise_nofile, read_puback, receive_publish,
-    settle, start_mosquitto_with, start_roost_with, subscribe,
+    Broker, Brokers, Mem, connect_client, connect_session, disconnect, env_usize, exit_on_failures,
+    fmt_ratio, install_guards, io_context, ping, publish_packet, raise_nofile, read_puback,
+    receive_publish, settle, start_mosquitto_with, start_roost_with, subscribe,
 };
 
 /// Default number of idle connections.
@@ -510,11 +510,5 @@ fn main() {
          kernel socket buffers not counted; bench took {:.1} s)",
         wall.elapsed().as_secs_f64()
     );
-    if !failures.is_empty() {
-        eprintln!();
-        for f in &failures {
-            eprintln!("FAILED {f}");
-        }
-        std::process::exit(1);
-    }
+    exit_on_failures(&failures);
 }

@@ -71,8 +71,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::{
-    Broker, Brokers, CpuMark, Mem, Pair, connect_client, install_guards, io_context, print_table,
-    put_publish, raise_nofile, read_packet, row, settle, start_mosquitto, start_roost, subscribe,
+    Broker, Brokers, CpuMark, Mem, Pair, connect_client, exit_on_failures, install_guards,
+    io_context, print_table, put_publish, raise_nofile, read_packet, row, settle, start_mosquitto,
+    start_roost, subscribe,
 };
 
 /// Bytes of every PUBLISH payload.
@@ -361,19 +362,23 @@ fn publisher_thread(
             thread::sleep(Duration::from_micros(20));
         } else if !wrote {
             // Every window is full: wait for a PUBACK.
-            let mut fds: Vec<libc::pollfd> = conns
-                .iter()
-                .map(|c| libc::pollfd {
-                    fd: c.s.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                })
-                .collect();
+            let mut fds = readable(conns.iter().map(|c| &c.s));
             // SAFETY: valid pollfd array and length.
             unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 5) };
         }
     }
     Ok(conns)
+}
+
+/// A `poll` set waiting for input on each of `streams`.
+fn readable<'a>(streams: impl Iterator<Item = &'a TcpStream>) -> Vec<libc::pollfd> {
+    streams
+        .map(|s| libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect()
 }
 
 struct SubConn {
@@ -389,14 +394,7 @@ fn subscriber_thread(
     load: Arc<Load>,
     shared: Arc<Shared>,
 ) -> Result<(Vec<SubConn>, Vec<u64>), String> {
-    let mut fds: Vec<libc::pollfd> = conns
-        .iter()
-        .map(|c| libc::pollfd {
-            fd: c.s.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
+    let mut fds = readable(conns.iter().map(|c| &c.s));
     let mut rbuf = vec![0u8; 64 * 1024];
     let mut acks = Vec::new();
     let mut latencies = Vec::new();
@@ -1064,11 +1062,5 @@ fn main() {
          bench took {:.1} s)",
         wall.elapsed().as_secs_f64()
     );
-    if !failures.is_empty() {
-        eprintln!();
-        for f in &failures {
-            eprintln!("FAILED {f}");
-        }
-        std::process::exit(1);
-    }
+    exit_on_failures(&failures);
 }

@@ -1085,3 +1085,16 @@ impl Brokers {
         }
     }
 }
+
+/// Prints the failures a run collected and exits with status 1, or returns
+/// when there were none.
+pub fn exit_on_failures(failures: &[String]) {
+    if failures.is_empty() {
+        return;
+    }
+    eprintln!();
+    for f in failures {
+        eprintln!("FAILED {f}");
+    }
+    std::process::exit(1);
+}

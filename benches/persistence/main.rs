@@ -102,7 +102,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{
-    Broker, Brokers, Line, env_usize, install_guards, start_mosquitto_with, start_roost_with,
+    Broker, Brokers, Line, env_usize, exit_on_failures, install_guards, start_mosquitto_with,
+    start_roost_with,
 };
 use fan_in::{FANIN_AUTOSAVE, fan_in, print_fan_in};
 use gateway::{TIMED_SAVES, measure_journal, measure_saves, print_gateway};
@@ -426,11 +427,5 @@ fn main() {
     print_gateway(&gateway_runs, autosave, secs);
     print_fan_in(&fan_in_runs, fan_in_secs);
     println!("(bench took {:.1} s)", wall.elapsed().as_secs_f64());
-    if !failures.is_empty() {
-        eprintln!();
-        for f in &failures {
-            eprintln!("FAILED {f}");
-        }
-        std::process::exit(1);
-    }
+    exit_on_failures(&failures);
 }

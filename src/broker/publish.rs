@@ -119,13 +119,7 @@ impl Broker {
                 self.sessions[s].client_id
             );
             if v5 {
-                self.acknowledge(
-                    id,
-                    (qos, packet_id),
-                    reason::QUOTA_EXCEEDED,
-                    usize::MAX,
-                    out,
-                );
+                self.quota_exceeded(id, (qos, packet_id), out);
             }
             return;
         }
@@ -165,6 +159,12 @@ impl Broker {
         self.acknowledge(id, (qos, packet_id), code, before, out);
     }
 
+    /// Refuses a v5 PUBLISH roost cannot take now (storage or memory):
+    /// PUBACK/PUBREC 0x97.
+    fn quota_exceeded(&self, id: ConnId, p: (QoS, u16), out: &mut Vec<Action>) {
+        self.acknowledge(id, p, reason::QUOTA_EXCEEDED, usize::MAX, out);
+    }
+
     /// A new message while the heap is over `memory_limit` (see
     /// [`Broker::set_memory_full`]): dropped, as mosquitto drops a message
     /// it is denied memory for. A v5 client is told 0x97 (quota exceeded)
@@ -184,13 +184,7 @@ impl Broker {
             log::warn!("heap over memory_limit: refusing incoming messages");
         }
         if v5 {
-            self.acknowledge(
-                id,
-                (qos, packet_id),
-                reason::QUOTA_EXCEEDED,
-                usize::MAX,
-                out,
-            );
+            self.quota_exceeded(id, (qos, packet_id), out);
         } else {
             self.drop_conn(id, None, now, out);
         }
