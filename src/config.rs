@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::logging::{LogConfig, LogTypes};
-use crate::{auth, broker, persist};
+use crate::{auth, bridge, broker, persist};
 
 pub const DEFAULT_PORT: u16 = 1883;
 
@@ -43,6 +43,8 @@ pub struct Settings {
     pub memory_limit: usize,
     pub broker: broker::Config,
     pub persistence: persist::Config,
+    /// The `connection` sections.
+    pub bridges: Vec<bridge::Bridge>,
 }
 
 impl Default for Settings {
@@ -60,6 +62,7 @@ impl Default for Settings {
             memory_limit: 0,
             broker: broker::Config::default(),
             persistence: persist::Config::default(),
+            bridges: Vec::new(),
         }
     }
 }
@@ -264,6 +267,8 @@ struct Parser {
     /// ones add to it (as in mosquitto).
     log_type_set: bool,
     log_dest_set: bool,
+    /// Where each `connection` line is, for errors about its section.
+    bridges_at: Vec<String>,
 }
 
 impl Default for Parser {
@@ -274,6 +279,7 @@ impl Default for Parser {
             per_listener_settings: false,
             log_type_set: false,
             log_dest_set: false,
+            bridges_at: Vec::new(),
         }
     }
 }
@@ -342,6 +348,26 @@ impl Parser {
             _ => Err(format!("`{key}` takes one value")),
         };
         let s = &mut self.s;
+        if key == "connection" {
+            let b = bridge::config::new(rest)?;
+            if s.bridges.iter().any(|other| other.name == b.name) {
+                return Err(format!("a bridge named `{}` exists already", b.name));
+            }
+            s.bridges.push(b);
+            self.bridges_at.push(at.into());
+            return Ok(());
+        }
+        if bridge::config::KEYS.contains(&key) {
+            let Some(b) = s.bridges.last_mut() else {
+                return Err(format!(
+                    "`{key}` belongs to a bridge: put it after a `connection` line"
+                ));
+            };
+            if let Some(warning) = bridge::config::apply(b, key, &args)? {
+                s.warnings.push(format!("{at}: {warning}"));
+            }
+            return Ok(());
+        }
         match key {
             "listener" => {
                 let (port, host) = match args[..] {
@@ -585,6 +611,10 @@ impl Parser {
             listeners.push(Listener { addrs, auth });
         }
         self.s.listeners = listeners;
+        let hostname = hostname();
+        for (b, at) in self.s.bridges.iter_mut().zip(&self.bridges_at) {
+            bridge::config::finish(b, &hostname).map_err(|e| format!("{at}: {e}"))?;
+        }
         Ok(self.s)
     }
 }
@@ -703,8 +733,8 @@ fn no_effect(key: &str) -> Option<&'static str> {
     })
 }
 
-/// Every other key mosquitto 2 knows: bridges, TLS, WebSockets, plugins
-/// and the rest roost does not do yet.
+/// Every other key mosquitto 2 knows: TLS (bridges' too), WebSockets,
+/// plugins and the rest roost does not do yet.
 fn is_mosquitto_key(key: &str) -> bool {
     const KEYS: &[&str] = &[
         // General
@@ -761,8 +791,6 @@ fn is_mosquitto_key(key: &str) -> bool {
         "use_identity_as_username",
         "use_subject_as_username",
         // Bridges
-        "address",
-        "addresses",
         "bridge_alpn",
         "bridge_attempt_unsubscribe",
         "bridge_bind_address",
@@ -774,11 +802,8 @@ fn is_mosquitto_key(key: &str) -> bool {
         "bridge_identity",
         "bridge_insecure",
         "bridge_keyfile",
-        "bridge_max_packet_size",
         "bridge_max_topic_alias",
         "bridge_mptcp",
-        "bridge_outgoing_retain",
-        "bridge_protocol_version",
         "bridge_psk",
         "bridge_receive_maximum",
         "bridge_reload_type",
@@ -788,31 +813,21 @@ fn is_mosquitto_key(key: &str) -> bool {
         "bridge_tcp_user_timeout",
         "bridge_tls_use_os_certs",
         "bridge_tls_version",
-        "cleansession",
-        "clientid",
-        "connection",
-        "idle_timeout",
-        "keepalive_interval",
         "local_cleansession",
-        "local_clientid",
-        "local_password",
-        "local_username",
-        "notification_topic",
-        "notifications",
-        "notifications_local_only",
-        "password",
-        "remote_clientid",
-        "remote_password",
-        "remote_username",
-        "restart_timeout",
-        "round_robin",
-        "start_type",
-        "threshold",
-        "topic",
-        "try_private",
-        "username",
     ];
     KEYS.contains(&key) || key.starts_with("auth_opt_") || key.starts_with("plugin_opt_")
+}
+
+/// This machine's name, for bridges' default client ids (as mosquitto).
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; the name is cut at NUL.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match (ok, std::str::from_utf8(&buf[..end])) {
+        (true, Ok(name)) if !name.is_empty() => name.into(),
+        _ => "roost".into(),
+    }
 }
 
 fn number<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {

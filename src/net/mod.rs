@@ -3,6 +3,7 @@
 //! broker core, and carries out the core's actions. Everything it decides
 //! itself is about buffers: back-pressure, drops, closing politely.
 
+mod bridge;
 mod conn;
 mod listen;
 mod signals;
@@ -75,6 +76,8 @@ pub struct Server {
     store: Option<Store>,
     /// Acks waiting for the journal's commit.
     held: Vec<(usize, Packet)>,
+    /// The `connection` sections: outbound connections to other brokers.
+    bridges: Vec<bridge::BridgeConn>,
 }
 
 impl Server {
@@ -108,7 +111,7 @@ impl Server {
         let signals = Signals::new()?;
         poll.registry()
             .register(&mut SourceFd(&signals.raw_fd()), SIGNAL, Interest::READABLE)?;
-        Ok(Server {
+        let mut server = Server {
             poll,
             listeners,
             conns: Slab::new(),
@@ -131,7 +134,10 @@ impl Server {
             settings: settings.clone(),
             store,
             held: Vec::new(),
-        })
+            bridges: bridge::new(&settings.bridges, now),
+        };
+        server.add_bridge_sessions(now);
+        Ok(server)
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
@@ -180,6 +186,7 @@ impl Server {
                     .publish_sys(now, sys::memory(), &mut self.actions);
             }
             self.execute(now);
+            self.drive_bridges(now);
             self.commit(now);
             self.flush_dirty(now);
             self.expire(now);
@@ -216,6 +223,7 @@ impl Server {
             self.systemd.next_deadline(),
             self.store.as_ref().and_then(Store::next_deadline),
             self.sys.next_deadline(),
+            self.bridges_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -247,6 +255,7 @@ impl Server {
             for (mut listener, _) in self.listeners.drain(..) {
                 let _ = self.poll.registry().deregister(&mut listener);
             }
+            self.stop_bridges(Instant::now());
             self.broker.shutdown(&mut self.actions);
             if let Some(store) = &mut self.store {
                 store.save(&mut self.broker, Instant::now());
@@ -393,12 +402,18 @@ impl Server {
                     }
                     self.broker.stats.packets_received += 1;
                     self.broker.set_memory_full(self.over_memory_limit());
-                    self.broker.packet(id, packet, now, &mut self.actions);
+                    match self.bridge_of(id) {
+                        Some(i) => self.bridge_packet(i, id, packet, now),
+                        None => self.broker.packet(id, packet, now, &mut self.actions),
+                    }
                     self.execute(now);
                 }
                 Ok(None) => break true,
                 Err(e) => {
-                    self.broker.decode_error(id, &e, now, &mut self.actions);
+                    match self.bridge_of(id) {
+                        Some(i) => self.bridge_garbled(i, id, &e, now),
+                        None => self.broker.decode_error(id, &e, now, &mut self.actions),
+                    }
                     self.execute(now);
                     break false;
                 }
@@ -429,7 +444,7 @@ impl Server {
                     }
                 }
                 Action::SendAfterCommit(id, packet) => self.held.push((id, packet)),
-                Action::Publish(id, d) => self.publish(id, &d),
+                Action::Publish(id, d) => self.publish(id, &d, now),
                 Action::Close(id) => self.close(id, now),
             }
         }
@@ -471,7 +486,7 @@ impl Server {
         Some((c.version, c.outbuf(&mut self.spare)))
     }
 
-    fn publish(&mut self, id: usize, d: &Delivery) {
+    fn publish(&mut self, id: usize, d: &Delivery, now: Instant) {
         let max_outgoing = self.max_outgoing;
         let Some(c) = self.conns.get_mut(id) else {
             return;
@@ -485,6 +500,9 @@ impl Server {
                 log::warn!("connection {id}: not reading, dropping QoS 0 messages");
             }
             return;
+        }
+        if let Some(i) = self.bridge_of(id) {
+            return self.bridge_publish(i, id, d, now);
         }
         if let Some((version, out)) = self.outbuf(id) {
             protocol::encode_publish(&d.as_publish(), version, out);
@@ -545,6 +563,9 @@ impl Server {
         if !c.dirty {
             self.flush(id, now);
         }
+        if let Some(i) = self.bridge_of(id) {
+            self.bridge_down(i, now);
+        }
     }
 
     /// The peer went away or the socket failed.
@@ -554,6 +575,9 @@ impl Server {
         };
         let _ = self.poll.registry().deregister(&mut c.stream);
         self.held.retain(|(to, _)| *to != id);
+        if let Some(i) = self.bridge_of(id) {
+            self.bridge_down(i, now);
+        }
         if c.closing().is_none() {
             match err {
                 Some(e) => log::debug!("connection {id}: {e}"),
