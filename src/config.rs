@@ -830,12 +830,12 @@ fn hostname() -> String {
     }
 }
 
-fn number<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
+pub(crate) fn number<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
     v.parse()
         .map_err(|_| format!("`{key}`: `{v}` is not a valid number here"))
 }
 
-fn boolean(key: &str, v: &str) -> Result<bool, String> {
+pub(crate) fn boolean(key: &str, v: &str) -> Result<bool, String> {
     match v {
         "true" => Ok(true),
         "false" => Ok(false),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::{Bridge, Direction, Restart, StartType, TopicRule};
 use crate::broker::topic::valid_filter;
+use crate::config::{boolean, number};
 use crate::protocol::{QoS, Version};
 
 /// The bridge keys roost reads. mosquitto's others (TLS among them) are
@@ -280,19 +281,6 @@ fn client_id(key: &str, v: &str) -> Result<String, String> {
         return Err(format!("`{key}` is too long"));
     }
     Ok(v.into())
-}
-
-fn number<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
-    v.parse()
-        .map_err(|_| format!("`{key}`: `{v}` is not a valid number here"))
-}
-
-fn boolean(key: &str, v: &str) -> Result<bool, String> {
-    match v {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(format!("`{key}` takes true or false, not `{v}`")),
-    }
 }
 
 #[cfg(test)]
