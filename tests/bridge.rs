@@ -482,3 +482,73 @@ fn mosquitto_bridges_into_roost() {
         [("cmd/fan", "on")]
     );
 }
+
+/// Reads one CONNECT from `s` and returns its protocol level byte.
+fn connect_level(s: &mut std::net::TcpStream) -> u8 {
+    use std::io::Read;
+    s.set_read_timeout(Some(common::TIMEOUT)).unwrap();
+    let mut head = [0u8; 2];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(head[0], 0x10, "CONNECT");
+    let mut body = vec![0u8; usize::from(head[1])];
+    s.read_exact(&mut body).unwrap();
+    assert_eq!(&body[..6], b"\x00\x04MQTT");
+    body[6]
+}
+
+/// A 3.1.1 remote that refuses mosquitto's private bit (CONNACK 0x01)
+/// gets a second CONNECT without it, and the bridge works.
+#[test]
+fn a_remote_refusing_the_private_bit_is_tried_without_it() {
+    use std::io::Write;
+    let remote = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = remote.local_addr().unwrap().port();
+    let gw = gateway(port, "topic # out 0\n");
+    let (mut first, _) = remote.accept().unwrap();
+    assert_eq!(connect_level(&mut first), 0x84, "3.1.1 with the bridge bit");
+    first.write_all(&[0x20, 0x02, 0x00, 0x01]).unwrap();
+    let (mut second, _) = remote.accept().unwrap();
+    assert_eq!(connect_level(&mut second), 0x04, "plain 3.1.1");
+    second.write_all(&[0x20, 0x02, 0x00, 0x00]).unwrap();
+    wait_log(&gw, "bridge cloud: connected");
+    wait_log(&gw, "unacceptable protocol version (0x01)");
+}
+
+/// `bridge_outgoing_retain false` clears the flag on the way out, and
+/// `bridge_max_packet_size` keeps what is too large at home.
+#[test]
+fn outgoing_retain_and_packet_size_limits() {
+    let remote = Roost::with_config("listener 0 127.0.0.1\n");
+    let gw = gateway(
+        remote.port,
+        "topic n/# out 1\nbridge_outgoing_retain false\nbridge_max_packet_size 200\n",
+    );
+    wait_log(&gw, "bridge cloud: connected");
+    let mut cloud = subscriber(&remote.addr(), "cloud", &[("n/#", 1)]);
+    let mut sensor = Client::v4(&gw.addr(), "sensor");
+    let big = "x".repeat(300);
+    sensor.send(
+        &Publish::new("n/big", big.as_bytes())
+            .qos(1, 1)
+            .encode(false),
+    );
+    sensor.expect_kind(PUBACK);
+    sensor.send(
+        &Publish::new("n/door", b"open")
+            .qos(1, 2)
+            .retain(true)
+            .encode(false),
+    );
+    sensor.expect_kind(PUBACK);
+    let got = take(&mut cloud, 1);
+    assert_eq!(
+        topics_and_payloads(&got),
+        [("n/door", "open")],
+        "not the big one"
+    );
+    let mut late = subscriber(&remote.addr(), "late", &[("n/#", 1)]);
+    assert!(
+        matches!(late.recv(QUIET), Recv::Timeout),
+        "nothing retained at the remote"
+    );
+}

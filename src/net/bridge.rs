@@ -253,9 +253,20 @@ impl Server {
         log::info!("bridge {name}: connected to {}", b.peer);
         b.link.up(&b.config, now);
         let c = &b.config;
-        let limit = |own: u32| match c.max_packet_size {
-            0 => own,
-            max => own.min(max),
+        // The broker checks sizes with local names: leave room for the
+        // longest renaming, or a message too large for the remote would
+        // cost the connection at every attempt.
+        let growth = c
+            .topics
+            .iter()
+            .map(|r| r.remote_prefix.len().saturating_sub(r.local_prefix.len()));
+        let growth = u32::try_from(growth.max().unwrap_or(0)).unwrap_or(u32::MAX);
+        let limit = |own: u32| {
+            let own = match c.max_packet_size {
+                0 => own,
+                max => own.min(max),
+            };
+            own.saturating_sub(growth)
         };
         let remote = Remote {
             version: c.version,
