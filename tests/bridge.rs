@@ -552,3 +552,28 @@ fn outgoing_retain_and_packet_size_limits() {
         "nothing retained at the remote"
     );
 }
+
+/// Without `round_robin`, the first address is the main one: connected to
+/// the second because the first was down, the bridge moves back once the
+/// first answers again, and messages follow it there.
+#[test]
+fn the_bridge_moves_back_to_the_main_address_when_it_returns() {
+    let main_port = mosquitto_port();
+    let backup = Roost::with_config("listener 0 127.0.0.1\n");
+    let gw = Roost::with_config(&format!(
+        "listener 0 127.0.0.1\nconnection cloud\naddress 127.0.0.1:{main_port} \
+         127.0.0.1:{}\nremote_clientid gw\nrestart_timeout 1\ntopic n/# out 1\n",
+        backup.port
+    ));
+    wait_log(&gw, &format!("connected to 127.0.0.1:{}", backup.port));
+    let main = Roost::with_config(&format!("listener {main_port} 127.0.0.1\n"));
+    let mut cloud = subscriber(&main.addr(), "cloud", &[("n/#", 1)]);
+    wait_log(&gw, "answers again, moving back to it");
+    wait_log(&gw, &format!("connected to 127.0.0.1:{main_port}"));
+    let mut sensor = Client::v4(&gw.addr(), "sensor");
+    publish(&mut sensor, "n/x", "on the main one", 1, 1);
+    assert_eq!(
+        topics_and_payloads(&take(&mut cloud, 1)),
+        [("n/x", "on the main one")]
+    );
+}

@@ -20,6 +20,9 @@ pub struct Link {
     heard: Instant,
     pinged: Instant,
     active: Instant,
+    /// When to check whether the main address answers again (connected
+    /// to another one, without `round_robin`).
+    probe_at: Option<Instant>,
     /// xorshift state for the back-off jitter.
     rng: u64,
 }
@@ -43,6 +46,9 @@ pub enum Step {
     Ping,
     /// Close the connection, which failed for the reason given.
     Drop(&'static str),
+    /// See whether the main address takes a TCP connection again; if it
+    /// does, [`Link::back_to_main`].
+    Probe,
     /// A lazy bridge went idle: DISCONNECT and close.
     Disconnect,
 }
@@ -62,6 +68,7 @@ impl Link {
             heard: now,
             pinged: now,
             active: now,
+            probe_at: None,
             rng: seed | 1,
         }
     }
@@ -101,6 +108,10 @@ impl Link {
                 self.pinged = now;
                 Some(Step::Ping)
             }
+            State::Up if self.probe_at.is_some_and(|at| at <= now) => {
+                self.probe_at = Some(now + b.restart.base);
+                Some(Step::Probe)
+            }
             _ => None,
         }
     }
@@ -121,7 +132,7 @@ impl Link {
                 if b.start_type == StartType::Lazy {
                     at = at.min(self.active + b.idle_timeout);
                 }
-                Some(at)
+                Some(self.probe_at.map_or(at, |probe| probe.min(at)))
             }
         }
     }
@@ -133,6 +144,17 @@ impl Link {
         self.pinged = now;
         self.active = now;
         self.backoff = b.restart.base;
+        // As mosquitto: the first address is the main one, checked every
+        // `restart_timeout` while another serves.
+        self.probe_at = (!b.round_robin && self.address != 0).then(|| now + b.restart.base);
+    }
+
+    /// The main address answers again: leave the connection to another
+    /// one (not a failure) and connect to it now.
+    pub fn back_to_main(&mut self, now: Instant) {
+        self.address = 0;
+        self.probe_at = None;
+        self.state = State::Waiting(now);
     }
 
     /// A packet came from the remote.
@@ -228,6 +250,11 @@ mod tests {
         );
         let t1 = retry;
         link.up(&b, t1);
+        assert_eq!(
+            link.poll(&b, 0, t1 + 5 * S),
+            Some(Step::Probe),
+            "is the first back?"
+        );
         assert_eq!(link.poll(&b, 0, t1 + 10 * S), Some(Step::Ping));
         link.heard(t1 + 11 * S);
         assert_eq!(link.poll(&b, 0, t1 + 20 * S), Some(Step::Ping));
@@ -242,6 +269,32 @@ mod tests {
             Some(Step::Connect(0)),
             "back to the first"
         );
+    }
+
+    #[test]
+    fn on_another_address_the_main_one_is_probed_unless_round_robin() {
+        let b = bridge("restart_timeout 2\n");
+        let now = Instant::now();
+        let mut link = Link::new(&b, now);
+        link.poll(&b, 0, now);
+        link.failed(&b, now);
+        assert_eq!(link.poll(&b, 0, now + 2 * S), Some(Step::Connect(1)));
+        link.up(&b, now + 2 * S);
+        assert_eq!(link.next_deadline(&b), Some(now + 4 * S));
+        assert_eq!(link.poll(&b, 0, now + 4 * S), Some(Step::Probe));
+        link.back_to_main(now + 5 * S);
+        assert!(!link.is_active(), "closing it is no failure");
+        assert_eq!(link.poll(&b, 0, now + 5 * S), Some(Step::Connect(0)));
+        link.up(&b, now + 5 * S);
+        assert_eq!(link.poll(&b, 0, now + 7 * S), None, "on the main one");
+
+        let b = bridge("restart_timeout 2\nround_robin true\n");
+        let mut link = Link::new(&b, now);
+        link.poll(&b, 0, now);
+        link.failed(&b, now);
+        link.poll(&b, 0, now + 2 * S);
+        link.up(&b, now + 2 * S);
+        assert_eq!(link.poll(&b, 0, now + 4 * S), None);
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub struct BridgeConn {
     pub config: Bridge,
     link: Link,
     conn: Option<usize>,
+    /// A bare TCP connection checking whether the main address answers.
+    probe: Option<usize>,
     /// The address connected to, for logs.
     peer: String,
     /// State "1" was published locally: "0" is due when it ends.
@@ -51,6 +53,7 @@ pub fn new(bridges: &[Bridge], now: Instant) -> Vec<BridgeConn> {
             link: Link::new(b, now),
             config: b.clone(),
             conn: None,
+            probe: None,
             peer: String::new(),
             announced: false,
         })
@@ -110,6 +113,7 @@ impl Server {
                     log::warn!("bridge {name}: {why}, closing");
                     self.bridge_drop(id, now);
                 }
+                (Step::Probe, Some(_)) => self.bridge_probe(i),
                 (Step::Disconnect, Some(id)) => {
                     log::info!("bridge {name}: idle, disconnecting (start_type lazy)");
                     self.bridges[i].link.idle();
@@ -147,6 +151,61 @@ impl Server {
                 self.send(id, &connect);
             }
             Err(e) => self.bridge_failed(i, &format!("connecting to {addr}: {e}"), now),
+        }
+    }
+
+    /// Opens a bare TCP connection to the main address (a `Step::Probe`);
+    /// one still pending from the last probe is given up.
+    fn bridge_probe(&mut self, i: usize) {
+        self.drop_probe(i);
+        let b = &self.bridges[i];
+        let (host, port) = &b.config.addresses[0];
+        let version = b.config.version;
+        let addr = (host.as_str(), *port)
+            .to_socket_addrs()
+            .map(|mut a| a.next());
+        if let Ok(Some(addr)) = addr {
+            self.bridges[i].probe = self.open(addr, version).ok();
+        }
+    }
+
+    /// The bridge whose probe connection `id` is, if any.
+    pub(super) fn probe_of(&self, id: usize) -> Option<usize> {
+        if self.bridges.is_empty() {
+            return None;
+        }
+        self.bridges.iter().position(|b| b.probe == Some(id))
+    }
+
+    /// An event on bridge `i`'s probe `id`: once it is connected, the
+    /// bridge leaves its connection for the main address; if it failed,
+    /// the next probe will tell.
+    pub(super) fn bridge_probed(&mut self, i: usize, id: usize, now: Instant) {
+        let Some(c) = self.conns.get(id) else {
+            return;
+        };
+        let connected = match (c.stream.take_error(), c.stream.peer_addr()) {
+            (Ok(None), Ok(_)) => true,
+            (Ok(None), Err(e)) if e.kind() == io::ErrorKind::NotConnected => return,
+            _ => false,
+        };
+        self.drop_probe(i);
+        let b = &mut self.bridges[i];
+        if let (true, Some(conn)) = (connected, b.conn) {
+            let (host, port) = &b.config.addresses[0];
+            log::info!(
+                "bridge {}: the main address {host}:{port} answers again, moving back to it",
+                b.config.name
+            );
+            b.link.back_to_main(now);
+            self.bridge_leave(i, conn, now);
+        }
+    }
+
+    fn drop_probe(&mut self, i: usize) {
+        if let Some(id) = self.bridges[i].probe.take() {
+            let mut c = self.conns.remove(id);
+            let _ = self.poll.registry().deregister(&mut c.stream);
         }
     }
 
@@ -382,6 +441,7 @@ impl Server {
     /// Shutdown: every connected bridge leaves its remote politely.
     pub(super) fn stop_bridges(&mut self, now: Instant) {
         for i in 0..self.bridges.len() {
+            self.drop_probe(i);
             if let (Some(id), true) = (self.bridges[i].conn, self.bridges[i].link.is_up()) {
                 self.bridge_leave(i, id, now);
             }

@@ -168,6 +168,10 @@ impl Server {
                         self.accept(LISTENER - t, now)
                     }
                     Token(id) => {
+                        if let Some(i) = self.probe_of(id) {
+                            self.bridge_probed(i, id, now);
+                            continue;
+                        }
                         if event.is_writable() {
                             self.flush(id, now);
                         }
