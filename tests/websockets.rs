@@ -591,3 +591,52 @@ fn tcp_and_websocket_clients_see_each_others_messages() {
     assert!(status.success());
     subscriber.wait_line("the message", |l| l == "GOT from/tcp hello over TCP 1 0");
 }
+
+const BROWSER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+
+/// What the browser test needs: Debian's chromium, node, and the npm
+/// packages `.ci/run` installs into tests/browser/node_modules.
+fn have_browser() -> bool {
+    let modules = std::path::Path::new(BROWSER).join("node_modules");
+    have("chromium")
+        && have("node")
+        && modules.join("mqtt/dist/mqtt.min.js").is_file()
+        && modules.join("playwright-core").is_dir()
+}
+
+/// A dashboard in a real browser: headless Chromium runs MQTT.js's browser
+/// bundle over WebSockets, and a paho-mqtt client over TCP sees its message
+/// and answers it.
+#[test]
+fn a_browser_and_a_tcp_client_see_each_others_messages() {
+    skip_without!(have_paho(), "python3 paho-mqtt");
+    skip_without!(
+        have_browser(),
+        "chromium, node or tests/browser/node_modules (npm ci --prefix tests/browser)"
+    );
+    let both = start("");
+    let tcp = both.tcp.to_string();
+    let from_browser = paho(&["sub", &tcp, "browser/out"]);
+    from_browser.wait_line("SUBSCRIBED", |l| l == "SUBSCRIBED");
+    let mut browser = {
+        let mut cmd = Command::new("node");
+        cmd.arg(format!("{BROWSER}/run.mjs"))
+            .arg(both.ws.to_string());
+        Proc::spawn(cmd)
+    };
+    browser.wait_line("the page's SUBSCRIBED", |l| l == "PAGE SUBSCRIBED");
+    from_browser.wait_line("the browser's message", |l| {
+        l == "GOT browser/out hello from chromium 1 0"
+    });
+    let mut to_browser = paho(&["pub", &tcp, "browser/in", "hello from TCP"]);
+    assert!(
+        to_browser.wait_exit().success(),
+        "{:#?}",
+        to_browser.output()
+    );
+    browser.wait_line("the message in the page", |l| {
+        l == "PAGE GOT browser/in hello from TCP"
+    });
+    // It closes Chromium and exits.
+    assert!(browser.wait_exit().success(), "{:#?}", browser.output());
+}
