@@ -531,6 +531,15 @@ mod tests {
         ws
     }
 
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn an_idle_websocket_is_small() {
+        // Beside a TCP connection's, in its transport box: the frame being
+        // read (32), an empty buffer (24), the framed output count (8), and
+        // four small fields.
+        assert_eq!(std::mem::size_of::<WebSocket>(), 72);
+    }
+
     #[test]
     fn the_upgrade_answers_rfc_6455s_example_and_selects_mqtt() {
         let mut ws = WebSocket::new(4096);
