@@ -15,6 +15,9 @@ use crate::logging::{LogConfig, LogTypes};
 use crate::{auth, bridge, broker, persist};
 
 pub const DEFAULT_PORT: u16 = 1883;
+/// The largest WebSocket upgrade request read unless
+/// `websockets_headers_size` says otherwise (mosquitto 2.1's default).
+const DEFAULT_HEADERS_SIZE: u16 = 4096;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -41,6 +44,8 @@ pub struct Settings {
     /// Heap bytes past which new messages and connections are refused;
     /// 0 for no limit.
     pub memory_limit: usize,
+    /// Largest WebSocket upgrade request read, in bytes.
+    pub websockets_headers_size: u16,
     pub broker: broker::Config,
     pub persistence: persist::Config,
     /// The `connection` sections.
@@ -60,6 +65,7 @@ impl Default for Settings {
             warnings: Vec::new(),
             sys_interval: Duration::from_secs(10),
             memory_limit: 0,
+            websockets_headers_size: DEFAULT_HEADERS_SIZE,
             broker: broker::Config::default(),
             persistence: persist::Config::default(),
             bridges: Vec::new(),
@@ -75,6 +81,16 @@ pub struct Listener {
     pub addrs: Vec<SocketAddr>,
     /// Index into [`Settings::security`] and [`broker::Config::auth`].
     pub auth: u8,
+    pub protocol: Protocol,
+}
+
+/// What a listener speaks (mosquitto's `protocol`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum Protocol {
+    #[default]
+    Mqtt,
+    /// MQTT over WebSockets (`src/net/ws.rs`).
+    WebSockets,
 }
 
 /// The settings mosquitto makes per listener with `per_listener_settings`.
@@ -101,6 +117,7 @@ impl Settings {
             vec![Listener {
                 addrs: host_addrs(Some(Host::Localhost), None, DEFAULT_PORT),
                 auth: 0,
+                protocol: Protocol::Mqtt,
             }]
         } else {
             self.listeners.clone()
@@ -112,13 +129,14 @@ impl Settings {
         self.listen_on().into_iter().flat_map(|l| l.addrs).collect()
     }
 
-    /// `-p`/`--bind`: one listener on `addr` in place of the configured
-    /// ones, with the rules of the first of them.
+    /// `-p`/`--bind`: one MQTT listener on `addr` in place of the
+    /// configured ones, with the rules of the first of them.
     pub fn replace_listeners(&mut self, addr: SocketAddr) {
         let auth = self.listen_on()[0].auth;
         self.listeners = vec![Listener {
             addrs: vec![addr],
             auth,
+            protocol: Protocol::Mqtt,
         }];
     }
 
@@ -233,6 +251,7 @@ struct Block {
     port: Option<u16>,
     host: Option<Host>,
     domain: Option<Located<Domain>>,
+    protocol: Option<Located<Protocol>>,
     password_file: Option<Located<PathBuf>>,
     acl_file: Option<Located<PathBuf>>,
     allow_anonymous: Option<Located<bool>>,
@@ -394,11 +413,22 @@ impl Parser {
                 };
                 self.block().domain = Some((domain, at.into()));
             }
-            "protocol" => match one()? {
-                "mqtt" => {}
-                "websockets" => return Err("roost does not support WebSockets yet".into()),
-                v => return Err(format!("`protocol` takes mqtt or websockets, not `{v}`")),
-            },
+            // WebSockets: the listener's protocol, and the upgrade
+            // request's bound (0: the default, as in mosquitto).
+            "protocol" => {
+                let protocol = match one()? {
+                    "mqtt" => Protocol::Mqtt,
+                    "websockets" => Protocol::WebSockets,
+                    v => return Err(format!("`protocol` takes mqtt or websockets, not `{v}`")),
+                };
+                self.block().protocol = Some((protocol, at.into()));
+            }
+            "websockets_headers_size" => {
+                s.websockets_headers_size = match number(key, one()?)? {
+                    0 => DEFAULT_HEADERS_SIZE,
+                    v => v,
+                }
+            }
             "per_listener_settings" => self.per_listener_settings = boolean(key, one()?)?,
             "allow_anonymous" => {
                 let v = boolean(key, one()?)?;
@@ -557,9 +587,16 @@ impl Parser {
         let default = &self.blocks[0];
         let default_used =
             default.port.is_some() || default.host.is_some() || self.blocks.len() == 1;
-        if let (false, Some((_, at))) = (default_used, &default.domain) {
+        let listener_keys = [
+            ("socket_domain", default.domain.as_ref().map(|(_, at)| at)),
+            ("protocol", default.protocol.as_ref().map(|(_, at)| at)),
+        ];
+        if let (false, Some((key, Some(at)))) = (
+            default_used,
+            listener_keys.into_iter().find(|(_, at)| at.is_some()),
+        ) {
             return Err(format!(
-                "{at}: `socket_domain` comes before any `listener` line: it belongs \
+                "{at}: `{key}` comes before any `listener` line: it belongs \
                  to the default listener (`port`, `bind_address`), which is not configured"
             ));
         }
@@ -590,13 +627,16 @@ impl Parser {
         for (i, b) in self.blocks.iter().enumerate() {
             let explicit = b.port.is_some() || b.host.is_some();
             let domain = b.domain.as_ref().map(|(d, _)| *d);
+            let protocol = b.protocol.as_ref().map_or(Protocol::Mqtt, |(p, _)| *p);
             if i == 0 && !explicit {
                 // No `port`/`bind_address`: used only when no listener is
-                // configured; its `socket_domain` then narrows localhost.
-                if self.blocks.len() == 1 && domain.is_some() {
+                // configured; its `socket_domain` then narrows localhost,
+                // and its `protocol` applies.
+                if self.blocks.len() == 1 && (domain.is_some() || b.protocol.is_some()) {
                     listeners.push(Listener {
                         addrs: host_addrs(Some(Host::Localhost), domain, DEFAULT_PORT),
                         auth: 0,
+                        protocol,
                     });
                 }
                 continue;
@@ -608,7 +648,11 @@ impl Parser {
                 ));
             }
             let auth = if per_listener { i as u8 } else { 0 };
-            listeners.push(Listener { addrs, auth });
+            listeners.push(Listener {
+                addrs,
+                auth,
+                protocol,
+            });
         }
         self.s.listeners = listeners;
         let hostname = hostname();
@@ -770,7 +814,6 @@ fn is_mosquitto_key(key: &str) -> bool {
         "packet_buffer_size",
         "proxy_protocol_v2_require_tls",
         "use_username_as_clientid",
-        "websockets_headers_size",
         "websockets_origin",
         // TLS and PSK
         "cafile",
@@ -940,9 +983,41 @@ mod tests {
         assert!(e.starts_with("a.conf:3: "), "{e}");
         let e = parse("allow_anonymous yes\n", "a.conf").unwrap_err();
         assert!(e.starts_with("a.conf:1: "), "{e}");
-        let e = parse("protocol websockets\n", "a.conf").unwrap_err();
-        assert!(e.contains("WebSockets"), "{e}");
         assert!(parse("listener 1 127.0.0.1\nprotocol mqtt\n", "a.conf").is_ok());
+    }
+
+    #[test]
+    fn protocol_is_set_per_listener() {
+        let s = parse(
+            "listener 1883 127.0.0.1\nlistener 8080 127.0.0.1\nprotocol websockets\n\
+             listener 1884 127.0.0.1\nprotocol mqtt\nwebsockets_headers_size 8192\n",
+            "t.conf",
+        )
+        .unwrap();
+        let protocols: Vec<Protocol> = s.listeners.iter().map(|l| l.protocol).collect();
+        use Protocol::{Mqtt, WebSockets};
+        assert_eq!(protocols, [Mqtt, WebSockets, Mqtt]);
+        assert_eq!(s.websockets_headers_size, 8192);
+        // Before any listener: the default listener's, as `socket_domain`.
+        let s = parse("protocol websockets\n", "t.conf").unwrap();
+        assert_eq!(s.listen_on()[0].protocol, WebSockets);
+        assert_eq!(s.listen_addrs(), addrs(&["127.0.0.1:1883", "[::1]:1883"]));
+        let s = parse("port 8080\nprotocol websockets\n", "t.conf").unwrap();
+        assert_eq!(s.listen_on()[0].protocol, WebSockets);
+        let e = parse("protocol websockets\nlistener 1\n", "t.conf").unwrap_err();
+        assert!(
+            e.starts_with("t.conf:1: `protocol` comes before any"),
+            "{e}"
+        );
+        // mosquitto's 0 is the default; its range is 0 to 65535.
+        let size = |v: &str| {
+            parse(&format!("websockets_headers_size {v}\n"), "t.conf")
+                .map(|s| s.websockets_headers_size)
+        };
+        assert_eq!(size("0"), Ok(DEFAULT_HEADERS_SIZE));
+        assert!(size("65536").unwrap_err().starts_with("t.conf:1: "));
+        let e = parse("protocol http\n", "t.conf").unwrap_err();
+        assert!(e.contains("mqtt or websockets"), "{e}");
     }
 
     #[test]

@@ -218,7 +218,7 @@ impl Server {
             .registry()
             .register(&mut stream, Token(id), interest)?;
         let _ = stream.set_nodelay(true);
-        let mut c = Connection::new(stream);
+        let mut c = Connection::new(stream, None);
         c.version = version;
         entry.insert(c);
         Ok(id)

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 
+use super::transport::{Inbound, Transport};
 use crate::protocol::Version;
 
 pub struct Connection {
@@ -23,6 +24,9 @@ pub struct Connection {
     /// QoS 0 drops for this connection were logged.
     pub drop_logged: bool,
     pending: Option<Box<Pending>>,
+    /// The filter between socket and MQTT bytes (WebSockets); None for
+    /// plain TCP.
+    transport: Option<Box<Transport>>,
 }
 
 /// What a connection with traffic (or closing) has on top of an idle one.
@@ -59,7 +63,7 @@ impl Spare {
 }
 
 impl Connection {
-    pub fn new(stream: TcpStream) -> Connection {
+    pub fn new(stream: TcpStream, transport: Option<Box<Transport>>) -> Connection {
         Connection {
             stream,
             version: Version::V311,
@@ -67,7 +71,28 @@ impl Connection {
             dirty: false,
             drop_logged: false,
             pending: None,
+            transport,
         }
+    }
+
+    pub fn has_transport(&self) -> bool {
+        self.transport.is_some()
+    }
+
+    /// Passes `buf[..n]`, as read, through the transport (see
+    /// [`Transport::read`]); its answers go to the output.
+    pub fn filter_input(&mut self, buf: &mut [u8], n: usize, spare: &mut Spare) -> Inbound {
+        let Some(transport) = &mut self.transport else {
+            return Inbound { mqtt: n, end: None };
+        };
+        let pending = self.pending.get_or_insert_with(|| spare.take());
+        let inbound = transport.read(buf, n, &mut pending.outbuf);
+        if inbound.mqtt == 0 {
+            // Nothing for `received` to keep or give back: only a frame
+            // header in progress, or nothing at all.
+            self.release(spare);
+        }
+        inbound
     }
 
     /// When a closing connection is dropped; None while it is open.
@@ -109,9 +134,12 @@ impl Connection {
     /// Starts closing: input is dropped from now on; what is unsent may
     /// go until `deadline`.
     pub fn close_by(&mut self, deadline: Instant, spare: &mut Spare) {
-        let pending = self.pending(spare);
+        let pending = self.pending.get_or_insert_with(|| spare.take());
         pending.closing = Some(deadline);
         pending.inbuf = Vec::new();
+        if let Some(transport) = &mut self.transport {
+            transport.close(&mut pending.outbuf);
+        }
     }
 
     /// Once nothing is left to send: gives the box back to `spare` when
@@ -136,6 +164,9 @@ impl Connection {
         let Some(pending) = &mut self.pending else {
             return Ok(true);
         };
+        if let Some(transport) = &mut self.transport {
+            transport.seal(&mut pending.outbuf);
+        }
         let mut written = 0;
         let result = loop {
             if written == pending.outbuf.len() {
@@ -150,6 +181,9 @@ impl Connection {
             }
         };
         pending.outbuf.drain(..written);
+        if let Some(transport) = &mut self.transport {
+            transport.drained(written);
+        }
         *sent += written as u64;
         result
     }
@@ -166,7 +200,7 @@ mod tests {
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
         server.set_nonblocking(true).unwrap();
-        (Connection::new(TcpStream::from_std(server)), client)
+        (Connection::new(TcpStream::from_std(server), None), client)
     }
 
     #[cfg(target_pointer_width = "64")]
@@ -174,8 +208,9 @@ mod tests {
     fn an_idle_connection_is_small() {
         use std::mem::size_of;
         // The socket (4 bytes in a release build; mio adds a selector id
-        // in debug builds), four one-byte fields and the box: 16 bytes.
-        let expected = (size_of::<TcpStream>() + 4 + 8).next_multiple_of(8);
+        // in debug builds), four one-byte fields and two boxes (buffers,
+        // transport): 24 bytes.
+        let expected = (size_of::<TcpStream>() + 4 + 8 + 8).next_multiple_of(8);
         assert_eq!(size_of::<Connection>(), expected);
     }
 

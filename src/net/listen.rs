@@ -9,14 +9,14 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::systemd::{self, Listen};
-use crate::config::{Listener, Settings};
+use crate::config::{Listener, Protocol, Settings};
 
 /// How many connections may wait to be accepted (as mio's bind).
 const BACKLOG: libc::c_int = 1024;
 
 /// Every listening socket, each with the `Config::auth` entry its clients
-/// meet.
-pub fn open(settings: &Settings) -> io::Result<Vec<(TcpListener, u8)>> {
+/// meet and what it speaks.
+pub fn open(settings: &Settings) -> io::Result<Vec<(TcpListener, u8, Protocol)>> {
     let passed = systemd::listen_fds()?;
     let plan = if passed.is_empty() {
         sockets(settings.listen_on())
@@ -25,10 +25,11 @@ pub fn open(settings: &Settings) -> io::Result<Vec<(TcpListener, u8)>> {
             .collect()
     } else {
         log::info!("socket activation: {} socket(s) from systemd", passed.len());
-        systemd::plan(&sockets(settings.listeners.clone()), passed, (0, false))
+        let unconfigured = (0, Protocol::Mqtt, false);
+        systemd::plan(&sockets(settings.listeners.clone()), passed, unconfigured)
     };
     let mut open = Vec::new();
-    for ((auth, optional), listen) in plan {
+    for ((auth, protocol, optional), listen) in plan {
         let listener = match listen {
             Listen::Passed(l) => {
                 let addr = l.local_addr()?;
@@ -49,20 +50,21 @@ pub fn open(settings: &Settings) -> io::Result<Vec<(TcpListener, u8)>> {
                 }
             },
         };
-        open.push((listener, auth));
+        open.push((listener, auth, protocol));
     }
     Ok(open)
 }
 
-/// Each address with its listener's rules, and whether it is one of the
-/// two a listener without an address (or `localhost`) has: on a machine
-/// without IPv6 the other one serves alone.
-fn sockets(listeners: Vec<Listener>) -> Vec<((u8, bool), SocketAddr)> {
+/// Each address with its listener's rules and protocol, and whether it is
+/// one of the two a listener without an address (or `localhost`) has: on a
+/// machine without IPv6 the other one serves alone.
+fn sockets(listeners: Vec<Listener>) -> Vec<((u8, Protocol, bool), SocketAddr)> {
     listeners
         .into_iter()
         .flat_map(|l| {
             let optional = l.addrs.len() > 1;
-            l.addrs.into_iter().map(move |a| ((l.auth, optional), a))
+            let tag = (l.auth, l.protocol, optional);
+            l.addrs.into_iter().map(move |a| (tag, a))
         })
         .collect()
 }

@@ -9,6 +9,8 @@ mod listen;
 mod signals;
 mod sys;
 mod systemd;
+mod transport;
+mod ws;
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
@@ -21,12 +23,13 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::broker::{Action, Broker, Delivery};
-use crate::config::Settings;
+use crate::config::{Protocol, Settings};
 use crate::persist::Store;
 use crate::protocol::{self, Packet, QoS};
 use conn::{Connection, Spare};
 use signals::Signals;
 use systemd::Notifier;
+use transport::Transport;
 
 const SIGNAL: Token = Token(usize::MAX);
 /// Listener `i` has token `LISTENER - i`; connections count up from 0.
@@ -44,8 +47,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 pub struct Server {
     poll: Poll,
-    /// Each with the `Config::auth` entry its clients meet.
-    listeners: Vec<(TcpListener, u8)>,
+    /// Each with the `Config::auth` entry its clients meet, and what it
+    /// speaks.
+    listeners: Vec<(TcpListener, u8, Protocol)>,
     conns: Slab<Connection>,
     broker: Broker,
     actions: Vec<Action>,
@@ -100,13 +104,17 @@ impl Server {
         };
         let poll = Poll::new()?;
         let mut listeners = Vec::new();
-        for (std_listener, auth) in listen::open(settings)? {
+        for (std_listener, auth, protocol) in listen::open(settings)? {
             let mut listener = TcpListener::from_std(std_listener);
             let token = Token(LISTENER - listeners.len());
             poll.registry()
                 .register(&mut listener, token, Interest::READABLE)?;
-            log::info!("listening on {}", listener.local_addr()?);
-            listeners.push((listener, auth));
+            let scheme = match protocol {
+                Protocol::Mqtt => "",
+                Protocol::WebSockets => "ws://",
+            };
+            log::info!("listening on {scheme}{}", listener.local_addr()?);
+            listeners.push((listener, auth, protocol));
         }
         let signals = Signals::new()?;
         poll.registry()
@@ -143,7 +151,7 @@ impl Server {
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|(l, _)| l.local_addr().ok())
+            .filter_map(|(l, _, _)| l.local_addr().ok())
             .collect()
     }
 
@@ -256,7 +264,7 @@ impl Server {
             log::info!("signal {signal}: shutting down");
             self.systemd.stopping();
             self.stop_by = Some(Instant::now() + SHUTDOWN_GRACE);
-            for (mut listener, _) in self.listeners.drain(..) {
+            for (mut listener, _, _) in self.listeners.drain(..) {
                 let _ = self.poll.registry().deregister(&mut listener);
             }
             self.stop_bridges(Instant::now());
@@ -290,12 +298,11 @@ impl Server {
 
     fn accept(&mut self, listener: usize, now: Instant) {
         while self.accept_paused_until.is_none() && self.stop_by.is_none() {
-            let Some((l, auth)) = self.listeners.get(listener) else {
+            let Some(&(ref l, auth, protocol)) = self.listeners.get(listener) else {
                 return;
             };
-            let auth = *auth;
             match l.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer, auth, now),
+                Ok((stream, peer)) => self.admit(stream, peer, auth, protocol, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -308,7 +315,14 @@ impl Server {
         }
     }
 
-    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, auth: u8, now: Instant) {
+    fn admit(
+        &mut self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        auth: u8,
+        protocol: Protocol,
+        now: Instant,
+    ) {
         let full = self.conns.len() >= self.max_connections;
         if full || self.over_memory_limit() {
             if !self.refusal_logged {
@@ -335,7 +349,10 @@ impl Server {
             return;
         }
         let _ = stream.set_nodelay(true);
-        entry.insert(Connection::new(stream));
+        entry.insert(Connection::new(
+            stream,
+            Transport::new(protocol, &self.settings),
+        ));
         self.broker.connected(id, auth, now);
         log::debug!("connection {id} from {peer}");
     }
@@ -368,6 +385,7 @@ impl Server {
                 Ok(0) => self.lost(id, now, None),
                 // A closing connection's input is read and discarded.
                 Ok(_) if c.closing().is_some() => {}
+                Ok(n) if c.has_transport() => self.received_through_transport(id, &mut buf, n, now),
                 Ok(n) => self.received(id, &buf[..n], now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -375,6 +393,32 @@ impl Server {
             }
         }
         self.read_buf = buf;
+    }
+
+    /// `buf[..n]`, read from a connection with a transport: its MQTT bytes
+    /// go on to `received`, its answers out to the peer. When the transport
+    /// ends the connection (a refused handshake, a close) the broker hears
+    /// the connection is gone, as if the socket had closed.
+    fn received_through_transport(&mut self, id: usize, buf: &mut [u8], n: usize, now: Instant) {
+        let Some(c) = self.conns.get_mut(id) else {
+            return;
+        };
+        let inbound = c.filter_input(buf, n, &mut self.spare);
+        if c.unsent() > 0 {
+            mark_dirty(&mut self.dirty, c, id);
+        }
+        if inbound.mqtt > 0 {
+            self.received(id, &buf[..inbound.mqtt], now);
+        }
+        let Some(why) = inbound.end else {
+            return;
+        };
+        if self.conns.get(id).is_some_and(|c| c.closing().is_none()) {
+            log::debug!("connection {id}: {why}");
+            self.broker.closed(id, now, &mut self.actions);
+            self.execute(now);
+            self.close(id, now);
+        }
     }
 
     /// Decodes packets from `data` (after any leftover of connection `id`)
@@ -483,10 +527,7 @@ impl Server {
         if c.closing().is_some() {
             return None;
         }
-        if !c.dirty {
-            c.dirty = true;
-            self.dirty.push(id);
-        }
+        mark_dirty(&mut self.dirty, c, id);
         Some((c.version, c.outbuf(&mut self.spare)))
     }
 
@@ -613,5 +654,14 @@ impl Server {
                 let _ = self.poll.registry().deregister(&mut c.stream);
             }
         }
+    }
+}
+
+/// Lists connection `id` for a flush at the end of the loop iteration.
+#[inline(always)]
+fn mark_dirty(dirty: &mut Vec<usize>, c: &mut Connection, id: usize) {
+    if !c.dirty {
+        c.dirty = true;
+        dirty.push(id);
     }
 }
