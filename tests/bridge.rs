@@ -577,3 +577,33 @@ fn the_bridge_moves_back_to_the_main_address_when_it_returns() {
         [("n/x", "on the main one")]
     );
 }
+
+/// A 5.0 remote is told the gateway's Receive Maximum: a burst of QoS 2
+/// messages larger than the gateway's in-flight window comes in whole,
+/// without the connection being dropped (0x93) over it.
+#[test]
+fn a_v5_remote_keeps_to_the_gateways_receive_maximum() {
+    let remote = Roost::with_config("listener 0 127.0.0.1\n");
+    let gw = gateway(
+        remote.port,
+        "max_inflight_messages 3\nbridge_protocol_version mqttv50\ntopic c/# in 2\n",
+    );
+    wait_log(&remote, "client gw subscribed to c/#");
+    let mut dash = subscriber(&gw.addr(), "dash", &[("c/#", 2)]);
+    let mut app = Client::v4(&remote.addr(), "app");
+    for i in 0..30u16 {
+        // Without waiting for each: the remote has them all at once.
+        app.send(
+            &Publish::new("c/x", i.to_string().as_bytes())
+                .qos(2, i + 1)
+                .encode(false),
+        );
+    }
+    let got: Vec<String> = take(&mut dash, 30).into_iter().map(|m| m.payload).collect();
+    assert_eq!(got, (0..30).map(|i| i.to_string()).collect::<Vec<_>>());
+    assert_eq!(
+        count_log(&gw, "bridge cloud: connected"),
+        1,
+        "never dropped"
+    );
+}

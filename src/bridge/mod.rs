@@ -168,7 +168,11 @@ impl Bridge {
     }
 
     /// The CONNECT for the remote; `private` adds mosquitto's bridge bit.
-    pub fn connect_packet(&self, private: bool) -> Connect {
+    /// A 5.0 remote is told what this broker takes (`local`: its Receive
+    /// Maximum and Maximum Packet Size), or it could send more in flight,
+    /// or larger, than the bridge may accept, and lose the connection
+    /// over it at every attempt.
+    pub fn connect_packet(&self, private: bool, local: (u16, u32)) -> Connect {
         let v5 = self.version == Version::V5;
         let will = (self.notifications && !self.notifications_local_only).then(|| Will {
             topic: self.notification_topic.clone(),
@@ -178,9 +182,13 @@ impl Bridge {
             properties: Vec::new(),
         });
         let mut properties = Vec::new();
-        if v5 && !self.clean_session {
-            // Kept as long as it can be, as a 3.x session is.
-            properties.push(Property::SessionExpiryInterval(u32::MAX));
+        if v5 {
+            properties.push(Property::ReceiveMaximum(local.0));
+            properties.push(Property::MaximumPacketSize(local.1));
+            if !self.clean_session {
+                // Kept as long as it can be, as a 3.x session is.
+                properties.push(Property::SessionExpiryInterval(u32::MAX));
+            }
         }
         Connect {
             version: self.version,
@@ -272,12 +280,17 @@ mod tests {
     #[test]
     fn connect_carries_the_notification_will_and_the_private_bit() {
         let b = bridge("topic # both\nremote_clientid gw\nremote_username u\nremote_password p\n");
-        let c = b.connect_packet(true);
+        let c = b.connect_packet(true, (20, 1000));
         assert!(c.bridge && !c.clean_start);
         assert_eq!(c.client_id, "gw");
         let will = c.will.unwrap();
         assert_eq!(will.topic, "$SYS/broker/connection/gw/state");
         assert!(will.retain && will.payload == b"0");
         assert_eq!(c.password.as_deref(), Some(&b"p"[..]));
+        assert!(c.properties.is_empty(), "3.1.1");
+        let b = bridge("topic # both\nbridge_protocol_version mqttv50\n");
+        let c = b.connect_packet(false, (20, 1000));
+        assert!(c.properties.contains(&Property::ReceiveMaximum(20)));
+        assert!(c.properties.contains(&Property::MaximumPacketSize(1000)));
     }
 }

@@ -132,8 +132,8 @@ impl Server {
         let b = &self.bridges[i];
         let (host, port) = &b.config.addresses[address];
         let name = &b.config.name;
-        let private = b.link.private;
-        let connect = Packet::Connect(Box::new(b.config.connect_packet(private)));
+        let limits = (self.settings.broker.max_inflight, self.max_packet as u32);
+        let connect = Packet::Connect(Box::new(b.config.connect_packet(b.link.private, limits)));
         let version = b.config.version;
         let addr = match (host.as_str(), *port)
             .to_socket_addrs()
