@@ -187,17 +187,17 @@ pub fn init(config: &LogConfig, verbose: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// SIGHUP: reads the log settings of `config_file` again (the rest of it
-/// needs a restart) and reopens the log file. A config that no longer
-/// reads, or a file that does not open, is logged and the settings in
-/// force are kept; success is not logged here, but by the reload as a
-/// whole.
-pub fn reload(config_file: Option<&Path>) {
+/// SIGHUP: takes the log settings of the config file read again (None
+/// without a config file, an error when it no longer reads) and reopens
+/// the log file. A config that no longer reads, or a file that does not
+/// open, is logged and the settings in force are kept; success is not
+/// logged here, but by the reload as a whole.
+pub fn reload(config: Option<Result<&LogConfig, &String>>) {
     let Some(logger) = LOGGER.get() else {
         return;
     };
-    let config = match config_file.map(crate::config::load) {
-        Some(Ok(settings)) => settings.log,
+    let config = match config {
+        Some(Ok(config)) => config.clone(),
         Some(Err(e)) => {
             log::error!("reload: {e}; keeping the log settings in force");
             logger.outputs().config.clone()

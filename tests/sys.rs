@@ -297,3 +297,23 @@ fn over_memory_limit_publishes_are_refused_and_others_served() {
         );
     }
 }
+
+/// SIGHUP reads `sys_interval` again, as mosquitto does: a broker started
+/// with `$SYS` off publishes it after a reload that turns it on.
+#[test]
+fn sighup_reads_sys_interval_again() {
+    let dir = common::TempDir::new("roost-sys-reload");
+    let conf = dir.path.join("roost.conf");
+    std::fs::write(&conf, "listener 0 127.0.0.1\nsys_interval 0\n").unwrap();
+    let roost = Roost::spawn(&["-c", conf.to_str().unwrap()], None);
+    let mut c = Client::v4(&roost.addr(), "c");
+    assert_eq!(c.subscribe(1, &[("$SYS/broker/uptime", 0)]), [0]);
+    assert!(matches!(
+        c.recv(std::time::Duration::from_millis(300)),
+        Recv::Timeout
+    ));
+    std::fs::write(&conf, "listener 0 127.0.0.1\nsys_interval 1\n").unwrap();
+    assert_eq!(unsafe { libc::kill(roost.pid() as i32, libc::SIGHUP) }, 0);
+    let p = c.expect_kind(PUBLISH).publish(false);
+    assert_eq!(p.topic_str(), "$SYS/broker/uptime");
+}

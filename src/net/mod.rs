@@ -275,15 +275,27 @@ impl Server {
         }
     }
 
-    /// SIGHUP (`systemctl reload roost`): the log settings, password and
-    /// ACL files are read again, connections stay. Framed by RELOADING=1
-    /// and READY=1 so systemd shows the unit as reloading meanwhile. A file
-    /// that no longer reads keeps the rules in force rather than opening
-    /// the door.
+    /// SIGHUP (`systemctl reload roost`): the log settings, `sys_interval`,
+    /// `memory_limit`, password and ACL files are read again, connections
+    /// stay. Framed by RELOADING=1 and READY=1 so systemd shows the unit as
+    /// reloading meanwhile. A file that no longer reads keeps the rules in
+    /// force rather than opening the door.
     fn reload(&mut self) {
         self.systemd.reloading();
+        let fresh = self
+            .settings
+            .config_file
+            .as_deref()
+            .map(crate::config::load);
         // First, so that what follows goes to the reopened log file.
-        crate::logging::reload(self.settings.config_file.as_deref());
+        crate::logging::reload(fresh.as_ref().map(|r| r.as_ref().map(|s| &s.log)));
+        if let Some(Ok(fresh)) = &fresh {
+            if fresh.sys_interval != self.settings.sys_interval {
+                self.settings.sys_interval = fresh.sys_interval;
+                self.sys = sys::Schedule::new(fresh.sys_interval, Instant::now());
+            }
+            self.settings.memory_limit = fresh.memory_limit;
+        }
         match self.settings.load_access() {
             Ok(access) => {
                 for (auth, access) in access.into_iter().enumerate() {
