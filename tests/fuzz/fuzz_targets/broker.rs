@@ -5,7 +5,8 @@
 //! event as at the end of each loop iteration.
 //!
 //! Input: four configuration bytes (small windows, queues and limits, so
-//! they are hit), then events, each an opcode byte and its arguments (a
+//! they are hit; whether a bridge forwards `t/#`, its remote's connection
+//! taking the last slot), then events, each an opcode byte and its arguments (a
 //! byte that is not there reads as 0). `Raw` carries bytes as they came off
 //! a socket; the others build typical packets from a few bytes, so the
 //! fuzzer reaches deep states fast, and go through the encoder and decoder
@@ -25,13 +26,15 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use roost::broker::{Access, Action, Auth, Broker, Config, Credentials};
+use roost::broker::{Access, Action, Auth, Broker, Config, Credentials, Remote};
 use roost::protocol::{
     self, Ack, Connect, Packet, Property, Publish, QoS, ReasonOnly, SubOptions, Subscribe,
     Unsubscribe, Version, Will,
 };
 
 const CONNS: usize = 6;
+/// The client id of the bridge's session.
+const BRIDGE: &str = "local.bridge";
 const CLIENT_IDS: [&str; 4] = ["a", "b", "c", ""];
 const TOPICS: [&str; 6] = ["t", "t/a", "t/b", "$SYS/x", "locked/x", "t/a/b"];
 const FILTERS: [&str; 12] = [
@@ -120,6 +123,9 @@ struct Driver {
     now: Instant,
     max_packet: usize,
     actions: Vec<Action>,
+    /// With a bridge, its remote's protocol level: a new connection in
+    /// the last slot is the remote accepting the bridge.
+    bridge: Option<Version>,
 }
 
 impl Driver {
@@ -150,12 +156,25 @@ impl Driver {
             // Journal mode: acks come as SendAfterCommit.
             broker.enable_journal(now, std::time::SystemTime::UNIX_EPOCH);
         }
+        let mut actions = Vec::new();
+        let bridge = (switches & 16 == 16).then(|| {
+            let version = if switches & 32 == 32 { Version::V5 } else { Version::V311 };
+            let forward = SubOptions {
+                qos: QoS::AtLeastOnce,
+                no_local: true,
+                retain_as_published: true,
+                retain_handling: 1,
+            };
+            broker.add_bridge(BRIDGE, &[("t/#".into(), forward)], now, &mut actions);
+            version
+        });
         Driver {
             max_packet,
             broker,
             conns: (0..CONNS).map(|_| Conn::default()).collect(),
             now,
-            actions: Vec::new(),
+            actions,
+            bridge,
         }
     }
 
@@ -176,7 +195,21 @@ impl Driver {
                     open: true,
                     ..Conn::default()
                 };
-                self.broker.connected(id, 0, self.now);
+                match self.bridge {
+                    Some(version) if id == CONNS - 1 => {
+                        self.conns[id].version = Some(version);
+                        self.conns[id].max_packet = Some(200);
+                        let remote = Remote {
+                            version,
+                            receive_max: 2,
+                            max_packet: 200,
+                        };
+                        let subs = vec![("t/a".into(), options(input.byte()))];
+                        self.broker
+                            .bridge_connected(id, BRIDGE, remote, subs, self.now, &mut self.actions);
+                    }
+                    _ => self.broker.connected(id, 0, self.now),
+                }
             }
             1 => {
                 if std::mem::take(&mut self.conns[id].open) {
