@@ -14,6 +14,9 @@ use std::time::Duration;
 use crate::logging::{LogConfig, LogTypes};
 use crate::{auth, broker, persist};
 
+mod tls;
+pub use tls::{Tls, Version as TlsVersion};
+
 pub const DEFAULT_PORT: u16 = 1883;
 
 #[derive(Debug, Clone)]
@@ -72,6 +75,8 @@ pub struct Listener {
     pub addrs: Vec<SocketAddr>,
     /// Index into [`Settings::security`] and [`broker::Config::auth`].
     pub auth: u8,
+    /// `certfile` and the rest: TLS on every socket; None for plain TCP.
+    pub tls: Option<Tls>,
 }
 
 /// The settings mosquitto makes per listener with `per_listener_settings`.
@@ -98,6 +103,7 @@ impl Settings {
             vec![Listener {
                 addrs: host_addrs(Some(Host::Localhost), None, DEFAULT_PORT),
                 auth: 0,
+                tls: None,
             }]
         } else {
             self.listeners.clone()
@@ -110,12 +116,12 @@ impl Settings {
     }
 
     /// `-p`/`--bind`: one listener on `addr` in place of the configured
-    /// ones, with the rules of the first of them.
+    /// ones, with the rules (and TLS) of the first of them.
     pub fn replace_listeners(&mut self, addr: SocketAddr) {
-        let auth = self.listen_on()[0].auth;
+        let first = self.listen_on().swap_remove(0);
         self.listeners = vec![Listener {
             addrs: vec![addr],
-            auth,
+            ..first
         }];
     }
 
@@ -233,6 +239,7 @@ struct Block {
     password_file: Option<Located<PathBuf>>,
     acl_file: Option<Located<PathBuf>>,
     allow_anonymous: Option<Located<bool>>,
+    tls: tls::Keys,
 }
 
 impl Block {
@@ -506,6 +513,7 @@ impl Parser {
                 }
                 s.pid_file = Some(one()?.into());
             }
+            _ if tls::Keys::takes(key) => self.block().tls.apply(key, one()?, at)?,
             _ => {
                 if args.is_empty() {
                     return Err(format!("`{key}` takes a value"));
@@ -537,6 +545,12 @@ impl Parser {
                  to the default listener (`port`, `bind_address`), which is not configured"
             ));
         }
+        if let (false, Some((key, at))) = (default_used, default.tls.first_set()) {
+            return Err(format!(
+                "{at}: `{key}` comes before any `listener` line: it belongs to the \
+                 default listener (`port`, `bind_address`), which is not configured"
+            ));
+        }
         if per_listener && !default_used {
             if let Some((key, at)) = default.first_set() {
                 return Err(format!(
@@ -566,11 +580,14 @@ impl Parser {
             let domain = b.domain.as_ref().map(|(d, _)| *d);
             if i == 0 && !explicit {
                 // No `port`/`bind_address`: used only when no listener is
-                // configured; its `socket_domain` then narrows localhost.
-                if self.blocks.len() == 1 && domain.is_some() {
+                // configured; its `socket_domain` then narrows localhost,
+                // its TLS keys make it a TLS listener.
+                let tls = b.tls.finish()?;
+                if self.blocks.len() == 1 && (domain.is_some() || tls.is_some()) {
                     listeners.push(Listener {
                         addrs: host_addrs(Some(Host::Localhost), domain, DEFAULT_PORT),
                         auth: 0,
+                        tls,
                     });
                 }
                 continue;
@@ -582,7 +599,8 @@ impl Parser {
                 ));
             }
             let auth = if per_listener { i as u8 } else { 0 };
-            listeners.push(Listener { addrs, auth });
+            let tls = b.tls.finish()?;
+            listeners.push(Listener { addrs, auth, tls });
         }
         self.s.listeners = listeners;
         Ok(self.s)
@@ -742,23 +760,16 @@ fn is_mosquitto_key(key: &str) -> bool {
         "use_username_as_clientid",
         "websockets_headers_size",
         "websockets_origin",
-        // TLS and PSK
-        "cafile",
-        "capath",
-        "certfile",
+        // TLS: ciphers, CRLs and PSK
         "ciphers",
         "ciphers_tls1.3",
         "crlfile",
         "dhparamfile",
         "disable_client_cert_date_checks",
-        "keyfile",
         "psk_hint",
-        "require_certificate",
         "tls_engine",
         "tls_engine_kpass_sha1",
         "tls_keyform",
-        "tls_version",
-        "use_identity_as_username",
         "use_subject_as_username",
         // Bridges
         "address",

@@ -105,6 +105,7 @@ fn check_config(args: &Args) -> Result<(), String> {
     let mut settings = settings(args)?;
     ready(&mut settings)?;
     settings.check_paths()?;
+    roost::net::check_transports(&settings)?;
     for warning in &settings.warnings {
         eprintln!("roost: warning: {warning}");
     }

@@ -2,13 +2,15 @@
 //! partial packet read, and what the socket would not yet take. Those live
 //! in a box that a connection holds only while it has some (or is
 //! closing), taken from and given back to a loop-wide pool: an idle
-//! connection holds neither the bytes nor room for them.
+//! connection holds neither the bytes nor room for them. A connection of
+//! a TLS listener also has a transport, which its bytes pass through.
 
 use std::io::{self, Write};
 use std::time::Instant;
 
 use mio::net::TcpStream;
 
+use super::transport::Transport;
 use crate::protocol::Version;
 
 pub struct Connection {
@@ -23,6 +25,8 @@ pub struct Connection {
     /// QoS 0 drops for this connection were logged.
     pub drop_logged: bool,
     pending: Option<Box<Pending>>,
+    /// The filter between the socket and MQTT (TLS); None for plain TCP.
+    transport: Option<Box<Transport>>,
 }
 
 /// What a connection with traffic (or closing) has on top of an idle one.
@@ -59,7 +63,7 @@ impl Spare {
 }
 
 impl Connection {
-    pub fn new(stream: TcpStream) -> Connection {
+    pub fn new(stream: TcpStream, transport: Option<Box<Transport>>) -> Connection {
         Connection {
             stream,
             version: Version::V311,
@@ -67,7 +71,29 @@ impl Connection {
             dirty: false,
             drop_logged: false,
             pending: None,
+            transport,
         }
+    }
+
+    pub fn has_transport(&self) -> bool {
+        self.transport.is_some()
+    }
+
+    /// Bytes read from the socket, through the transport: the MQTT bytes
+    /// they carry are appended to `mqtt`, the transport's answers to the
+    /// output.
+    pub fn receive(&mut self, raw: &[u8], mqtt: &mut Vec<u8>, spare: &mut Spare) -> io::Result<()> {
+        let Some(transport) = &mut self.transport else {
+            mqtt.extend_from_slice(raw);
+            return Ok(());
+        };
+        let pending = self.pending.get_or_insert_with(|| spare.take());
+        transport.receive(raw, mqtt, &mut pending.outbuf)
+    }
+
+    /// See [`Transport::identity`].
+    pub fn identity(&self) -> Option<Option<String>> {
+        self.transport.as_ref().and_then(|t| t.identity())
     }
 
     /// When a closing connection is dropped; None while it is open.
@@ -109,9 +135,12 @@ impl Connection {
     /// Starts closing: input is dropped from now on; what is unsent may
     /// go until `deadline`.
     pub fn close_by(&mut self, deadline: Instant, spare: &mut Spare) {
-        let pending = self.pending(spare);
+        let pending = self.pending.get_or_insert_with(|| spare.take());
         pending.closing = Some(deadline);
         pending.inbuf = Vec::new();
+        if let Some(transport) = &mut self.transport {
+            transport.close(&mut pending.outbuf);
+        }
     }
 
     /// Once nothing is left to send: gives the box back to `spare` when
@@ -136,6 +165,9 @@ impl Connection {
         let Some(pending) = &mut self.pending else {
             return Ok(true);
         };
+        if let Some(transport) = &mut self.transport {
+            transport.seal(&mut pending.outbuf);
+        }
         let mut written = 0;
         let result = loop {
             if written == pending.outbuf.len() {
@@ -150,6 +182,9 @@ impl Connection {
             }
         };
         pending.outbuf.drain(..written);
+        if let Some(transport) = &mut self.transport {
+            transport.written(written);
+        }
         *sent += written as u64;
         result
     }
@@ -166,7 +201,7 @@ mod tests {
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
         server.set_nonblocking(true).unwrap();
-        (Connection::new(TcpStream::from_std(server)), client)
+        (Connection::new(TcpStream::from_std(server), None), client)
     }
 
     #[cfg(target_pointer_width = "64")]
@@ -174,8 +209,9 @@ mod tests {
     fn an_idle_connection_is_small() {
         use std::mem::size_of;
         // The socket (4 bytes in a release build; mio adds a selector id
-        // in debug builds), four one-byte fields and the box: 16 bytes.
-        let expected = (size_of::<TcpStream>() + 4 + 8).next_multiple_of(8);
+        // in debug builds), four one-byte fields, the box and the
+        // transport's (None for plain TCP): 24 bytes.
+        let expected = (size_of::<TcpStream>() + 4 + 8 + 8).next_multiple_of(8);
         assert_eq!(size_of::<Connection>(), expected);
     }
 

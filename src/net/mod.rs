@@ -8,6 +8,9 @@ mod listen;
 mod signals;
 mod sys;
 mod systemd;
+#[cfg(feature = "tls")]
+mod tls;
+mod transport;
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
@@ -26,6 +29,7 @@ use crate::protocol::{self, Packet, QoS};
 use conn::{Connection, Spare};
 use signals::Signals;
 use systemd::Notifier;
+use transport::Kind;
 
 const SIGNAL: Token = Token(usize::MAX);
 /// Listener `i` has token `LISTENER - i`; connections count up from 0.
@@ -43,12 +47,17 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 pub struct Server {
     poll: Poll,
-    /// Each with the `Config::auth` entry its clients meet.
-    listeners: Vec<(TcpListener, u8)>,
+    /// Each socket with the index of its listener in `kinds`.
+    listeners: Vec<(TcpListener, usize)>,
+    /// Per configured listener: the `Config::auth` entry its clients meet,
+    /// and what their connections start with (TLS or plain TCP).
+    kinds: Vec<(u8, Kind)>,
     conns: Slab<Connection>,
     broker: Broker,
     actions: Vec<Action>,
     read_buf: Box<[u8]>,
+    /// What a transport took out of `read_buf`: the MQTT bytes.
+    scratch: Vec<u8>,
     /// Connections with output to flush at the end of this iteration.
     dirty: Vec<usize>,
     /// Connections with input left over after their read budget.
@@ -95,15 +104,24 @@ impl Server {
             }
             _ => None,
         };
+        // Certificates next: a file that does not read stops start-up
+        // before any port is taken, too.
+        let configured = settings.listen_on();
+        let kinds = load_kinds(&configured).map_err(io::Error::other)?;
         let poll = Poll::new()?;
         let mut listeners = Vec::new();
-        for (std_listener, auth) in listen::open(settings)? {
+        for (std_listener, index) in listen::open(settings, &configured)? {
             let mut listener = TcpListener::from_std(std_listener);
             let token = Token(LISTENER - listeners.len());
             poll.registry()
                 .register(&mut listener, token, Interest::READABLE)?;
-            log::info!("listening on {}", listener.local_addr()?);
-            listeners.push((listener, auth));
+            let tls = if configured[index].tls.is_some() {
+                "TLS: "
+            } else {
+                ""
+            };
+            log::info!("{tls}listening on {}", listener.local_addr()?);
+            listeners.push((listener, index));
         }
         let signals = Signals::new()?;
         poll.registry()
@@ -111,10 +129,12 @@ impl Server {
         Ok(Server {
             poll,
             listeners,
+            kinds,
             conns: Slab::new(),
             broker,
             actions: Vec::new(),
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
+            scratch: Vec::new(),
             dirty: Vec::new(),
             unread: Vec::new(),
             closing: VecDeque::new(),
@@ -255,7 +275,7 @@ impl Server {
     }
 
     /// SIGHUP (`systemctl reload roost`): the log settings, password and
-    /// ACL files are read again, connections stay. Framed by RELOADING=1
+    /// ACL files and TLS certificates are read again, connections stay. Framed by RELOADING=1
     /// and READY=1 so systemd shows the unit as reloading meanwhile. A file
     /// that no longer reads keeps the rules in force rather than opening
     /// the door.
@@ -272,17 +292,19 @@ impl Server {
             }
             Err(e) => log::error!("reload: {e}; keeping the rules in force"),
         }
+        for (_, kind) in &mut self.kinds {
+            kind.reload();
+        }
         self.systemd.ready(self.broker.clients());
     }
 
     fn accept(&mut self, listener: usize, now: Instant) {
         while self.accept_paused_until.is_none() && self.stop_by.is_none() {
-            let Some((l, auth)) = self.listeners.get(listener) else {
+            let Some(&(ref l, index)) = self.listeners.get(listener) else {
                 return;
             };
-            let auth = *auth;
             match l.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer, auth, now),
+                Ok((stream, peer)) => self.admit(stream, peer, index, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -295,7 +317,8 @@ impl Server {
         }
     }
 
-    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, auth: u8, now: Instant) {
+    /// A new connection on a socket of listener `index`.
+    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, index: usize, now: Instant) {
         let full = self.conns.len() >= self.max_connections;
         if full || self.over_memory_limit() {
             if !self.refusal_logged {
@@ -310,6 +333,12 @@ impl Server {
             return;
         }
         self.refusal_logged = false;
+        let (auth, kind) = &self.kinds[index];
+        let auth = *auth;
+        let transport = match kind.start() {
+            Ok(transport) => transport,
+            Err(e) => return log::warn!("cannot serve {peer}: {e}"),
+        };
         let entry = self.conns.vacant_entry();
         let id = entry.key();
         let interest = Interest::READABLE | Interest::WRITABLE;
@@ -322,7 +351,7 @@ impl Server {
             return;
         }
         let _ = stream.set_nodelay(true);
-        entry.insert(Connection::new(stream));
+        entry.insert(Connection::new(stream, transport));
         self.broker.connected(id, auth, now);
         log::debug!("connection {id} from {peer}");
     }
@@ -355,6 +384,7 @@ impl Server {
                 Ok(0) => self.lost(id, now, None),
                 // A closing connection's input is read and discarded.
                 Ok(_) if c.closing().is_some() => {}
+                Ok(n) if c.has_transport() => self.filtered(id, &buf[..n], now),
                 Ok(n) => self.received(id, &buf[..n], now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -362,6 +392,32 @@ impl Server {
             }
         }
         self.read_buf = buf;
+    }
+
+    /// Bytes read from a connection with a transport (TLS): the MQTT bytes
+    /// in them go on as from a plain socket, the transport's answers out.
+    /// A transport error (a failed handshake, a plain-TCP client on a TLS
+    /// port) ends the connection, as a lost one, after its alert.
+    fn filtered(&mut self, id: usize, raw: &[u8], now: Instant) {
+        let Some(c) = self.conns.get_mut(id) else {
+            return;
+        };
+        let mut mqtt = std::mem::take(&mut self.scratch);
+        let result = c.receive(raw, &mut mqtt, &mut self.spare);
+        if c.unsent() > 0 && !c.dirty {
+            c.dirty = true;
+            self.dirty.push(id);
+        }
+        match result {
+            Ok(()) => self.received(id, &mqtt, now),
+            Err(e) => {
+                // Best effort: the alert telling the client why.
+                let _ = c.flush(&mut self.broker.stats.bytes_sent);
+                self.lost(id, now, Some(e));
+            }
+        }
+        mqtt.clear();
+        self.scratch = mqtt;
     }
 
     /// Decodes packets from `data` (after any leftover of connection `id`)
@@ -388,12 +444,21 @@ impl Server {
             match protocol::decode(&bytes[pos..], c.version, self.max_packet) {
                 Ok(Some((packet, used))) => {
                     pos += used;
+                    let mut certified = None;
                     if let Packet::Connect(connect) = &packet {
                         c.version = connect.version;
+                        certified = c.identity();
                     }
                     self.broker.stats.packets_received += 1;
                     self.broker.set_memory_full(self.over_memory_limit());
-                    self.broker.packet(id, packet, now, &mut self.actions);
+                    match certified {
+                        None => self.broker.packet(id, packet, now, &mut self.actions),
+                        Some(identity) => {
+                            let actions = &mut self.actions;
+                            self.broker
+                                .packet_certified(id, packet, identity, now, actions)
+                        }
+                    }
                     self.execute(now);
                 }
                 Ok(None) => break true,
@@ -586,4 +651,18 @@ impl Server {
             }
         }
     }
+}
+
+/// What each listener's connections start with; reads their certificate
+/// files. Errors name the file.
+fn load_kinds(listeners: &[crate::config::Listener]) -> Result<Vec<(u8, Kind)>, String> {
+    listeners
+        .iter()
+        .map(|l| Ok((l.auth, Kind::load(l)?)))
+        .collect()
+}
+
+/// `--check-config`: whether every listener's certificate files read.
+pub fn check_transports(settings: &Settings) -> Result<(), String> {
+    load_kinds(&settings.listen_on()).map(drop)
 }
