@@ -276,6 +276,34 @@ fn require_certificate_refuses_clients_without_a_good_one() {
 }
 
 #[test]
+fn capath_trusts_the_pem_files_in_it() {
+    if !tools_present() {
+        return;
+    }
+    let certs = Certs::new();
+    let capath = certs.dir.path.join("cas");
+    std::fs::create_dir(&capath).unwrap();
+    std::fs::copy(&certs.ca_file, capath.join("house.pem")).unwrap();
+    // Only `*.pem` files count (mosquitto's rule): not this one.
+    std::fs::write(capath.join("README"), "not a certificate").unwrap();
+    let roost = Roost::with_config(&certs.config(&format!(
+        "capath {}\nrequire_certificate true\n",
+        capath.display()
+    )));
+    let sub = subscribe(
+        roost.port,
+        &certs.presenting(&certs.client),
+        &["-t", "tls/#"],
+    );
+    let stranger = certs.presenting(&certs.stranger);
+    publish_fails(roost.port, &stranger, &["-t", "tls/x", "-m", "stranger"]);
+    let client = certs.presenting(&certs.client);
+    publish_ok(roost.port, &client, &["-t", "tls/x", "-m", "trusted"]);
+    wait_message(&sub, "tls/x trusted");
+    assert_eq!(messages(&sub, "tls/"), ["tls/x trusted"]);
+}
+
+#[test]
 fn use_identity_as_username_makes_the_cn_the_user_name() {
     if !tools_present() {
         return;
@@ -464,6 +492,15 @@ fn bad_certificate_files_stop_start_up_naming_the_file() {
     let missing = dir.join("missing.pem");
     let garbage = dir.join("garbage.pem");
     std::fs::write(&garbage, "not PEM at all\n").unwrap();
+    let empty = dir.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let tls = |extra: String| {
+        format!(
+            "certfile {}\nkeyfile {}\n{extra}",
+            certs.server.cert.display(),
+            certs.server.key.display()
+        )
+    };
     let cases = [
         (
             format!(
@@ -491,13 +528,12 @@ fn bad_certificate_files_stop_start_up_naming_the_file() {
             format!("certfile {}", certs.server.cert.display()),
         ),
         (
-            format!(
-                "certfile {}\nkeyfile {}\ncafile {}\n",
-                certs.server.cert.display(),
-                certs.server.key.display(),
-                garbage.display()
-            ),
+            tls(format!("cafile {}\n", garbage.display())),
             format!("cafile {}: no PEM certificate in it", garbage.display()),
+        ),
+        (
+            tls(format!("capath {}\n", empty.display())),
+            format!("capath {}: no *.pem file in it", empty.display()),
         ),
     ];
     for (tls, expected) in cases {
