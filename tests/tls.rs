@@ -144,6 +144,12 @@ fn wait_message(sub: &Proc, line: &str) {
     sub.wait_line(line, |l| l == line);
 }
 
+/// Waits (bounded) until roost has logged a line with `what` in it.
+fn assert_logged(roost: &Roost, what: &str) {
+    let found = wait_until(|| roost.log().iter().any(|l| l.contains(what)));
+    assert!(found, "no {what:?} in {:#?}", roost.log());
+}
+
 /// Sends SIGHUP and waits (bounded) until roost logs one more line with
 /// `what` in it.
 fn reload(roost: &Roost, what: &str) {
@@ -165,11 +171,7 @@ fn mosquitto_clients_trusting_the_ca_exchange_messages() {
     }
     let certs = Certs::new();
     let roost = Roost::with_config(&certs.config(""));
-    assert!(
-        roost.log().iter().any(|l| l.contains("TLS: listening on")),
-        "the listener is announced as TLS: {:#?}",
-        roost.log()
-    );
+    assert_logged(&roost, "TLS: listening on");
     let ca = ["--cafile", path(&certs.ca_file)];
     for version in ["mqttv311", "mqttv5"] {
         let sub = subscribe(roost.port, &ca, &["-V", version, "-q", "1", "-t", "tls/#"]);
@@ -233,10 +235,7 @@ fn a_client_trusting_another_ca_fails_and_the_broker_serves_on() {
         "mosquitto_pub says why: {said}"
     );
     // roost logs the failed handshake (the client's alert) once, at debug.
-    assert!(wait_until(|| roost
-        .log()
-        .iter()
-        .any(|l| l.contains("TLS: "))));
+    assert_logged(&roost, ": TLS: received fatal alert");
     publish_ok(roost.port, &ca, &["-t", "tls/x", "-m", "after"]);
     wait_message(&sub, "tls/x after");
     assert_eq!(messages(&sub, "tls/"), ["tls/x after"]);
@@ -361,14 +360,7 @@ fn use_identity_as_username_refuses_a_client_without_a_certificate() {
     ];
     let said = publish_fails(roost.port, &ca, &args);
     assert!(said.contains("Bad User Name or Password"), "{said}");
-    assert!(
-        wait_until(|| roost
-            .log()
-            .iter()
-            .any(|l| l.contains("no client certificate with a CN"))),
-        "{:#?}",
-        roost.log()
-    );
+    assert_logged(&roost, "no client certificate with a CN");
     let client = certs.presenting(&certs.client);
     publish_ok(roost.port, &client, &["-V", "mqttv5", "-t", "x", "-m", "m"]);
 }
@@ -389,10 +381,7 @@ fn plain_tcp_on_the_tls_port_is_closed_and_others_are_unaffected() {
         .write_all(&wire::Connect::v4("plain").encode())
         .unwrap();
     assert_alert_and_closed(plain);
-    assert!(wait_until(|| roost
-        .log()
-        .iter()
-        .any(|l| l.contains("TLS: "))));
+    assert_logged(&roost, ": TLS: received corrupt message");
 
     // A client that connects and says nothing stalls its handshake: the
     // connect timeout (1 s) closes it.

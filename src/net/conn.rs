@@ -81,7 +81,8 @@ impl Connection {
 
     /// Bytes read from the socket, through the transport: the MQTT bytes
     /// they carry are appended to `mqtt`, the transport's answers to the
-    /// output.
+    /// output. (The loop hands plain TCP's bytes to the decoder directly;
+    /// here they would pass as they are.)
     pub fn receive(&mut self, raw: &[u8], mqtt: &mut Vec<u8>, spare: &mut Spare) -> io::Result<()> {
         let Some(transport) = &mut self.transport else {
             mqtt.extend_from_slice(raw);

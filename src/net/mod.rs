@@ -275,10 +275,10 @@ impl Server {
     }
 
     /// SIGHUP (`systemctl reload roost`): the log settings, password and
-    /// ACL files and TLS certificates are read again, connections stay. Framed by RELOADING=1
-    /// and READY=1 so systemd shows the unit as reloading meanwhile. A file
-    /// that no longer reads keeps the rules in force rather than opening
-    /// the door.
+    /// ACL files and TLS certificates are read again, connections stay.
+    /// Framed by RELOADING=1 and READY=1 so systemd shows the unit as
+    /// reloading meanwhile. A file that no longer reads keeps the rules
+    /// (or certificate) in force rather than opening the door.
     fn reload(&mut self) {
         self.systemd.reloading();
         // First, so that what follows goes to the reopened log file.
