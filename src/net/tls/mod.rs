@@ -82,9 +82,12 @@ impl Tls {
     ) -> Result<(), rustls::Error> {
         // Never handed an empty slice: rustls takes that for end of file.
         while !raw.is_empty() {
-            if let Err(e) = self.conn.read_tls(&mut raw) {
+            match self.conn.read_tls(&mut raw) {
+                // After the client's close_notify: nothing more counts.
+                Ok(0) => break,
+                Ok(_) => {}
                 // Only a buffer-full: what came cannot be TLS.
-                return Err(rustls::Error::General(e.to_string()));
+                Err(e) => return Err(rustls::Error::General(e.to_string())),
             }
             let state = match self.conn.process_new_packets() {
                 Ok(state) => state,
@@ -142,5 +145,137 @@ impl Tls {
             let cert = self.conn.peer_certificates()?.first()?;
             x509::common_name(cert)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use rustls::{ClientConfig, ClientConnection, RootCertStore};
+
+    /// A connection of a listener with a self-signed certificate, and a
+    /// rustls client that trusts it.
+    fn pair() -> (Tls, ClientConnection) {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let cert = made.cert.der().clone();
+        let key = PrivatePkcs8KeyDer::from(made.signing_key.serialize_der());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], PrivateKeyDer::Pkcs8(key))
+            .unwrap();
+        let acceptor = Acceptor {
+            settings: config::Tls {
+                certfile: "unused".into(),
+                keyfile: "unused".into(),
+                cafile: None,
+                capath: None,
+                require_certificate: false,
+                use_identity_as_username: false,
+                min_version: config::TlsVersion::Tls12,
+            },
+            config: Arc::new(server),
+        };
+        let mut roots = RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = "localhost".try_into().unwrap();
+        let client = ClientConnection::new(Arc::new(client), name).unwrap();
+        (acceptor.start().unwrap(), client)
+    }
+
+    /// What the client has to send.
+    fn from_client(client: &mut ClientConnection) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut bytes).unwrap();
+        }
+        bytes
+    }
+
+    /// Hands the server's output to the client, as a socket would, and
+    /// returns the plaintext the client got.
+    fn to_client(tls: &mut Tls, out: &mut Vec<u8>, client: &mut ClientConnection) -> Vec<u8> {
+        tls.seal(out);
+        let mut wire = &out[..];
+        while !wire.is_empty() {
+            client.read_tls(&mut wire).unwrap();
+            client.process_new_packets().unwrap();
+        }
+        tls.written(out.len());
+        out.clear();
+        let mut plain = Vec::new();
+        let _ = client.reader().read_to_end(&mut plain);
+        plain
+    }
+
+    /// Runs the handshake to its end.
+    fn handshake(tls: &mut Tls, client: &mut ClientConnection) {
+        let (mut mqtt, mut out) = (Vec::new(), Vec::new());
+        while client.is_handshaking() {
+            tls.receive(&from_client(client), &mut mqtt, &mut out)
+                .unwrap();
+            to_client(tls, &mut out, client);
+        }
+        assert!(mqtt.is_empty());
+    }
+
+    #[test]
+    fn mqtt_bytes_pass_both_ways_and_are_sealed_after_earlier_records() {
+        let (mut tls, mut client) = pair();
+        handshake(&mut tls, &mut client);
+        client.writer().write_all(b"CONNECT").unwrap();
+        let (mut mqtt, mut out) = (Vec::new(), Vec::new());
+        tls.receive(&from_client(&mut client), &mut mqtt, &mut out)
+            .unwrap();
+        assert_eq!(mqtt, b"CONNECT");
+        // The broker's packets go into the output as plain MQTT; a flush
+        // seals them behind what was sealed before and is still unsent.
+        out.extend_from_slice(b"CONNACK");
+        tls.seal(&mut out);
+        let sealed = out.len();
+        assert!(!out.windows(7).any(|w| w == b"CONNACK"), "encrypted");
+        out.extend_from_slice(b"PUBLISH");
+        assert_eq!(
+            to_client(&mut tls, &mut out, &mut client),
+            b"CONNACKPUBLISH"
+        );
+        assert!(sealed > 0 && tls.sealed == 0);
+    }
+
+    #[test]
+    fn bytes_after_the_clients_close_notify_are_ignored() {
+        let (mut tls, mut client) = pair();
+        handshake(&mut tls, &mut client);
+        client.send_close_notify();
+        let mut bytes = from_client(&mut client);
+        // More than rustls reads at once, so the loop comes back for it.
+        bytes.extend_from_slice(&[0x17; 10_000]);
+        // In a thread: a regression would loop forever.
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut mqtt, mut out) = (Vec::new(), Vec::new());
+            let ok = tls.receive(&bytes, &mut mqtt, &mut out).is_ok();
+            done.send(ok && mqtt.is_empty()).unwrap();
+        });
+        let timeout = std::time::Duration::from_secs(10);
+        assert_eq!(result.recv_timeout(timeout), Ok(true));
+    }
+
+    #[test]
+    fn plain_mqtt_is_refused_with_an_alert() {
+        let (mut tls, _) = pair();
+        let (mut mqtt, mut out) = (Vec::new(), Vec::new());
+        let connect = b"\x10\x10\x00\x04MQTT\x04\x02\x00\x3c\x00\x04abcd";
+        assert!(tls.receive(connect, &mut mqtt, &mut out).is_err());
+        const ALERT: u8 = 21;
+        assert_eq!(out.first(), Some(&ALERT));
     }
 }
