@@ -26,6 +26,11 @@
 //! - per retained message: 10,000 retained QoS 0 messages of 64 bytes to
 //!   `r/<i>`, then a PINGREQ round trip.
 //!
+//! - per idle WebSocket connection (roost only): the first measurement
+//!   again over a `protocol websockets` listener: each client upgrades
+//!   (subprotocol `mqtt`) and sends the same CONNECT and SUBSCRIBE, one
+//!   masked frame each.
+//!
 //! Only user-space memory of the broker process is counted; the kernel's
 //! socket buffers are not (they are the same for both brokers).
 //!
@@ -52,9 +57,10 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::{
-    Broker, Brokers, Mem, connect_client, connect_session, disconnect, env_usize, exit_on_failures,
-    fmt_ratio, install_guards, io_context, ping, publish_packet, raise_nofile, read_puback,
-    receive_publish, settle, start_mosquitto_with, start_roost_with, subscribe,
+    Broker, Brokers, Mem, connect_client, connect_packet, connect_session, disconnect, env_usize,
+    exit_on_failures, fmt_ratio, install_guards, io_context, open_from, ping, publish_packet,
+    raise_nofile, read_puback, receive_publish, settle, start_mosquitto_with, start_roost_with,
+    subscribe, subscribe_packet,
 };
 
 /// Default number of idle connections.
@@ -96,6 +102,60 @@ fn open_client(
     Ok(s)
 }
 
+/// `open_client` over WebSockets: the upgrade, then CONNECT and SUBSCRIBE
+/// (one subscription) each in a masked binary frame, and their answers.
+fn open_ws_client(tag: &str, i: usize, dst: SocketAddrV4, _: usize) -> Result<TcpStream, String> {
+    let client_id = format!("rb-{tag}-ws-{i}");
+    let mut s = open_from(i, dst, &client_id)?;
+    let fail = |what: &str, e| io_context(&format!("{client_id}: {what}"), e);
+    let request = format!(
+        "GET /mqtt HTTP/1.1\r\nHost: {dst}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: mqtt\r\n\r\n"
+    );
+    s.write_all(request.as_bytes())
+        .map_err(|e| fail("sending the upgrade", e))?;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0];
+        s.read_exact(&mut b)
+            .map_err(|e| fail("reading the upgrade's answer", e))?;
+        head.push(b[0]);
+    }
+    if !head.starts_with(b"HTTP/1.1 101 ") {
+        let head = String::from_utf8_lossy(&head);
+        return Err(format!("{client_id}: upgrade refused: {head}"));
+    }
+    let topic = [format!("bench/{i}/state")];
+    let packet_id = (i % 0xffff + 1) as u16;
+    for (packet, answer) in [
+        (
+            connect_packet(&client_id, true),
+            &[0x20, 0x02, 0x00, 0x00][..],
+        ),
+        (
+            subscribe_packet(packet_id, &topic, 0),
+            &[&[0x90, 0x03][..], &packet_id.to_be_bytes(), &[0x00]].concat()[..],
+        ),
+    ] {
+        // Short packets: a 7-bit length, and a zero mask (XOR leaves the
+        // payload as it is; the mask bit is what a server checks).
+        let mut frame = vec![0x82, 0x80 | packet.len() as u8, 0, 0, 0, 0];
+        frame.extend_from_slice(&packet);
+        s.write_all(&frame)
+            .map_err(|e| fail("sending a frame", e))?;
+        let mut got = vec![0; 2 + answer.len()];
+        s.read_exact(&mut got)
+            .map_err(|e| fail("reading an answer", e))?;
+        if got[..2] != [0x82, answer.len() as u8] || got[2..] != *answer {
+            return Err(format!(
+                "{client_id}: wanted {answer:02x?} in a frame, got {got:02x?}"
+            ));
+        }
+    }
+    Ok(s)
+}
+
 // ---------------------------------------------------------------------------
 // One measurement
 
@@ -106,7 +166,15 @@ struct Measurement {
     connect_time: Duration,
 }
 
-fn measure(mut broker: Broker, conns: usize, filters: usize) -> Result<Measurement, String> {
+/// Opens one idle, subscribed client: `open_client` or `open_ws_client`.
+type Open = fn(&str, usize, SocketAddrV4, usize) -> Result<TcpStream, String>;
+
+fn measure(
+    mut broker: Broker,
+    conns: usize,
+    filters: usize,
+    open: Open,
+) -> Result<Measurement, String> {
     let name = broker.name;
     let dst = SocketAddrV4::new(Ipv4Addr::LOCALHOST, broker.port);
     eprintln!("{name}: pid {}, listening on {dst}; settling", broker.pid());
@@ -118,7 +186,7 @@ fn measure(mut broker: Broker, conns: usize, filters: usize) -> Result<Measureme
     let step = (conns / 10).max(1);
     let progress = io::stderr().is_terminal();
     for i in 0..conns {
-        match open_client(tag, i, dst, filters) {
+        match open(tag, i, dst, filters) {
             Ok(s) => clients.push(s),
             Err(e) => {
                 let alive = broker.check_alive().err().unwrap_or_default();
@@ -284,6 +352,8 @@ fn measure_retained(mut broker: Broker) -> Result<f64, String> {
 #[derive(Default)]
 struct Results {
     idle: Option<Measurement>,
+    /// The same over WebSockets.
+    ws_idle: Option<Measurement>,
     /// RSS with `sub_conns` connections of 1 and of 10 subscriptions each.
     subs_1: Option<Mem>,
     subs_10: Option<Mem>,
@@ -318,7 +388,7 @@ fn measure_all(
             failures,
             name,
             "idle connections",
-            start(&[]).and_then(|b| measure(b, conns, 1)),
+            start(&[]).and_then(|b| measure(b, conns, 1, open_client)),
         ),
         ..Results::default()
     };
@@ -329,7 +399,7 @@ fn measure_all(
             failures,
             name,
             "1 subscription",
-            start(&[]).and_then(|b| measure(b, sub_conns, 1)),
+            start(&[]).and_then(|b| measure(b, sub_conns, 1, open_client)),
         )
         .map(|m| m.loaded)
     };
@@ -337,7 +407,7 @@ fn measure_all(
         failures,
         name,
         "10 subscriptions",
-        start(&[]).and_then(|b| measure(b, sub_conns, 10)),
+        start(&[]).and_then(|b| measure(b, sub_conns, 10, open_client)),
     )
     .map(|m| m.loaded);
     let queue_conf = format!("max_queued_messages {QUEUED}");
@@ -408,6 +478,14 @@ fn print_table(conns: usize, sub_conns: usize, roost: &Results, mosq: &Results) 
             "time to connect + subscribe all (s)".into(),
             idle(|m, _| m.connect_time.as_secs_f64()),
             2,
+        ),
+        (
+            "bytes per idle WebSocket connection (RSS)".into(),
+            Box::new(move |r: &Results| {
+                let m = r.ws_idle.as_ref()?;
+                Some(per_conn_bytes(m.idle.rss_kib, m.loaded.rss_kib, conns))
+            }),
+            0,
         ),
         (
             format!("bytes per extra subscription (RSS, {sub_conns} conns x 10)"),
@@ -488,7 +566,17 @@ fn main() {
     let sub_conns = conns.min(SUB_CONNS);
     let mut failures = Vec::new();
     let roost = if brokers.roost {
-        measure_all("roost", &start_roost_with, conns, sub_conns, &mut failures)
+        let mut res = measure_all("roost", &start_roost_with, conns, sub_conns, &mut failures);
+        // roost only: Debian's mosquitto 2.0.11 does not open its
+        // websockets listener here ("Unable to start any listening sockets").
+        res.ws_idle = keep(
+            &mut failures,
+            "roost",
+            "idle WebSocket connections",
+            start_roost_with(&["protocol websockets"])
+                .and_then(|b| measure(b, conns, 1, open_ws_client)),
+        );
+        res
     } else {
         Results::default()
     };

@@ -12,12 +12,15 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::logging::{LogConfig, LogTypes};
-use crate::{auth, broker, persist};
+use crate::{auth, bridge, broker, persist};
 
 mod tls;
 pub use tls::{Tls, Version as TlsVersion};
 
 pub const DEFAULT_PORT: u16 = 1883;
+/// The largest WebSocket upgrade request read unless
+/// `websockets_headers_size` says otherwise (mosquitto 2.1's default).
+const DEFAULT_HEADERS_SIZE: u16 = 4096;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -44,8 +47,12 @@ pub struct Settings {
     /// Heap bytes past which new messages and connections are refused;
     /// 0 for no limit.
     pub memory_limit: usize,
+    /// Largest WebSocket upgrade request read, in bytes.
+    pub websockets_headers_size: u16,
     pub broker: broker::Config,
     pub persistence: persist::Config,
+    /// The `connection` sections.
+    pub bridges: Vec<bridge::Bridge>,
 }
 
 impl Default for Settings {
@@ -61,8 +68,10 @@ impl Default for Settings {
             warnings: Vec::new(),
             sys_interval: Duration::from_secs(10),
             memory_limit: 0,
+            websockets_headers_size: DEFAULT_HEADERS_SIZE,
             broker: broker::Config::default(),
             persistence: persist::Config::default(),
+            bridges: Vec::new(),
         }
     }
 }
@@ -75,8 +84,19 @@ pub struct Listener {
     pub addrs: Vec<SocketAddr>,
     /// Index into [`Settings::security`] and [`broker::Config::auth`].
     pub auth: u8,
-    /// `certfile` and the rest: TLS on every socket; None for plain TCP.
+    pub protocol: Protocol,
+    /// `certfile` and the rest: TLS on every socket (under WebSockets'
+    /// framing on a `protocol websockets` listener); None without.
     pub tls: Option<Tls>,
+}
+
+/// What a listener speaks (mosquitto's `protocol`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum Protocol {
+    #[default]
+    Mqtt,
+    /// MQTT over WebSockets (`src/net/ws.rs`).
+    WebSockets,
 }
 
 /// The settings mosquitto makes per listener with `per_listener_settings`.
@@ -103,6 +123,7 @@ impl Settings {
             vec![Listener {
                 addrs: host_addrs(Some(Host::Localhost), None, DEFAULT_PORT),
                 auth: 0,
+                protocol: Protocol::Mqtt,
                 tls: None,
             }]
         } else {
@@ -115,12 +136,13 @@ impl Settings {
         self.listen_on().into_iter().flat_map(|l| l.addrs).collect()
     }
 
-    /// `-p`/`--bind`: one listener on `addr` in place of the configured
-    /// ones, with the rules (and TLS) of the first of them.
+    /// `-p`/`--bind`: one MQTT listener on `addr` in place of the
+    /// configured ones, with the rules (and TLS) of the first of them.
     pub fn replace_listeners(&mut self, addr: SocketAddr) {
         let first = self.listen_on().swap_remove(0);
         self.listeners = vec![Listener {
             addrs: vec![addr],
+            protocol: Protocol::Mqtt,
             ..first
         }];
     }
@@ -236,6 +258,7 @@ struct Block {
     port: Option<u16>,
     host: Option<Host>,
     domain: Option<Located<Domain>>,
+    protocol: Option<Located<Protocol>>,
     password_file: Option<Located<PathBuf>>,
     acl_file: Option<Located<PathBuf>>,
     allow_anonymous: Option<Located<bool>>,
@@ -271,6 +294,8 @@ struct Parser {
     /// ones add to it (as in mosquitto).
     log_type_set: bool,
     log_dest_set: bool,
+    /// Where each `connection` line is, for errors about its section.
+    bridges_at: Vec<String>,
 }
 
 impl Default for Parser {
@@ -281,6 +306,7 @@ impl Default for Parser {
             per_listener_settings: false,
             log_type_set: false,
             log_dest_set: false,
+            bridges_at: Vec::new(),
         }
     }
 }
@@ -349,6 +375,26 @@ impl Parser {
             _ => Err(format!("`{key}` takes one value")),
         };
         let s = &mut self.s;
+        if key == "connection" {
+            let b = bridge::config::new(rest)?;
+            if s.bridges.iter().any(|other| other.name == b.name) {
+                return Err(format!("a bridge named `{}` exists already", b.name));
+            }
+            s.bridges.push(b);
+            self.bridges_at.push(at.into());
+            return Ok(());
+        }
+        if bridge::config::KEYS.contains(&key) {
+            let Some(b) = s.bridges.last_mut() else {
+                return Err(format!(
+                    "`{key}` belongs to a bridge: put it after a `connection` line"
+                ));
+            };
+            if let Some(warning) = bridge::config::apply(b, key, &args)? {
+                s.warnings.push(format!("{at}: {warning}"));
+            }
+            return Ok(());
+        }
         match key {
             "listener" => {
                 let (port, host) = match args[..] {
@@ -375,11 +421,22 @@ impl Parser {
                 };
                 self.block().domain = Some((domain, at.into()));
             }
-            "protocol" => match one()? {
-                "mqtt" => {}
-                "websockets" => return Err("roost does not support WebSockets yet".into()),
-                v => return Err(format!("`protocol` takes mqtt or websockets, not `{v}`")),
-            },
+            // WebSockets: the listener's protocol, and the upgrade
+            // request's bound (0: the default, as in mosquitto).
+            "protocol" => {
+                let protocol = match one()? {
+                    "mqtt" => Protocol::Mqtt,
+                    "websockets" => Protocol::WebSockets,
+                    v => return Err(format!("`protocol` takes mqtt or websockets, not `{v}`")),
+                };
+                self.block().protocol = Some((protocol, at.into()));
+            }
+            "websockets_headers_size" => {
+                s.websockets_headers_size = match number(key, one()?)? {
+                    0 => DEFAULT_HEADERS_SIZE,
+                    v => v,
+                }
+            }
             "per_listener_settings" => self.per_listener_settings = boolean(key, one()?)?,
             "allow_anonymous" => {
                 let v = boolean(key, one()?)?;
@@ -539,16 +596,17 @@ impl Parser {
         let default = &self.blocks[0];
         let default_used =
             default.port.is_some() || default.host.is_some() || self.blocks.len() == 1;
-        if let (false, Some((_, at))) = (default_used, &default.domain) {
+        let listener_key = [
+            ("socket_domain", default.domain.as_ref().map(|(_, at)| at)),
+            ("protocol", default.protocol.as_ref().map(|(_, at)| at)),
+        ]
+        .into_iter()
+        .find_map(|(key, at)| Some((key, at?.as_str())))
+        .or_else(|| default.tls.first_set());
+        if let (false, Some((key, at))) = (default_used, listener_key) {
             return Err(format!(
-                "{at}: `socket_domain` comes before any `listener` line: it belongs \
+                "{at}: `{key}` comes before any `listener` line: it belongs \
                  to the default listener (`port`, `bind_address`), which is not configured"
-            ));
-        }
-        if let (false, Some((key, at))) = (default_used, default.tls.first_set()) {
-            return Err(format!(
-                "{at}: `{key}` comes before any `listener` line: it belongs to the \
-                 default listener (`port`, `bind_address`), which is not configured"
             ));
         }
         if per_listener && !default_used {
@@ -578,15 +636,19 @@ impl Parser {
         for (i, b) in self.blocks.iter().enumerate() {
             let explicit = b.port.is_some() || b.host.is_some();
             let domain = b.domain.as_ref().map(|(d, _)| *d);
+            let protocol = b.protocol.as_ref().map_or(Protocol::Mqtt, |(p, _)| *p);
             if i == 0 && !explicit {
                 // No `port`/`bind_address`: used only when no listener is
                 // configured; its `socket_domain` then narrows localhost,
-                // its TLS keys make it a TLS listener.
+                // its `protocol` applies and its TLS keys make it a TLS
+                // listener.
                 let tls = b.tls.finish()?;
-                if self.blocks.len() == 1 && (domain.is_some() || tls.is_some()) {
+                let keys = domain.is_some() || b.protocol.is_some() || tls.is_some();
+                if self.blocks.len() == 1 && keys {
                     listeners.push(Listener {
                         addrs: host_addrs(Some(Host::Localhost), domain, DEFAULT_PORT),
                         auth: 0,
+                        protocol,
                         tls,
                     });
                 }
@@ -599,10 +661,18 @@ impl Parser {
                 ));
             }
             let auth = if per_listener { i as u8 } else { 0 };
-            let tls = b.tls.finish()?;
-            listeners.push(Listener { addrs, auth, tls });
+            listeners.push(Listener {
+                addrs,
+                auth,
+                protocol,
+                tls: b.tls.finish()?,
+            });
         }
         self.s.listeners = listeners;
+        let hostname = hostname();
+        for (b, at) in self.s.bridges.iter_mut().zip(&self.bridges_at) {
+            bridge::config::finish(b, &hostname).map_err(|e| format!("{at}: {e}"))?;
+        }
         Ok(self.s)
     }
 }
@@ -721,8 +791,8 @@ fn no_effect(key: &str) -> Option<&'static str> {
     })
 }
 
-/// Every other key mosquitto 2 knows: bridges, TLS, WebSockets, plugins
-/// and the rest roost does not do yet.
+/// Every other key mosquitto 2 knows: TLS (bridges' too), WebSockets,
+/// plugins and the rest roost does not do yet.
 fn is_mosquitto_key(key: &str) -> bool {
     const KEYS: &[&str] = &[
         // General
@@ -758,7 +828,6 @@ fn is_mosquitto_key(key: &str) -> bool {
         "packet_buffer_size",
         "proxy_protocol_v2_require_tls",
         "use_username_as_clientid",
-        "websockets_headers_size",
         "websockets_origin",
         // TLS: ciphers, CRLs and PSK
         "ciphers",
@@ -772,8 +841,6 @@ fn is_mosquitto_key(key: &str) -> bool {
         "tls_keyform",
         "use_subject_as_username",
         // Bridges
-        "address",
-        "addresses",
         "bridge_alpn",
         "bridge_attempt_unsubscribe",
         "bridge_bind_address",
@@ -785,11 +852,8 @@ fn is_mosquitto_key(key: &str) -> bool {
         "bridge_identity",
         "bridge_insecure",
         "bridge_keyfile",
-        "bridge_max_packet_size",
         "bridge_max_topic_alias",
         "bridge_mptcp",
-        "bridge_outgoing_retain",
-        "bridge_protocol_version",
         "bridge_psk",
         "bridge_receive_maximum",
         "bridge_reload_type",
@@ -799,39 +863,29 @@ fn is_mosquitto_key(key: &str) -> bool {
         "bridge_tcp_user_timeout",
         "bridge_tls_use_os_certs",
         "bridge_tls_version",
-        "cleansession",
-        "clientid",
-        "connection",
-        "idle_timeout",
-        "keepalive_interval",
         "local_cleansession",
-        "local_clientid",
-        "local_password",
-        "local_username",
-        "notification_topic",
-        "notifications",
-        "notifications_local_only",
-        "password",
-        "remote_clientid",
-        "remote_password",
-        "remote_username",
-        "restart_timeout",
-        "round_robin",
-        "start_type",
-        "threshold",
-        "topic",
-        "try_private",
-        "username",
     ];
     KEYS.contains(&key) || key.starts_with("auth_opt_") || key.starts_with("plugin_opt_")
 }
 
-fn number<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
+/// This machine's name, for bridges' default client ids (as mosquitto).
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; the name is cut at NUL.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match (ok, std::str::from_utf8(&buf[..end])) {
+        (true, Ok(name)) if !name.is_empty() => name.into(),
+        _ => "roost".into(),
+    }
+}
+
+pub(crate) fn number<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
     v.parse()
         .map_err(|_| format!("`{key}`: `{v}` is not a valid number here"))
 }
 
-fn boolean(key: &str, v: &str) -> Result<bool, String> {
+pub(crate) fn boolean(key: &str, v: &str) -> Result<bool, String> {
     match v {
         "true" => Ok(true),
         "false" => Ok(false),
@@ -936,9 +990,41 @@ mod tests {
         assert!(e.starts_with("a.conf:3: "), "{e}");
         let e = parse("allow_anonymous yes\n", "a.conf").unwrap_err();
         assert!(e.starts_with("a.conf:1: "), "{e}");
-        let e = parse("protocol websockets\n", "a.conf").unwrap_err();
-        assert!(e.contains("WebSockets"), "{e}");
         assert!(parse("listener 1 127.0.0.1\nprotocol mqtt\n", "a.conf").is_ok());
+    }
+
+    #[test]
+    fn protocol_is_set_per_listener() {
+        let s = parse(
+            "listener 1883 127.0.0.1\nlistener 8080 127.0.0.1\nprotocol websockets\n\
+             listener 1884 127.0.0.1\nprotocol mqtt\nwebsockets_headers_size 8192\n",
+            "t.conf",
+        )
+        .unwrap();
+        let protocols: Vec<Protocol> = s.listeners.iter().map(|l| l.protocol).collect();
+        use Protocol::{Mqtt, WebSockets};
+        assert_eq!(protocols, [Mqtt, WebSockets, Mqtt]);
+        assert_eq!(s.websockets_headers_size, 8192);
+        // Before any listener: the default listener's, as `socket_domain`.
+        let s = parse("protocol websockets\n", "t.conf").unwrap();
+        assert_eq!(s.listen_on()[0].protocol, WebSockets);
+        assert_eq!(s.listen_addrs(), addrs(&["127.0.0.1:1883", "[::1]:1883"]));
+        let s = parse("port 8080\nprotocol websockets\n", "t.conf").unwrap();
+        assert_eq!(s.listen_on()[0].protocol, WebSockets);
+        let e = parse("protocol websockets\nlistener 1\n", "t.conf").unwrap_err();
+        assert!(
+            e.starts_with("t.conf:1: `protocol` comes before any"),
+            "{e}"
+        );
+        // mosquitto's 0 is the default; its range is 0 to 65535.
+        let size = |v: &str| {
+            parse(&format!("websockets_headers_size {v}\n"), "t.conf")
+                .map(|s| s.websockets_headers_size)
+        };
+        assert_eq!(size("0"), Ok(DEFAULT_HEADERS_SIZE));
+        assert!(size("65536").unwrap_err().starts_with("t.conf:1: "));
+        let e = parse("protocol http\n", "t.conf").unwrap_err();
+        assert!(e.contains("mqtt or websockets"), "{e}");
     }
 
     #[test]

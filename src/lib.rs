@@ -5,6 +5,7 @@
 //! answers with [`broker::Action`]s that the loop carries out.
 
 pub mod auth;
+pub mod bridge;
 pub mod broker;
 pub mod config;
 pub mod logging;

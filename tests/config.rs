@@ -101,7 +101,7 @@ fn check_config_tells_unsupported_keys_from_unknown_ones() {
             "`bridge_cafile` is a mosquitto key roost does not support yet",
         ),
         ("crlfile /etc/crl.pem", "`crlfile` is a mosquitto key"),
-        ("connection upstream", "`connection` is a mosquitto key"),
+        ("connection upstream", "bridge `upstream` has no `address`"),
         ("max_queued_mesages 10", "unknown key `max_queued_mesages`"),
     ] {
         let conf = write(&dir.path.join("k.conf"), &format!("# gateway\n{line}\n"));

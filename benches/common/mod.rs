@@ -252,17 +252,20 @@ fn spawn_broker(
 }
 
 fn drain_log(stderr: impl Read, tail: Arc<Mutex<VecDeque<String>>>, port_tx: mpsc::Sender<u16>) {
-    const MARK: &str = "listening on 127.0.0.1:";
+    const MARK: &str = "listening on ";
+    const HOST: &str = "127.0.0.1:";
     let mut sent = false;
     for line in BufReader::new(stderr).split(b'\n') {
         let Ok(line) = line else { break };
         let line = String::from_utf8_lossy(&line).into_owned();
         if !sent {
-            if let Some(pos) = line.find(MARK) {
-                let digits: String = line[pos + MARK.len()..]
-                    .chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect();
+            // `listening on 127.0.0.1:PORT`, or `ws://127.0.0.1:PORT`.
+            let addr = line
+                .split(MARK)
+                .nth(1)
+                .map(|a| a.trim_start_matches("ws://"));
+            if let Some(port) = addr.and_then(|a| a.strip_prefix(HOST)) {
+                let digits: String = port.chars().take_while(char::is_ascii_digit).collect();
                 if let Ok(port) = digits.parse::<u16>() {
                     sent = port_tx.send(port).is_ok();
                 }
@@ -659,6 +662,14 @@ pub fn connect_client(client_id: &str, i: usize, dst: SocketAddrV4) -> Result<Tc
     connect_session(client_id, i, dst, true).map(|(s, _)| s)
 }
 
+/// A TCP connection to `dst` from the source address `i` selects (see
+/// `connect_client`), nothing sent yet.
+pub fn open_from(i: usize, dst: SocketAddrV4, who: &str) -> Result<TcpStream, String> {
+    let src = Ipv4Addr::new(127, 0, 0, FIRST_SRC + (i % SRC_ADDRS) as u8);
+    connect_from(src, dst, ANSWER_TIMEOUT)
+        .map_err(|e| io_context(&format!("{who}: connect {src} -> {dst}"), e))
+}
+
 /// As `connect_client`, with clean session `clean`; also returns the
 /// CONNACK's session-present flag.
 pub fn connect_session(
@@ -667,9 +678,7 @@ pub fn connect_session(
     dst: SocketAddrV4,
     clean: bool,
 ) -> Result<(TcpStream, bool), String> {
-    let src = Ipv4Addr::new(127, 0, 0, FIRST_SRC + (i % SRC_ADDRS) as u8);
-    let mut s = connect_from(src, dst, ANSWER_TIMEOUT)
-        .map_err(|e| io_context(&format!("{client_id}: connect {src} -> {dst}"), e))?;
+    let mut s = open_from(i, dst, client_id)?;
     s.write_all(&connect_packet(client_id, clean))
         .map_err(|e| io_context(&format!("{client_id}: sending CONNECT"), e))?;
     let mut connack = [0u8; 4];

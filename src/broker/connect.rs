@@ -5,7 +5,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use super::publish::payload_format_ok;
-use super::session::{Awaiting, Outgoing, Session};
+use super::session::{Awaiting, Outgoing, Role, Session};
 use super::{Action, Aliases, Broker, ConnId, Credentials, OutAliases, Slot, connack, reason};
 use crate::protocol::{Ack, Connect, Packet, Property, ReasonOnly, Version};
 use std::collections::HashMap;
@@ -154,6 +154,17 @@ impl Broker {
             u32::MAX
         };
 
+        let bridge_id = self.by_client_id.get(&client_id);
+        if bridge_id.is_some_and(|&s| self.sessions[s].role == Role::Bridge) {
+            log::info!("client {client_id}: refused, the id is a bridge's");
+            let code = if v5 {
+                reason::CLIENT_ID_NOT_VALID
+            } else {
+                reason::V3_IDENTIFIER_REJECTED
+            };
+            return self.refuse(id, code, out);
+        }
+
         // Take-over: the older connection of this client id goes
         // ([MQTT-3.1.4-3]); it did not DISCONNECT, so its will is due.
         let old_conn = self
@@ -175,14 +186,14 @@ impl Broker {
         };
 
         let receive_max = crate::property!(c.properties, ReceiveMaximum).unwrap_or(u16::MAX);
-        let generation = self.serial();
+        self.attach(s, id, receive_max);
         let session = &mut self.sessions[s];
-        session.conn = Some(Slot::new(id));
-        session.generation = generation;
         session.expiry = expiry;
-        // Coming back within the will delay cancels the will ([MQTT-3.1.3-9]).
-        session.pending_will = None;
-        session.window = self.config.max_inflight.min(receive_max).max(1);
+        session.role = if c.bridge {
+            Role::RemoteBridge
+        } else {
+            Role::Client
+        };
         // Set on every connect: a session resumed by another user is read
         // for with that user's rights.
         session.username = c
@@ -192,7 +203,6 @@ impl Broker {
         session.auth = auth;
 
         let conn = self.conns.get_mut(id).expect("checked above");
-        conn.session = Some(Slot::new(s));
         conn.will = c.will.map(Box::new);
         conn.max_packet = crate::property!(c.properties, MaximumPacketSize).unwrap_or(u32::MAX);
         let alias_max = crate::property!(c.properties, TopicAliasMaximum).unwrap_or(0);
@@ -245,7 +255,22 @@ impl Broker {
         }
     }
 
-    fn new_session(&mut self, client_id: Rc<str>) -> usize {
+    /// Attaches session `s` to connection `id`, whose client accepts
+    /// `receive_max` messages in flight.
+    pub(super) fn attach(&mut self, s: usize, id: ConnId, receive_max: u16) {
+        let generation = self.serial();
+        let session = &mut self.sessions[s];
+        session.conn = Some(Slot::new(id));
+        session.generation = generation;
+        // Coming back within the will delay cancels the will ([MQTT-3.1.3-9]).
+        session.pending_will = None;
+        session.window = self.config.max_inflight.min(receive_max).max(1);
+        if let Some(conn) = self.conns.get_mut(id) {
+            conn.session = Some(Slot::new(s));
+        }
+    }
+
+    pub(super) fn new_session(&mut self, client_id: Rc<str>) -> usize {
         let s = self.sessions.insert(Session::new(client_id.clone()));
         self.by_client_id.insert(client_id, s);
         s
@@ -253,7 +278,7 @@ impl Broker {
 
     /// A client is back: what it had not acknowledged is sent again, PUBLISH
     /// with DUP set, PUBREL as it was ([MQTT-4.4.0-1]), then the queue.
-    fn resume(&mut self, s: usize, id: ConnId, now: Instant, out: &mut Vec<Action>) {
+    pub(super) fn resume(&mut self, s: usize, id: ConnId, now: Instant, out: &mut Vec<Action>) {
         // Rights may have changed since these went out (a reload, another
         // user resuming the session): what may not be read now is dropped.
         let denied: Vec<u16> = self.sessions[s]

@@ -7,6 +7,7 @@
 //! routing to subscribers, in-flight windows and queues) and `subscribe.rs`
 //! (SUBSCRIBE, UNSUBSCRIBE, retained messages).
 
+mod bridge;
 mod connect;
 #[cfg(any(test, fuzzing))]
 mod invariants;
@@ -33,9 +34,10 @@ use slab::Slab;
 use crate::protocol::{
     DecodeError, Packet, Properties, PublishRef, QoS, ReasonOnly, Version, Will, reason,
 };
+pub use bridge::Remote;
 pub use message::Message;
 pub use session::Awaiting;
-use session::{Session, SpareFlows};
+use session::{Role, Session, SpareFlows};
 pub use snapshot::{
     JournalRecord, Snapshot, StoredInflight, StoredMessage, StoredOutgoing, StoredSession,
     StoredSub,
@@ -403,6 +405,10 @@ impl Broker {
         check: impl FnOnce(&dyn Access, &str, Option<&str>) -> bool,
     ) -> bool {
         let session = &self.sessions[s];
+        // As in mosquitto, a bridge of the broker's own is trusted.
+        if session.role == Role::Bridge {
+            return true;
+        }
         let Some(access) = &self.config.auth[usize::from(session.auth)].access else {
             return true;
         };
@@ -410,10 +416,12 @@ impl Broker {
     }
 
     /// Whether session `s`'s client may publish to `topic`. `$SYS` topics
-    /// are the broker's own: no client writes them (mosquitto refuses every
-    /// topic that starts with `$SYS`, and so does roost).
+    /// are the broker's own: no client writes them, but for the state of
+    /// another broker's bridge (`$SYS/broker/connection/+/state`), as in
+    /// mosquitto.
     fn may_publish(&self, s: usize, topic: &str) -> bool {
-        !sys::is_sys(topic) && self.allowed(s, |a, client, user| a.may_publish(client, user, topic))
+        let own = sys::is_sys(topic) && !topic::matches("$SYS/broker/connection/+/state", topic);
+        !own && self.allowed(s, |a, client, user| a.may_publish(client, user, topic))
     }
 
     fn may_read(&self, s: usize, topic: &str) -> bool {
@@ -682,10 +690,10 @@ impl Broker {
         session.conn = None;
         session.generation = generation;
         // mosquitto's `persistent_client_expiration` shortens any longer
-        // expiry, v5 clients' too.
+        // expiry, v5 clients' too; a bridge's queue is kept for its return.
         let expiry = match self.config.persistent_client_expiration {
-            Some(max) => session.expiry.min(max),
-            None => session.expiry,
+            Some(max) if session.role != Role::Bridge => session.expiry.min(max),
+            _ => session.expiry,
         };
         // A kept session's expiry starts running.
         self.changes += u64::from(expiry != 0);

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::message::Message;
 use super::session::{Awaiting, Inflight, Outgoing};
 use super::sys::is_sys;
-use super::{Action, Broker, ConnId, Delivery, JournalRecord, reason};
+use super::{Action, Broker, Conn, ConnId, Delivery, JournalRecord, reason};
 use crate::protocol::{
     Ack, Packet, Property, Publish, PublishRef, QoS, Version, Will, publish_len,
 };
@@ -436,17 +436,7 @@ impl Broker {
                     None => {}
                 }
             }
-            let p = PublishRef {
-                dup,
-                qos: o.qos,
-                retain: o.retain,
-                topic: if omit_topic { "" } else { topic },
-                packet_id,
-                properties: &o.msg.properties,
-                extra: &extra,
-                payload: &o.msg.payload,
-            };
-            if publish_len(&p, conn.version) > conn.max_packet as usize {
+            if too_large(conn, o, omit_topic, &extra) {
                 return None;
             }
             // Recorded only once the PUBLISH that teaches it will be sent.
@@ -454,6 +444,9 @@ impl Broker {
             if let (Some(alias), Some(aliases)) = (new_alias, outbound) {
                 aliases.map.insert(topic.clone(), alias);
             }
+        } else if conn.max_packet < u32::MAX && too_large(conn, o, false, &extra) {
+            // A 3.x bridge's remote, limited by `bridge_max_packet_size`.
+            return None;
         }
         Some(Delivery {
             msg: o.msg.clone(),
@@ -600,4 +593,21 @@ impl Broker {
         };
         out.push(self.reply(id, Packet::PubComp(ack(packet_id, code)), before));
     }
+}
+
+/// Whether delivery `o` to `conn` would exceed the Maximum Packet Size it
+/// accepts (sent with `extra` properties, and without its topic when
+/// `omit_topic`).
+fn too_large(conn: &Conn, o: &Outgoing, omit_topic: bool, extra: &[Property]) -> bool {
+    let p = PublishRef {
+        dup: false,
+        qos: o.qos,
+        retain: o.retain,
+        topic: if omit_topic { "" } else { &o.msg.topic },
+        packet_id: 1,
+        properties: &o.msg.properties,
+        extra,
+        payload: &o.msg.payload,
+    };
+    publish_len(&p, conn.version) > conn.max_packet as usize
 }

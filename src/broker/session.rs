@@ -75,6 +75,20 @@ pub struct Session {
     /// Index into `Config::auth`: the rules of the listener the client
     /// last connected through (mosquitto's rule for offline sessions).
     pub auth: u8,
+    pub role: Role,
+}
+
+/// Bridges are sessions too, treated as mosquitto treats them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Client,
+    /// Another broker's bridge, connected with mosquitto's private
+    /// protocol bit: its 3.x subscriptions are No Local and Retain As
+    /// Published, so what it forwards is not sent back to it.
+    RemoteBridge,
+    /// The local side of one of roost's own bridges (see `bridge.rs`):
+    /// passes access control, never expires, and no client may take it.
+    Bridge,
 }
 
 /// What a session has going at QoS 1 and 2, either way.
@@ -177,6 +191,7 @@ impl Session {
             last_packet_id: 0,
             pending_will: None,
             auth: 0,
+            role: Role::Client,
         }
     }
 

@@ -4,8 +4,8 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::session::Outgoing;
 use super::session::one_id;
+use super::session::{Outgoing, Role};
 use super::topic::{Sub, matches, parse_shared, valid_filter};
 use super::{Action, Broker, ConnId, JournalRecord, Message, StoredSub, reason};
 use crate::protocol::{Packet, SubAck, SubOptions, Subscribe, UnsubAck, Unsubscribe};
@@ -24,7 +24,14 @@ impl Broker {
         let sub_id = crate::property!(sub.properties, SubscriptionIdentifier).unwrap_or(0);
         let mut codes = Vec::with_capacity(sub.filters.len());
         let mut retained_for = Vec::new();
-        for (filter, options) in sub.filters {
+        // mosquitto's rule for a 3.x bridge: what it forwards here is not
+        // sent back, and keeps its retain flag when sent on.
+        let bridge = !v5 && self.sessions[s].role == Role::RemoteBridge;
+        for (filter, mut options) in sub.filters {
+            if bridge {
+                options.no_local = true;
+                options.retain_as_published = true;
+            }
             let filter: Rc<str> = filter.into();
             let shared = parse_shared(&filter);
             let valid = match shared {
@@ -70,33 +77,7 @@ impl Broker {
                 }
                 _ => self.topics.subscribe(&filter, entry),
             };
-            self.changes += 1;
-            let session = &self.sessions[s];
-            if session.expiry != 0 {
-                let (client_id, username) =
-                    (session.client_id.to_string(), session.username.clone());
-                let (expiry, listener) = (session.expiry, session.auth);
-                self.record(|_| JournalRecord::Subscribe {
-                    client_id,
-                    username: username.map(String::from),
-                    listener,
-                    expiry,
-                    sub: StoredSub {
-                        filter: filter.to_string(),
-                        options,
-                        id: sub_id,
-                    },
-                });
-            }
-            if new {
-                self.sessions[s].subscriptions.push(filter.clone());
-            }
-            log::debug!(
-                target: crate::logging::SUBSCRIBE,
-                "client {} subscribed to {filter} (QoS {})",
-                self.sessions[s].client_id,
-                options.qos as u8
-            );
+            self.subscribed(s, &filter, options, sub_id, new);
             // Granted as requested: roost supports QoS 2 ([MQTT-3.8.4-6]).
             codes.push(options.qos as u8);
             // Retain Handling 0: always send retained, 1: only for a new
@@ -118,9 +99,48 @@ impl Broker {
         }
     }
 
+    /// Books a subscription of session `s` made in the topic table (`new`
+    /// when it replaced none): the session's list, the change count and
+    /// the journal.
+    pub(super) fn subscribed(
+        &mut self,
+        s: usize,
+        filter: &Rc<str>,
+        options: SubOptions,
+        sub_id: u32,
+        new: bool,
+    ) {
+        self.changes += 1;
+        let session = &self.sessions[s];
+        if session.expiry != 0 {
+            let (client_id, username) = (session.client_id.to_string(), session.username.clone());
+            let (expiry, listener) = (session.expiry, session.auth);
+            self.record(|_| JournalRecord::Subscribe {
+                client_id,
+                username: username.map(String::from),
+                listener,
+                expiry,
+                sub: StoredSub {
+                    filter: filter.to_string(),
+                    options,
+                    id: sub_id,
+                },
+            });
+        }
+        if new {
+            self.sessions[s].subscriptions.push(filter.clone());
+        }
+        log::debug!(
+            target: crate::logging::SUBSCRIBE,
+            "client {} subscribed to {filter} (QoS {})",
+            self.sessions[s].client_id,
+            options.qos as u8
+        );
+    }
+
     /// Retained messages matching a new subscription go out with RETAIN 1
     /// ([MQTT-3.3.1-8]).
-    fn send_retained(
+    pub(super) fn send_retained(
         &mut self,
         s: usize,
         filter: &str,
@@ -162,23 +182,7 @@ impl Broker {
         let before = self.journal_len();
         let mut codes = Vec::new();
         for filter in &u.filters {
-            let removed = self.remove_subscription(filter, s);
-            log::debug!(
-                target: crate::logging::UNSUBSCRIBE,
-                "client {} unsubscribed from {filter}",
-                self.sessions[s].client_id
-            );
-            if removed {
-                self.changes += 1;
-                if self.sessions[s].expiry != 0 {
-                    let client_id = self.sessions[s].client_id.to_string();
-                    self.record(|_| JournalRecord::Unsubscribe {
-                        client_id,
-                        filter: filter.clone(),
-                    });
-                }
-                self.sessions[s].subscriptions.retain(|f| **f != **filter);
-            }
+            let removed = self.unsubscribe(s, filter);
             if v5 {
                 codes.push(if removed {
                     reason::SUCCESS
@@ -193,5 +197,28 @@ impl Broker {
             properties: Vec::new(),
         });
         out.push(self.reply(id, unsuback, before));
+    }
+
+    /// Drops session `s`'s subscription to `filter`, booking it as
+    /// [`Broker::subscribed`] does; false when there was none.
+    pub(super) fn unsubscribe(&mut self, s: usize, filter: &str) -> bool {
+        let removed = self.remove_subscription(filter, s);
+        log::debug!(
+            target: crate::logging::UNSUBSCRIBE,
+            "client {} unsubscribed from {filter}",
+            self.sessions[s].client_id
+        );
+        if removed {
+            self.changes += 1;
+            if self.sessions[s].expiry != 0 {
+                let client_id = self.sessions[s].client_id.to_string();
+                self.record(|_| JournalRecord::Unsubscribe {
+                    client_id,
+                    filter: filter.to_owned(),
+                });
+            }
+            self.sessions[s].subscriptions.retain(|f| **f != *filter);
+        }
+        removed
     }
 }

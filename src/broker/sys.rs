@@ -58,16 +58,16 @@ impl Broker {
             None => {
                 self.sys.started = Some(now);
                 let version = format!("roost version {}", env!("CARGO_PKG_VERSION"));
-                self.publish_sys_topic("$SYS/broker/version", version, now, out);
+                self.publish_retained("$SYS/broker/version", version, now, out);
                 now
             }
         };
         let uptime = now.duration_since(started).as_secs();
-        self.publish_sys_topic("$SYS/broker/uptime", format!("{uptime} seconds"), now, out);
+        self.publish_retained("$SYS/broker/uptime", format!("{uptime} seconds"), now, out);
         for (i, (topic, value)) in self.sys_figures(memory).into_iter().enumerate() {
             if self.sys.values[i] != Some(value) {
                 self.sys.values[i] = Some(value);
-                self.publish_sys_topic(topic, value.to_string(), now, out);
+                self.publish_retained(topic, value.to_string(), now, out);
             }
         }
     }
@@ -120,7 +120,9 @@ impl Broker {
         ]
     }
 
-    fn publish_sys_topic(
+    /// Publishes a retained message as the broker itself: `$SYS`, and
+    /// the state of bridges.
+    pub fn publish_retained(
         &mut self,
         topic: &str,
         payload: String,

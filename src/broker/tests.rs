@@ -26,6 +26,7 @@ fn connect_packet(version: Version, client_id: &str, clean: bool, keep_alive: u1
     Connect {
         version,
         clean_start: clean,
+        bridge: false,
         keep_alive,
         client_id: client_id.into(),
         will: None,
@@ -1806,4 +1807,149 @@ fn sys_topics_are_neither_saved_nor_counted_as_changes() {
     assert_eq!(h.broker.changes(), before);
     let snap = h.broker.snapshot(h.now, std::time::SystemTime::now());
     assert!(snap.retained.is_empty(), "{snap:?}");
+}
+
+impl Harness {
+    /// Bridge "local.gw" forwarding `filter` (as `bridge::Bridge` asks).
+    fn add_bridge(&mut self, filter: &str) {
+        let options = SubOptions {
+            qos: QoS::AtLeastOnce,
+            no_local: true,
+            retain_as_published: true,
+            retain_handling: 1,
+        };
+        let mut out = Vec::new();
+        self.broker
+            .add_bridge("local.gw", &[(filter.into(), options)], self.now, &mut out);
+        assert!(out.is_empty(), "nothing goes out while the remote is away");
+        self.check();
+    }
+
+    fn bridge_connected(&mut self, id: ConnId, remote_subs: &[&str]) -> Vec<Action> {
+        let remote = Remote {
+            version: Version::V311,
+            receive_max: u16::MAX,
+            max_packet: u32::MAX,
+        };
+        let subs = remote_subs
+            .iter()
+            .map(|f| (f.to_string(), opts(QoS::AtLeastOnce)))
+            .collect();
+        let mut out = Vec::new();
+        self.broker
+            .bridge_connected(id, "local.gw", remote, subs, self.now, &mut out);
+        self.check();
+        out
+    }
+}
+
+#[test]
+fn a_bridge_keeps_what_waits_for_its_remote_and_sends_it_in_order() {
+    let mut h = Harness::new();
+    h.add_bridge("sensors/#");
+    h.connect(1, "sensor", true);
+    for (i, payload) in [b"1", b"2", b"3"].iter().enumerate() {
+        h.packet(
+            1,
+            Packet::Publish(publish(
+                "sensors/t",
+                *payload,
+                QoS::AtLeastOnce,
+                i as u16 + 1,
+            )),
+        );
+    }
+    assert_eq!(h.broker.bridge_backlog("local.gw"), 3);
+    let out = h.bridge_connected(9, &["cmd/#"]);
+    let Some(Action::Send(9, Packet::Subscribe(s))) = out.first() else {
+        panic!("SUBSCRIBE first: {out:?}");
+    };
+    assert_eq!(s.filters[0].0, "cmd/#");
+    assert_eq!(payloads(&out, 9), [b"1", b"2", b"3"]);
+    let ids: Vec<u16> = published(&out, 9).iter().map(|p| p.2).collect();
+    assert!(
+        !ids.contains(&s.packet_id),
+        "the SUBSCRIBE's id is not reused"
+    );
+    // The remote loses the connection before acknowledging: all again.
+    h.close(9);
+    let out = h.bridge_connected(10, &[]);
+    assert_eq!(payloads(&out, 10), [b"1", b"2", b"3"]);
+    assert!(published(&out, 10).iter().all(|p| p.3), "DUP set");
+    for id in ids {
+        h.packet(10, Packet::PubAck(ack(id)));
+    }
+    assert_eq!(h.broker.bridge_backlog("local.gw"), 0);
+}
+
+#[test]
+fn what_a_bridge_brings_in_reaches_clients_but_does_not_go_back_out() {
+    let mut h = Harness::new();
+    h.add_bridge("#");
+    h.connect(1, "dashboard", true);
+    h.subscribe(1, "cmd/#", opts(QoS::AtLeastOnce));
+    h.bridge_connected(9, &["cmd/#"]);
+    let out = h.packet(
+        9,
+        Packet::Publish(publish("cmd/heater", b"on", QoS::AtLeastOnce, 7)),
+    );
+    assert_eq!(payloads(&out, 1), [b"on"]);
+    assert!(
+        payloads(&out, 9).is_empty(),
+        "No Local: not back to the remote"
+    );
+    assert!(sent(&out, 9).contains(&&Packet::PubAck(ack(7))));
+}
+
+#[test]
+fn a_bridge_passes_access_control_outlives_expiry_and_keeps_its_id() {
+    let mut h = guarded(Rc::new(Rules), true);
+    h.broker.config.persistent_client_expiration = Some(1);
+    h.add_bridge("private/#");
+    h.connect(1, "sensor", true);
+    h.packet(
+        1,
+        Packet::Publish(publish("private/x", b"x", QoS::AtLeastOnce, 1)),
+    );
+    h.advance(Duration::from_secs(3600));
+    // Rules let only "admin" read private/..; the bridge is trusted.
+    let out = h.bridge_connected(9, &[]);
+    assert_eq!(payloads(&out, 9), [b"x"]);
+    // A client may not take the bridge's session.
+    let (connack, out) = h.connect_with(2, connect_packet(Version::V311, "local.gw", false, 0));
+    assert_eq!(connack.code, reason::V3_IDENTIFIER_REJECTED);
+    assert!(closed(&out, 2) && !closed(&out, 9));
+}
+
+#[test]
+fn another_brokers_3x_bridge_gets_no_local_and_retain_as_published() {
+    let mut h = Harness::new();
+    let mut c = connect_packet(Version::V311, "their-bridge", true, 0);
+    c.bridge = true;
+    h.connect_with(1, c);
+    h.subscribe(1, "t/#", opts(QoS::AtMostOnce));
+    let mine = publish("t/1", b"mine", QoS::AtMostOnce, 0);
+    let out = h.packet(
+        1,
+        Packet::Publish(Publish {
+            retain: true,
+            ..mine
+        }),
+    );
+    assert!(payloads(&out, 1).is_empty(), "not sent back to the bridge");
+    h.connect(2, "sensor", true);
+    let theirs = publish("t/2", b"live", QoS::AtMostOnce, 0);
+    let out = h.packet(
+        2,
+        Packet::Publish(Publish {
+            retain: true,
+            ..theirs
+        }),
+    );
+    assert!(published(&out, 1)[0].4, "retain flag kept");
+    // It may also publish its state under $SYS, as mosquitto's bridges do.
+    h.subscribe(2, "$SYS/broker/connection/#", opts(QoS::AtMostOnce));
+    let state = publish("$SYS/broker/connection/x/state", b"1", QoS::AtMostOnce, 0);
+    let out = h.packet(1, Packet::Publish(state));
+    assert_eq!(payloads(&out, 2), [b"1"]);
 }

@@ -3,14 +3,15 @@
 //! in a box that a connection holds only while it has some (or is
 //! closing), taken from and given back to a loop-wide pool: an idle
 //! connection holds neither the bytes nor room for them. A connection of
-//! a TLS listener also has a transport, which its bytes pass through.
+//! a TLS or WebSocket listener also has a transport, which its bytes pass
+//! through.
 
 use std::io::{self, Write};
 use std::time::Instant;
 
 use mio::net::TcpStream;
 
-use super::transport::Transport;
+use super::transport::{Inbound, Transport};
 use crate::protocol::Version;
 
 pub struct Connection {
@@ -25,7 +26,8 @@ pub struct Connection {
     /// QoS 0 drops for this connection were logged.
     pub drop_logged: bool,
     pending: Option<Box<Pending>>,
-    /// The filter between the socket and MQTT (TLS); None for plain TCP.
+    /// The layers between socket and MQTT bytes (TLS, WebSockets); None
+    /// for plain TCP.
     transport: Option<Box<Transport>>,
 }
 
@@ -79,17 +81,28 @@ impl Connection {
         self.transport.is_some()
     }
 
-    /// Bytes read from the socket, through the transport: the MQTT bytes
-    /// they carry are appended to `mqtt`, the transport's answers to the
-    /// output. (The loop hands plain TCP's bytes to the decoder directly;
-    /// here they would pass as they are.)
-    pub fn receive(&mut self, raw: &[u8], mqtt: &mut Vec<u8>, spare: &mut Spare) -> io::Result<()> {
+    /// Passes `buf`, as read, through the transport (see
+    /// [`Transport::read`]); its answers go to the output.
+    pub fn filter_input<'a>(
+        &mut self,
+        buf: &'a mut [u8],
+        scratch: &'a mut Vec<u8>,
+        spare: &mut Spare,
+    ) -> Inbound<'a> {
         let Some(transport) = &mut self.transport else {
-            mqtt.extend_from_slice(raw);
-            return Ok(());
+            return Inbound {
+                mqtt: buf,
+                end: None,
+            };
         };
         let pending = self.pending.get_or_insert_with(|| spare.take());
-        transport.receive(raw, mqtt, &mut pending.outbuf)
+        let inbound = transport.read(buf, scratch, &mut pending.outbuf);
+        if inbound.mqtt.is_empty() {
+            // Nothing for `received` to keep or give back: only a frame
+            // header or TLS record in progress, or nothing at all.
+            self.release(spare);
+        }
+        inbound
     }
 
     /// See [`Transport::identity`].
@@ -184,7 +197,7 @@ impl Connection {
         };
         pending.outbuf.drain(..written);
         if let Some(transport) = &mut self.transport {
-            transport.written(written);
+            transport.drained(written);
         }
         *sent += written as u64;
         result
@@ -210,8 +223,8 @@ mod tests {
     fn an_idle_connection_is_small() {
         use std::mem::size_of;
         // The socket (4 bytes in a release build; mio adds a selector id
-        // in debug builds), four one-byte fields, the box and the
-        // transport's (None for plain TCP): 24 bytes.
+        // in debug builds), four one-byte fields and two boxes (buffers,
+        // transport): 24 bytes.
         let expected = (size_of::<TcpStream>() + 4 + 8 + 8).next_multiple_of(8);
         assert_eq!(size_of::<Connection>(), expected);
     }

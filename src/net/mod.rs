@@ -3,6 +3,7 @@
 //! broker core, and carries out the core's actions. Everything it decides
 //! itself is about buffers: back-pressure, drops, closing politely.
 
+mod bridge;
 mod conn;
 mod listen;
 mod signals;
@@ -11,6 +12,7 @@ mod systemd;
 #[cfg(feature = "tls")]
 mod tls;
 mod transport;
+mod ws;
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
@@ -50,13 +52,13 @@ pub struct Server {
     /// Each socket with the index of its listener in `kinds`.
     listeners: Vec<(TcpListener, usize)>,
     /// Per configured listener: the `Config::auth` entry its clients meet,
-    /// and what their connections start with (TLS or plain TCP).
+    /// and the layers their connections start with (TLS, WebSockets).
     kinds: Vec<(u8, Kind)>,
     conns: Slab<Connection>,
     broker: Broker,
     actions: Vec<Action>,
     read_buf: Box<[u8]>,
-    /// What a transport took out of `read_buf`: the MQTT bytes.
+    /// What TLS decrypted of a read (see [`Transport::read`]).
     scratch: Vec<u8>,
     /// Connections with output to flush at the end of this iteration.
     dirty: Vec<usize>,
@@ -84,6 +86,8 @@ pub struct Server {
     store: Option<Store>,
     /// Acks waiting for the journal's commit.
     held: Vec<(usize, Packet)>,
+    /// The `connection` sections: outbound connections to other brokers.
+    bridges: Vec<bridge::BridgeConn>,
 }
 
 impl Server {
@@ -107,7 +111,7 @@ impl Server {
         // Certificates next: a file that does not read stops start-up
         // before any port is taken, too.
         let configured = settings.listen_on();
-        let kinds = load_kinds(&configured).map_err(io::Error::other)?;
+        let kinds = load_kinds(settings, &configured).map_err(io::Error::other)?;
         let poll = Poll::new()?;
         let mut listeners = Vec::new();
         for (std_listener, index) in listen::open(settings, &configured)? {
@@ -115,18 +119,14 @@ impl Server {
             let token = Token(LISTENER - listeners.len());
             poll.registry()
                 .register(&mut listener, token, Interest::READABLE)?;
-            let tls = if configured[index].tls.is_some() {
-                "TLS: "
-            } else {
-                ""
-            };
-            log::info!("{tls}listening on {}", listener.local_addr()?);
+            let (tls, scheme) = kinds[index].1.describe();
+            log::info!("{tls}listening on {scheme}{}", listener.local_addr()?);
             listeners.push((listener, index));
         }
         let signals = Signals::new()?;
         poll.registry()
             .register(&mut SourceFd(&signals.raw_fd()), SIGNAL, Interest::READABLE)?;
-        Ok(Server {
+        let mut server = Server {
             poll,
             listeners,
             kinds,
@@ -151,7 +151,10 @@ impl Server {
             settings: settings.clone(),
             store,
             held: Vec::new(),
-        })
+            bridges: bridge::new(&settings.bridges, now),
+        };
+        server.add_bridge_sessions(now);
+        Ok(server)
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
@@ -182,6 +185,10 @@ impl Server {
                         self.accept(LISTENER - t, now)
                     }
                     Token(id) => {
+                        if let Some(i) = self.probe_of(id) {
+                            self.bridge_probed(i, id, now);
+                            continue;
+                        }
                         if event.is_writable() {
                             self.flush(id, now);
                         }
@@ -200,6 +207,7 @@ impl Server {
                     .publish_sys(now, sys::memory(), &mut self.actions);
             }
             self.execute(now);
+            self.drive_bridges(now);
             self.commit(now);
             self.flush_dirty(now);
             self.expire(now);
@@ -236,6 +244,7 @@ impl Server {
             self.systemd.next_deadline(),
             self.store.as_ref().and_then(Store::next_deadline),
             self.sys.next_deadline(),
+            self.bridges_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -267,6 +276,7 @@ impl Server {
             for (mut listener, _) in self.listeners.drain(..) {
                 let _ = self.poll.registry().deregister(&mut listener);
             }
+            self.stop_bridges(Instant::now());
             self.broker.shutdown(&mut self.actions);
             if let Some(store) = &mut self.store {
                 store.save(&mut self.broker, Instant::now());
@@ -275,10 +285,10 @@ impl Server {
     }
 
     /// SIGHUP (`systemctl reload roost`): the log settings, password and
-    /// ACL files and TLS certificates are read again, connections stay.
-    /// Framed by RELOADING=1 and READY=1 so systemd shows the unit as
-    /// reloading meanwhile. A file that no longer reads keeps the rules
-    /// (or certificate) in force rather than opening the door.
+    /// ACL files are read again, connections stay. Framed by RELOADING=1
+    /// and READY=1 so systemd shows the unit as reloading meanwhile. A file
+    /// that no longer reads keeps the rules in force rather than opening
+    /// the door.
     fn reload(&mut self) {
         self.systemd.reloading();
         // First, so that what follows goes to the reopened log file.
@@ -384,7 +394,9 @@ impl Server {
                 Ok(0) => self.lost(id, now, None),
                 // A closing connection's input is read and discarded.
                 Ok(_) if c.closing().is_some() => {}
-                Ok(n) if c.has_transport() => self.filtered(id, &buf[..n], now),
+                Ok(n) if c.has_transport() => {
+                    self.received_through_transport(id, &mut buf[..n], now)
+                }
                 Ok(n) => self.received(id, &buf[..n], now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -394,30 +406,34 @@ impl Server {
         self.read_buf = buf;
     }
 
-    /// Bytes read from a connection with a transport (TLS): the MQTT bytes
-    /// in them go on as from a plain socket, the transport's answers out.
-    /// A transport error (a failed handshake, a plain-TCP client on a TLS
-    /// port) ends the connection, as a lost one, after its alert.
-    fn filtered(&mut self, id: usize, raw: &[u8], now: Instant) {
+    /// `buf`, read from a connection with a transport: its MQTT bytes go
+    /// on to `received`, its answers out to the peer. When the transport
+    /// ends the connection (a refused handshake, a close, a TLS error) the
+    /// broker hears the connection is gone, as if the socket had closed.
+    fn received_through_transport(&mut self, id: usize, buf: &mut [u8], now: Instant) {
         let Some(c) = self.conns.get_mut(id) else {
             return;
         };
-        let mut mqtt = std::mem::take(&mut self.scratch);
-        let result = c.receive(raw, &mut mqtt, &mut self.spare);
-        if c.unsent() > 0 && !c.dirty {
-            c.dirty = true;
-            self.dirty.push(id);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let inbound = c.filter_input(buf, &mut scratch, &mut self.spare);
+        if c.unsent() > 0 {
+            mark_dirty(&mut self.dirty, c, id);
         }
-        match result {
-            Ok(()) => self.received(id, &mqtt, now),
-            Err(e) => {
-                // Best effort: the alert telling the client why.
-                let _ = c.flush(&mut self.broker.stats.bytes_sent);
-                self.lost(id, now, Some(e));
-            }
+        if !inbound.mqtt.is_empty() {
+            self.received(id, inbound.mqtt, now);
         }
-        mqtt.clear();
-        self.scratch = mqtt;
+        let end = inbound.end;
+        scratch.clear();
+        self.scratch = scratch;
+        let Some(why) = end else {
+            return;
+        };
+        if self.conns.get(id).is_some_and(|c| c.closing().is_none()) {
+            log::debug!("connection {id}: {why}");
+            self.broker.closed(id, now, &mut self.actions);
+            self.execute(now);
+            self.close(id, now);
+        }
     }
 
     /// Decodes packets from `data` (after any leftover of connection `id`)
@@ -451,9 +467,10 @@ impl Server {
                     }
                     self.broker.stats.packets_received += 1;
                     self.broker.set_memory_full(self.over_memory_limit());
-                    match certified {
-                        None => self.broker.packet(id, packet, now, &mut self.actions),
-                        Some(identity) => {
+                    match (self.bridge_of(id), certified) {
+                        (Some(i), _) => self.bridge_packet(i, id, packet, now),
+                        (None, None) => self.broker.packet(id, packet, now, &mut self.actions),
+                        (None, Some(identity)) => {
                             let actions = &mut self.actions;
                             self.broker
                                 .packet_certified(id, packet, identity, now, actions)
@@ -463,7 +480,10 @@ impl Server {
                 }
                 Ok(None) => break true,
                 Err(e) => {
-                    self.broker.decode_error(id, &e, now, &mut self.actions);
+                    match self.bridge_of(id) {
+                        Some(i) => self.bridge_garbled(i, id, &e, now),
+                        None => self.broker.decode_error(id, &e, now, &mut self.actions),
+                    }
                     self.execute(now);
                     break false;
                 }
@@ -494,7 +514,7 @@ impl Server {
                     }
                 }
                 Action::SendAfterCommit(id, packet) => self.held.push((id, packet)),
-                Action::Publish(id, d) => self.publish(id, &d),
+                Action::Publish(id, d) => self.publish(id, &d, now),
                 Action::Close(id) => self.close(id, now),
             }
         }
@@ -529,14 +549,11 @@ impl Server {
         if c.closing().is_some() {
             return None;
         }
-        if !c.dirty {
-            c.dirty = true;
-            self.dirty.push(id);
-        }
+        mark_dirty(&mut self.dirty, c, id);
         Some((c.version, c.outbuf(&mut self.spare)))
     }
 
-    fn publish(&mut self, id: usize, d: &Delivery) {
+    fn publish(&mut self, id: usize, d: &Delivery, now: Instant) {
         let max_outgoing = self.max_outgoing;
         let Some(c) = self.conns.get_mut(id) else {
             return;
@@ -550,6 +567,9 @@ impl Server {
                 log::warn!("connection {id}: not reading, dropping QoS 0 messages");
             }
             return;
+        }
+        if let Some(i) = self.bridge_of(id) {
+            return self.bridge_publish(i, id, d, now);
         }
         if let Some((version, out)) = self.outbuf(id) {
             protocol::encode_publish(&d.as_publish(), version, out);
@@ -610,6 +630,9 @@ impl Server {
         if !c.dirty {
             self.flush(id, now);
         }
+        if let Some(i) = self.bridge_of(id) {
+            self.bridge_down(i, now);
+        }
     }
 
     /// The peer went away or the socket failed.
@@ -619,6 +642,9 @@ impl Server {
         };
         let _ = self.poll.registry().deregister(&mut c.stream);
         self.held.retain(|(to, _)| *to != id);
+        if let Some(i) = self.bridge_of(id) {
+            self.bridge_down(i, now);
+        }
         if c.closing().is_none() {
             match err {
                 Some(e) => log::debug!("connection {id}: {e}"),
@@ -653,16 +679,28 @@ impl Server {
     }
 }
 
-/// What each listener's connections start with; reads their certificate
-/// files. Errors name the file.
-fn load_kinds(listeners: &[crate::config::Listener]) -> Result<Vec<(u8, Kind)>, String> {
+/// Lists connection `id` for a flush at the end of the loop iteration.
+#[inline(always)]
+fn mark_dirty(dirty: &mut Vec<usize>, c: &mut Connection, id: usize) {
+    if !c.dirty {
+        c.dirty = true;
+        dirty.push(id);
+    }
+}
+
+/// The layers each listener's connections start with; reads their
+/// certificate files. Errors name the file.
+fn load_kinds(
+    settings: &Settings,
+    listeners: &[crate::config::Listener],
+) -> Result<Vec<(u8, Kind)>, String> {
     listeners
         .iter()
-        .map(|l| Ok((l.auth, Kind::load(l)?)))
+        .map(|l| Ok((l.auth, Kind::load(l, settings)?)))
         .collect()
 }
 
 /// `--check-config`: whether every listener's certificate files read.
 pub fn check_transports(settings: &Settings) -> Result<(), String> {
-    load_kinds(&settings.listen_on()).map(drop)
+    load_kinds(settings, &settings.listen_on()).map(drop)
 }

@@ -1,115 +1,205 @@
-//! What a listener puts between a socket and the MQTT bytes: nothing
-//! (plain TCP, `Connection::transport` None) or a filter per connection,
-//! one variant each. The loop calls only these methods; each filter's
-//! logic lives in its own module.
+//! What a listener puts between a socket and the MQTT bytes: nothing for
+//! plain TCP (`Connection::transport` None, whose path stays as it was), or
+//! a stack of layers, each optional, in this order from the socket up: TLS
+//! (`tls/`, feature `tls`), then WebSocket framing (`ws.rs`). The loop
+//! calls only these methods; each layer's logic lives in its own module.
+//!
+//! Every layer has the same shape. Inbound, raw bytes go in and the bytes
+//! they carry come out, with what the layer answers itself (a handshake, a
+//! pong) added to the connection's output. Outbound, the broker encodes
+//! MQTT into the output as for TCP; before a write, `seal` has each layer,
+//! bottom-most last, wrap what was added since its last seal. Each layer
+//! keeps how much of the front of the output it has sealed; below a layer
+//! everything it sealed is input the next one wraps.
 
-// Without a filter compiled in (`--no-default-features`) the methods have
-// nothing to do.
-#![cfg_attr(
-    not(feature = "tls"),
-    allow(unused_variables, clippy::ptr_arg, dead_code)
-)]
-
+use std::borrow::Cow;
 use std::io;
 
 #[cfg(feature = "tls")]
 use super::tls;
-use crate::config;
+use super::ws::WebSocket;
+use crate::config::{Listener, Protocol, Settings};
 
-/// One connection's filter.
-pub enum Transport {
+/// One connection's layers.
+pub struct Transport {
+    /// Boxed: a WebSocket connection without TLS pays only the pointer.
     #[cfg(feature = "tls")]
-    Tls(tls::Tls),
+    tls: Option<Box<tls::Tls>>,
+    ws: Option<WebSocket>,
 }
 
-// `match *self`: without any filter compiled in, the enum is empty and
-// the match needs no arm.
+/// What one read came to, once through the layers.
+pub struct Inbound<'a> {
+    /// The MQTT bytes the read carried.
+    pub mqtt: &'a [u8],
+    /// A layer ended the connection, and why (a refused handshake, a close,
+    /// a TLS or WebSocket protocol error); its answer is queued to go out.
+    pub end: Option<Cow<'static, str>>,
+}
+
 impl Transport {
-    /// Raw bytes from the socket in: the MQTT bytes they carry are
-    /// appended to `mqtt`, what the filter answers to `out` (the
-    /// connection's output). An error ends the connection.
-    pub fn receive(&mut self, raw: &[u8], mqtt: &mut Vec<u8>, out: &mut Vec<u8>) -> io::Result<()> {
-        match *self {
-            #[cfg(feature = "tls")]
-            Transport::Tls(ref mut t) => t
-                .receive(raw, mqtt, out)
-                .map_err(|e| io::Error::other(format!("TLS: {e}"))),
+    /// `buf` as read from the socket. The MQTT bytes it carries are
+    /// unwrapped in place in `buf` when no TLS is involved, or decrypted into
+    /// `scratch` (TLS may give back more than one read's bytes: a record
+    /// begun in an earlier read).
+    pub fn read<'a>(
+        &mut self,
+        buf: &'a mut [u8],
+        scratch: &'a mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Inbound<'a> {
+        let mut end = None;
+        #[cfg(not(feature = "tls"))]
+        let _ = scratch;
+        #[cfg(feature = "tls")]
+        let buf = match self.tls.as_deref_mut() {
+            None => buf,
+            Some(tls) => {
+                if let Err(e) = tls.read(buf, scratch) {
+                    end = Some(Cow::Owned(format!("TLS: {e}")));
+                    scratch.clear();
+                }
+                &mut scratch[..]
+            }
+        };
+        let mqtt = match &mut self.ws {
+            Some(ws) if end.is_none() => {
+                let n = buf.len();
+                let unwrapped = ws.read(buf, n, out);
+                end = unwrapped.end.map(Cow::Borrowed);
+                &buf[..unwrapped.mqtt]
+            }
+            _ => buf,
+        };
+        // What TLS has to say (its handshake, an alert) is inside rustls
+        // until sealed: into the output, so the loop sees it to send.
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            self.seal(out);
         }
+        Inbound { mqtt, end }
     }
 
-    /// Before the output goes to the socket: wraps what the broker
-    /// encoded into it since the last time.
+    /// Before a write: wraps what was added to `out` since the last call.
     pub fn seal(&mut self, out: &mut Vec<u8>) {
-        match *self {
-            #[cfg(feature = "tls")]
-            Transport::Tls(ref mut t) => t.seal(out),
+        if let Some(ws) = &mut self.ws {
+            ws.seal(out);
+        }
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &mut self.tls {
+            tls.seal(out);
+            // The frames are inside TLS records now.
+            if let Some(ws) = &mut self.ws {
+                ws.sealed_up_to(out.len());
+            }
         }
     }
 
-    /// `n` bytes from the front of the output were written.
-    pub fn written(&mut self, n: usize) {
-        match *self {
-            #[cfg(feature = "tls")]
-            Transport::Tls(ref mut t) => t.written(n),
+    /// The first `n` bytes of the sealed output were written and removed.
+    pub fn drained(&mut self, n: usize) {
+        if let Some(ws) = &mut self.ws {
+            ws.drained(n);
+        }
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &mut self.tls {
+            tls.drained(n);
         }
     }
 
-    /// The connection is closing: wraps what is left and says goodbye.
+    /// The connection is closing: each layer's goodbye, top one first
+    /// (a WebSocket close frame inside TLS, then TLS's close_notify).
     pub fn close(&mut self, out: &mut Vec<u8>) {
-        match *self {
-            #[cfg(feature = "tls")]
-            Transport::Tls(ref mut t) => t.close(out),
+        if let Some(ws) = &mut self.ws {
+            ws.close(out);
+        }
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &mut self.tls {
+            tls.close(out);
         }
     }
 
     /// `Some` when the client's user name is taken from its certificate
     /// (`use_identity_as_username`), see [`crate::broker::Broker::packet_certified`].
     pub fn identity(&self) -> Option<Option<String>> {
-        match *self {
-            #[cfg(feature = "tls")]
-            Transport::Tls(ref t) => t.identity(),
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return tls.identity();
         }
+        None
     }
 }
 
-/// A listener's kind: what its connections start with.
-pub enum Kind {
-    Plain,
+/// A listener's kind: the layers its connections start with.
+pub struct Kind {
     #[cfg(feature = "tls")]
-    Tls(tls::Acceptor),
+    tls: Option<tls::Acceptor>,
+    /// `protocol websockets`: `websockets_headers_size`.
+    websockets: Option<u16>,
 }
 
 impl Kind {
     /// Reads the files the listener needs (certificates, keys).
-    pub fn load(listener: &config::Listener) -> Result<Kind, String> {
-        match &listener.tls {
-            None => Ok(Kind::Plain),
+    pub fn load(listener: &Listener, settings: &Settings) -> Result<Kind, String> {
+        let websockets = match listener.protocol {
+            Protocol::Mqtt => None,
+            Protocol::WebSockets => Some(settings.websockets_headers_size),
+        };
+        Ok(Kind {
             #[cfg(feature = "tls")]
-            Some(settings) => tls::Acceptor::load(settings).map(Kind::Tls),
-            // The config refuses TLS keys in such a build.
-            #[cfg(not(feature = "tls"))]
-            Some(_) => Err("this roost was built without TLS (cargo feature `tls`)".into()),
-        }
+            tls: match &listener.tls {
+                Some(tls) => Some(tls::Acceptor::load(tls)?),
+                None => None,
+            },
+            websockets,
+        })
     }
 
-    /// The filter for a new connection; None for plain TCP.
+    /// The layers of a new connection; None for plain TCP.
     pub fn start(&self) -> io::Result<Option<Box<Transport>>> {
-        match self {
-            Kind::Plain => Ok(None),
+        let ws = self.websockets.map(WebSocket::new);
+        #[cfg(feature = "tls")]
+        let tls = match &self.tls {
+            Some(acceptor) => Some(Box::new(
+                acceptor
+                    .start()
+                    .map_err(|e| io::Error::other(format!("TLS: {e}")))?,
+            )),
+            None => None,
+        };
+        if !self.has_tls() && ws.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(Transport {
             #[cfg(feature = "tls")]
-            Kind::Tls(acceptor) => match acceptor.start() {
-                Ok(t) => Ok(Some(Box::new(Transport::Tls(t)))),
-                Err(e) => Err(io::Error::other(format!("TLS: {e}"))),
-            },
+            tls,
+            ws,
+        })))
+    }
+
+    fn has_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        // The config refuses TLS keys in a build without it.
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
+    /// What the listener's log line calls it: `TLS: ` before TLS ones,
+    /// and the URL scheme of WebSocket ones.
+    pub fn describe(&self) -> (&'static str, &'static str) {
+        match (self.has_tls(), self.websockets.is_some()) {
+            (false, false) => ("", ""),
+            (false, true) => ("", "ws://"),
+            (true, false) => ("TLS: ", ""),
+            (true, true) => ("TLS: ", "wss://"),
         }
     }
 
     /// SIGHUP: reads the listener's files again, for new connections.
     pub fn reload(&mut self) {
-        match self {
-            Kind::Plain => {}
-            #[cfg(feature = "tls")]
-            Kind::Tls(acceptor) => acceptor.reload(),
+        #[cfg(feature = "tls")]
+        if let Some(acceptor) = &mut self.tls {
+            acceptor.reload();
         }
     }
 }

@@ -101,7 +101,9 @@ fn connect(r: &mut Reader) -> Result<Connect, DecodeError> {
     // refuse it, so the client gets a CONNACK it understands either way.
     let name = r.binary()?;
     let level = r.u8()?;
-    let version = match (level, name) {
+    // mosquitto's bridges add 0x80 to a 3.x level.
+    let bridge = matches!(level, 0x83 | 0x84);
+    let version = match (if bridge { level & 0x7F } else { level }, name) {
         (3, b"MQIsdp") => Version::V31,
         (4, b"MQTT") => Version::V311,
         (5, b"MQTT") => Version::V5,
@@ -145,6 +147,7 @@ fn connect(r: &mut Reader) -> Result<Connect, DecodeError> {
     Ok(Connect {
         version,
         clean_start: flags & 0x02 != 0,
+        bridge,
         keep_alive,
         client_id,
         will,

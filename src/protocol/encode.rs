@@ -137,7 +137,7 @@ fn connect(w: &mut dyn Sink, c: &Connect) {
         Version::V5 => ("MQTT", 5),
     };
     w.str(name);
-    w.u8(level);
+    w.u8(level | u8::from(c.bridge && c.version < Version::V5) << 7);
     let will_flags = c.will.as_ref().map_or(0, |will| {
         0x04 | (will.qos as u8) << 3 | u8::from(will.retain) << 5
     });

@@ -93,6 +93,9 @@ pub struct Connect {
     pub version: Version,
     /// Clean Session (3.x) or Clean Start (5.0).
     pub clean_start: bool,
+    /// A bridge, by mosquitto's convention: 0x80 added to a 3.x protocol
+    /// level (`try_private`). Its messages are not sent back to it.
+    pub bridge: bool,
     pub keep_alive: u16,
     pub client_id: String,
     pub will: Option<Will>,

@@ -13,6 +13,12 @@ Usage:
   sub PORT TOPIC
       MQTT 5 subscriber at QoS 1: prints "SUBSCRIBED" once the SUBACK is
       in, then "GOT <topic> <payload> <qos> <retain>" for the first message.
+  pub PORT TOPIC PAYLOAD
+      MQTT 5 publisher: one QoS 1 message; prints "PUBLISHED" once it is
+      acknowledged.
+
+PORT is a port number for MQTT over TCP, or ws:PORT for MQTT over
+WebSockets (path /mqtt, subprotocol mqtt).
 
 Every wait is bounded; a watchdog ends the process after WATCHDOG seconds.
 """
@@ -45,10 +51,14 @@ def watchdog():
 class Conn:
     def __init__(self, port, protocol, client_id, will=None):
         self.protocol = protocol
+        transport = "tcp"
+        if str(port).startswith("ws:"):
+            transport, port = "websockets", int(port[3:])
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=protocol,
+            transport=transport,
         )
         self.connected = threading.Event()
         self.subscribed = threading.Event()
@@ -181,6 +191,13 @@ def subscriber(port, topic):
     sub.close()
 
 
+def publisher(port, topic, payload):
+    pub = Conn(port, mqtt.MQTTv5, "paho-pub-%d" % os.getpid())
+    pub.publish(topic, payload.encode(), 1)
+    print("PUBLISHED", flush=True)
+    pub.close()
+
+
 def takeover(port):
     """Same client id twice (v5): the first connection gets DISCONNECT 0x8E
     and its will is published."""
@@ -205,7 +222,9 @@ def takeover(port):
 
 def main():
     watchdog()
-    mode, port = sys.argv[1], int(sys.argv[2])
+    mode, port = sys.argv[1], sys.argv[2]
+    if not port.startswith("ws:"):
+        port = int(port)
     if mode == "roundtrip":
         expected = int(sys.argv[4]) if len(sys.argv) > 4 else None
         roundtrip(port, sys.argv[3], expected)
@@ -213,6 +232,8 @@ def main():
         takeover(port)
     elif mode == "sub":
         subscriber(port, sys.argv[3])
+    elif mode == "pub":
+        publisher(port, sys.argv[3], sys.argv[4])
     else:
         fail("unknown mode " + mode)
     os._exit(0)

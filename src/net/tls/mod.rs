@@ -70,16 +70,11 @@ pub struct Tls {
 }
 
 impl Tls {
-    /// Takes `raw` bytes from the socket: the MQTT bytes they carry are
-    /// appended to `mqtt`, and what TLS answers (handshake messages,
-    /// alerts) to `out`, the connection's output. An error ends the
-    /// connection; the alert saying why is in `out`.
-    pub fn receive(
-        &mut self,
-        mut raw: &[u8],
-        mqtt: &mut Vec<u8>,
-        out: &mut Vec<u8>,
-    ) -> Result<(), rustls::Error> {
+    /// Takes `raw` bytes from the socket: the plaintext they carry is
+    /// appended to `plain`; what TLS answers (handshake messages, alerts)
+    /// waits in rustls for the next [`Tls::seal`]. An error ends the
+    /// connection; the alert saying why is sealed next.
+    pub fn read(&mut self, mut raw: &[u8], plain: &mut Vec<u8>) -> Result<(), rustls::Error> {
         // Never handed an empty slice: rustls takes that for end of file.
         while !raw.is_empty() {
             match self.conn.read_tls(&mut raw) {
@@ -89,22 +84,14 @@ impl Tls {
                 // Only a buffer-full: what came cannot be TLS.
                 Err(e) => return Err(rustls::Error::General(e.to_string())),
             }
-            let state = match self.conn.process_new_packets() {
-                Ok(state) => state,
-                Err(e) => {
-                    self.seal(out);
-                    return Err(e);
-                }
-            };
-            let n = state.plaintext_bytes_to_read();
-            let start = mqtt.len();
-            mqtt.resize(start + n, 0);
+            let n = self.conn.process_new_packets()?.plaintext_bytes_to_read();
+            let start = plain.len();
+            plain.resize(start + n, 0);
             self.conn
                 .reader()
-                .read_exact(&mut mqtt[start..])
+                .read_exact(&mut plain[start..])
                 .expect("rustls said this much is there");
         }
-        self.seal(out);
         Ok(())
     }
 
@@ -127,7 +114,7 @@ impl Tls {
     }
 
     /// `n` bytes from the front of the output went to the socket.
-    pub fn written(&mut self, n: usize) {
+    pub fn drained(&mut self, n: usize) {
         self.sealed -= n;
     }
 
@@ -209,7 +196,7 @@ mod tests {
             client.read_tls(&mut wire).unwrap();
             client.process_new_packets().unwrap();
         }
-        tls.written(out.len());
+        tls.drained(out.len());
         out.clear();
         let mut plain = Vec::new();
         let _ = client.reader().read_to_end(&mut plain);
@@ -220,8 +207,7 @@ mod tests {
     fn handshake(tls: &mut Tls, client: &mut ClientConnection) {
         let (mut mqtt, mut out) = (Vec::new(), Vec::new());
         while client.is_handshaking() {
-            tls.receive(&from_client(client), &mut mqtt, &mut out)
-                .unwrap();
+            tls.read(&from_client(client), &mut mqtt).unwrap();
             to_client(tls, &mut out, client);
         }
         assert!(mqtt.is_empty());
@@ -233,8 +219,7 @@ mod tests {
         handshake(&mut tls, &mut client);
         client.writer().write_all(b"CONNECT").unwrap();
         let (mut mqtt, mut out) = (Vec::new(), Vec::new());
-        tls.receive(&from_client(&mut client), &mut mqtt, &mut out)
-            .unwrap();
+        tls.read(&from_client(&mut client), &mut mqtt).unwrap();
         assert_eq!(mqtt, b"CONNECT");
         // The broker's packets go into the output as plain MQTT; a flush
         // seals them behind what was sealed before and is still unsent.
@@ -261,8 +246,8 @@ mod tests {
         // In a thread: a regression would loop forever.
         let (done, result) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let (mut mqtt, mut out) = (Vec::new(), Vec::new());
-            let ok = tls.receive(&bytes, &mut mqtt, &mut out).is_ok();
+            let mut mqtt = Vec::new();
+            let ok = tls.read(&bytes, &mut mqtt).is_ok();
             done.send(ok && mqtt.is_empty()).unwrap();
         });
         let timeout = std::time::Duration::from_secs(10);
@@ -274,7 +259,8 @@ mod tests {
         let (mut tls, _) = pair();
         let (mut mqtt, mut out) = (Vec::new(), Vec::new());
         let connect = b"\x10\x10\x00\x04MQTT\x04\x02\x00\x3c\x00\x04abcd";
-        assert!(tls.receive(connect, &mut mqtt, &mut out).is_err());
+        assert!(tls.read(connect, &mut mqtt).is_err());
+        tls.seal(&mut out);
         const ALERT: u8 = 21;
         assert_eq!(out.first(), Some(&ALERT));
     }

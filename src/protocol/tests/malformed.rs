@@ -357,8 +357,8 @@ fn connect_protocol_name_not_matching_level_is_unsupported_version() {
 
 #[test]
 fn connect_unknown_protocol_level_is_unsupported_version() {
-    // [MQTT-3.1.2-2]
-    for level in [0, 2, 6, 0x84] {
+    // [MQTT-3.1.2-2]; 0x83 and 0x84 are mosquitto bridges (vectors.rs).
+    for level in [0, 2, 6, 0x82, 0x85] {
         let bytes = patched(
             enc(
                 &Packet::Connect(Box::new(connect(Version::V311))),

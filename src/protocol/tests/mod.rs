@@ -65,6 +65,7 @@ fn connect(version: Version) -> Connect {
     Connect {
         version,
         clean_start: true,
+        bridge: false,
         keep_alive: 60,
         client_id: "sensor-1".into(),
         will: None,

@@ -13,6 +13,7 @@ fn connect_311_as_mosquitto_pub_sends_it() {
     let packet = Packet::Connect(Box::new(Connect {
         version: Version::V311,
         clean_start: true,
+        bridge: false,
         keep_alive: 60,
         client_id: "test".into(),
         will: None,
@@ -22,6 +23,26 @@ fn connect_311_as_mosquitto_pub_sends_it() {
     }));
     assert_eq!(dec(&bytes, Version::V311), Ok(packet.clone()));
     assert_eq!(enc(&packet, Version::V311), bytes);
+}
+
+#[test]
+fn connect_from_a_mosquitto_bridge_with_try_private() {
+    // Level 0x84: 3.1.1 with mosquitto's bridge bit.
+    let bytes = [
+        0x10, 0x0D, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x84, 0x00, 0x00, 0x3C, 0x00, 0x01, b'b',
+    ];
+    let Ok(Some((Packet::Connect(c), _))) = decode(&bytes, Version::V311, usize::MAX) else {
+        panic!("does not decode");
+    };
+    assert!(c.bridge && c.version == Version::V311);
+    assert_eq!(enc(&Packet::Connect(c), Version::V311), bytes);
+    // 5.0 has No Local instead: 0x85 is an unknown level.
+    let mut v5 = bytes;
+    v5[8] = 0x85;
+    assert_eq!(
+        decode(&v5, Version::V311, usize::MAX),
+        Err(DecodeError::UnsupportedVersion(0x85))
+    );
 }
 
 #[test]
@@ -56,6 +77,7 @@ fn connect_5_from_the_spec_example() {
     let packet = Packet::Connect(Box::new(Connect {
         version: Version::V5,
         clean_start: true,
+        bridge: false,
         keep_alive: 10,
         client_id: "c".into(),
         will: Some(Will {

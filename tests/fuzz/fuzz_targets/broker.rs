@@ -408,6 +408,7 @@ fn connect(input: &mut Input) -> Connect {
     Connect {
         version,
         clean_start: flags & 1 == 1,
+        bridge: flags & 32 == 32,
         keep_alive,
         client_id,
         will,

@@ -1,0 +1,609 @@
+//! Bridges: a gateway roost forwarding to a remote broker and back, over
+//! real sockets. Remotes are another roost or a real mosquitto; clients
+//! are the hand-written wire client (tests/common/wire.rs). Waits are
+//! bounded: a bridge's state is read from its log lines ("connected",
+//! the remote's "subscribed to") before anything is published.
+
+mod common;
+#[path = "common/wire.rs"]
+mod wire;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Proc, Roost, TempDir, wait_until};
+use wire::*;
+
+/// A short window for negative checks ("nothing more arrives").
+const QUIET: Duration = Duration::from_millis(500);
+const SIGKILL: i32 = 9;
+
+/// A gateway on a free port bridged as "cloud" (remote client id "gw") to
+/// 127.0.0.1:`remote`, retrying every second; `extra` adds lines.
+fn gateway(remote: u16, extra: &str) -> Roost {
+    Roost::with_config(&format!(
+        "listener 0 127.0.0.1\nconnection cloud\naddress 127.0.0.1:{remote}\n\
+         remote_clientid gw\nkeepalive_interval 5\nrestart_timeout 1\n{extra}"
+    ))
+}
+
+fn wait_log(r: &Roost, what: &str) {
+    assert!(
+        wait_until(|| r.log().iter().any(|l| l.contains(what))),
+        "no log line with {what:?}: {:#?}",
+        r.log()
+    );
+}
+
+fn count_log(r: &Roost, what: &str) -> usize {
+    r.log().iter().filter(|l| l.contains(what)).count()
+}
+
+fn subscriber(addr: &str, id: &str, filters: &[(&str, u8)]) -> Client {
+    let mut c = Client::v4(addr, id);
+    c.send(&subscribe(1, filters, false, Props::new()));
+    c.expect_kind(SUBACK);
+    c
+}
+
+fn publish(c: &mut Client, topic: &str, payload: &str, qos: u8, pid: u16) {
+    c.send(
+        &Publish::new(topic, payload.as_bytes())
+            .qos(qos, pid)
+            .encode(false),
+    );
+    match qos {
+        0 => {}
+        1 => drop(c.expect_kind(PUBACK)),
+        _ => {
+            c.expect_kind(PUBREC);
+            c.send(&ack(PUBREL, pid));
+            c.expect_kind(PUBCOMP);
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Msg {
+    topic: String,
+    payload: String,
+    qos: u8,
+    retain: bool,
+}
+
+/// Takes messages (acknowledging them as a client does) until `n` came,
+/// then for `QUIET` more, to see any that should not come.
+fn take(c: &mut Client, n: usize) -> Vec<Msg> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + common::TIMEOUT;
+    loop {
+        let wait = if got.len() >= n {
+            QUIET
+        } else {
+            deadline.saturating_duration_since(Instant::now())
+        };
+        let p = match c.recv(wait) {
+            Recv::Packet(p) => p,
+            Recv::Timeout if got.len() >= n => return got,
+            other => panic!("{other:?} after {got:?}"),
+        };
+        match p.kind() {
+            PUBLISH => {
+                let m = p.publish(false);
+                match m.qos {
+                    1 => c.send(&ack(PUBACK, m.pid.unwrap())),
+                    2 => c.send(&ack(PUBREC, m.pid.unwrap())),
+                    _ => {}
+                }
+                got.push(Msg {
+                    topic: m.topic_str(),
+                    payload: String::from_utf8(m.payload).unwrap(),
+                    qos: m.qos,
+                    retain: m.retain,
+                });
+            }
+            PUBREL => c.send(&ack(PUBCOMP, p.pid())),
+            k => panic!("unexpected packet type {k}"),
+        }
+    }
+}
+
+fn topics_and_payloads(msgs: &[Msg]) -> Vec<(&str, &str)> {
+    msgs.iter()
+        .map(|m| (m.topic.as_str(), m.payload.as_str()))
+        .collect()
+}
+
+/// 3.1.1 bridges keep `both` from looping with mosquitto's private bit.
+#[test]
+fn two_roosts_forward_out_in_and_both_with_prefixes() {
+    forward_every_way("bridge_protocol_version mqttv311\n");
+}
+
+/// 5.0 bridges do it with No Local.
+#[test]
+fn two_roosts_forward_every_way_over_mqtt5() {
+    forward_every_way("bridge_protocol_version mqttv50\n");
+}
+
+fn forward_every_way(version: &str) {
+    let remote = Roost::with_config("listener 0 127.0.0.1\n");
+    let gw = gateway(
+        remote.port,
+        &format!(
+            "{version}topic # out 2 sensors/ site1/sensors/\ntopic # in 2 cmd/ site1/cmd/\n\
+             topic shared/# both 1\n"
+        ),
+    );
+    wait_log(&gw, "bridge cloud: connected to 127.0.0.1");
+    wait_log(&remote, "client gw subscribed to site1/cmd/#");
+    wait_log(&remote, "client gw subscribed to shared/#");
+
+    let mut cloud = subscriber(
+        &remote.addr(),
+        "cloud",
+        &[("site1/sensors/#", 2), ("shared/#", 2)],
+    );
+    let mut dash = subscriber(&gw.addr(), "dash", &[("cmd/#", 2), ("shared/#", 2)]);
+    let mut sensor = Client::v4(&gw.addr(), "sensor");
+    for qos in 0..=2u8 {
+        publish(
+            &mut sensor,
+            "sensors/kitchen",
+            &format!("q{qos}"),
+            qos,
+            10 + u16::from(qos),
+        );
+    }
+    let got = take(&mut cloud, 3);
+    let seen: Vec<(&str, &str, u8)> = got
+        .iter()
+        .map(|m| (m.topic.as_str(), m.payload.as_str(), m.qos))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("site1/sensors/kitchen", "q0", 0),
+            ("site1/sensors/kitchen", "q1", 1),
+            ("site1/sensors/kitchen", "q2", 2)
+        ]
+    );
+
+    let mut app = Client::v4(&remote.addr(), "app");
+    publish(&mut app, "site1/cmd/heater", "on", 2, 1);
+    let got = take(&mut dash, 1);
+    assert_eq!(topics_and_payloads(&got), [("cmd/heater", "on")]);
+    assert_eq!(got[0].qos, 2);
+
+    // `both`: each side's message reaches the other once, and does not
+    // come back.
+    publish(&mut sensor, "shared/a", "from the gateway", 1, 20);
+    publish(&mut app, "shared/b", "from the cloud", 1, 2);
+    let mut at_cloud = topics_and_payloads(&take(&mut cloud, 2))
+        .into_iter()
+        .map(|(t, p)| format!("{t} {p}"))
+        .collect::<Vec<_>>();
+    let mut at_gw = topics_and_payloads(&take(&mut dash, 2))
+        .into_iter()
+        .map(|(t, p)| format!("{t} {p}"))
+        .collect::<Vec<_>>();
+    at_cloud.sort();
+    at_gw.sort();
+    let both = ["shared/a from the gateway", "shared/b from the cloud"];
+    assert_eq!(at_cloud, both);
+    assert_eq!(at_gw, both);
+}
+
+#[test]
+fn state_is_published_locally_and_remotely_and_retained_flags_carry() {
+    let remote = Roost::with_config("listener 0 127.0.0.1\n");
+    let gw = gateway(remote.port, "topic state/# out 1\n");
+    wait_log(&gw, "bridge cloud: connected");
+    // Retained, so a subscriber arriving later sees the state.
+    let mut local = subscriber(&gw.addr(), "watch", &[("$SYS/broker/connection/#", 0)]);
+    let got = take(&mut local, 1);
+    assert_eq!(
+        topics_and_payloads(&got),
+        [("$SYS/broker/connection/gw/state", "1")]
+    );
+    assert!(got[0].retain);
+    let mut at_remote = subscriber(&remote.addr(), "w", &[("$SYS/broker/connection/#", 0)]);
+    assert_eq!(
+        topics_and_payloads(&take(&mut at_remote, 1)),
+        [("$SYS/broker/connection/gw/state", "1")]
+    );
+    // A retained message goes out retained (bridge_outgoing_retain true).
+    let mut sensor = Client::v4(&gw.addr(), "sensor");
+    sensor.send(
+        &Publish::new("state/door", b"open")
+            .qos(1, 1)
+            .retain(true)
+            .encode(false),
+    );
+    sensor.expect_kind(PUBACK);
+    let mut late = subscriber(&remote.addr(), "late", &[("state/#", 1)]);
+    let got = take(&mut late, 1);
+    assert_eq!(topics_and_payloads(&got), [("state/door", "open")]);
+    assert!(got[0].retain, "kept retained at the remote");
+    // The remote goes: the local state turns to 0.
+    drop(remote);
+    let got = take(&mut local, 1);
+    assert_eq!(
+        topics_and_payloads(&got),
+        [("$SYS/broker/connection/gw/state", "0")]
+    );
+}
+
+/// A remote that accepts TCP but never answers CONNECT (a listener whose
+/// backlog takes the connection), and one that refuses TCP: local clients
+/// are served all along, and the bridge keeps trying.
+#[test]
+fn an_unanswering_remote_does_not_hold_up_local_clients() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let refused = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let gw = Roost::with_config(&format!(
+        "listener 0 127.0.0.1\nconnection cloud\naddress 127.0.0.1:{refused} \
+         127.0.0.1:{silent_port}\nkeepalive_interval 5\nrestart_timeout 1\ntopic # out 1\n"
+    ));
+    wait_log(&gw, &format!("connecting to 127.0.0.1:{silent_port}"));
+    // While the bridge waits for a CONNACK, local traffic flows at once.
+    let started = Instant::now();
+    let mut dash = subscriber(&gw.addr(), "dash", &[("home/#", 1)]);
+    let mut sensor = Client::v4(&gw.addr(), "sensor");
+    for i in 0..20u16 {
+        publish(&mut sensor, "home/t", &i.to_string(), 1, i + 1);
+    }
+    assert_eq!(take(&mut dash, 20).len(), 20);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(count_log(&gw, "no CONNACK in time"), 0);
+    // Then it gives up on the silent one, after keepalive_interval.
+    wait_log(&gw, "bridge cloud: no CONNACK in time, closing");
+    wait_log(&gw, "trying again in");
+    assert!(
+        gw.log()
+            .iter()
+            .any(|l| l.contains(&format!("connecting to 127.0.0.1:{refused}"))),
+        "the refusing address was tried: {:#?}",
+        gw.log()
+    );
+}
+
+fn journal_remote(dir: &Path, port: u16) -> Roost {
+    Roost::with_config(&format!(
+        "listener {port} 127.0.0.1\npersistence true\npersistence_mode journal\n\
+         persistence_location {}\nmax_queued_messages 10000\n",
+        dir.display()
+    ))
+}
+
+/// The remote is killed (SIGKILL; it keeps a journal, so what it
+/// acknowledged is stored) and restarted while a sensor sends numbered
+/// QoS 1 messages to the gateway: every message reaches the cloud
+/// subscriber, first arrivals in order.
+#[test]
+fn a_remote_killed_and_restarted_loses_nothing() {
+    let dir = TempDir::new("roost-bridge-remote");
+    let mut remote = journal_remote(&dir.path, 0);
+    let port = remote.port;
+    {
+        // A kept session at the remote, offline while the test runs.
+        let (mut c, _) = Client::connect(&remote.addr(), &Connect::v4("cloud").clean(false));
+        c.send(&subscribe(1, &[("n/#", 1)], false, Props::new()));
+        c.expect_kind(SUBACK);
+        c.send(&disconnect());
+    }
+    let gw = gateway(port, "topic n/# out 1\nmax_queued_messages 10000\n");
+    wait_log(&gw, "bridge cloud: connected");
+    let mut sensor = Client::v4(&gw.addr(), "sensor");
+    const N: u16 = 300;
+    for i in 0..N {
+        if i == 100 {
+            remote.signal_and_wait(SIGKILL).expect("killed");
+        }
+        if i == 200 {
+            remote = journal_remote(&dir.path, port);
+        }
+        publish(&mut sensor, "n/x", &i.to_string(), 1, i + 1);
+    }
+    wait_log(&gw, "trying again in");
+    // Reconnected after the restart: the log says "connected" twice.
+    assert!(wait_until(|| count_log(&gw, "bridge cloud: connected") >= 2));
+
+    let (mut cloud, connack) = Client::connect(&remote.addr(), &Connect::v4("cloud").clean(false));
+    assert!(connack.session_present);
+    let mut firsts = Vec::new();
+    let mut seen = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.len() < usize::from(N) && Instant::now() < deadline {
+        for m in take(&mut cloud, 1) {
+            let n: u16 = m.payload.parse().unwrap();
+            if seen.insert(n, ()).is_none() {
+                firsts.push(n);
+            }
+        }
+    }
+    assert_eq!(firsts, (0..N).collect::<Vec<_>>());
+}
+
+/// With persistence on, what waits for the remote survives a restart of
+/// the gateway itself.
+#[test]
+fn what_waits_for_the_remote_survives_a_gateway_restart() {
+    let dir = TempDir::new("roost-bridge-gw");
+    let remote_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = format!(
+        "persistence true\npersistence_location {}\ntopic n/# out 1\n",
+        dir.path.display()
+    );
+    let mut gw = gateway(remote_port, &conf);
+    let mut sensor = Client::v4(&gw.addr(), "sensor");
+    for i in 0..10u16 {
+        publish(&mut sensor, "n/x", &i.to_string(), 1, i + 1);
+    }
+    gw.signal_and_wait(common::SIGTERM).expect("stopped");
+    let remote = Roost::with_config(&format!("listener {remote_port} 127.0.0.1\n"));
+    // A subscriber at the remote before the gateway comes back.
+    let mut cloud = subscriber(&remote.addr(), "cloud", &[("n/#", 1)]);
+    let gw = gateway(remote_port, &conf);
+    wait_log(&gw, "bridge cloud: connected");
+    let got: Vec<String> = take(&mut cloud, 10)
+        .into_iter()
+        .map(|m| m.payload)
+        .collect();
+    assert_eq!(got, (0..10).map(|i| i.to_string()).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_lazy_bridge_connects_at_its_threshold_and_leaves_when_idle() {
+    let remote = Roost::with_config("listener 0 127.0.0.1\n");
+    let gw = gateway(
+        remote.port,
+        "start_type lazy\nthreshold 3\nidle_timeout 1\ntopic n/# out 1\n",
+    );
+    let mut cloud = subscriber(&remote.addr(), "cloud", &[("n/#", 1)]);
+    let mut sensor = Client::v4(&gw.addr(), "sensor");
+    publish(&mut sensor, "n/x", "0", 1, 1);
+    publish(&mut sensor, "n/x", "1", 1, 2);
+    assert!(
+        matches!(cloud.recv(QUIET), Recv::Timeout),
+        "under the threshold"
+    );
+    assert_eq!(count_log(&gw, "connecting to"), 0);
+    publish(&mut sensor, "n/x", "2", 1, 3);
+    let got: Vec<String> = take(&mut cloud, 3).into_iter().map(|m| m.payload).collect();
+    assert_eq!(got, ["0", "1", "2"]);
+    wait_log(&gw, "bridge cloud: idle, disconnecting");
+}
+
+fn mosquitto_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// mosquitto (the Debian package) with `config`, on its listener line's
+/// port; ready once it says it listens.
+fn mosquitto(dir: &Path, config: &str) -> Proc {
+    let path = dir.join("mosquitto.conf");
+    std::fs::write(&path, config).unwrap();
+    let mut cmd = Command::new(MOSQUITTO);
+    cmd.arg("-c").arg(&path);
+    let m = Proc::spawn(cmd);
+    m.wait_line("mosquitto listening", |l| {
+        l.contains("listen socket on port")
+    });
+    m
+}
+
+const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+
+#[test]
+fn roost_bridges_into_mosquitto() {
+    skip_without!(Path::new(MOSQUITTO).exists(), "mosquitto");
+    let dir = TempDir::new("roost-bridge-mosq");
+    let port = mosquitto_port();
+    let m = mosquitto(
+        &dir.path,
+        &format!("listener {port} 127.0.0.1\nallow_anonymous true\nlog_type all\n"),
+    );
+    let gw = gateway(
+        port,
+        "topic # out 1 sensors/ site1/sensors/\ntopic # in 1 cmd/ site1/cmd/\n",
+    );
+    wait_log(&gw, "bridge cloud: connected");
+    m.wait_line("bridge subscription", |l| {
+        l.contains("gw") && l.contains("site1/cmd/#")
+    });
+    let mut cloud = subscriber(&format!("127.0.0.1:{port}"), "cloud", &[("site1/#", 1)]);
+    let mut dash = subscriber(&gw.addr(), "dash", &[("cmd/#", 1)]);
+    let mut sensor = Client::v4(&gw.addr(), "sensor");
+    publish(&mut sensor, "sensors/t", "21.5", 1, 1);
+    assert_eq!(
+        topics_and_payloads(&take(&mut cloud, 1)),
+        [("site1/sensors/t", "21.5")]
+    );
+    let mut app = Client::v4(&format!("127.0.0.1:{port}"), "app");
+    publish(&mut app, "site1/cmd/fan", "off", 1, 1);
+    assert_eq!(
+        topics_and_payloads(&take(&mut dash, 1)),
+        [("cmd/fan", "off")]
+    );
+}
+
+#[test]
+fn mosquitto_bridges_into_roost() {
+    skip_without!(Path::new(MOSQUITTO).exists(), "mosquitto");
+    let dir = TempDir::new("roost-bridge-mosq");
+    let roost = Roost::with_config("listener 0 127.0.0.1\n");
+    let port = mosquitto_port();
+    let _m = mosquitto(
+        &dir.path,
+        &format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\nlog_type all\n\
+             connection tocloud\naddress 127.0.0.1:{}\nremote_clientid mgw\n\
+             topic sensors/# out 1\ntopic cmd/# in 1\n",
+            roost.port
+        ),
+    );
+    // mosquitto's bridge: the private bit, its subscription, its state.
+    wait_log(&roost, "client mgw subscribed to cmd/#");
+    let mut cloud = subscriber(
+        &roost.addr(),
+        "cloud",
+        &[("sensors/#", 1), ("$SYS/broker/connection/#", 0)],
+    );
+    assert_eq!(
+        topics_and_payloads(&take(&mut cloud, 1)),
+        [("$SYS/broker/connection/mgw/state", "1")]
+    );
+    let mut sensor = Client::v4(&format!("127.0.0.1:{port}"), "sensor");
+    publish(&mut sensor, "sensors/t", "19", 1, 1);
+    assert_eq!(
+        topics_and_payloads(&take(&mut cloud, 1)),
+        [("sensors/t", "19")]
+    );
+    let mut dash = subscriber(&format!("127.0.0.1:{port}"), "dash", &[("cmd/#", 1)]);
+    let mut app = Client::v4(&roost.addr(), "app");
+    publish(&mut app, "cmd/fan", "on", 1, 1);
+    assert_eq!(
+        topics_and_payloads(&take(&mut dash, 1)),
+        [("cmd/fan", "on")]
+    );
+}
+
+/// Reads one CONNECT from `s` and returns its protocol level byte.
+fn connect_level(s: &mut std::net::TcpStream) -> u8 {
+    use std::io::Read;
+    s.set_read_timeout(Some(common::TIMEOUT)).unwrap();
+    let mut head = [0u8; 2];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(head[0], 0x10, "CONNECT");
+    let mut body = vec![0u8; usize::from(head[1])];
+    s.read_exact(&mut body).unwrap();
+    assert_eq!(&body[..6], b"\x00\x04MQTT");
+    body[6]
+}
+
+/// A 3.1.1 remote that refuses mosquitto's private bit (CONNACK 0x01)
+/// gets a second CONNECT without it, and the bridge works.
+#[test]
+fn a_remote_refusing_the_private_bit_is_tried_without_it() {
+    use std::io::Write;
+    let remote = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = remote.local_addr().unwrap().port();
+    let gw = gateway(port, "topic # out 0\n");
+    let (mut first, _) = remote.accept().unwrap();
+    assert_eq!(connect_level(&mut first), 0x84, "3.1.1 with the bridge bit");
+    first.write_all(&[0x20, 0x02, 0x00, 0x01]).unwrap();
+    let (mut second, _) = remote.accept().unwrap();
+    assert_eq!(connect_level(&mut second), 0x04, "plain 3.1.1");
+    second.write_all(&[0x20, 0x02, 0x00, 0x00]).unwrap();
+    wait_log(&gw, "bridge cloud: connected");
+    wait_log(&gw, "unacceptable protocol version (0x01)");
+}
+
+/// `bridge_outgoing_retain false` clears the flag on the way out, and
+/// `bridge_max_packet_size` keeps what is too large at home.
+#[test]
+fn outgoing_retain_and_packet_size_limits() {
+    let remote = Roost::with_config("listener 0 127.0.0.1\n");
+    let gw = gateway(
+        remote.port,
+        "topic n/# out 1\nbridge_outgoing_retain false\nbridge_max_packet_size 200\n",
+    );
+    wait_log(&gw, "bridge cloud: connected");
+    let mut cloud = subscriber(&remote.addr(), "cloud", &[("n/#", 1)]);
+    let mut sensor = Client::v4(&gw.addr(), "sensor");
+    let big = "x".repeat(300);
+    sensor.send(
+        &Publish::new("n/big", big.as_bytes())
+            .qos(1, 1)
+            .encode(false),
+    );
+    sensor.expect_kind(PUBACK);
+    sensor.send(
+        &Publish::new("n/door", b"open")
+            .qos(1, 2)
+            .retain(true)
+            .encode(false),
+    );
+    sensor.expect_kind(PUBACK);
+    let got = take(&mut cloud, 1);
+    assert_eq!(
+        topics_and_payloads(&got),
+        [("n/door", "open")],
+        "not the big one"
+    );
+    let mut late = subscriber(&remote.addr(), "late", &[("n/#", 1)]);
+    assert!(
+        matches!(late.recv(QUIET), Recv::Timeout),
+        "nothing retained at the remote"
+    );
+}
+
+/// Without `round_robin`, the first address is the main one: connected to
+/// the second because the first was down, the bridge moves back once the
+/// first answers again, and messages follow it there.
+#[test]
+fn the_bridge_moves_back_to_the_main_address_when_it_returns() {
+    let main_port = mosquitto_port();
+    let backup = Roost::with_config("listener 0 127.0.0.1\n");
+    let gw = Roost::with_config(&format!(
+        "listener 0 127.0.0.1\nconnection cloud\naddress 127.0.0.1:{main_port} \
+         127.0.0.1:{}\nremote_clientid gw\nrestart_timeout 1\ntopic n/# out 1\n",
+        backup.port
+    ));
+    wait_log(&gw, &format!("connected to 127.0.0.1:{}", backup.port));
+    let main = Roost::with_config(&format!("listener {main_port} 127.0.0.1\n"));
+    let mut cloud = subscriber(&main.addr(), "cloud", &[("n/#", 1)]);
+    wait_log(&gw, "answers again, moving back to it");
+    wait_log(&gw, &format!("connected to 127.0.0.1:{main_port}"));
+    let mut sensor = Client::v4(&gw.addr(), "sensor");
+    publish(&mut sensor, "n/x", "on the main one", 1, 1);
+    assert_eq!(
+        topics_and_payloads(&take(&mut cloud, 1)),
+        [("n/x", "on the main one")]
+    );
+}
+
+/// A 5.0 remote is told the gateway's Receive Maximum: a burst of QoS 2
+/// messages larger than the gateway's in-flight window comes in whole,
+/// without the connection being dropped (0x93) over it.
+#[test]
+fn a_v5_remote_keeps_to_the_gateways_receive_maximum() {
+    let remote = Roost::with_config("listener 0 127.0.0.1\n");
+    let gw = gateway(
+        remote.port,
+        "max_inflight_messages 3\nbridge_protocol_version mqttv50\ntopic c/# in 2\n",
+    );
+    wait_log(&remote, "client gw subscribed to c/#");
+    let mut dash = subscriber(&gw.addr(), "dash", &[("c/#", 2)]);
+    let mut app = Client::v4(&remote.addr(), "app");
+    for i in 0..30u16 {
+        // Without waiting for each: the remote has them all at once.
+        app.send(
+            &Publish::new("c/x", i.to_string().as_bytes())
+                .qos(2, i + 1)
+                .encode(false),
+        );
+    }
+    let got: Vec<String> = take(&mut dash, 30).into_iter().map(|m| m.payload).collect();
+    assert_eq!(got, (0..30).map(|i| i.to_string()).collect::<Vec<_>>());
+    assert_eq!(
+        count_log(&gw, "bridge cloud: connected"),
+        1,
+        "never dropped"
+    );
+}
