@@ -543,3 +543,46 @@ fn bad_certificate_files_stop_start_up_naming_the_file() {
         }
     }
 }
+
+/// `protocol websockets` with a certificate serves `wss://`: paho-mqtt
+/// over WebSockets over TLS, and mosquitto_sub/mosquitto_pub over plain
+/// TCP on the same broker, see each other's messages.
+#[test]
+fn paho_over_wss_and_tcp_clients_see_each_others_messages() {
+    skip_without!(have_paho(), "python3 paho-mqtt");
+    if !tools_present() {
+        return;
+    }
+    let certs = Certs::new();
+    let roost = Roost::with_config(&format!(
+        "listener 0 127.0.0.1\n{}protocol websockets\n",
+        certs.config("")
+    ));
+    let mut wss = None;
+    let listening = wait_until(|| {
+        wss = roost.log().iter().find_map(|l| {
+            let port = l.split("TLS: listening on wss://127.0.0.1:").nth(1)?;
+            port.parse::<u16>().ok()
+        });
+        wss.is_some()
+    });
+    assert!(listening, "no wss:// listener: {:#?}", roost.log());
+    let wss = format!("wss:{}:{}", wss.unwrap(), path(&certs.ca_file));
+    let paho = |args: &[&str]| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/paho/client.py");
+        let mut cmd = Command::new("python3");
+        cmd.arg("-u").arg(script).args(args);
+        Proc::spawn(cmd)
+    };
+
+    let sub = subscribe(roost.port, &[], &["-t", "from/wss", "-C", "1"]);
+    let mut publisher = paho(&["pub", &wss, "from/wss", "hello over wss"]);
+    let published = publisher.wait_exit().success();
+    assert!(published, "{:#?}\n{:#?}", publisher.output(), roost.log());
+    wait_message(&sub, "from/wss hello over wss");
+
+    let subscriber = paho(&["sub", &wss, "from/tcp"]);
+    subscriber.wait_line("SUBSCRIBED", |l| l == "SUBSCRIBED");
+    publish_ok(roost.port, &[], &["-t", "from/tcp", "-m", "hi", "-q", "1"]);
+    subscriber.wait_line("the message", |l| l == "GOT from/tcp hi 1 0");
+}
