@@ -19,6 +19,9 @@ export RUSTC=/usr/bin/rustc
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc
 export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUNNER="qemu-arm -L /usr/arm-linux-gnueabihf"
+# ring (TLS) compiles C and assembly: the cross C compilers for it.
+export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+export CC_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-gcc
 export DEBIAN_FRONTEND=noninteractive
 
 apt_get() { apt-get -o DPkg::Lock::Timeout=120 "$@"; }
@@ -28,7 +31,7 @@ apt_get install -y --no-install-recommends --allow-downgrades \
     "rustc-web=$RUSTC_DEB_VERSION" "libstd-rust-web-dev=$RUSTC_DEB_VERSION" \
     "libstd-rust-web-1.85=$RUSTC_DEB_VERSION" \
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
-    gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user mosquitto-clients >/dev/null
+    gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user mosquitto-clients openssl >/dev/null
 
 # The ARM standard libraries: only their rlibs, unpacked from the Debian
 # packages (installing them through multiarch apt trips over unrelated

@@ -14,6 +14,9 @@ use std::time::Duration;
 use crate::logging::{LogConfig, LogTypes};
 use crate::{auth, bridge, broker, persist};
 
+mod tls;
+pub use tls::{Tls, Version as TlsVersion};
+
 pub const DEFAULT_PORT: u16 = 1883;
 /// The largest WebSocket upgrade request read unless
 /// `websockets_headers_size` says otherwise (mosquitto 2.1's default).
@@ -82,6 +85,9 @@ pub struct Listener {
     /// Index into [`Settings::security`] and [`broker::Config::auth`].
     pub auth: u8,
     pub protocol: Protocol,
+    /// `certfile` and the rest: TLS on every socket (under WebSockets'
+    /// framing on a `protocol websockets` listener); None without.
+    pub tls: Option<Tls>,
 }
 
 /// What a listener speaks (mosquitto's `protocol`).
@@ -118,6 +124,7 @@ impl Settings {
                 addrs: host_addrs(Some(Host::Localhost), None, DEFAULT_PORT),
                 auth: 0,
                 protocol: Protocol::Mqtt,
+                tls: None,
             }]
         } else {
             self.listeners.clone()
@@ -130,13 +137,13 @@ impl Settings {
     }
 
     /// `-p`/`--bind`: one MQTT listener on `addr` in place of the
-    /// configured ones, with the rules of the first of them.
+    /// configured ones, with the rules (and TLS) of the first of them.
     pub fn replace_listeners(&mut self, addr: SocketAddr) {
-        let auth = self.listen_on()[0].auth;
+        let first = self.listen_on().swap_remove(0);
         self.listeners = vec![Listener {
             addrs: vec![addr],
-            auth,
             protocol: Protocol::Mqtt,
+            ..first
         }];
     }
 
@@ -255,6 +262,7 @@ struct Block {
     password_file: Option<Located<PathBuf>>,
     acl_file: Option<Located<PathBuf>>,
     allow_anonymous: Option<Located<bool>>,
+    tls: tls::Keys,
 }
 
 impl Block {
@@ -562,6 +570,7 @@ impl Parser {
                 }
                 s.pid_file = Some(one()?.into());
             }
+            _ if tls::Keys::takes(key) => self.block().tls.apply(key, one()?, at)?,
             _ => {
                 if args.is_empty() {
                     return Err(format!("`{key}` takes a value"));
@@ -587,14 +596,14 @@ impl Parser {
         let default = &self.blocks[0];
         let default_used =
             default.port.is_some() || default.host.is_some() || self.blocks.len() == 1;
-        let listener_keys = [
+        let listener_key = [
             ("socket_domain", default.domain.as_ref().map(|(_, at)| at)),
             ("protocol", default.protocol.as_ref().map(|(_, at)| at)),
-        ];
-        if let (false, Some((key, Some(at)))) = (
-            default_used,
-            listener_keys.into_iter().find(|(_, at)| at.is_some()),
-        ) {
+        ]
+        .into_iter()
+        .find_map(|(key, at)| Some((key, at?.as_str())))
+        .or_else(|| default.tls.first_set());
+        if let (false, Some((key, at))) = (default_used, listener_key) {
             return Err(format!(
                 "{at}: `{key}` comes before any `listener` line: it belongs \
                  to the default listener (`port`, `bind_address`), which is not configured"
@@ -631,12 +640,16 @@ impl Parser {
             if i == 0 && !explicit {
                 // No `port`/`bind_address`: used only when no listener is
                 // configured; its `socket_domain` then narrows localhost,
-                // and its `protocol` applies.
-                if self.blocks.len() == 1 && (domain.is_some() || b.protocol.is_some()) {
+                // its `protocol` applies and its TLS keys make it a TLS
+                // listener.
+                let tls = b.tls.finish()?;
+                let keys = domain.is_some() || b.protocol.is_some() || tls.is_some();
+                if self.blocks.len() == 1 && keys {
                     listeners.push(Listener {
                         addrs: host_addrs(Some(Host::Localhost), domain, DEFAULT_PORT),
                         auth: 0,
                         protocol,
+                        tls,
                     });
                 }
                 continue;
@@ -652,6 +665,7 @@ impl Parser {
                 addrs,
                 auth,
                 protocol,
+                tls: b.tls.finish()?,
             });
         }
         self.s.listeners = listeners;
@@ -815,23 +829,16 @@ fn is_mosquitto_key(key: &str) -> bool {
         "proxy_protocol_v2_require_tls",
         "use_username_as_clientid",
         "websockets_origin",
-        // TLS and PSK
-        "cafile",
-        "capath",
-        "certfile",
+        // TLS: ciphers, CRLs and PSK
         "ciphers",
         "ciphers_tls1.3",
         "crlfile",
         "dhparamfile",
         "disable_client_cert_date_checks",
-        "keyfile",
         "psk_hint",
-        "require_certificate",
         "tls_engine",
         "tls_engine_kpass_sha1",
         "tls_keyform",
-        "tls_version",
-        "use_identity_as_username",
         "use_subject_as_username",
         // Bridges
         "bridge_alpn",

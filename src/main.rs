@@ -23,9 +23,9 @@ Options:
       --bind ADDR     listen on ADDR (default 127.0.0.1)
   -v, --verbose       log everything, whatever log_type says (RUST_LOG,
                       when set, decides instead)
-      --check-config  read the settings (and password and ACL files, and
-                      check the log and pid files can be written), say
-                      whether they are valid, and exit
+      --check-config  read the settings (and password, ACL and TLS
+                      certificate files, and check the log and pid files
+                      can be written), say whether they are valid, and exit
   -h, --help          show this help
   -V, --version       show the version
 
@@ -105,6 +105,7 @@ fn check_config(args: &Args) -> Result<(), String> {
     let mut settings = settings(args)?;
     ready(&mut settings)?;
     settings.check_paths()?;
+    roost::net::check_transports(&settings)?;
     for warning in &settings.warnings {
         eprintln!("roost: warning: {warning}");
     }

@@ -100,7 +100,7 @@ fn check_config_tells_unsupported_keys_from_unknown_ones() {
             "bridge_cafile /etc/ca.pem",
             "`bridge_cafile` is a mosquitto key roost does not support yet",
         ),
-        ("certfile /etc/cert.pem", "`certfile` is a mosquitto key"),
+        ("crlfile /etc/crl.pem", "`crlfile` is a mosquitto key"),
         ("connection upstream", "bridge `upstream` has no `address`"),
         ("max_queued_mesages 10", "unknown key `max_queued_mesages`"),
     ] {

@@ -11,10 +11,37 @@ use crate::protocol::{Ack, Connect, Packet, Property, ReasonOnly, Version};
 use std::collections::HashMap;
 
 impl Broker {
+    /// Like [`Broker::packet`], for a client of a TLS listener with
+    /// `use_identity_as_username` (mosquitto's rule): its certificate
+    /// stands for user name and password. The CN, `identity`, is its user
+    /// name, whatever CONNECT says, and the password file is not
+    /// consulted; without a certificate (None) it is refused.
+    pub fn packet_certified(
+        &mut self,
+        id: ConnId,
+        packet: Packet,
+        identity: Option<String>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let first = self.conns.get(id).is_some_and(|c| c.session.is_none());
+        match packet {
+            Packet::Connect(mut c) if first => {
+                c.username = identity;
+                c.password = None;
+                self.on_connect(id, *c, true, now, out);
+            }
+            packet => self.packet(id, packet, now, out),
+        }
+    }
+
+    /// CONNECT; `certified`: the user name comes from the client's
+    /// certificate, which authenticates it.
     pub(super) fn on_connect(
         &mut self,
         id: ConnId,
         c: Connect,
+        certified: bool,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
@@ -97,18 +124,21 @@ impl Broker {
         // Without access control every client counts as anonymous.
         let rules = &self.config.auth[usize::from(auth)];
         let allowed = match (&rules.access, creds.username) {
+            _ if certified => creds.username.is_some(),
             (Some(access), Some(_)) => access.authenticate(&creds),
             _ => rules.allow_anonymous,
         };
         let keep_username = rules.access.is_some();
         if !allowed {
-            log::info!(
-                "client {client_id}: connection refused, not authorised (user {:?})",
-                creds.username.unwrap_or_default()
-            );
+            let who = match creds.username {
+                Some(user) => format!("user {user:?}"),
+                None if certified => "no client certificate with a CN".into(),
+                None => "anonymous".into(),
+            };
+            log::info!("client {client_id}: connection refused, not authorised ({who})");
             // 3.1.1 clients get 0x05 whatever was wrong, as from mosquitto;
-            // v5 ones learn whether it was the password.
-            let code = match (v5, creds.username.is_some()) {
+            // v5 ones learn whether it was the password (or certificate).
+            let code = match (v5, creds.username.is_some() || certified) {
                 (true, true) => reason::BAD_USERNAME_OR_PASSWORD,
                 (true, false) => reason::NOT_AUTHORIZED,
                 (false, _) => reason::V3_NOT_AUTHORIZED,

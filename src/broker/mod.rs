@@ -527,7 +527,7 @@ impl Broker {
         let session = conn.session.map(Slot::get);
         let Some(session) = session else {
             match packet {
-                Packet::Connect(connect) => self.on_connect(id, *connect, now, out),
+                Packet::Connect(connect) => self.on_connect(id, *connect, false, now, out),
                 // The first packet must be CONNECT ([MQTT-3.1.0-1]).
                 _ => self.drop_conn(id, None, now, out),
             }

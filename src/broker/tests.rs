@@ -767,6 +767,43 @@ fn bad_credentials_are_refused_with_the_right_code() {
 }
 
 #[test]
+fn a_certificate_names_the_user_in_place_of_connect() {
+    // `Rules` knows users "ok" and "admin" only; a certificate's CN is the
+    // user name whatever CONNECT says, and no password is checked.
+    let mut h = guarded(Rc::new(Rules), false);
+    let certified = |h: &mut Harness, id, c: Connect, cn: Option<&str>| {
+        h.broker.connected(id, 0, h.now);
+        let mut out = Vec::new();
+        let packet = Packet::Connect(Box::new(c));
+        h.broker
+            .packet_certified(id, packet, cn.map(String::from), h.now, &mut out);
+        h.check();
+        match sent(&out, id)[..] {
+            [Packet::ConnAck(ack), ..] => ack.code,
+            ref other => panic!("{other:?}"),
+        }
+    };
+    let c = as_user(Version::V5, "a", "ok");
+    assert_eq!(certified(&mut h, 1, c, Some("admin")), 0);
+    // Read as "admin": it may read private/.. ("ok" may not).
+    h.subscribe(1, "private/#", opts(QoS::AtMostOnce));
+    h.connect_with(2, as_user(Version::V311, "pub", "ok"));
+    let p = publish("private/x", b"1", QoS::AtMostOnce, 0);
+    assert_eq!(published(&h.packet(2, Packet::Publish(p)), 1).len(), 1);
+    // No certificate: refused, as for a bad password (mosquitto's code).
+    let c = as_user(Version::V5, "b", "ok");
+    assert_eq!(certified(&mut h, 3, c, None), 0x86);
+    let c = as_user(Version::V311, "c", "ok");
+    assert_eq!(certified(&mut h, 4, c, None), 0x05);
+    // Later packets pass as usual; a second CONNECT is still an error.
+    let again = Packet::Connect(Box::new(as_user(Version::V5, "a", "ok")));
+    let mut out = Vec::new();
+    let cn = Some("admin".to_string());
+    h.broker.packet_certified(1, again, cn, h.now, &mut out);
+    assert!(closed(&out, 1));
+}
+
+#[test]
 fn denied_publish_is_refused_in_v5_and_dropped_in_v311() {
     let mut h = guarded(Rc::new(Rules), false);
     h.connect_with(1, as_user(Version::V311, "sub", "admin"));

@@ -2,7 +2,9 @@
 //! partial packet read, and what the socket would not yet take. Those live
 //! in a box that a connection holds only while it has some (or is
 //! closing), taken from and given back to a loop-wide pool: an idle
-//! connection holds neither the bytes nor room for them.
+//! connection holds neither the bytes nor room for them. A connection of
+//! a TLS or WebSocket listener also has a transport, which its bytes pass
+//! through.
 
 use std::io::{self, Write};
 use std::time::Instant;
@@ -24,8 +26,8 @@ pub struct Connection {
     /// QoS 0 drops for this connection were logged.
     pub drop_logged: bool,
     pending: Option<Box<Pending>>,
-    /// The filter between socket and MQTT bytes (WebSockets); None for
-    /// plain TCP.
+    /// The layers between socket and MQTT bytes (TLS, WebSockets); None
+    /// for plain TCP.
     transport: Option<Box<Transport>>,
 }
 
@@ -79,20 +81,33 @@ impl Connection {
         self.transport.is_some()
     }
 
-    /// Passes `buf[..n]`, as read, through the transport (see
+    /// Passes `buf`, as read, through the transport (see
     /// [`Transport::read`]); its answers go to the output.
-    pub fn filter_input(&mut self, buf: &mut [u8], n: usize, spare: &mut Spare) -> Inbound {
+    pub fn filter_input<'a>(
+        &mut self,
+        buf: &'a mut [u8],
+        scratch: &'a mut Vec<u8>,
+        spare: &mut Spare,
+    ) -> Inbound<'a> {
         let Some(transport) = &mut self.transport else {
-            return Inbound { mqtt: n, end: None };
+            return Inbound {
+                mqtt: buf,
+                end: None,
+            };
         };
         let pending = self.pending.get_or_insert_with(|| spare.take());
-        let inbound = transport.read(buf, n, &mut pending.outbuf);
-        if inbound.mqtt == 0 {
+        let inbound = transport.read(buf, scratch, &mut pending.outbuf);
+        if inbound.mqtt.is_empty() {
             // Nothing for `received` to keep or give back: only a frame
-            // header in progress, or nothing at all.
+            // header or TLS record in progress, or nothing at all.
             self.release(spare);
         }
         inbound
+    }
+
+    /// See [`Transport::identity`].
+    pub fn identity(&self) -> Option<Option<String>> {
+        self.transport.as_ref().and_then(|t| t.identity())
     }
 
     /// When a closing connection is dropped; None while it is open.

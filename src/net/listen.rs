@@ -9,32 +9,37 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::systemd::{self, Listen};
-use crate::config::{Listener, Protocol, Settings};
+use crate::config::{Listener, Settings};
 
 /// How many connections may wait to be accepted (as mio's bind).
 const BACKLOG: libc::c_int = 1024;
 
-/// Every listening socket, each with the `Config::auth` entry its clients
-/// meet and what it speaks.
-pub fn open(settings: &Settings) -> io::Result<Vec<(TcpListener, u8, Protocol)>> {
+/// Every listening socket, each with the index of its listener in
+/// `listeners` (`Settings::listen_on`).
+pub fn open(settings: &Settings, listeners: &[Listener]) -> io::Result<Vec<(TcpListener, usize)>> {
     let passed = systemd::listen_fds()?;
     let plan = if passed.is_empty() {
-        sockets(settings.listen_on())
+        sockets(listeners)
             .into_iter()
             .map(|(tag, addr)| (tag, Listen::Bind(addr)))
             .collect()
     } else {
         log::info!("socket activation: {} socket(s) from systemd", passed.len());
-        let unconfigured = (0, Protocol::Mqtt, false);
-        systemd::plan(&sockets(settings.listeners.clone()), passed, unconfigured)
+        // With no listener configured, `listeners` holds the default one.
+        let configured = if settings.listeners.is_empty() {
+            &[]
+        } else {
+            listeners
+        };
+        systemd::plan(&sockets(configured), passed, (0, false))
     };
     let mut open = Vec::new();
-    for ((auth, protocol, optional), listen) in plan {
+    for ((index, optional), listen) in plan {
         let listener = match listen {
             Listen::Passed(l) => {
                 let addr = l.local_addr()?;
                 settings
-                    .check_listener(auth, addr)
+                    .check_listener(listeners[index].auth, addr)
                     .map_err(io::Error::other)?;
                 l
             }
@@ -50,21 +55,21 @@ pub fn open(settings: &Settings) -> io::Result<Vec<(TcpListener, u8, Protocol)>>
                 }
             },
         };
-        open.push((listener, auth, protocol));
+        open.push((listener, index));
     }
     Ok(open)
 }
 
-/// Each address with its listener's rules and protocol, and whether it is
-/// one of the two a listener without an address (or `localhost`) has: on a
-/// machine without IPv6 the other one serves alone.
-fn sockets(listeners: Vec<Listener>) -> Vec<((u8, Protocol, bool), SocketAddr)> {
+/// Each address with its listener's index, and whether it is one of the
+/// two a listener without an address (or `localhost`) has: on a machine
+/// without IPv6 the other one serves alone.
+fn sockets(listeners: &[Listener]) -> Vec<((usize, bool), SocketAddr)> {
     listeners
-        .into_iter()
-        .flat_map(|l| {
+        .iter()
+        .enumerate()
+        .flat_map(|(index, l)| {
             let optional = l.addrs.len() > 1;
-            let tag = (l.auth, l.protocol, optional);
-            l.addrs.into_iter().map(move |a| (tag, a))
+            l.addrs.iter().map(move |&a| ((index, optional), a))
         })
         .collect()
 }

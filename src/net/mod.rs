@@ -9,6 +9,8 @@ mod listen;
 mod signals;
 mod sys;
 mod systemd;
+#[cfg(feature = "tls")]
+mod tls;
 mod transport;
 mod ws;
 
@@ -23,13 +25,13 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::broker::{Action, Broker, Delivery};
-use crate::config::{Protocol, Settings};
+use crate::config::Settings;
 use crate::persist::Store;
 use crate::protocol::{self, Packet, QoS};
 use conn::{Connection, Spare};
 use signals::Signals;
 use systemd::Notifier;
-use transport::Transport;
+use transport::Kind;
 
 const SIGNAL: Token = Token(usize::MAX);
 /// Listener `i` has token `LISTENER - i`; connections count up from 0.
@@ -47,13 +49,17 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 pub struct Server {
     poll: Poll,
-    /// Each with the `Config::auth` entry its clients meet, and what it
-    /// speaks.
-    listeners: Vec<(TcpListener, u8, Protocol)>,
+    /// Each socket with the index of its listener in `kinds`.
+    listeners: Vec<(TcpListener, usize)>,
+    /// Per configured listener: the `Config::auth` entry its clients meet,
+    /// and the layers their connections start with (TLS, WebSockets).
+    kinds: Vec<(u8, Kind)>,
     conns: Slab<Connection>,
     broker: Broker,
     actions: Vec<Action>,
     read_buf: Box<[u8]>,
+    /// What TLS decrypted of a read (see [`Transport::read`]).
+    scratch: Vec<u8>,
     /// Connections with output to flush at the end of this iteration.
     dirty: Vec<usize>,
     /// Connections with input left over after their read budget.
@@ -102,19 +108,20 @@ impl Server {
             }
             _ => None,
         };
+        // Certificates next: a file that does not read stops start-up
+        // before any port is taken, too.
+        let configured = settings.listen_on();
+        let kinds = load_kinds(settings, &configured).map_err(io::Error::other)?;
         let poll = Poll::new()?;
         let mut listeners = Vec::new();
-        for (std_listener, auth, protocol) in listen::open(settings)? {
+        for (std_listener, index) in listen::open(settings, &configured)? {
             let mut listener = TcpListener::from_std(std_listener);
             let token = Token(LISTENER - listeners.len());
             poll.registry()
                 .register(&mut listener, token, Interest::READABLE)?;
-            let scheme = match protocol {
-                Protocol::Mqtt => "",
-                Protocol::WebSockets => "ws://",
-            };
-            log::info!("listening on {scheme}{}", listener.local_addr()?);
-            listeners.push((listener, auth, protocol));
+            let (tls, scheme) = kinds[index].1.describe();
+            log::info!("{tls}listening on {scheme}{}", listener.local_addr()?);
+            listeners.push((listener, index));
         }
         let signals = Signals::new()?;
         poll.registry()
@@ -122,10 +129,12 @@ impl Server {
         let mut server = Server {
             poll,
             listeners,
+            kinds,
             conns: Slab::new(),
             broker,
             actions: Vec::new(),
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
+            scratch: Vec::new(),
             dirty: Vec::new(),
             unread: Vec::new(),
             closing: VecDeque::new(),
@@ -151,7 +160,7 @@ impl Server {
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|(l, _, _)| l.local_addr().ok())
+            .filter_map(|(l, _)| l.local_addr().ok())
             .collect()
     }
 
@@ -264,7 +273,7 @@ impl Server {
             log::info!("signal {signal}: shutting down");
             self.systemd.stopping();
             self.stop_by = Some(Instant::now() + SHUTDOWN_GRACE);
-            for (mut listener, _, _) in self.listeners.drain(..) {
+            for (mut listener, _) in self.listeners.drain(..) {
                 let _ = self.poll.registry().deregister(&mut listener);
             }
             self.stop_bridges(Instant::now());
@@ -305,16 +314,19 @@ impl Server {
             }
             Err(e) => log::error!("reload: {e}; keeping the rules in force"),
         }
+        for (_, kind) in &mut self.kinds {
+            kind.reload();
+        }
         self.systemd.ready(self.broker.clients());
     }
 
     fn accept(&mut self, listener: usize, now: Instant) {
         while self.accept_paused_until.is_none() && self.stop_by.is_none() {
-            let Some(&(ref l, auth, protocol)) = self.listeners.get(listener) else {
+            let Some(&(ref l, index)) = self.listeners.get(listener) else {
                 return;
             };
             match l.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer, auth, protocol, now),
+                Ok((stream, peer)) => self.admit(stream, peer, index, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -327,14 +339,8 @@ impl Server {
         }
     }
 
-    fn admit(
-        &mut self,
-        mut stream: TcpStream,
-        peer: SocketAddr,
-        auth: u8,
-        protocol: Protocol,
-        now: Instant,
-    ) {
+    /// A new connection on a socket of listener `index`.
+    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, index: usize, now: Instant) {
         let full = self.conns.len() >= self.max_connections;
         if full || self.over_memory_limit() {
             if !self.refusal_logged {
@@ -349,6 +355,12 @@ impl Server {
             return;
         }
         self.refusal_logged = false;
+        let (auth, kind) = &self.kinds[index];
+        let auth = *auth;
+        let transport = match kind.start() {
+            Ok(transport) => transport,
+            Err(e) => return log::warn!("cannot serve {peer}: {e}"),
+        };
         let entry = self.conns.vacant_entry();
         let id = entry.key();
         let interest = Interest::READABLE | Interest::WRITABLE;
@@ -361,10 +373,7 @@ impl Server {
             return;
         }
         let _ = stream.set_nodelay(true);
-        entry.insert(Connection::new(
-            stream,
-            Transport::new(protocol, &self.settings),
-        ));
+        entry.insert(Connection::new(stream, transport));
         self.broker.connected(id, auth, now);
         log::debug!("connection {id} from {peer}");
     }
@@ -397,7 +406,9 @@ impl Server {
                 Ok(0) => self.lost(id, now, None),
                 // A closing connection's input is read and discarded.
                 Ok(_) if c.closing().is_some() => {}
-                Ok(n) if c.has_transport() => self.received_through_transport(id, &mut buf, n, now),
+                Ok(n) if c.has_transport() => {
+                    self.received_through_transport(id, &mut buf[..n], now)
+                }
                 Ok(n) => self.received(id, &buf[..n], now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -407,22 +418,26 @@ impl Server {
         self.read_buf = buf;
     }
 
-    /// `buf[..n]`, read from a connection with a transport: its MQTT bytes
-    /// go on to `received`, its answers out to the peer. When the transport
-    /// ends the connection (a refused handshake, a close) the broker hears
-    /// the connection is gone, as if the socket had closed.
-    fn received_through_transport(&mut self, id: usize, buf: &mut [u8], n: usize, now: Instant) {
+    /// `buf`, read from a connection with a transport: its MQTT bytes go
+    /// on to `received`, its answers out to the peer. When the transport
+    /// ends the connection (a refused handshake, a close, a TLS error) the
+    /// broker hears the connection is gone, as if the socket had closed.
+    fn received_through_transport(&mut self, id: usize, buf: &mut [u8], now: Instant) {
         let Some(c) = self.conns.get_mut(id) else {
             return;
         };
-        let inbound = c.filter_input(buf, n, &mut self.spare);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let inbound = c.filter_input(buf, &mut scratch, &mut self.spare);
         if c.unsent() > 0 {
             mark_dirty(&mut self.dirty, c, id);
         }
-        if inbound.mqtt > 0 {
-            self.received(id, &buf[..inbound.mqtt], now);
+        if !inbound.mqtt.is_empty() {
+            self.received(id, inbound.mqtt, now);
         }
-        let Some(why) = inbound.end else {
+        let end = inbound.end;
+        scratch.clear();
+        self.scratch = scratch;
+        let Some(why) = end else {
             return;
         };
         if self.conns.get(id).is_some_and(|c| c.closing().is_none()) {
@@ -457,14 +472,21 @@ impl Server {
             match protocol::decode(&bytes[pos..], c.version, self.max_packet) {
                 Ok(Some((packet, used))) => {
                     pos += used;
+                    let mut certified = None;
                     if let Packet::Connect(connect) = &packet {
                         c.version = connect.version;
+                        certified = c.identity();
                     }
                     self.broker.stats.packets_received += 1;
                     self.broker.set_memory_full(self.over_memory_limit());
-                    match self.bridge_of(id) {
-                        Some(i) => self.bridge_packet(i, id, packet, now),
-                        None => self.broker.packet(id, packet, now, &mut self.actions),
+                    match (self.bridge_of(id), certified) {
+                        (Some(i), _) => self.bridge_packet(i, id, packet, now),
+                        (None, None) => self.broker.packet(id, packet, now, &mut self.actions),
+                        (None, Some(identity)) => {
+                            let actions = &mut self.actions;
+                            self.broker
+                                .packet_certified(id, packet, identity, now, actions)
+                        }
                     }
                     self.execute(now);
                 }
@@ -676,4 +698,21 @@ fn mark_dirty(dirty: &mut Vec<usize>, c: &mut Connection, id: usize) {
         c.dirty = true;
         dirty.push(id);
     }
+}
+
+/// The layers each listener's connections start with; reads their
+/// certificate files. Errors name the file.
+fn load_kinds(
+    settings: &Settings,
+    listeners: &[crate::config::Listener],
+) -> Result<Vec<(u8, Kind)>, String> {
+    listeners
+        .iter()
+        .map(|l| Ok((l.auth, Kind::load(l, settings)?)))
+        .collect()
+}
+
+/// `--check-config`: whether every listener's certificate files read.
+pub fn check_transports(settings: &Settings) -> Result<(), String> {
+    load_kinds(settings, &settings.listen_on()).map(drop)
 }

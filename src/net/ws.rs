@@ -14,8 +14,6 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sha1::{Digest, Sha1};
 
-use super::transport::Inbound;
-
 /// RFC 6455 4.2.2: hashed with the client's key to prove the upgrade.
 const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -39,6 +37,16 @@ enum State {
     /// A close frame or an HTTP refusal went out: nothing more is sent,
     /// and input is dropped.
     Closed,
+}
+
+/// What one read came to.
+#[derive(Debug, Default, PartialEq)]
+pub struct Unwrapped {
+    /// MQTT bytes, now at the start of the read buffer.
+    pub mqtt: usize,
+    /// The connection ends, and why (a refused handshake, a close or
+    /// protocol error); the answer is queued to go out.
+    pub end: Option<&'static str>,
 }
 
 pub struct WebSocket {
@@ -88,11 +96,11 @@ impl WebSocket {
     }
 
     /// `buf[..n]` as read from the socket; see [`super::transport::Transport::read`].
-    pub fn read(&mut self, buf: &mut [u8], n: usize, out: &mut Vec<u8>) -> Inbound {
+    pub fn read(&mut self, buf: &mut [u8], n: usize, out: &mut Vec<u8>) -> Unwrapped {
         match self.state {
             State::Handshake => self.handshake(buf, n, out),
             State::Open => self.frames(buf, 0, n, out),
-            State::Closed => Inbound::default(),
+            State::Closed => Unwrapped::default(),
         }
     }
 
@@ -117,6 +125,12 @@ impl WebSocket {
         self.sealed -= n;
     }
 
+    /// A layer below (TLS) wrapped `out[..len]`, frames and all.
+    #[cfg(feature = "tls")]
+    pub fn sealed_up_to(&mut self, len: usize) {
+        self.sealed = len;
+    }
+
     /// The broker is done with the connection: a close frame, unless one
     /// went already (or the upgrade never happened).
     pub fn close(&mut self, out: &mut Vec<u8>) {
@@ -125,7 +139,7 @@ impl WebSocket {
         }
     }
 
-    fn handshake(&mut self, buf: &mut [u8], n: usize, out: &mut Vec<u8>) -> Inbound {
+    fn handshake(&mut self, buf: &mut [u8], n: usize, out: &mut Vec<u8>) -> Unwrapped {
         let old = self.partial.len();
         let room = usize::from(self.max_request).saturating_sub(old);
         self.partial.extend_from_slice(&buf[..n.min(room)]);
@@ -135,7 +149,7 @@ impl WebSocket {
             if self.partial.len() >= usize::from(self.max_request) {
                 return self.refuse(&Refusal::TOO_LARGE, out);
             }
-            return Inbound::default();
+            return Unwrapped::default();
         };
         let end = from + at + 4;
         let request = std::mem::take(&mut self.partial);
@@ -151,13 +165,13 @@ impl WebSocket {
         }
     }
 
-    fn refuse(&mut self, refusal: &Refusal, out: &mut Vec<u8>) -> Inbound {
+    fn refuse(&mut self, refusal: &Refusal, out: &mut Vec<u8>) -> Unwrapped {
         self.partial = Vec::new();
         out.truncate(self.sealed);
         out.extend_from_slice(refusal.response().as_bytes());
         self.sealed = out.len();
         self.state = State::Closed;
-        Inbound {
+        Unwrapped {
             mqtt: 0,
             end: Some(refusal.reason),
         }
@@ -165,7 +179,7 @@ impl WebSocket {
 
     /// Unwraps the frames in `buf[from..n]`, moving their payloads' MQTT
     /// bytes to the start of `buf`.
-    fn frames(&mut self, buf: &mut [u8], from: usize, n: usize, out: &mut Vec<u8>) -> Inbound {
+    fn frames(&mut self, buf: &mut [u8], from: usize, n: usize, out: &mut Vec<u8>) -> Unwrapped {
         let mut r = from;
         let mut w = 0;
         while r < n && self.state == State::Open {
@@ -214,7 +228,7 @@ impl WebSocket {
                 self.frame = Frame::default();
                 if opcode >= CLOSE {
                     if let Some(why) = self.control(opcode, out) {
-                        return Inbound {
+                        return Unwrapped {
                             mqtt: w,
                             end: Some(why),
                         };
@@ -222,7 +236,7 @@ impl WebSocket {
                 }
             }
         }
-        Inbound { mqtt: w, end: None }
+        Unwrapped { mqtt: w, end: None }
     }
 
     /// A whole control frame, its payload in `partial`: answers a ping,
@@ -250,8 +264,8 @@ impl WebSocket {
     }
 
     /// A protocol error: a close frame with `code`, and the end.
-    fn fail(&mut self, code: u16, why: &'static str, mqtt: usize, out: &mut Vec<u8>) -> Inbound {
-        Inbound {
+    fn fail(&mut self, code: u16, why: &'static str, mqtt: usize, out: &mut Vec<u8>) -> Unwrapped {
+        Unwrapped {
             mqtt,
             end: Some(self.fail_reason(code, why, out)),
         }

@@ -17,8 +17,9 @@ Usage:
       MQTT 5 publisher: one QoS 1 message; prints "PUBLISHED" once it is
       acknowledged.
 
-PORT is a port number for MQTT over TCP, or ws:PORT for MQTT over
-WebSockets (path /mqtt, subprotocol mqtt).
+PORT is a port number for MQTT over TCP, ws:PORT for MQTT over
+WebSockets (path /mqtt, subprotocol mqtt), or wss:PORT:CAFILE for MQTT over
+WebSockets over TLS, trusting the CA certificates in CAFILE.
 
 Every wait is bounded; a watchdog ends the process after WATCHDOG seconds.
 """
@@ -51,15 +52,20 @@ def watchdog():
 class Conn:
     def __init__(self, port, protocol, client_id, will=None):
         self.protocol = protocol
-        transport = "tcp"
+        transport, cafile = "tcp", None
         if str(port).startswith("ws:"):
             transport, port = "websockets", int(port[3:])
+        elif str(port).startswith("wss:"):
+            _, port, cafile = port.split(":", 2)
+            transport, port = "websockets", int(port)
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=protocol,
             transport=transport,
         )
+        if cafile is not None:
+            self.client.tls_set(ca_certs=cafile)
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self.connack = None
@@ -223,7 +229,7 @@ def takeover(port):
 def main():
     watchdog()
     mode, port = sys.argv[1], sys.argv[2]
-    if not port.startswith("ws:"):
+    if not port.startswith(("ws:", "wss:")):
         port = int(port)
     if mode == "roundtrip":
         expected = int(sys.argv[4]) if len(sys.argv) > 4 else None
