@@ -841,17 +841,11 @@ fn is_mosquitto_key(key: &str) -> bool {
         "tls_keyform",
         "use_subject_as_username",
         // Bridges
-        "bridge_alpn",
         "bridge_attempt_unsubscribe",
         "bridge_bind_address",
-        "bridge_cafile",
-        "bridge_capath",
-        "bridge_certfile",
         "bridge_ciphers",
         "bridge_ciphers_tls1.3",
         "bridge_identity",
-        "bridge_insecure",
-        "bridge_keyfile",
         "bridge_max_topic_alias",
         "bridge_mptcp",
         "bridge_psk",
@@ -862,7 +856,6 @@ fn is_mosquitto_key(key: &str) -> bool {
         "bridge_tcp_keepalive",
         "bridge_tcp_user_timeout",
         "bridge_tls_use_os_certs",
-        "bridge_tls_version",
         "local_cleansession",
     ];
     KEYS.contains(&key) || key.starts_with("auth_opt_") || key.starts_with("plugin_opt_")
@@ -977,10 +970,10 @@ mod tests {
 
     #[test]
     fn errors_name_file_and_line() {
-        let e = parse("listener 1883\nbridge_cafile /x\n", "/etc/roost.conf").unwrap_err();
+        let e = parse("listener 1883\nbridge_psk /x\n", "/etc/roost.conf").unwrap_err();
         assert_eq!(
             e,
-            "/etc/roost.conf:2: `bridge_cafile` is a mosquitto key roost does not support yet"
+            "/etc/roost.conf:2: `bridge_psk` is a mosquitto key roost does not support yet"
         );
         let e = parse("\nplugin_opt_x 1\n", "a.conf").unwrap_err();
         assert!(e.contains("does not support yet"), "{e}");

@@ -5,6 +5,9 @@
 //! the remote's "subscribed to") before anything is published.
 
 mod common;
+#[cfg(feature = "tls")]
+#[path = "common/pki.rs"]
+mod pki;
 #[path = "common/wire.rs"]
 mod wire;
 
@@ -606,4 +609,214 @@ fn a_v5_remote_keeps_to_the_gateways_receive_maximum() {
         1,
         "never dropped"
     );
+}
+
+/// Bridges over TLS, with certificates made for the test (tests/common/pki.rs).
+#[cfg(feature = "tls")]
+mod tls {
+    use super::pki::{self, Ca};
+    use super::*;
+
+    struct Pki {
+        _dir: TempDir,
+        ca: std::path::PathBuf,
+        other_ca: std::path::PathBuf,
+        server: pki::Issued,
+        client: pki::Issued,
+    }
+
+    fn pki() -> Pki {
+        let dir = TempDir::new("roost-bridge-tls");
+        let ca = Ca::new("roost test CA");
+        let other = Ca::new("someone else's CA");
+        Pki {
+            ca: ca.write(&dir.path.join("ca.pem")),
+            other_ca: other.write(&dir.path.join("other-ca.pem")),
+            server: ca.server(&dir.path, "server"),
+            client: ca.client(&dir.path, "gateway", "site1-gateway"),
+            _dir: dir,
+        }
+    }
+
+    fn p(path: &Path) -> &str {
+        path.to_str().unwrap()
+    }
+
+    /// A remote roost with a plain listener (its `addr()`, for the test's
+    /// clients) and a TLS one on `host` for the bridge, whose port it
+    /// returns; `extra` adds lines to the TLS listener.
+    fn tls_remote(pki: &Pki, host: &str, extra: &str) -> (Roost, u16) {
+        let remote = Roost::with_config(&format!(
+            "listener 0 127.0.0.1\nlistener 0 {host}\ncertfile {}\nkeyfile {}\n{extra}",
+            p(&pki.server.cert),
+            p(&pki.server.key)
+        ));
+        let prefix = format!("TLS: listening on {host}:");
+        assert!(wait_until(|| remote
+            .log()
+            .iter()
+            .any(|l| l.contains(&prefix))));
+        let port = remote
+            .log()
+            .iter()
+            .find_map(|l| l.split(&prefix).nth(1).map(|p| p.trim().parse().unwrap()))
+            .unwrap();
+        (remote, port)
+    }
+
+    fn tls_gateway(host: &str, port: u16, tls_lines: &str) -> Roost {
+        Roost::with_config(&format!(
+            "listener 0 127.0.0.1\nconnection cloud\naddress {host}:{port}\n\
+             remote_clientid gw\nkeepalive_interval 5\nrestart_timeout 1\n\
+             topic # out 1 sensors/ site1/sensors/\ntopic # in 1 cmd/ site1/cmd/\n{tls_lines}"
+        ))
+    }
+
+    /// Waits until the gateway is subscribed at the remote, then sends a
+    /// message each way.
+    fn both_ways(gw: &Roost, remote_addr: &str, subscribed: impl Fn() -> bool) {
+        wait_log(gw, "bridge cloud: connected");
+        assert!(
+            wait_until(subscribed),
+            "the bridge subscribed at the remote"
+        );
+        let mut cloud = subscriber(remote_addr, "cloud", &[("site1/sensors/#", 1)]);
+        let mut dash = subscriber(&gw.addr(), "dash", &[("cmd/#", 1)]);
+        let mut sensor = Client::v4(&gw.addr(), "sensor");
+        publish(&mut sensor, "sensors/t", "21.5", 1, 1);
+        assert_eq!(
+            topics_and_payloads(&take(&mut cloud, 1)),
+            [("site1/sensors/t", "21.5")]
+        );
+        let mut app = Client::v4(remote_addr, "app");
+        publish(&mut app, "site1/cmd/fan", "off", 1, 1);
+        assert_eq!(
+            topics_and_payloads(&take(&mut dash, 1)),
+            [("cmd/fan", "off")]
+        );
+    }
+
+    #[test]
+    fn a_bridge_over_tls_to_roost_forwards_both_ways() {
+        let pki = pki();
+        let (remote, port) = tls_remote(&pki, "127.0.0.1", "");
+        let gw = tls_gateway(
+            "127.0.0.1",
+            port,
+            &format!("bridge_cafile {}\n", p(&pki.ca)),
+        );
+        both_ways(&gw, &remote.addr(), || {
+            count_log(&remote, "client gw subscribed to site1/cmd/#") > 0
+        });
+    }
+
+    #[test]
+    fn a_bridge_over_tls_to_mosquitto_forwards_both_ways() {
+        skip_without!(Path::new(MOSQUITTO).exists(), "mosquitto");
+        let pki = pki();
+        let dir = TempDir::new("roost-bridge-tls-mosq");
+        let (plain, tls_port) = (mosquitto_port(), mosquitto_port());
+        let m = mosquitto(
+            &dir.path,
+            &format!(
+                "allow_anonymous true\nlog_type all\nlistener {plain} 127.0.0.1\n\
+                 listener {tls_port} 127.0.0.1\ncertfile {}\nkeyfile {}\n",
+                p(&pki.server.cert),
+                p(&pki.server.key)
+            ),
+        );
+        let gw = tls_gateway(
+            "127.0.0.1",
+            tls_port,
+            &format!("bridge_cafile {}\n", p(&pki.ca)),
+        );
+        m.wait_line("bridge subscription", |l| {
+            l.contains("gw") && l.contains("site1/cmd/#")
+        });
+        both_ways(&gw, &format!("127.0.0.1:{plain}"), || true);
+    }
+
+    #[test]
+    fn a_remote_with_a_certificate_from_another_ca_is_refused_and_retried() {
+        let pki = pki();
+        let (_remote, port) = tls_remote(&pki, "127.0.0.1", "");
+        let gw = tls_gateway(
+            "127.0.0.1",
+            port,
+            &format!("bridge_cafile {}\n", p(&pki.other_ca)),
+        );
+        wait_log(&gw, "bridge cloud: TLS: invalid peer certificate");
+        wait_log(&gw, "trying again in");
+        assert_eq!(count_log(&gw, "bridge cloud: connected"), 0);
+        // Local clients are served meanwhile.
+        let mut dash = subscriber(&gw.addr(), "dash", &[("home/#", 0)]);
+        let mut sensor = Client::v4(&gw.addr(), "sensor");
+        publish(&mut sensor, "home/t", "1", 0, 0);
+        assert_eq!(take(&mut dash, 1).len(), 1);
+    }
+
+    #[test]
+    fn a_remote_requiring_a_certificate_takes_the_bridges() {
+        let pki = pki();
+        let require = format!("cafile {}\nrequire_certificate true\n", p(&pki.ca));
+        let (remote, port) = tls_remote(&pki, "127.0.0.1", &require);
+        let without = tls_gateway(
+            "127.0.0.1",
+            port,
+            &format!("bridge_cafile {}\n", p(&pki.ca)),
+        );
+        wait_log(&without, "trying again in");
+        assert_eq!(count_log(&without, "bridge cloud: connected"), 0);
+        drop(without);
+        let gw = tls_gateway(
+            "127.0.0.1",
+            port,
+            &format!(
+                "bridge_cafile {}\nbridge_certfile {}\nbridge_keyfile {}\n",
+                p(&pki.ca),
+                p(&pki.client.cert),
+                p(&pki.client.key)
+            ),
+        );
+        both_ways(&gw, &remote.addr(), || {
+            count_log(&remote, "client gw subscribed to site1/cmd/#") > 0
+        });
+    }
+
+    /// The server certificate names 127.0.0.1 and localhost; reached as
+    /// 127.0.0.2 it is refused, unless `bridge_insecure`.
+    #[test]
+    fn bridge_insecure_lets_a_certificate_for_another_name_through() {
+        let pki = pki();
+        let (remote, port) = tls_remote(&pki, "127.0.0.2", "");
+        let ca = format!("bridge_cafile {}\n", p(&pki.ca));
+        let strict = tls_gateway("127.0.0.2", port, &ca);
+        wait_log(&strict, "certificate not valid for name");
+        assert_eq!(count_log(&strict, "bridge cloud: connected"), 0);
+        drop(strict);
+        let gw = tls_gateway("127.0.0.2", port, &format!("{ca}bridge_insecure true\n"));
+        both_ways(&gw, &remote.addr(), || {
+            count_log(&remote, "client gw subscribed to site1/cmd/#") > 0
+        });
+    }
+
+    /// A TLS file that does not read stops start-up (and `--check-config`)
+    /// naming the bridge, the key and the file.
+    #[test]
+    fn a_missing_bridge_cafile_stops_start_up() {
+        let dir = TempDir::new("roost-bridge-tls-bad");
+        let conf = dir.path.join("roost.conf");
+        std::fs::write(
+            &conf,
+            "connection cloud\naddress 127.0.0.1:8883\ntopic #\nbridge_cafile /nonexistent/ca.pem\n",
+        )
+        .unwrap();
+        let out = common::run_roost(&["--check-config", "-c", p(&conf)]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = common::text(&out.stderr);
+        assert!(
+            err.contains("bridge cloud: bridge_cafile /nonexistent/ca.pem: No such file"),
+            "{err}"
+        );
+    }
 }

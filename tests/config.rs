@@ -97,8 +97,8 @@ fn check_config_tells_unsupported_keys_from_unknown_ones() {
     let dir = TempDir::new("roost-keys");
     for (line, want) in [
         (
-            "bridge_cafile /etc/ca.pem",
-            "`bridge_cafile` is a mosquitto key roost does not support yet",
+            "bridge_psk secret",
+            "`bridge_psk` is a mosquitto key roost does not support yet",
         ),
         ("crlfile /etc/crl.pem", "`crlfile` is a mosquitto key"),
         ("connection upstream", "bridge `upstream` has no `address`"),

@@ -9,14 +9,21 @@ use crate::broker::topic::valid_filter;
 use crate::config::{boolean, number};
 use crate::protocol::{QoS, Version};
 
-/// The bridge keys roost reads. mosquitto's others (TLS among them) are
+/// The bridge keys roost reads. mosquitto's others (PSK, ciphers, ...) are
 /// refused as not supported, like any mosquitto key roost lacks.
 pub const KEYS: &[&str] = &[
     "address",
     "addresses",
+    "bridge_alpn",
+    "bridge_cafile",
+    "bridge_capath",
+    "bridge_certfile",
+    "bridge_insecure",
+    "bridge_keyfile",
     "bridge_max_packet_size",
     "bridge_outgoing_retain",
     "bridge_protocol_version",
+    "bridge_tls_version",
     "cleansession",
     "clientid",
     "idle_timeout",
@@ -71,6 +78,7 @@ pub fn new(name: &str) -> Result<Bridge, String> {
         threshold: 10,
         max_packet_size: 0,
         outgoing_retain: true,
+        tls: None,
     })
 }
 
@@ -165,6 +173,35 @@ pub fn apply(b: &mut Bridge, key: &str, args: &[&str]) -> Result<Option<String>,
         }
         "bridge_max_packet_size" => b.max_packet_size = number(key, one()?)?,
         "bridge_outgoing_retain" => b.outgoing_retain = flag()?,
+        "bridge_cafile" | "bridge_capath" | "bridge_certfile" | "bridge_keyfile"
+        | "bridge_insecure" | "bridge_alpn" | "bridge_tls_version" => {
+            if !cfg!(feature = "tls") {
+                return Err(format!(
+                    "`{key}`: this roost was built without TLS (cargo feature `tls`)"
+                ));
+            }
+            let tls = b.tls.get_or_insert_with(Default::default);
+            let v = one()?;
+            match key {
+                "bridge_cafile" => tls.cafile = Some(v.into()),
+                "bridge_capath" => tls.capath = Some(v.into()),
+                "bridge_certfile" => tls.certfile = Some(v.into()),
+                "bridge_keyfile" => tls.keyfile = Some(v.into()),
+                "bridge_insecure" => tls.insecure = boolean(key, v)?,
+                "bridge_alpn" => tls.alpn = Some(v.into()),
+                _ => {
+                    tls.min_version = Some(match v {
+                        "tlsv1.2" => crate::config::TlsVersion::Tls12,
+                        "tlsv1.3" => crate::config::TlsVersion::Tls13,
+                        v => {
+                            return Err(format!(
+                                "`{key}` takes tlsv1.2 or tlsv1.3 (roost speaks no older TLS), not `{v}`"
+                            ));
+                        }
+                    })
+                }
+            }
+        }
         "local_username" | "local_password" => {
             one()?;
             return Ok(Some(format!(
@@ -197,6 +234,20 @@ pub fn finish(b: &mut Bridge, hostname: &str) -> Result<(), String> {
         return Err(format!(
             "bridge `{name}`: `local_clientid` and `remote_clientid` must differ"
         ));
+    }
+    if let Some(tls) = &b.tls {
+        // As mosquitto: a CA turns TLS on; the other keys refine it.
+        if tls.cafile.is_none() && tls.capath.is_none() {
+            return Err(format!(
+                "bridge `{name}`: TLS keys need `bridge_cafile` or `bridge_capath`, \
+                 the CAs the remote's certificate is checked against"
+            ));
+        }
+        if tls.certfile.is_some() != tls.keyfile.is_some() {
+            return Err(format!(
+                "bridge `{name}`: `bridge_certfile` and `bridge_keyfile` go together"
+            ));
+        }
     }
     if b.notification_topic.is_empty() {
         b.notification_topic = format!("$SYS/broker/connection/{}/state", b.remote_clientid);
@@ -339,6 +390,21 @@ bridge_outgoing_retain false
         assert_eq!(b.restart.cap, Some(Duration::from_secs(8)));
         assert_eq!((b.threshold, b.max_packet_size), (2, 1000));
         assert!(b.round_robin && b.clean_session && !b.outgoing_retain && !b.try_private);
+        assert_eq!(b.tls, None);
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_keys() {
+        let text = "connection gw\naddress h:8883\ntopic #\nbridge_cafile /ca.pem\n\
+                    bridge_certfile /c.pem\nbridge_keyfile /c.key\nbridge_insecure true\n\
+                    bridge_alpn mqtt\nbridge_tls_version tlsv1.3\n";
+        let tls = parse(text).unwrap().remove(0).tls.unwrap();
+        assert_eq!(tls.cafile, Some("/ca.pem".into()));
+        assert_eq!(tls.keyfile, Some("/c.key".into()));
+        assert!(tls.insecure);
+        assert_eq!(tls.alpn.as_deref(), Some("mqtt"));
+        assert_eq!(tls.min_version, Some(crate::config::TlsVersion::Tls13));
     }
 
     #[test]
@@ -366,8 +432,20 @@ bridge_outgoing_retain false
                 "not a valid topic filter",
             ),
             (
-                "connection a\naddress h\ntopic #\nbridge_cafile ca\n",
+                "connection a\naddress h\ntopic #\nbridge_psk x\n",
                 "does not support",
+            ),
+            (
+                "connection a\naddress h\ntopic #\nbridge_insecure true\n",
+                "need `bridge_cafile` or `bridge_capath`",
+            ),
+            (
+                "connection a\naddress h\ntopic #\nbridge_cafile ca\nbridge_certfile c\n",
+                "`bridge_certfile` and `bridge_keyfile` go together",
+            ),
+            (
+                "connection a\naddress h\ntopic #\nbridge_cafile ca\nbridge_tls_version tlsv1\n",
+                "takes tlsv1.2 or tlsv1.3",
             ),
             (
                 "connection a\naddress h\ntopic #\nkeepalive_interval 2\n",

@@ -9,6 +9,7 @@
 pub mod config;
 mod link;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::broker::topic::matches;
@@ -55,6 +56,25 @@ pub struct Bridge {
     pub max_packet_size: u32,
     /// `bridge_outgoing_retain`: whether the retain flag goes out.
     pub outgoing_retain: bool,
+    /// TLS to the remote: on with `bridge_cafile` or `bridge_capath`.
+    pub tls: Option<Tls>,
+}
+
+/// A bridge's TLS settings (mosquitto's `bridge_*` TLS keys).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tls {
+    /// PEM CA certificates the remote's certificate is checked against.
+    pub cafile: Option<PathBuf>,
+    pub capath: Option<PathBuf>,
+    /// PEM: the bridge's own certificate and key, for a remote that asks.
+    pub certfile: Option<PathBuf>,
+    pub keyfile: Option<PathBuf>,
+    /// `bridge_insecure`: the certificate need not name the host.
+    pub insecure: bool,
+    /// `bridge_alpn`: the protocol offered in the handshake.
+    pub alpn: Option<String>,
+    /// `bridge_tls_version`: the oldest version accepted.
+    pub min_version: Option<crate::config::TlsVersion>,
 }
 
 /// `restart_timeout BASE [CAP]`: a constant wait, or a back-off from BASE

@@ -14,6 +14,7 @@ use mio::{Interest, Token};
 
 use super::Server;
 use super::conn::Connection;
+use super::transport::Transport;
 use crate::bridge::{Bridge, Link, Step};
 use crate::broker::{Delivery, Remote};
 use crate::protocol::{self, ConnAck, Packet, Publish, QoS, ReasonOnly, Version, reason};
@@ -22,6 +23,9 @@ use crate::protocol::{self, ConnAck, Packet, Publish, QoS, ReasonOnly, Version, 
 pub struct BridgeConn {
     pub config: Bridge,
     link: Link,
+    /// With `bridge_cafile`/`bridge_capath`: its TLS configuration.
+    #[cfg(feature = "tls")]
+    tls: Option<super::tls::Connector>,
     conn: Option<usize>,
     /// A bare TCP connection checking whether the main address answers.
     probe: Option<usize>,
@@ -45,17 +49,29 @@ fn bound_lookups(bridges: &[Bridge]) {
     }
 }
 
-pub fn new(bridges: &[Bridge], now: Instant) -> Vec<BridgeConn> {
+/// The bridges of the config, their TLS files read (an error names the
+/// bridge, the key and the file).
+pub fn new(bridges: &[Bridge], now: Instant) -> Result<Vec<BridgeConn>, String> {
     bound_lookups(bridges);
     bridges
         .iter()
-        .map(|b| BridgeConn {
-            link: Link::new(b, now),
-            config: b.clone(),
-            conn: None,
-            probe: None,
-            peer: String::new(),
-            announced: false,
+        .map(|b| {
+            Ok(BridgeConn {
+                link: Link::new(b, now),
+                #[cfg(feature = "tls")]
+                tls: match &b.tls {
+                    Some(tls) => Some(
+                        super::tls::Connector::load(tls)
+                            .map_err(|e| format!("bridge {}: {e}", b.name))?,
+                    ),
+                    None => None,
+                },
+                config: b.clone(),
+                conn: None,
+                probe: None,
+                peer: String::new(),
+                announced: false,
+            })
         })
         .collect()
 }
@@ -145,12 +161,41 @@ impl Server {
         };
         log::info!("bridge {name}: connecting to {host}:{port} ({addr})");
         self.bridges[i].peer = format!("{host}:{port}");
-        match self.open(addr, version) {
+        let transport = match self.bridge_transport(i, address) {
+            Ok(transport) => transport,
+            Err(e) => return self.bridge_failed(i, &e, now),
+        };
+        match self.open(addr, version, transport) {
             Ok(id) => {
                 self.bridges[i].conn = Some(id);
                 self.send(id, &connect);
             }
             Err(e) => self.bridge_failed(i, &format!("connecting to {addr}: {e}"), now),
+        }
+    }
+
+    /// The layers of a connection to bridge `i`'s address number
+    /// `address`: TLS when configured, else none.
+    fn bridge_transport(&self, i: usize, address: usize) -> Result<Option<Box<Transport>>, String> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.bridges[i].tls {
+            let host = &self.bridges[i].config.addresses[address].0;
+            return tls
+                .start(host)
+                .map(|tls| Some(Transport::client(tls)))
+                .map_err(|e| format!("TLS: {e}"));
+        }
+        let _ = (i, address);
+        Ok(None)
+    }
+
+    /// SIGHUP: the bridges' TLS files again, for their next connection.
+    pub(super) fn reload_bridges(&mut self) {
+        #[cfg(feature = "tls")]
+        for b in &mut self.bridges {
+            if let Some(tls) = &mut b.tls {
+                tls.reload(&b.config.name);
+            }
         }
     }
 
@@ -165,7 +210,7 @@ impl Server {
             .to_socket_addrs()
             .map(|mut a| a.next());
         if let Ok(Some(addr)) = addr {
-            self.bridges[i].probe = self.open(addr, version).ok();
+            self.bridges[i].probe = self.open(addr, version, None).ok();
         }
     }
 
@@ -209,7 +254,12 @@ impl Server {
         }
     }
 
-    fn open(&mut self, addr: SocketAddr, version: Version) -> io::Result<usize> {
+    fn open(
+        &mut self,
+        addr: SocketAddr,
+        version: Version,
+        transport: Option<Box<Transport>>,
+    ) -> io::Result<usize> {
         let mut stream = TcpStream::connect(addr)?;
         let entry = self.conns.vacant_entry();
         let id = entry.key();
@@ -218,7 +268,7 @@ impl Server {
             .registry()
             .register(&mut stream, Token(id), interest)?;
         let _ = stream.set_nodelay(true);
-        let mut c = Connection::new(stream, None);
+        let mut c = Connection::new(stream, transport);
         c.version = version;
         entry.insert(c);
         Ok(id)

@@ -151,7 +151,7 @@ impl Server {
             settings: settings.clone(),
             store,
             held: Vec::new(),
-            bridges: bridge::new(&settings.bridges, now),
+            bridges: bridge::new(&settings.bridges, now).map_err(io::Error::other)?,
         };
         server.add_bridge_sessions(now);
         Ok(server)
@@ -317,6 +317,7 @@ impl Server {
         for (_, kind) in &mut self.kinds {
             kind.reload();
         }
+        self.reload_bridges();
         self.systemd.ready(self.broker.clients());
     }
 
@@ -441,7 +442,11 @@ impl Server {
             return;
         };
         if self.conns.get(id).is_some_and(|c| c.closing().is_none()) {
-            log::debug!("connection {id}: {why}");
+            match self.bridge_of(id) {
+                // A bridge's TLS failing is its connection failing: said once.
+                Some(i) => log::warn!("bridge {}: {why}", self.bridges[i].config.name),
+                None => log::debug!("connection {id}: {why}"),
+            }
             self.broker.closed(id, now, &mut self.actions);
             self.execute(now);
             self.close(id, now);
@@ -712,7 +717,9 @@ fn load_kinds(
         .collect()
 }
 
-/// `--check-config`: whether every listener's certificate files read.
+/// `--check-config`: whether every listener's and bridge's certificate
+/// files read.
 pub fn check_transports(settings: &Settings) -> Result<(), String> {
-    load_kinds(settings, &settings.listen_on()).map(drop)
+    load_kinds(settings, &settings.listen_on())?;
+    bridge::new(&settings.bridges, Instant::now()).map(drop)
 }

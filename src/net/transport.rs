@@ -38,6 +38,15 @@ pub struct Inbound<'a> {
 }
 
 impl Transport {
+    /// The layers of a bridge's connection over TLS.
+    #[cfg(feature = "tls")]
+    pub fn client(tls: tls::Tls) -> Box<Transport> {
+        Box::new(Transport {
+            tls: Some(Box::new(tls)),
+            ws: None,
+        })
+    }
+
     /// `buf` as read from the socket. The MQTT bytes it carries are
     /// unwrapped in place in `buf` when no TLS is involved, or decrypted into
     /// `scratch` (TLS may give back more than one read's bytes: a record

@@ -1,8 +1,10 @@
-//! MQTT over TLS (rustls): a listener's configuration, reloaded on
-//! SIGHUP, and each connection's TLS state. The handshake runs inside the
+//! MQTT over TLS (rustls): a listener's configuration and a bridge's,
+//! reloaded on SIGHUP, and each connection's TLS state, server side for
+//! clients and client side for bridges. The handshake runs inside the
 //! loop like any other input: bytes read from the socket go in, the
 //! answers go out with the connection's output, and the broker's connect
-//! timeout bounds a handshake that stalls.
+//! timeout (a bridge's `keepalive_interval`) bounds a handshake that
+//! stalls.
 
 mod files;
 mod x509;
@@ -10,7 +12,8 @@ mod x509;
 use std::io::{Read, Write};
 use std::sync::Arc;
 
-use rustls::{ServerConfig, ServerConnection};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 
 use crate::config;
 
@@ -52,16 +55,55 @@ impl Acceptor {
         // output, which `max_outgoing_bytes` bounds; no second bound here.
         conn.set_buffer_limit(None);
         Ok(Tls {
-            conn,
+            conn: Connection::Server(conn),
             sealed: 0,
             identity_as_username: self.settings.use_identity_as_username,
         })
     }
 }
 
+/// A bridge's TLS: the rustls configuration its connections start with.
+pub struct Connector {
+    settings: crate::bridge::Tls,
+    config: Arc<ClientConfig>,
+}
+
+impl Connector {
+    /// Reads the bridge's CA, certificate and key files.
+    pub fn load(settings: &crate::bridge::Tls) -> Result<Connector, String> {
+        Ok(Connector {
+            config: files::client_config(settings)?,
+            settings: settings.clone(),
+        })
+    }
+
+    /// SIGHUP: the files again, for the next connection; files that no
+    /// longer read leave the configuration in force.
+    pub fn reload(&mut self, bridge: &str) {
+        match files::client_config(&self.settings) {
+            Ok(config) => self.config = config,
+            Err(e) => log::error!("reload: bridge {bridge}: {e}; keeping its TLS files in force"),
+        }
+    }
+
+    /// The TLS state of a connection to `host` (an `address` host: a name
+    /// or an IP address, which the remote's certificate must name).
+    pub fn start(&self, host: &str) -> Result<Tls, rustls::Error> {
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|_| rustls::Error::General(format!("`{host}` is not a server name")))?;
+        let mut conn = ClientConnection::new(self.config.clone(), name)?;
+        conn.set_buffer_limit(None);
+        Ok(Tls {
+            conn: Connection::Client(conn),
+            sealed: 0,
+            identity_as_username: false,
+        })
+    }
+}
+
 /// One connection's TLS state.
 pub struct Tls {
-    conn: ServerConnection,
+    conn: Connection,
     /// How much of the front of the connection's output is TLS records;
     /// what follows is MQTT the broker encoded since, sealed at the next
     /// flush (so packets of one loop iteration share records).
