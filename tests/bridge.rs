@@ -425,11 +425,21 @@ fn roost_bridges_into_mosquitto() {
         port,
         "topic # out 1 sensors/ site1/sensors/\ntopic # in 1 cmd/ site1/cmd/\n",
     );
-    wait_log(&gw, "bridge cloud: connected");
     m.wait_line("bridge subscription", |l| {
         l.contains("gw") && l.contains("site1/cmd/#")
     });
-    let mut cloud = subscriber(&format!("127.0.0.1:{port}"), "cloud", &[("site1/#", 1)]);
+    both_ways(&gw, &format!("127.0.0.1:{port}"), || true);
+}
+
+/// Waits until the gateway is subscribed at the remote, then sends a
+/// message each way.
+fn both_ways(gw: &Roost, remote_addr: &str, subscribed: impl Fn() -> bool) {
+    wait_log(gw, "bridge cloud: connected");
+    assert!(
+        wait_until(subscribed),
+        "the bridge subscribed at the remote"
+    );
+    let mut cloud = subscriber(remote_addr, "cloud", &[("site1/sensors/#", 1)]);
     let mut dash = subscriber(&gw.addr(), "dash", &[("cmd/#", 1)]);
     let mut sensor = Client::v4(&gw.addr(), "sensor");
     publish(&mut sensor, "sensors/t", "21.5", 1, 1);
@@ -437,7 +447,7 @@ fn roost_bridges_into_mosquitto() {
         topics_and_payloads(&take(&mut cloud, 1)),
         [("site1/sensors/t", "21.5")]
     );
-    let mut app = Client::v4(&format!("127.0.0.1:{port}"), "app");
+    let mut app = Client::v4(remote_addr, "app");
     publish(&mut app, "site1/cmd/fan", "off", 1, 1);
     assert_eq!(
         topics_and_payloads(&take(&mut dash, 1)),
@@ -670,30 +680,6 @@ mod tls {
              remote_clientid gw\nkeepalive_interval 5\nrestart_timeout 1\n\
              topic # out 1 sensors/ site1/sensors/\ntopic # in 1 cmd/ site1/cmd/\n{tls_lines}"
         ))
-    }
-
-    /// Waits until the gateway is subscribed at the remote, then sends a
-    /// message each way.
-    fn both_ways(gw: &Roost, remote_addr: &str, subscribed: impl Fn() -> bool) {
-        wait_log(gw, "bridge cloud: connected");
-        assert!(
-            wait_until(subscribed),
-            "the bridge subscribed at the remote"
-        );
-        let mut cloud = subscriber(remote_addr, "cloud", &[("site1/sensors/#", 1)]);
-        let mut dash = subscriber(&gw.addr(), "dash", &[("cmd/#", 1)]);
-        let mut sensor = Client::v4(&gw.addr(), "sensor");
-        publish(&mut sensor, "sensors/t", "21.5", 1, 1);
-        assert_eq!(
-            topics_and_payloads(&take(&mut cloud, 1)),
-            [("site1/sensors/t", "21.5")]
-        );
-        let mut app = Client::v4(remote_addr, "app");
-        publish(&mut app, "site1/cmd/fan", "off", 1, 1);
-        assert_eq!(
-            topics_and_payloads(&take(&mut dash, 1)),
-            [("cmd/fan", "off")]
-        );
     }
 
     #[test]
