@@ -29,6 +29,9 @@ pub struct BridgeConn {
     conn: Option<usize>,
     /// A bare TCP connection checking whether the main address answers.
     probe: Option<usize>,
+    /// The main address as last looked up: probes use it, so that a name
+    /// server that does not answer holds the loop only at reconnects.
+    main: Option<SocketAddr>,
     /// The address connected to, for logs.
     peer: String,
     /// State "1" was published locally: "0" is due when it ends.
@@ -69,6 +72,7 @@ pub fn new(bridges: &[Bridge], now: Instant) -> Result<Vec<BridgeConn>, String> 
                 config: b.clone(),
                 conn: None,
                 probe: None,
+                main: None,
                 peer: String::new(),
                 announced: false,
             })
@@ -161,6 +165,9 @@ impl Server {
         };
         log::info!("bridge {name}: connecting to {host}:{port} ({addr})");
         self.bridges[i].peer = format!("{host}:{port}");
+        if address == 0 {
+            self.bridges[i].main = Some(addr);
+        }
         let transport = match self.bridge_transport(i, address) {
             Ok(transport) => transport,
             Err(e) => return self.bridge_failed(i, &e, now),
@@ -199,17 +206,14 @@ impl Server {
         }
     }
 
-    /// Opens a bare TCP connection to the main address (a `Step::Probe`);
-    /// one still pending from the last probe is given up.
+    /// Opens a bare TCP connection to the main address as last looked up
+    /// (a `Step::Probe`; none before a lookup succeeded); one still
+    /// pending from the last probe is given up.
     fn bridge_probe(&mut self, i: usize) {
         self.drop_probe(i);
         let b = &self.bridges[i];
-        let (host, port) = &b.config.addresses[0];
-        let version = b.config.version;
-        let addr = (host.as_str(), *port)
-            .to_socket_addrs()
-            .map(|mut a| a.next());
-        if let Ok(Some(addr)) = addr {
+        if let Some(addr) = b.main {
+            let version = b.config.version;
             self.bridges[i].probe = self.open(addr, version, None).ok();
         }
     }
