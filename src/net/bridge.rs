@@ -5,6 +5,7 @@
 //! (`broker/bridge.rs`) and this file only renames topics on the way and
 //! answers what a client answers (SUBACK, PINGRESP).
 
+use std::borrow::Cow;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Instant;
@@ -302,7 +303,7 @@ impl Server {
         match packet {
             Packet::Publish(mut p) => {
                 b.link.active(now);
-                if let std::borrow::Cow::Owned(local) = b.config.local_topic(&p.topic) {
+                if let Cow::Owned(local) = b.config.local_topic(&p.topic) {
                     p.topic = local;
                 }
                 self.broker
@@ -395,20 +396,21 @@ impl Server {
         self.execute(now);
     }
 
-    /// A delivery to bridge `i`'s remote: under its remote name, with the
-    /// retain flag if `bridge_outgoing_retain`.
-    pub(super) fn bridge_publish(&mut self, i: usize, id: usize, d: &Delivery, now: Instant) {
+    /// How a delivery to bridge `i`'s remote goes out: its topic under the
+    /// remote name, and whether the retain flag may stay
+    /// (`bridge_outgoing_retain`).
+    pub(super) fn bridge_outgoing<'a>(
+        &mut self,
+        i: usize,
+        d: &'a Delivery,
+        now: Instant,
+    ) -> (Cow<'a, str>, bool) {
         let b = &mut self.bridges[i];
         b.link.active(now);
-        let topic = b.config.remote_topic(&d.msg.topic);
-        let mut p = d.as_publish();
-        p.topic = &topic;
-        p.retain &= b.config.outgoing_retain;
-        if let Some((version, out)) = self.outbuf(id) {
-            protocol::encode_publish(&p, version, out);
-            self.broker.stats.packets_sent += 1;
-            self.broker.stats.publish_sent += 1;
-        }
+        (
+            b.config.remote_topic(&d.msg.topic),
+            b.config.outgoing_retain,
+        )
     }
 
     /// Publishes bridge `i`'s state: locally (retained, as the broker),

@@ -585,11 +585,14 @@ impl Server {
             }
             return;
         }
-        if let Some(i) = self.bridge_of(id) {
-            return self.bridge_publish(i, id, d, now);
+        let bridge = self.bridge_of(id).map(|i| self.bridge_outgoing(i, d, now));
+        let mut p = d.as_publish();
+        if let Some((topic, retain)) = &bridge {
+            p.topic = topic;
+            p.retain &= retain;
         }
         if let Some((version, out)) = self.outbuf(id) {
-            protocol::encode_publish(&d.as_publish(), version, out);
+            protocol::encode_publish(&p, version, out);
             self.broker.stats.packets_sent += 1;
             self.broker.stats.publish_sent += 1;
         }
