@@ -82,19 +82,18 @@ impl Connection {
     }
 
     /// Passes `buf`, as read, through the transport (see
-    /// [`Transport::read`]); its answers go to the output.
+    /// [`Transport::read`]); its answers go to the output. Only for a
+    /// connection that has one ([`Connection::has_transport`]).
     pub fn filter_input<'a>(
         &mut self,
         buf: &'a mut [u8],
         scratch: &'a mut Vec<u8>,
         spare: &mut Spare,
     ) -> Inbound<'a> {
-        let Some(transport) = &mut self.transport else {
-            return Inbound {
-                mqtt: buf,
-                end: None,
-            };
-        };
+        let transport = self
+            .transport
+            .as_mut()
+            .expect("called for connections with a transport");
         let pending = self.pending.get_or_insert_with(|| spare.take());
         let inbound = transport.read(buf, scratch, &mut pending.outbuf);
         if inbound.mqtt.is_empty() {
