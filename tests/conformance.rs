@@ -718,6 +718,31 @@ fn will_published_on_abnormal_close_with_its_qos() {
 }
 
 #[test]
+fn will_published_when_the_close_comes_with_the_last_data() {
+    // [MQTT-3.1.2-8] as above, but CONNECT, a PUBLISH and the FIN leave
+    // together, so they often reach the broker in one wakeup: the broker's
+    // read must not stop at the data and miss the close (with a keep-alive
+    // of 600 s, nothing else would end the connection within WAIT).
+    let r = Roost::start();
+    let mut watcher = watcher(&r, "fin-watch", "fin/#");
+    for i in 0..30 {
+        let mut c = Client::open(&r.addr());
+        let connect = Connect::v4(&format!("fin-{i}"))
+            .keep_alive(600)
+            .will(Will::new(&format!("fin/will/{i}"), b"gone"));
+        let publish = Publish::new(&format!("fin/data/{i}"), b"last");
+        c.send(&[connect.encode(), publish.encode(false)].concat());
+        let _ = c.stream.shutdown(std::net::Shutdown::Write);
+        let got = [watcher.expect_publish(), watcher.expect_publish()];
+        assert_eq!(
+            got.map(|p| p.topic_str()),
+            [format!("fin/data/{i}"), format!("fin/will/{i}")]
+        );
+        drop(c);
+    }
+}
+
+#[test]
 fn will_not_published_after_disconnect() {
     // [MQTT-3.1.2-10] will removed on DISCONNECT.
     let r = Roost::start();
