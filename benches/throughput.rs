@@ -26,7 +26,11 @@
 //!   measured.
 //! - **Latency**: one publisher at a fixed 1,000 msg/s, one subscriber,
 //!   QoS 0 and QoS 1; p50, p99 and p99.9 of send-to-receive time, after 100
-//!   warm-up messages.
+//!   warm-up messages, pooled over 6 rounds per broker that alternate
+//!   between roost and mosquitto. Measured twice: as the scheduler places
+//!   broker and clients, and with all of them bound to CPU 0 ("one CPU"),
+//!   where no wakeup crosses CPUs (on this VM such wakeups stall for up to
+//!   4 ms every 512 ms; `benches/wakeup_stalls.py` shows it without MQTT).
 //! - **Scaling**: broker CPU time per delivered message for one publisher
 //!   and one subscriber on a topic that only that subscriber matches, while
 //!   N-1 other subscriptions exist on 10 idle connections: exact
@@ -41,8 +45,9 @@
 //! Environment:
 //! - `ROOST_BENCH_SECS`: seconds each throughput and scaling run publishes
 //!   (default 2).
-//! - `ROOST_BENCH_LATENCY_SECS`: seconds of each 1,000 msg/s latency run
-//!   (default 3, so p99.9 rests on 3 samples; raise it for a steadier tail).
+//! - `ROOST_BENCH_LATENCY_SECS`: seconds of 1,000 msg/s per broker, QoS and
+//!   placement, over the 6 rounds (default 3, so p99.9 rests on 3 samples;
+//!   raise it for a steadier tail).
 //! - `ROOST_BENCH_SUBS`: the largest subscription count of the scaling curve
 //!   (default 10000; the curve is 1, SUBS/10 and SUBS).
 //! - `ROOST_BENCH_CHURN`: churn cycles per broker (default 100000, about 30 s
@@ -88,6 +93,12 @@ const WRITE_BATCH: usize = 16;
 const DRAIN_STALL: Duration = Duration::from_secs(2);
 /// Latency messages sent first and not counted.
 const WARMUP: u64 = 100;
+/// Latency runs per broker and QoS, alternating roost and mosquitto, their
+/// samples pooled: a stretch of a busy or stalling machine then falls on
+/// both brokers rather than on whichever ran through it.
+const LATENCY_ROUNDS: u64 = 6;
+/// The CPU that broker and clients share in the one-CPU latency runs.
+const ONE_CPU: usize = 0;
 /// Rate of the latency runs, messages per second.
 const LATENCY_RATE: u64 = 1000;
 /// Churn client threads, and its time limit per broker.
@@ -157,6 +168,9 @@ struct Load {
     max_per_publisher: u64,
     duration: Duration,
     latency: bool,
+    /// Broker and client threads bound to `ONE_CPU`, so that no wakeup
+    /// crosses CPUs.
+    one_cpu: bool,
     /// Extra subscriptions on idle connections.
     idle_filters: Vec<String>,
 }
@@ -178,6 +192,7 @@ impl Load {
             max_per_publisher: u64::MAX,
             duration,
             latency: false,
+            one_cpu: false,
             idle_filters: Vec::new(),
         }
     }
@@ -210,6 +225,18 @@ impl Run {
 
     fn lost(&self) -> u64 {
         self.expected.saturating_sub(self.delivered)
+    }
+
+    /// `self` and `other` as one run, their samples pooled.
+    fn merge(mut self, other: Run) -> Run {
+        self.expected += other.expected;
+        self.delivered += other.delivered;
+        self.wall += other.wall;
+        self.broker_cpu += other.broker_cpu;
+        self.generator_cpu += other.generator_cpu;
+        self.latencies.extend(other.latencies);
+        self.latencies.sort_unstable();
+        self
     }
 
     /// Nearest-rank percentile in microseconds.
@@ -306,6 +333,9 @@ fn publisher_thread(
     let interval = load
         .rate
         .map(|r| Duration::from_nanos(1_000_000_000 / r.max(1)));
+    if load.one_cpu {
+        pin(0, ONE_CPU)?;
+    }
     let start = Instant::now();
     let mut paced = 0u32;
     while !shared.stop.load(Ordering::Relaxed) && Instant::now() < deadline {
@@ -394,6 +424,9 @@ fn subscriber_thread(
     load: Arc<Load>,
     shared: Arc<Shared>,
 ) -> Result<(Vec<SubConn>, Vec<u64>), String> {
+    if load.one_cpu {
+        pin(0, ONE_CPU)?;
+    }
     let mut fds = readable(conns.iter().map(|c| &c.s));
     let mut rbuf = vec![0u8; 64 * 1024];
     let mut acks = Vec::new();
@@ -468,7 +501,29 @@ fn join<T>(h: JoinHandle<Result<T, String>>) -> Result<T, String> {
 }
 
 /// Opens the connections of `load`, runs it, and measures.
+/// Binds thread `tid` (0: the calling one) to CPU `cpu`. A broker's pid is
+/// its main thread's id, and both brokers run on that one thread.
+fn pin(tid: u32, cpu: usize) -> Result<(), String> {
+    // SAFETY: an all-zero cpu_set_t is the empty set; CPU_SET stays within
+    // it for any cpu below CPU_SETSIZE; sched_setaffinity reads `set` only.
+    let done = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(tid as libc::pid_t, size_of::<libc::cpu_set_t>(), &set)
+    };
+    if done != 0 {
+        return Err(io_context(
+            &format!("binding thread {tid} to CPU {cpu}"),
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
 fn run_load(broker: &mut Broker, load: &Arc<Load>) -> Result<Run, String> {
+    if load.one_cpu {
+        pin(broker.pid(), ONE_CPU)?;
+    }
     let dst = SocketAddrV4::new(Ipv4Addr::LOCALHOST, broker.port);
     let tag = &broker.name[..1];
     let mut idle = Vec::new();
@@ -809,7 +864,7 @@ fn main() {
         }
     };
     // A bound far above the planned time of every section together.
-    let planned = 12 * (secs + 2) * 2 + 4 * (latency_secs + 2) + 12 * (secs + 4);
+    let planned = 12 * (secs + 2) * 2 + 8 * (latency_secs + 2 * LATENCY_ROUNDS) + 12 * (secs + 4);
     let churn_limit = if section("churn") {
         2 * CHURN_LIMIT.as_secs() + 60
     } else {
@@ -890,45 +945,69 @@ fn main() {
 
     if section("latency") {
         let mut rows = Vec::new();
-        for qos in [0u8, 1] {
-            let count = latency_secs * LATENCY_RATE + WARMUP;
-            let load = Arc::new(Load {
-                label: format!("latency QoS {qos}"),
-                qos,
-                rate: Some(LATENCY_RATE),
-                max_per_publisher: count,
-                latency: true,
-                ..Load::new(
-                    "latency/t",
-                    "latency/t",
-                    Duration::from_secs(latency_secs + 5),
-                )
-            });
-            let p = both(&brokers, &load.label, &mut failures, |b| run_load(b, &load));
-            for (name, pct) in [("p50", 50.0), ("p99", 99.0), ("p99.9", 99.9)] {
-                let mut r = p.row(format!("QoS {qos} {name} (us)"), 0, |r| {
-                    r.percentile_us(pct)
+        let per_round = (latency_secs * LATENCY_RATE).div_ceil(LATENCY_ROUNDS);
+        for (placement, one_cpu) in [("", false), ("one CPU, ", true)] {
+            for qos in [0u8, 1] {
+                let load = Arc::new(Load {
+                    label: format!("latency {placement}QoS {qos}"),
+                    qos,
+                    rate: Some(LATENCY_RATE),
+                    max_per_publisher: per_round + WARMUP,
+                    latency: true,
+                    one_cpu,
+                    ..Load::new(
+                        "latency/t",
+                        "latency/t",
+                        Duration::from_secs(latency_secs) / LATENCY_ROUNDS as u32
+                            + Duration::from_secs(5),
+                    )
                 });
-                if name == "p50" {
-                    r.note = run_note(&p, false);
+                let mut pooled = Pair {
+                    roost: None,
+                    mosq: None,
+                };
+                for round in 0..LATENCY_ROUNDS {
+                    let p = both(&brokers, &load.label, &mut failures, |b| run_load(b, &load));
+                    let pool = |a: Option<Run>, b: Option<Run>| match (a, b) {
+                        (Some(a), Some(b)) => Some(a.merge(b)),
+                        (a, b) if round == 0 => a.or(b),
+                        // A failed round (recorded) voids that broker's pool.
+                        _ => None,
+                    };
+                    pooled = Pair {
+                        roost: pool(pooled.roost, p.roost),
+                        mosq: pool(pooled.mosq, p.mosq),
+                    };
                 }
-                rows.push(r);
+                let p = pooled;
+                for (name, pct) in [("p50", 50.0), ("p99", 99.0), ("p99.9", 99.9)] {
+                    let mut r = p.row(format!("{placement}QoS {qos} {name} (us)"), 0, |r| {
+                        r.percentile_us(pct)
+                    });
+                    if name == "p50" {
+                        r.note = run_note(&p, false);
+                    }
+                    rows.push(r);
+                }
+                rows.push(p.row(format!("{placement}QoS {qos} samples"), 0, |r| {
+                    Some(r.latencies.len() as f64)
+                }));
+                let (r, m) = p.get(|r| r.percentile_us(99.0));
+                targets.push(Target {
+                    what: format!(
+                        "latency {placement}QoS {qos} p99 at {LATENCY_RATE} msg/s, roost/mosquitto"
+                    ),
+                    value: ratio(r, m),
+                    bound: 1.0,
+                    at_least: false,
+                    detail: figures(r, m, "us"),
+                });
             }
-            rows.push(p.row(format!("QoS {qos} samples"), 0, |r| {
-                Some(r.latencies.len() as f64)
-            }));
-            let (r, m) = p.get(|r| r.percentile_us(99.0));
-            targets.push(Target {
-                what: format!("latency QoS {qos} p99 at {LATENCY_RATE} msg/s, roost/mosquitto"),
-                value: ratio(r, m),
-                bound: 1.0,
-                at_least: false,
-                detail: figures(r, m, "us"),
-            });
         }
         print_table(
             &format!(
-                "latency at {LATENCY_RATE} msg/s, {latency_secs} s, 1 publisher -> 1 subscriber"
+                "latency at {LATENCY_RATE} msg/s, {latency_secs} s per broker in \
+                 {LATENCY_ROUNDS} alternating rounds, 1 publisher -> 1 subscriber"
             ),
             &rows,
         );
