@@ -388,9 +388,10 @@ impl Server {
     /// handing over each whole packet.
     ///
     /// It reads until WouldBlock even after a short read. Stopping at a
-    /// short read saves a system call per wakeup, but in alternating
-    /// roost-against-roost runs of the latency bench it made the p99 10 to
-    /// 30% worse when broker and clients sat on different CPUs.
+    /// short read saves a system call per wakeup, but in two alternating
+    /// roost-against-roost runs of the latency bench it made the QoS 1 p99
+    /// 13% and 31% worse (broker and clients on different CPUs): no clear
+    /// gain for the one target still in doubt.
     fn read(&mut self, id: usize, now: Instant) {
         let mut buf = std::mem::take(&mut self.read_buf);
         let mut budget = READ_BUDGET;
