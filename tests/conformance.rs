@@ -931,6 +931,55 @@ fn v5_client_maximum_packet_size_skips_large_messages_only() {
 }
 
 #[test]
+fn v5_client_maximum_packet_size_drops_reason_strings_from_other_packets() {
+    // v5 [MQTT-3.1.2-24] no packet over the client's Maximum Packet Size;
+    // [MQTT-3.14.2-3] a DISCONNECT leaves out its Reason String rather
+    // than exceed it. The same take-over sends a roomier client the string.
+    let r = Roost::start();
+    let disconnect_of = |limit: Option<u32>| {
+        let mut props = Props::new();
+        if let Some(limit) = limit {
+            props = props.u32(P_MAXIMUM_PACKET_SIZE, limit);
+        }
+        let id = format!("mps-takeover-{limit:?}");
+        let (mut old, _) = Client::connect(&r.addr(), &Connect::v5(&id).props(props));
+        let _new = Client::v5(&r.addr(), &id);
+        let got = old.expect_closed();
+        assert_eq!(got.len(), 1, "one DISCONNECT then the close: {got:?}");
+        assert_eq!(got[0].disconnect_reason(), 0x8E, "{got:?}");
+        got[0].body.len() + 2
+    };
+    // 30 bytes take roost's CONNACK, not the 47 of this DISCONNECT with
+    // its string; without the string it is 3.
+    let roomy = disconnect_of(None);
+    assert!(roomy > 30, "expected a Reason String in {roomy} bytes");
+    assert_eq!(disconnect_of(Some(30)), 3);
+}
+
+#[test]
+fn v5_connack_over_the_client_maximum_packet_size_is_not_sent() {
+    // v5 [MQTT-3.1.2-24]: roost's CONNACK with its properties is over 20
+    // bytes, so a 10-byte limit gets the connection closed unanswered, as
+    // by mosquitto. A refusal fits once its Reason String is dropped
+    // ([MQTT-3.2.2-19]).
+    let r = Roost::with_config("listener 0 127.0.0.1\nallow_anonymous false\n");
+    let tiny = || Props::new().u32(P_MAXIMUM_PACKET_SIZE, 10);
+    let mut c = Client::open(&r.addr());
+    c.send(&Connect::v5("mps-refused").props(tiny()).encode());
+    let got = c.expect_closed();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let ack = got[0].connack(true);
+    assert_eq!((ack.code, ack.props.len()), (0x87, 0), "{ack:?}");
+    assert!(got[0].body.len() + 2 <= 10);
+
+    let r = Roost::start();
+    let mut c = Client::open(&r.addr());
+    c.send(&Connect::v5("mps-tiny").props(tiny()).encode());
+    c.expect_closed_silently();
+    Client::v5(&r.addr(), "mps-after").ping();
+}
+
+#[test]
 fn v5_inbound_topic_alias_set_then_used() {
     // v5 3.3.2.3.4 Topic Alias: set with a topic, then used with an empty topic.
     let r = Roost::start();

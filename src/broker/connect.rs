@@ -50,6 +50,8 @@ impl Broker {
             return;
         };
         conn.version = c.version;
+        // Known before any answer, a refusing CONNACK included.
+        conn.max_packet = crate::property!(c.properties, MaximumPacketSize).unwrap_or(u32::MAX);
         let auth = conn.auth;
 
         if v5
@@ -204,7 +206,6 @@ impl Broker {
 
         let conn = self.conns.get_mut(id).expect("checked above");
         conn.will = c.will.map(Box::new);
-        conn.max_packet = crate::property!(c.properties, MaximumPacketSize).unwrap_or(u32::MAX);
         let alias_max = crate::property!(c.properties, TopicAliasMaximum).unwrap_or(0);
         if self.config.outbound_topic_aliases && alias_max > 0 {
             conn.aliases = Some(Box::new(Aliases {

@@ -466,6 +466,15 @@ impl Broker {
             .count()
     }
 
+    /// The largest packet connection `id` takes: the v5 Maximum Packet
+    /// Size it asked for (a 3.x bridge remote's configured limit), else
+    /// no limit.
+    pub fn max_packet(&self, id: ConnId) -> usize {
+        self.conns
+            .get(id)
+            .map_or(usize::MAX, |c| c.max_packet as usize)
+    }
+
     fn is_v5(&self, id: ConnId) -> bool {
         self.conns.get(id).is_some_and(|c| c.version == Version::V5)
     }
@@ -630,7 +639,8 @@ impl Broker {
     pub fn shutdown(&mut self, out: &mut Vec<Action>) {
         for (id, conn) in self.conns.iter() {
             if conn.session.is_some() && conn.version == Version::V5 {
-                out.push(Action::Send(id, disconnect(reason::SERVER_SHUTTING_DOWN)));
+                let packet = disconnect(reason::SERVER_SHUTTING_DOWN);
+                out.push(Action::Send(id, fit(packet, conn)));
             }
             out.push(Action::Close(id));
         }
@@ -661,7 +671,7 @@ impl Broker {
     fn drop_conn(&mut self, id: ConnId, reason: Option<u8>, now: Instant, out: &mut Vec<Action>) {
         if let (Some(code), Some(conn)) = (reason, self.conns.get(id)) {
             if conn.session.is_some() && conn.version == Version::V5 {
-                out.push(Action::Send(id, disconnect(code)));
+                out.push(Action::Send(id, fit(disconnect(code), conn)));
             }
         }
         self.detach(id, now, out);
@@ -671,8 +681,10 @@ impl Broker {
     /// Answers a CONNECT with a refusal and closes; nothing was attached.
     fn refuse(&mut self, id: ConnId, code: u8, out: &mut Vec<Action>) {
         // 3.x CONNACKs carry no properties: the encoder leaves them out.
-        out.push(Action::Send(id, connack(false, code, reason_string(code))));
-        self.conns.remove(id);
+        let connack = connack(false, code, reason_string(code));
+        if let Some(conn) = self.conns.remove(id) {
+            out.push(Action::Send(id, fit(connack, &conn)));
+        }
         out.push(Action::Close(id));
     }
 
@@ -777,6 +789,20 @@ fn disconnect(code: u8) -> Packet {
         reason: code,
         properties: reason_string(code),
     })
+}
+
+/// `packet` for `conn`, without its Reason String if that would take it
+/// over the client's Maximum Packet Size ([MQTT-3.1.2-25]). Only error
+/// answers carry one, so the trial encoding is off the message path.
+fn fit(mut packet: Packet, conn: &Conn) -> Packet {
+    if conn.max_packet < u32::MAX {
+        let mut bytes = Vec::new();
+        crate::protocol::encode(&packet, conn.version, &mut bytes);
+        if bytes.len() > conn.max_packet as usize {
+            packet.drop_diagnostics();
+        }
+    }
+    packet
 }
 
 fn reason_string(code: u8) -> Properties {

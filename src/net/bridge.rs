@@ -129,7 +129,7 @@ impl Server {
             let name = b.config.name.clone();
             match (step, b.conn) {
                 (Step::Connect(address), _) => self.bridge_connect(i, address, now),
-                (Step::Ping, Some(id)) => self.send(id, &Packet::PingReq),
+                (Step::Ping, Some(id)) => self.send(id, Packet::PingReq, now),
                 (Step::Drop(why), Some(id)) => {
                     log::warn!("bridge {name}: {why}, closing");
                     self.bridge_drop(id, now);
@@ -176,7 +176,7 @@ impl Server {
         match self.open(addr, version, transport) {
             Ok(id) => {
                 self.bridges[i].conn = Some(id);
-                self.send(id, &connect);
+                self.send(id, connect, now);
             }
             Err(e) => self.bridge_failed(i, &format!("connecting to {addr}: {e}"), now),
         }
@@ -277,14 +277,6 @@ impl Server {
         c.version = version;
         entry.insert(c);
         Ok(id)
-    }
-
-    /// Encodes `packet` for connection `id` (a bridge's own packets).
-    fn send(&mut self, id: usize, packet: &Packet) {
-        if let Some((version, out)) = self.outbuf(id) {
-            protocol::encode(packet, version, out);
-            self.broker.stats.packets_sent += 1;
-        }
     }
 
     /// A packet from bridge `i`'s remote broker.
@@ -425,7 +417,7 @@ impl Server {
         let payload = if up { "1" } else { "0" };
         if !b.config.notifications_local_only {
             if let Some(id) = b.conn {
-                self.send(id, &notification(&topic, payload));
+                self.send(id, notification(&topic, payload), now);
             }
         }
         self.broker
@@ -441,7 +433,7 @@ impl Server {
             reason: reason::SUCCESS,
             properties: Vec::new(),
         };
-        self.send(id, &Packet::Disconnect(normal));
+        self.send(id, Packet::Disconnect(normal), now);
         self.execute(now);
         self.close(id, now);
     }

@@ -530,12 +530,7 @@ impl Server {
         let mut actions = std::mem::take(&mut self.actions);
         for action in actions.drain(..) {
             match action {
-                Action::Send(id, packet) => {
-                    if let Some((version, out)) = self.outbuf(id) {
-                        protocol::encode(&packet, version, out);
-                        self.broker.stats.packets_sent += 1;
-                    }
-                }
+                Action::Send(id, packet) => self.send(id, packet, now),
                 Action::SendAfterCommit(id, packet) => self.held.push((id, packet)),
                 Action::Publish(id, d) => self.publish(id, &d, now),
                 Action::Close(id) => self.close(id, now),
@@ -556,10 +551,35 @@ impl Server {
             return;
         }
         for (id, packet) in std::mem::take(&mut self.held) {
-            if let Some((version, out)) = self.outbuf(id) {
-                protocol::encode(&packet, version, out);
-            }
+            self.send(id, packet, now);
         }
+    }
+
+    /// Encodes `packet` for connection `id` within the Maximum Packet Size
+    /// the client asked for ([MQTT-3.1.2-24]). The broker has left out the
+    /// Reason Strings that would not fit and skips the PUBLISH that would
+    /// not; any other packet too large (a CONNACK or SUBACK for a client
+    /// with a tiny limit) is not sent, and the connection is closed, as by
+    /// mosquitto.
+    fn send(&mut self, id: usize, packet: Packet, now: Instant) {
+        let limit = self.broker.max_packet(id);
+        let Some((version, out)) = self.outbuf(id) else {
+            return;
+        };
+        let start = out.len();
+        protocol::encode(&packet, version, out);
+        let len = out.len() - start;
+        if len > limit {
+            out.truncate(start);
+            log::info!(
+                "connection {id}: a {len}-byte packet exceeds its Maximum Packet Size of \
+                 {limit}, closing"
+            );
+            self.broker.closed(id, now, &mut self.actions);
+            self.execute(now);
+            return self.close(id, now);
+        }
+        self.broker.stats.packets_sent += 1;
     }
 
     /// The protocol level and output buffer of a live connection, marked

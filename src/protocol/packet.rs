@@ -199,6 +199,25 @@ pub enum Packet {
     Auth(ReasonOnly),
 }
 
+impl Packet {
+    /// Drops the Reason String and User Properties of an ack, CONNACK,
+    /// DISCONNECT or AUTH: a sender leaves them out rather than exceed the
+    /// receiver's Maximum Packet Size ([MQTT-3.1.2-25]).
+    pub fn drop_diagnostics(&mut self) {
+        let properties = match self {
+            Packet::ConnAck(p) => &mut p.properties,
+            Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => {
+                &mut a.properties
+            }
+            Packet::SubAck(p) => &mut p.properties,
+            Packet::UnsubAck(p) => &mut p.properties,
+            Packet::Disconnect(p) | Packet::Auth(p) => &mut p.properties,
+            _ => return,
+        };
+        properties.retain(|p| !matches!(p, Property::ReasonString(_) | Property::UserProperty(..)));
+    }
+}
+
 /// A PUBLISH to encode, borrowed from wherever its parts live, so one shared
 /// message is encoded for many subscribers without being copied first.
 /// `extra` carries the per-delivery properties (subscription identifiers,

@@ -18,8 +18,9 @@
 //! - every QoS 1/2 PUBLISH the broker sends is in its session's in-flight
 //!   list (whose ids `check_invariants` finds unique);
 //! - nothing is sent to a connection after the broker closed it;
-//! - everything sent decodes at the connection's protocol level, and no
-//!   PUBLISH exceeds the client's Maximum Packet Size.
+//! - everything sent decodes at the connection's protocol level, no
+//!   PUBLISH exceeds the client's Maximum Packet Size, and no Reason
+//!   String takes another packet over it.
 #![no_main]
 
 use std::rc::Rc;
@@ -366,6 +367,13 @@ impl Driver {
                 Action::Send(id, packet) | Action::SendAfterCommit(id, packet) => {
                     let mut bytes = Vec::new();
                     protocol::encode(&packet, self.conns[id].version(), &mut bytes);
+                    if self.conns[id].max_packet.is_some_and(|max| bytes.len() > max as usize) {
+                        // The net layer closes rather than send it; but a
+                        // Reason String must have gone first.
+                        let mut bare = packet.clone();
+                        bare.drop_diagnostics();
+                        assert_eq!(bare, packet, "Reason String over the client's maximum");
+                    }
                     (id, bytes)
                 }
                 Action::Publish(id, d) => {
