@@ -57,7 +57,7 @@
 //! - `ROOST_BENCH_BROKERS`, `ROOST_BENCH_MOSQUITTO`: as for the memory bench
 //!   (which brokers; where mosquitto is).
 //!
-//! With the defaults the whole run takes about 2.5 minutes. Every phase is
+//! With the defaults the whole run takes about 2 minutes. Every phase is
 //! bounded: publishing stops after its time, deliveries are awaited at most
 //! until no message has arrived for 2 s, every socket read and write times
 //! out after 10 s, churn stops after 180 s per broker, and a watchdog ends the
@@ -498,7 +498,6 @@ fn join<T>(h: JoinHandle<Result<T, String>>) -> Result<T, String> {
         .unwrap_or_else(|_| Err(String::from("a client thread panicked")))
 }
 
-/// Opens the connections of `load`, runs it, and measures.
 /// Binds thread `tid` (0: the calling one) to CPU `cpu`. A broker's pid is
 /// its main thread's id, and both brokers run on that one thread.
 fn pin(tid: u32, cpu: usize) -> Result<(), String> {
@@ -533,6 +532,7 @@ fn lowest_cpu() -> Result<usize, String> {
     }
 }
 
+/// Opens the connections of `load`, runs it, and measures.
 fn run_load(broker: &mut Broker, load: &Arc<Load>) -> Result<Run, String> {
     if let Some(cpu) = load.one_cpu {
         pin(broker.pid(), cpu)?;
@@ -777,6 +777,28 @@ fn both<T>(
     Pair { roost, mosq }
 }
 
+/// `load` run `LATENCY_ROUNDS` times on each broker, alternating, the runs
+/// of each pooled; a failed round (recorded) voids that broker's pool.
+fn latency_rounds(brokers: &Brokers, load: &Arc<Load>, failures: &mut Vec<String>) -> Pair<Run> {
+    let mut pooled = Pair {
+        roost: None,
+        mosq: None,
+    };
+    for round in 0..LATENCY_ROUNDS {
+        let p = both(brokers, &load.label, failures, |b| run_load(b, load));
+        let pool = |a: Option<Run>, b: Option<Run>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.merge(b)),
+            (None, b) if round == 0 => b,
+            _ => None,
+        };
+        pooled = Pair {
+            roost: pool(pooled.roost, p.roost),
+            mosq: pool(pooled.mosq, p.mosq),
+        };
+    }
+    pooled
+}
+
 /// Notes for a row: lost messages, and (when `cpu_bound` matters)
 /// generator-bound brokers.
 fn run_note(p: &Pair<Run>, cpu_bound: bool) -> String {
@@ -980,24 +1002,7 @@ fn main() {
                             + Duration::from_secs(5),
                     )
                 });
-                let mut pooled = Pair {
-                    roost: None,
-                    mosq: None,
-                };
-                for round in 0..LATENCY_ROUNDS {
-                    let p = both(&brokers, &load.label, &mut failures, |b| run_load(b, &load));
-                    let pool = |a: Option<Run>, b: Option<Run>| match (a, b) {
-                        (Some(a), Some(b)) => Some(a.merge(b)),
-                        (a, b) if round == 0 => a.or(b),
-                        // A failed round (recorded) voids that broker's pool.
-                        _ => None,
-                    };
-                    pooled = Pair {
-                        roost: pool(pooled.roost, p.roost),
-                        mosq: pool(pooled.mosq, p.mosq),
-                    };
-                }
-                let p = pooled;
+                let p = latency_rounds(&brokers, &load, &mut failures);
                 for (name, pct) in [("p50", 50.0), ("p99", 99.0), ("p99.9", 99.9)] {
                     let mut r = p.row(format!("{placement}QoS {qos} {name} (us)"), 0, |r| {
                         r.percentile_us(pct)
