@@ -37,18 +37,23 @@ start() {
     echo "$(basename "$binary") under $qemu listening on port $port"
 }
 
+# Waits (at most 20 s) until mosquitto_sub -d has written its SUBACK to
+# file "$1": publishing before the subscription is in place would lose it.
+wait_suback() {
+    for _ in $(seq 200); do
+        grep -qs SUBACK "$1" && return
+        sleep 0.1
+    done
+}
+
 start -p 0
 
 for qos in 0 1 2; do
     topic="roost/e2e/qos$qos"
-    # -d prints the SUBACK: publish only once the subscription is in place.
     timeout 30 mosquitto_sub -d -p "$port" -t "$topic" -q "$qos" -C 3 -W 25 \
         >"$work/sub$qos.out" &
     sub=$!
-    for _ in $(seq 200); do
-        grep -qs SUBACK "$work/sub$qos.out" && break
-        sleep 0.1
-    done
+    wait_suback "$work/sub$qos.out"
     printf 'one\ntwo\nthree\n' | timeout 30 mosquitto_pub -p "$port" -t "$topic" -q "$qos" -l
     wait "$sub"
     got=$(grep -v -e '^Client ' -e '^Subscribed ' "$work/sub$qos.out" | paste -sd ' ')
@@ -85,10 +90,7 @@ start -c "$work/tls.conf"
 timeout 30 mosquitto_sub -d -h 127.0.0.1 -p "$port" --cafile "$work/cert.pem" -t roost/e2e/tls -C 1 -W 25 \
     >"$work/tls.out" &
 sub=$!
-for _ in $(seq 200); do
-    grep -qs SUBACK "$work/tls.out" && break
-    sleep 0.1
-done
+wait_suback "$work/tls.out"
 timeout 30 mosquitto_pub -h 127.0.0.1 -p "$port" --cafile "$work/cert.pem" -t roost/e2e/tls -m secret
 wait "$sub"
 if ! grep -qx secret "$work/tls.out"; then

@@ -30,7 +30,8 @@ const INFORMATION: u8 = 8;
 const DEBUG: u8 = 16;
 const SUBSCRIBE_BIT: u8 = 32;
 const UNSUBSCRIBE_BIT: u8 = 64;
-/// Accepted as mosquitto does; roost has no WebSockets to log about.
+/// Accepted as mosquitto does; it selects libwebsockets' own messages,
+/// which roost, with WebSockets of its own, does not have.
 const WEBSOCKETS: u8 = 128;
 
 impl LogTypes {
