@@ -383,6 +383,15 @@ fn a_full_disk_fails_snapshot_saves_without_stopping_the_broker() {
         .any(|l| l.contains("persistence: saved"))));
 }
 
+/// A kept session for "sub", subscribed to `n/#` at QoS 2 and online, and
+/// a publisher.
+fn online_subscriber_and_publisher(addr: &str) -> (Client, Client) {
+    let (mut sub, _) = Client::connect(addr, &Connect::v4("sub").clean(false));
+    sub.send(&subscribe(1, &[("n/#", 2)], false, Props::new()));
+    sub.expect_kind(SUBACK);
+    (sub, Client::v4(addr, "pub"))
+}
+
 /// What a subscriber that was online acknowledged is not sent again after
 /// a crash; a QoS 2 message it had PUBREC'd comes back as PUBREL only.
 #[test]
@@ -390,10 +399,7 @@ fn deliveries_acknowledged_before_a_sigkill_are_not_repeated() {
     let dir = TempDir::new("roost-journal");
     let conf = config(&dir.path);
     let mut r = Roost::with_config(&conf);
-    let (mut sub, _) = Client::connect(&r.addr(), &Connect::v4("sub").clean(false));
-    sub.send(&subscribe(1, &[("n/#", 2)], false, Props::new()));
-    sub.expect_kind(SUBACK);
-    let mut p = Client::v4(&r.addr(), "pub");
+    let (mut sub, mut p) = online_subscriber_and_publisher(&r.addr());
     let mut publish = |n: u32, qos: u8| {
         p.send(&message(n, qos).encode(false));
         p.expect_kind(if qos == 1 { PUBACK } else { PUBREC });
@@ -434,5 +440,47 @@ fn deliveries_acknowledged_before_a_sigkill_are_not_repeated() {
     let m = sub.expect_publish();
     assert_eq!(m.payload, b"12", "only what was not acknowledged");
     sub.send(&ack(PUBACK, m.pid.unwrap()));
+    assert!(matches!(sub.recv(QUIET), Recv::Timeout));
+}
+
+/// A QoS 2 message an online subscriber had received but not PUBREC'd at a
+/// crash comes again under the same packet id with DUP set, so the
+/// subscriber, which holds that id until PUBREL, does not take it twice.
+#[test]
+fn a_qos2_message_in_flight_at_a_sigkill_comes_again_under_its_packet_id() {
+    let dir = TempDir::new("roost-journal");
+    let conf = config(&dir.path);
+    let mut r = Roost::with_config(&conf);
+    let (mut sub, mut p) = online_subscriber_and_publisher(&r.addr());
+    // Some flows first, so the packet id in flight is not the first a
+    // fresh session would pick.
+    for n in 0..3 {
+        p.send(&message(n, 2).encode(false));
+        p.expect_kind(PUBREC);
+        p.send(&ack(PUBREL, pid_of(n)));
+        p.expect_kind(PUBCOMP);
+        let pid = sub.expect_publish().pid.unwrap();
+        sub.send(&ack(PUBREC, pid));
+        sub.expect_kind(PUBREL);
+        sub.send(&ack(PUBCOMP, pid));
+    }
+    p.send(&message(3, 2).encode(false));
+    p.expect_kind(PUBREC);
+    let first = sub.expect_publish();
+    assert!(!first.dup);
+    // No PUBREC: the subscriber has it and holds its id.
+    r.signal_and_wait(SIGKILL);
+
+    let r = Roost::with_config(&conf);
+    let (mut sub, connack) = Client::connect(&r.addr(), &Connect::v4("sub").clean(false));
+    assert!(connack.session_present);
+    let again = sub.expect_publish();
+    assert_eq!(again.payload, first.payload);
+    assert_eq!(again.pid, first.pid, "the same packet id");
+    assert!(again.dup, "marked as sent before");
+    let pid = again.pid.unwrap();
+    sub.send(&ack(PUBREC, pid));
+    assert_eq!(sub.expect_kind(PUBREL).pid(), pid);
+    sub.send(&ack(PUBCOMP, pid));
     assert!(matches!(sub.recv(QUIET), Recv::Timeout));
 }

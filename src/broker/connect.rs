@@ -303,19 +303,26 @@ impl Broker {
             .iter()
             .map(|f| (f.packet_id, f.awaiting, f.out.clone()))
             .collect();
+        // PUBREL and QoS 2 wait for any journal record still pending (the
+        // one of their own step may be), as when first sent.
         for (packet_id, awaiting, o) in resend {
             match awaiting {
-                Awaiting::Complete => out.push(Action::Send(
-                    id,
-                    Packet::PubRel(Ack {
+                Awaiting::Complete => {
+                    let rel = Packet::PubRel(Ack {
                         packet_id,
                         reason: reason::SUCCESS,
                         properties: Vec::new(),
-                    }),
-                )),
-                Awaiting::Ack | Awaiting::Received => {
+                    });
+                    out.push(self.reply(id, rel, 0));
+                }
+                Awaiting::Ack => {
                     if let Some(d) = self.delivery(id, &o, packet_id, true, now) {
                         out.push(Action::Publish(id, d));
+                    }
+                }
+                Awaiting::Received => {
+                    if let Some(d) = self.delivery(id, &o, packet_id, true, now) {
+                        out.push(self.publish_after(id, d, 0));
                     }
                 }
             }

@@ -75,9 +75,25 @@ pub enum Action {
     /// journal`): sent once the records taken with
     /// [`Broker::take_journal`] are on disk, never before.
     SendAfterCommit(ConnId, Packet),
+    /// A QoS 2 PUBLISH to a kept session whose packet id is journaled:
+    /// sent, like an ack, once that record is on disk.
+    PublishAfterCommit(ConnId, Delivery),
     /// Send what is queued, then close the connection. The broker has
     /// already forgotten it; no `closed` call is expected.
     Close(ConnId),
+}
+
+impl Action {
+    /// The connection it is for.
+    pub fn conn(&self) -> ConnId {
+        match self {
+            Action::Send(id, _)
+            | Action::Publish(id, _)
+            | Action::SendAfterCommit(id, _)
+            | Action::PublishAfterCommit(id, _)
+            | Action::Close(id) => *id,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -455,6 +471,15 @@ impl Broker {
             Action::SendAfterCommit(id, packet)
         } else {
             Action::Send(id, packet)
+        }
+    }
+
+    /// As [`Broker::reply`], for a PUBLISH.
+    fn publish_after(&self, id: ConnId, d: Delivery, before: usize) -> Action {
+        if self.journal_len() > before {
+            Action::PublishAfterCommit(id, d)
+        } else {
+            Action::Publish(id, d)
         }
     }
 

@@ -5,7 +5,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use super::message::Message;
-use super::session::{Awaiting, Inflight, Outgoing};
+use super::session::{Awaiting, Outgoing};
 use super::sys::is_sys;
 use super::{Action, Broker, Conn, ConnId, Delivery, JournalRecord, reason};
 use crate::protocol::{
@@ -249,9 +249,12 @@ impl Broker {
         if msg.retain {
             self.retain(&msg);
         }
+        let before = self.journal_len();
         let matched = self.route(msg.clone(), from, now, out);
         if self.changes != changes || awaits.is_some() {
-            self.record(|j| JournalRecord::Message {
+            // Ahead of the routing's own records (a QoS 2 delivery's packet
+            // id), which name this message.
+            self.record_at(before, |j| JournalRecord::Message {
                 msg: j.stored(&msg),
                 publisher: awaits,
             });
@@ -385,17 +388,14 @@ impl Broker {
             QoS::AtLeastOnce => Some(Awaiting::Ack),
             QoS::ExactlyOnce => Some(Awaiting::Received),
         };
-        if let Some(awaiting) = awaiting {
-            self.sessions[s]
-                .flow_mut(&mut self.spare_flows)
-                .inflight
-                .push_back(Inflight {
-                    packet_id,
-                    awaiting,
-                    out: o,
-                });
+        let before = self.journal_len();
+        if awaiting == Some(Awaiting::Received) {
+            self.record_progress(s, o.msg.id, Progress::Sent(packet_id));
         }
-        out.push(Action::Publish(id, d));
+        if let Some(awaiting) = awaiting {
+            self.sessions[s].put_in_flight(&mut self.spare_flows, packet_id, awaiting, o);
+        }
+        out.push(self.publish_after(id, d, before));
     }
 
     /// The PUBLISH for one delivery to connection `id`, or None when it
@@ -494,7 +494,7 @@ impl Broker {
                 let flow = session.flow_mut(&mut self.spare_flows);
                 let done = flow.inflight.remove(i).map(|f| f.out.msg.id);
                 self.changes += 1;
-                self.record_outcome(s, done.unwrap_or(0), None);
+                self.record_progress(s, done.unwrap_or(0), Progress::Delivered);
                 self.pump(s, now, out);
             }
             None => log::debug!(
@@ -505,20 +505,25 @@ impl Broker {
     }
 
     /// Journals how far a kept session's subscriber got with message
-    /// `msg_id`: PUBREC'd under `received` packet id, or finished.
-    fn record_outcome(&mut self, s: usize, msg_id: u64, received: Option<u16>) {
+    /// `msg_id`.
+    fn record_progress(&mut self, s: usize, msg_id: u64, progress: Progress) {
         let session = &self.sessions[s];
         if session.expiry == 0 || msg_id == 0 {
             return;
         }
         let client_id = session.client_id.to_string();
-        self.record(|_| match received {
-            Some(packet_id) => JournalRecord::Received {
+        self.record(|_| match progress {
+            Progress::Sent(packet_id) => JournalRecord::Sent {
                 client_id,
                 msg_id,
                 packet_id,
             },
-            None => JournalRecord::Delivered { client_id, msg_id },
+            Progress::Received(packet_id) => JournalRecord::Received {
+                client_id,
+                msg_id,
+                packet_id,
+            },
+            Progress::Delivered => JournalRecord::Delivered { client_id, msg_id },
         });
     }
 
@@ -536,7 +541,7 @@ impl Broker {
             Some(i) if rec.reason >= reason::UNSPECIFIED_ERROR => {
                 let flow = session.flow_mut(&mut self.spare_flows);
                 let done = flow.inflight.remove(i).map(|f| f.out.msg.id);
-                self.record_outcome(s, done.unwrap_or(0), None);
+                self.record_progress(s, done.unwrap_or(0), Progress::Delivered);
                 return self.pump(s, now, out);
             }
             Some(i) => {
@@ -544,7 +549,7 @@ impl Broker {
                 f.awaiting = Awaiting::Complete;
                 let msg_id = f.out.msg.id;
                 self.changes += 1;
-                self.record_outcome(s, msg_id, Some(rec.packet_id));
+                self.record_progress(s, msg_id, Progress::Received(rec.packet_id));
                 reason::SUCCESS
             }
             // A repeated PUBREC for a flow already at PUBREL: send it again.
@@ -556,7 +561,10 @@ impl Broker {
             }
             None => reason::PACKET_ID_NOT_FOUND,
         };
-        out.push(Action::Send(id, Packet::PubRel(ack(rec.packet_id, code))));
+        // Held while any record is pending, the PUBREC's included: a
+        // subscriber that has PUBREL forgets the packet id, and a copy sent
+        // after a crash would then be new to it.
+        out.push(self.reply(id, Packet::PubRel(ack(rec.packet_id, code)), 0));
     }
 
     pub(super) fn on_pubrel(
@@ -593,6 +601,16 @@ impl Broker {
         };
         out.push(self.reply(id, Packet::PubComp(ack(packet_id, code)), before));
     }
+}
+
+/// How far a kept session's subscriber got with a message, as journaled.
+enum Progress {
+    /// QoS 2, sent under this packet id.
+    Sent(u16),
+    /// QoS 2, PUBREC'd under this packet id.
+    Received(u16),
+    /// PUBACK'd or PUBCOMP'd: not sent again.
+    Delivered,
 }
 
 /// Whether delivery `o` to `conn` would exceed the Maximum Packet Size it

@@ -211,6 +211,21 @@ impl Session {
         self.flow.get_or_insert_with(|| spare.take())
     }
 
+    /// Adds `out`, sent under `packet_id`, at the end of the in-flight window.
+    pub fn put_in_flight(
+        &mut self,
+        spare: &mut SpareFlows,
+        packet_id: u16,
+        awaiting: Awaiting,
+        out: Outgoing,
+    ) {
+        self.flow_mut(spare).inflight.push_back(Inflight {
+            packet_id,
+            awaiting,
+            out,
+        });
+    }
+
     /// Hands the QoS 1/2 state back to `spare` once nothing is left in it.
     pub fn release_flow(&mut self, spare: &mut SpareFlows) {
         if self.flow.as_ref().is_some_and(|f| f.is_empty()) {
@@ -303,13 +318,12 @@ mod tests {
         let mut s = Session::new("c".into());
         s.last_packet_id = u16::MAX - 1;
         assert_eq!(s.next_packet_id(), u16::MAX);
-        s.flow_mut(&mut SpareFlows::default())
-            .inflight
-            .push_back(Inflight {
-                packet_id: 1,
-                awaiting: Awaiting::Ack,
-                out: out(QoS::AtLeastOnce),
-            });
+        s.put_in_flight(
+            &mut SpareFlows::default(),
+            1,
+            Awaiting::Ack,
+            out(QoS::AtLeastOnce),
+        );
         assert_eq!(s.next_packet_id(), 2, "0 is never used, 1 is in flight");
     }
 

@@ -144,6 +144,15 @@ pub enum JournalRecord {
     SessionEnd {
         client_id: String,
     },
+    /// A QoS 2 message `msg_id` went to a kept session's subscriber under
+    /// `packet_id`. After a crash it goes again under that id, with DUP, so
+    /// a subscriber that has it already answers PUBREC and does not take it
+    /// twice ([MQTT-4.3.3-10]).
+    Sent {
+        client_id: String,
+        msg_id: u64,
+        packet_id: u16,
+    },
     /// A kept session's subscriber sent PUBREC for message `msg_id` under
     /// `packet_id`: PUBREL is due, the message is not sent again.
     Received {
@@ -437,9 +446,15 @@ impl Broker {
     }
 
     pub(super) fn record(&mut self, make: impl FnOnce(&Journaling) -> JournalRecord) {
+        self.record_at(self.journal_len(), make);
+    }
+
+    /// As [`Broker::record`], but placed before the records added since
+    /// there were `at`, which a replay must apply after it.
+    pub(super) fn record_at(&mut self, at: usize, make: impl FnOnce(&Journaling) -> JournalRecord) {
         if let Some(j) = &mut self.journal {
             let rec = make(j);
-            j.records.push(rec);
+            j.records.insert(at, rec);
         }
     }
 
@@ -503,25 +518,33 @@ impl Broker {
                     self.end_session(s, now, &mut out);
                 }
             }
+            JournalRecord::Sent {
+                client_id,
+                msg_id,
+                packet_id,
+            } => self.replay_inflight(&client_id, msg_id, packet_id, Awaiting::Received),
             JournalRecord::Received {
                 client_id,
                 msg_id,
                 packet_id,
-            } => {
-                if let Some((s, o)) = self.take_outgoing(&client_id, msg_id) {
-                    self.sessions[s]
-                        .flow_mut(&mut self.spare_flows)
-                        .inflight
-                        .push_back(Inflight {
-                            packet_id,
-                            awaiting: Awaiting::Complete,
-                            out: o,
-                        });
-                }
-            }
+            } => self.replay_inflight(&client_id, msg_id, packet_id, Awaiting::Complete),
             JournalRecord::Delivered { client_id, msg_id } => {
                 self.take_outgoing(&client_id, msg_id);
             }
+        }
+    }
+
+    /// Puts message `msg_id` of `client_id`'s session in flight under
+    /// `packet_id`, at the step the journal says it reached.
+    fn replay_inflight(
+        &mut self,
+        client_id: &str,
+        msg_id: u64,
+        packet_id: u16,
+        awaiting: Awaiting,
+    ) {
+        if let Some((s, o)) = self.take_outgoing(client_id, msg_id) {
+            self.sessions[s].put_in_flight(&mut self.spare_flows, packet_id, awaiting, o);
         }
     }
 

@@ -1409,6 +1409,55 @@ fn the_journal_replayed_on_an_empty_broker_rebuilds_kept_sessions() {
     assert!(published(&out, 3).is_empty());
 }
 
+/// A QoS 2 PUBLISH to a kept session leaves once its packet id is
+/// journaled, so after a crash it goes again under that id, with DUP, and a
+/// subscriber that has it does not take it twice; PUBREL waits likewise.
+#[test]
+fn a_kept_sessions_qos2_delivery_leaves_after_its_packet_id_is_journaled() {
+    let wall = std::time::SystemTime::now();
+    let mut h = Harness::new();
+    h.broker.enable_journal(h.now, wall);
+    h.connect(1, "sub", false);
+    h.subscribe(1, "a/#", opts(QoS::ExactlyOnce));
+    h.connect(2, "pub", true);
+    let out = h.packet(
+        2,
+        Packet::Publish(publish("a/1", b"1", QoS::ExactlyOnce, 1)),
+    );
+    assert!(
+        published(&out, 1).is_empty(),
+        "not before the commit: {out:?}"
+    );
+    let held: Vec<(u16, bool)> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::PublishAfterCommit(1, d) => Some((d.packet_id, d.dup)),
+            _ => None,
+        })
+        .collect();
+    let [(pid, false)] = held[..] else {
+        panic!("one held PUBLISH expected: {out:?}");
+    };
+    let records = h.broker.take_journal();
+
+    let mut r = Harness::new();
+    for rec in records {
+        r.broker.replay(rec, r.now, wall);
+    }
+    let (connack, out) = r.connect_with(3, connect_packet(Version::V311, "sub", false, 0));
+    assert!(connack.session_present);
+    assert_eq!(
+        published(&out, 3),
+        [("a/1".to_string(), QoS::ExactlyOnce, pid, true, false)]
+    );
+
+    let out = h.packet(1, Packet::PubRec(ack(pid)));
+    assert!(
+        matches!(out[..], [Action::SendAfterCommit(1, Packet::PubRel(_))]),
+        "PUBREL waits for the PUBREC's record: {out:?}"
+    );
+}
+
 #[test]
 fn without_storage_qos1_is_refused_not_acknowledged() {
     let mut h = Harness::new();

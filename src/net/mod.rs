@@ -14,7 +14,7 @@ mod tls;
 mod transport;
 mod ws;
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
@@ -84,8 +84,12 @@ pub struct Server {
     settings: Settings,
     /// The snapshot file, with `persistence true`.
     store: Option<Store>,
-    /// Acks waiting for the journal's commit.
-    held: Vec<(usize, Packet)>,
+    /// Acks and QoS 2 PUBLISHes waiting for the journal's commit (only
+    /// `Send` and `Publish`).
+    held: Vec<Action>,
+    /// Connections with a PUBLISH in `held`: their later PUBLISHes wait
+    /// behind it, so messages keep their order.
+    held_publish: HashSet<usize>,
     /// The `connection` sections: outbound connections to other brokers.
     bridges: Vec<bridge::BridgeConn>,
 }
@@ -151,6 +155,7 @@ impl Server {
             settings: settings.clone(),
             store,
             held: Vec::new(),
+            held_publish: HashSet::new(),
             bridges: bridge::new(&settings.bridges, now).map_err(io::Error::other)?,
         };
         server.add_bridge_sessions(now);
@@ -529,14 +534,25 @@ impl Server {
     fn execute(&mut self, now: Instant) {
         let mut actions = std::mem::take(&mut self.actions);
         for action in actions.drain(..) {
-            match action {
-                Action::Send(id, packet) => self.send(id, packet, now),
-                Action::SendAfterCommit(id, packet) => self.held.push((id, packet)),
-                Action::Publish(id, d) => self.publish(id, &d, now),
-                Action::Close(id) => self.close(id, now),
-            }
+            self.perform(action, now);
         }
         self.actions = actions;
+    }
+
+    fn perform(&mut self, action: Action, now: Instant) {
+        match action {
+            Action::Send(id, packet) => self.send(id, packet, now),
+            Action::SendAfterCommit(id, packet) => self.held.push(Action::Send(id, packet)),
+            Action::Publish(id, d) if self.held_publish.contains(&id) => {
+                self.held.push(Action::Publish(id, d));
+            }
+            Action::Publish(id, d) => self.publish(id, &d, now),
+            Action::PublishAfterCommit(id, d) => {
+                self.held_publish.insert(id);
+                self.held.push(Action::Publish(id, d));
+            }
+            Action::Close(id) => self.close(id, now),
+        }
     }
 
     /// Journal mode: makes this iteration's changes durable with one
@@ -550,8 +566,9 @@ impl Server {
         if !store.commit(&mut self.broker, now) {
             return;
         }
-        for (id, packet) in std::mem::take(&mut self.held) {
-            self.send(id, packet, now);
+        self.held_publish.clear();
+        for action in std::mem::take(&mut self.held) {
+            self.perform(action, now);
         }
     }
 
@@ -671,7 +688,8 @@ impl Server {
         c.close_by(now + LINGER, &mut self.spare);
         self.closing.push_back((now + LINGER, id));
         // Its slot may be reused: an ack still held must not reach the next.
-        self.held.retain(|(to, _)| *to != id);
+        self.held.retain(|a| a.conn() != id);
+        self.held_publish.remove(&id);
         c.read_paused = false;
         if !c.dirty {
             self.flush(id, now);
@@ -687,7 +705,8 @@ impl Server {
             return;
         };
         let _ = self.poll.registry().deregister(&mut c.stream);
-        self.held.retain(|(to, _)| *to != id);
+        self.held.retain(|a| a.conn() != id);
+        self.held_publish.remove(&id);
         if let Some(i) = self.bridge_of(id) {
             self.bridge_down(i, now);
         }

@@ -310,6 +310,16 @@ pub fn encode_record(rec: &JournalRecord, w: &mut Vec<u8>) {
             w.str(client_id);
             put_u64(w, *msg_id);
         }
+        JournalRecord::Sent {
+            client_id,
+            msg_id,
+            packet_id,
+        } => {
+            w.u8(8);
+            w.str(client_id);
+            put_u64(w, *msg_id);
+            w.u16(*packet_id);
+        }
     }
 }
 
@@ -355,6 +365,11 @@ fn read_record(r: &mut Reader) -> Result<JournalRecord, DecodeError> {
         7 => JournalRecord::Delivered {
             client_id: r.string()?,
             msg_id: u64(r)?,
+        },
+        8 => JournalRecord::Sent {
+            client_id: r.string()?,
+            msg_id: u64(r)?,
+            packet_id: r.packet_id()?,
         },
         _ => return Err(BAD),
     })
@@ -534,6 +549,11 @@ mod tests {
             JournalRecord::Delivered {
                 client_id: "dashboard".into(),
                 msg_id: 12,
+            },
+            JournalRecord::Sent {
+                client_id: "dashboard".into(),
+                msg_id: 13,
+                packet_id: 5,
             },
         ];
         for rec in records {

@@ -376,7 +376,7 @@ impl Driver {
                     }
                     (id, bytes)
                 }
-                Action::Publish(id, d) => {
+                Action::Publish(id, d) | Action::PublishAfterCommit(id, d) => {
                     let mut bytes = Vec::new();
                     protocol::encode_publish(&d.as_publish(), self.conns[id].version(), &mut bytes);
                     if let Some(max) = self.conns[id].max_packet {
