@@ -46,8 +46,8 @@
 //! - `ROOST_BENCH_SECS`: seconds each throughput and scaling run publishes
 //!   (default 2).
 //! - `ROOST_BENCH_LATENCY_SECS`: seconds of 1,000 msg/s per broker, QoS and
-//!   placement, over the 6 rounds (default 3, so p99.9 rests on 3 samples;
-//!   raise it for a steadier tail).
+//!   placement, over the 6 rounds (default 10: p99 rests on the 100
+//!   slowest trips, p99.9 on 10; raise it for a steadier tail).
 //! - `ROOST_BENCH_SUBS`: the largest subscription count of the scaling curve
 //!   (default 10000; the curve is 1, SUBS/10 and SUBS).
 //! - `ROOST_BENCH_CHURN`: churn cycles per broker (default 100000, about 30 s
@@ -57,7 +57,7 @@
 //! - `ROOST_BENCH_BROKERS`, `ROOST_BENCH_MOSQUITTO`: as for the memory bench
 //!   (which brokers; where mosquitto is).
 //!
-//! With the defaults the whole run takes about 2 minutes. Every phase is
+//! With the defaults the whole run takes about 3 minutes. Every phase is
 //! bounded: publishing stops after its time, deliveries are awaited at most
 //! until no message has arrived for 2 s, every socket read and write times
 //! out after 10 s, churn stops after 180 s per broker, and a watchdog ends the
@@ -883,7 +883,7 @@ fn figures(r: Option<f64>, m: Option<f64>, unit: &str) -> String {
 
 fn main() {
     let secs = common::env_usize("ROOST_BENCH_SECS", 2) as u64;
-    let latency_secs = common::env_usize("ROOST_BENCH_LATENCY_SECS", 3) as u64;
+    let latency_secs = common::env_usize("ROOST_BENCH_LATENCY_SECS", 10) as u64;
     let max_subs = common::env_usize("ROOST_BENCH_SUBS", 10_000);
     let churn_cycles = common::env_usize("ROOST_BENCH_CHURN", 100_000) as u64;
     let sections = std::env::var("ROOST_BENCH_SECTIONS")
