@@ -11,6 +11,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::session::{Awaiting, Inflight, Outgoing, Session};
+use super::subscribe::wants_retained;
 use super::sys::is_sys;
 use super::timer::Timer;
 use super::topic::{Sub, parse_shared};
@@ -402,7 +403,8 @@ impl Broker {
 
 impl Broker {
     /// Subscribes session `s` as a snapshot or journal says it was.
-    fn add_stored_sub(&mut self, s: usize, sub: StoredSub) {
+    /// Returns whether it was new (replaced none).
+    fn add_stored_sub(&mut self, s: usize, sub: StoredSub) -> bool {
         let filter: Rc<str> = sub.filter.into();
         let entry = Sub {
             session: s,
@@ -417,6 +419,7 @@ impl Broker {
         if added {
             self.sessions[s].subscriptions.push(filter);
         }
+        added
     }
 
     /// Turns journaling on: from now on every change to the durable state
@@ -504,7 +507,13 @@ impl Broker {
                 let s = self.kept_session(client_id, expiry, now);
                 self.sessions[s].username = username.map(Into::into);
                 self.sessions[s].auth = listener;
-                self.add_stored_sub(s, sub);
+                let (filter, options, sub_id) = (sub.filter.clone(), sub.options, sub.id);
+                let new = self.add_stored_sub(s, sub);
+                // The retained messages it was sent, queued again: the
+                // records of their acks follow.
+                if parse_shared(&filter).is_none() && wants_retained(options, new) {
+                    self.send_retained(s, &filter, options, sub_id, now, &mut out);
+                }
             }
             JournalRecord::Unsubscribe { client_id, filter } => {
                 if let Some(&s) = self.by_client_id.get(client_id.as_str()) {

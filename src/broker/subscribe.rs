@@ -80,11 +80,7 @@ impl Broker {
             self.subscribed(s, &filter, options, sub_id, new);
             // Granted as requested: roost supports QoS 2 ([MQTT-3.8.4-6]).
             codes.push(options.qos as u8);
-            // Retain Handling 0: always send retained, 1: only for a new
-            // subscription, 2: never ([MQTT-3.3.1-9], [MQTT-3.3.1-10]); a
-            // shared subscription gets none (MQTT 5.0 section 4.8.2).
-            let wants = options.retain_handling == 0 || (options.retain_handling == 1 && new);
-            if shared.is_none() && wants {
+            if shared.is_none() && wants_retained(options, new) {
                 retained_for.push((filter, options));
             }
         }
@@ -139,7 +135,8 @@ impl Broker {
     }
 
     /// Retained messages matching a new subscription go out with RETAIN 1
-    /// ([MQTT-3.3.1-8]).
+    /// ([MQTT-3.3.1-8]); a journal replay queues them again, as they were
+    /// sent then.
     pub(super) fn send_retained(
         &mut self,
         s: usize,
@@ -221,4 +218,11 @@ impl Broker {
         }
         removed
     }
+}
+
+/// Whether a subscription gets the retained messages: Retain Handling 0
+/// always, 1 only when `new`, 2 never ([MQTT-3.3.1-9], [MQTT-3.3.1-10]).
+/// A shared subscription gets none (MQTT 5.0 section 4.8.2): callers check.
+pub(super) fn wants_retained(options: SubOptions, new: bool) -> bool {
+    options.retain_handling == 0 || (options.retain_handling == 1 && new)
 }
