@@ -453,6 +453,33 @@ fn a_full_disk_withholds_or_refuses_acks_and_recovers() {
     assert_eq!(got, [1, 3], "what was acknowledged, not what was refused");
 }
 
+/// On a full disk a kept subscriber's QoS 2 delivery waits for the journal,
+/// and QoS 0 messages to it pass meanwhile; once space returns the QoS 2
+/// message follows, and the publisher's PUBREC.
+#[test]
+fn a_full_disk_holds_a_qos2_delivery_but_not_qos0_behind_it() {
+    let Some(disk) = SmallDisk::mount("256k") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs (needs root)");
+        return;
+    };
+    let r = Roost::with_config(&config(&disk.dir.path));
+    let (mut sub, mut p) = online_subscriber_and_publisher(&r.addr());
+    let filler = disk.fill();
+    let big = format!("1 {}", " ".repeat(8192));
+    p.send(&Publish::new("n/x", big.as_bytes()).qos(2, 1).encode(false));
+    assert!(
+        matches!(sub.recv(QUIET), Recv::Timeout),
+        "not sent before its packet id is stored"
+    );
+    p.send(&Publish::new("n/live", b"2").encode(false));
+    let m = sub.expect_publish();
+    assert_eq!((m.qos, m.payload.len()), (0, 1), "QoS 0 passes");
+    std::fs::remove_file(filler).unwrap();
+    let m = sub.expect_publish();
+    assert_eq!((m.qos, m.payload.len()), (2, big.len()));
+    assert_eq!(p.expect_kind(PUBREC).pid(), 1);
+}
+
 /// Snapshot mode on a full disk: the save fails, is logged, roost keeps
 /// serving, and the next save after space returns succeeds.
 #[test]

@@ -87,8 +87,10 @@ pub struct Server {
     /// Acks and QoS 2 PUBLISHes waiting for the journal's commit (only
     /// `Send` and `Publish`).
     held: Vec<Action>,
-    /// Connections with a PUBLISH in `held`: their later PUBLISHes wait
-    /// behind it, so messages keep their order.
+    /// Connections with a PUBLISH in `held`: their later QoS 1/2 PUBLISHes
+    /// wait behind it, so those messages keep their order. QoS 0 ones pass:
+    /// order is kept per QoS level (MQTT 5.0 section 4.6), and while the
+    /// disk is full they would pile up here, past `max_outgoing_bytes`.
     held_publish: HashSet<usize>,
     /// The `connection` sections: outbound connections to other brokers.
     bridges: Vec<bridge::BridgeConn>,
@@ -543,7 +545,9 @@ impl Server {
         match action {
             Action::Send(id, packet) => self.send(id, packet, now),
             Action::SendAfterCommit(id, packet) => self.held.push(Action::Send(id, packet)),
-            Action::Publish(id, d) if self.held_publish.contains(&id) => {
+            Action::Publish(id, d)
+                if d.qos != QoS::AtMostOnce && self.held_publish.contains(&id) =>
+            {
                 self.held.push(Action::Publish(id, d));
             }
             Action::Publish(id, d) => self.publish(id, &d, now),
