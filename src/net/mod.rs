@@ -541,6 +541,7 @@ impl Server {
         self.actions = actions;
     }
 
+    /// Carries out one action, or holds it for [`Server::commit`].
     fn perform(&mut self, action: Action, now: Instant) {
         match action {
             Action::Send(id, packet) => self.send(id, packet, now),
@@ -560,7 +561,8 @@ impl Server {
     }
 
     /// Journal mode: makes this iteration's changes durable with one
-    /// fsync, then lets the acks that promised it go. While the journal
+    /// fsync, then lets go what waited for that: the acks that promised
+    /// it, and QoS 2 PUBLISHes whose packet id it stores. While the journal
     /// cannot be written they wait (and the broker refuses new QoS 1/2
     /// messages).
     fn commit(&mut self, now: Instant) {
