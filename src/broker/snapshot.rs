@@ -425,7 +425,7 @@ impl Broker {
     /// Turns journaling on: from now on every change to the durable state
     /// is also recorded, for [`Broker::take_journal`], and acks that
     /// promise it is stored wait for the loop's commit
-    /// ([`Action::SendAfterCommit`]). `now` and `wall` tie the clocks
+    /// ([`super::Action::SendAfterCommit`]). `now` and `wall` tie the clocks
     /// together for expiry times.
     pub fn enable_journal(&mut self, now: Instant, wall: SystemTime) {
         self.journal = Some(Journaling {
