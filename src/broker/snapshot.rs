@@ -425,8 +425,9 @@ impl Broker {
     /// Turns journaling on: from now on every change to the durable state
     /// is also recorded, for [`Broker::take_journal`], and acks that
     /// promise it is stored wait for the loop's commit
-    /// ([`super::Action::SendAfterCommit`]). `now` and `wall` tie the clocks
-    /// together for expiry times.
+    /// ([`super::Action::SendAfterCommit`]), as do QoS 2 PUBLISHes to kept
+    /// sessions ([`super::Action::PublishAfterCommit`]). `now` and `wall`
+    /// tie the clocks together for expiry times.
     pub fn enable_journal(&mut self, now: Instant, wall: SystemTime) {
         self.journal = Some(Journaling {
             records: Vec::new(),
