@@ -315,14 +315,12 @@ impl Broker {
                     });
                     out.push(self.reply(id, rel, 0));
                 }
-                Awaiting::Ack => {
+                Awaiting::Ack | Awaiting::Received => {
                     if let Some(d) = self.delivery(id, &o, packet_id, true, now) {
-                        out.push(Action::Publish(id, d));
-                    }
-                }
-                Awaiting::Received => {
-                    if let Some(d) = self.delivery(id, &o, packet_id, true, now) {
-                        out.push(self.publish_after(id, d, 0));
+                        out.push(match awaiting {
+                            Awaiting::Received => self.publish_after(id, d, 0),
+                            _ => Action::Publish(id, d),
+                        });
                     }
                 }
             }
