@@ -517,6 +517,13 @@ fn a_full_disk_fails_snapshot_saves_without_stopping_the_broker() {
         .any(|l| l.contains("persistence: saved"))));
 }
 
+/// "sub" back, its session kept.
+fn resume_sub(addr: &str) -> Client {
+    let (sub, connack) = Client::connect(addr, &Connect::v4("sub").clean(false));
+    assert!(connack.session_present);
+    sub
+}
+
 /// A kept session for "sub", subscribed to `n/#` at QoS 2 and online, and
 /// a publisher.
 fn online_subscriber_and_publisher(addr: &str) -> (Client, Client) {
@@ -567,8 +574,7 @@ fn deliveries_acknowledged_before_a_sigkill_are_not_repeated() {
     r.signal_and_wait(SIGKILL);
 
     let r = Roost::with_config(&conf);
-    let (mut sub, ack_) = Client::connect(&r.addr(), &Connect::v4("sub").clean(false));
-    assert!(ack_.session_present);
+    let mut sub = resume_sub(&r.addr());
     let rel = sub.expect_kind(PUBREL);
     assert_eq!(rel.pid(), pending, "the PUBREL again, not the message");
     let m = sub.expect_publish();
@@ -606,8 +612,7 @@ fn a_qos2_message_in_flight_at_a_sigkill_comes_again_under_its_packet_id() {
     r.signal_and_wait(SIGKILL);
 
     let r = Roost::with_config(&conf);
-    let (mut sub, connack) = Client::connect(&r.addr(), &Connect::v4("sub").clean(false));
-    assert!(connack.session_present);
+    let mut sub = resume_sub(&r.addr());
     let again = sub.expect_publish();
     assert_eq!(again.payload, first.payload);
     assert_eq!(again.pid, first.pid, "the same packet id");
@@ -659,8 +664,7 @@ fn retained_messages_sent_at_subscribe_survive_a_sigkill_until_acknowledged() {
     r.signal_and_wait(SIGKILL);
 
     let r = Roost::with_config(&conf);
-    let (mut sub, connack) = Client::connect(&r.addr(), &Connect::v4("sub").clean(false));
-    assert!(connack.session_present);
+    let mut sub = resume_sub(&r.addr());
     let mut got = Vec::new();
     while let Recv::Packet(packet) = sub.recv(QUIET) {
         let m = packet.publish(false);
