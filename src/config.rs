@@ -33,9 +33,6 @@ pub struct Settings {
     pub security: Vec<Security>,
     /// Most simultaneous client connections; None for no limit.
     pub max_connections: Option<usize>,
-    /// Unsent bytes a connection may hold before QoS 0 messages to it are
-    /// dropped and it is no longer read from.
-    pub max_outgoing_bytes: usize,
     pub log: LogConfig,
     pub pid_file: Option<PathBuf>,
     /// The file these came from: SIGHUP reads its log settings again.
@@ -61,7 +58,6 @@ impl Default for Settings {
             listeners: Vec::new(),
             security: vec![Security::default()],
             max_connections: None,
-            max_outgoing_bytes: 256 * 1024,
             log: LogConfig::default(),
             pid_file: None,
             config_file: None,
@@ -468,10 +464,12 @@ impl Parser {
             "max_queued_bytes" => s.broker.max_queued_bytes = number(key, one()?)?,
             "max_packet_size" => {
                 let v: u32 = number(key, one()?)?;
-                if v < 20 {
-                    return Err(format!("`{key}` must be at least 20 bytes"));
-                }
-                s.broker.max_packet_size = v;
+                s.broker.max_packet_size = match v {
+                    // mosquitto's "no limit": MQTT's own.
+                    0 => broker::MAX_PACKET_SIZE,
+                    1..20 => return Err(format!("`{key}` must be at least 20 bytes")),
+                    v => v.min(broker::MAX_PACKET_SIZE),
+                };
             }
             "message_size_limit" => {
                 let v: u32 = number(key, one()?)?;
@@ -489,7 +487,10 @@ impl Parser {
                 s.broker.persistent_client_expiration = Some(duration(one()?)?)
             }
             "outbound_topic_aliases" => s.broker.outbound_topic_aliases = boolean(key, one()?)?,
-            "max_outgoing_bytes" => s.max_outgoing_bytes = number(key, one()?)?,
+            "max_outgoing_bytes" => s.broker.max_outgoing = number(key, one()?)?,
+            "slow_subscriber_timeout" => {
+                s.broker.slow_subscriber_timeout = Duration::from_secs(number(key, one()?)?)
+            }
             "connect_timeout" => {
                 s.broker.connect_timeout = Duration::from_secs(number(key, one()?)?)
             }
@@ -925,7 +926,7 @@ mod tests {
         assert_eq!(s.broker.max_packet_size, 4096);
         assert_eq!(s.broker.message_size_limit, 100);
         assert!(!s.broker.retain_available);
-        assert_eq!(s.max_outgoing_bytes, 1000);
+        assert_eq!(s.broker.max_outgoing, 1000);
         assert_eq!(s.broker.connect_timeout, Duration::from_secs(3));
         assert!(s.check().is_ok());
         let e = parse("message_size_limit 268435456\n", "t.conf").unwrap_err();

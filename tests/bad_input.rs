@@ -694,8 +694,13 @@ fn garbage_case(r: &mut Roost, what: &str, connect: Option<Connect>, bytes: &[u8
 
 #[test]
 fn client_that_never_reads_cannot_grow_memory_without_bound() {
-    // Contract: max_outgoing_bytes bounds per-connection unsent bytes; QoS 0 dropped beyond it.
-    let mut r = Roost::with_config("listener 0 127.0.0.1\nmax_outgoing_bytes 65536\n");
+    // Contract: what a client that never reads is owed waits in its queue
+    // (max_queued_messages) and its output (max_outgoing_bytes); the
+    // publisher is read more slowly meanwhile, for at most
+    // slow_subscriber_timeout, after which the stuck client alone drops.
+    let mut r = Roost::with_config(
+        "listener 0 127.0.0.1\nmax_outgoing_bytes 65536\nslow_subscriber_timeout 1\n",
+    );
     let mut slow = Client::v4(&r.addr(), "never-reads");
     assert_eq!(slow.subscribe(1, &[("slow/t", 0)]), vec![0]);
     let mut fast = Client::v4(&r.addr(), "fast");

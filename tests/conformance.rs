@@ -139,7 +139,8 @@ fn v5_zero_length_client_id_gets_assigned_client_identifier() {
 
 #[test]
 fn v5_connack_advertises_limits() {
-    // Contract: Topic Alias Maximum 10; Maximum Packet Size = max_packet_size (default 1048576).
+    // Contract: Topic Alias Maximum 10; Maximum Packet Size = max_packet_size,
+    // left out by default (no limit but MQTT's, as mosquitto).
     let r = Roost::start();
     let (_c, ack) = Client::connect(&r.addr(), &Connect::v5("limits"));
     assert_eq!(
@@ -149,7 +150,14 @@ fn v5_connack_advertises_limits() {
     );
     assert_eq!(
         find_prop(&ack.props, P_MAXIMUM_PACKET_SIZE),
-        Some(&PropValue::Int(1_048_576)),
+        None,
+        "{ack:?}"
+    );
+    let r = Roost::with_config("listener 0 127.0.0.1\nmax_packet_size 4096\n");
+    let (_c, ack) = Client::connect(&r.addr(), &Connect::v5("limits"));
+    assert_eq!(
+        find_prop(&ack.props, P_MAXIMUM_PACKET_SIZE),
+        Some(&PropValue::Int(4096)),
         "{ack:?}"
     );
 }

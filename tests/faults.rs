@@ -259,12 +259,14 @@ fn clients_that_stop_reading_cost_bounded_memory_and_keep_their_place() {
     // 20 persistent QoS 1 subscribers read 10 messages each, then stop
     // reading and sending, as a client on a dead network would. 25,000
     // messages of 2 KiB follow. Each keeps only its in-flight window (20)
-    // and its queue (max_queued_messages 100): the broker's peak memory
-    // grows by far less than what was published. Keep-alive closes the
-    // silent clients; when they come back, they get exactly the 120
-    // messages after the 10 they acknowledged, in order, the first 20 as
-    // re-sends with DUP ([MQTT-4.4.0-1]); nothing after: a full queue drops
-    // new QoS 1 messages.
+    // and its queue (max_queued_messages 100, and the message that found it
+    // full: the publisher is held from then on, while they are online): the
+    // broker's peak memory grows by far less than what was published.
+    // Keep-alive closes the silent clients, which frees the publisher; when
+    // they come back, they get exactly the 121 messages after the 10 they
+    // acknowledged, in order, the first 20 as re-sends with DUP
+    // ([MQTT-4.4.0-1]); nothing after: an offline session's full queue
+    // drops new QoS 1 messages.
     let _serial = one_at_a_time();
     const LAZY: usize = 20;
     const READ: u32 = 10;
@@ -320,7 +322,7 @@ fn clients_that_stop_reading_cost_bounded_memory_and_keep_their_place() {
     for i in 0..LAZY {
         let (mut c, ack) = Client::connect(&r.addr(), &lazy_connect(i));
         assert!(ack.session_present, "lazy-{i}: session kept");
-        for n in READ..READ + 120 {
+        for n in READ..READ + 121 {
             let p = c.recv_publish_ack();
             assert_eq!(number(&p.payload), n, "lazy-{i}");
             assert_eq!(p.dup, n < READ + 20, "lazy-{i}: DUP on message {n}");
@@ -330,7 +332,7 @@ fn clients_that_stop_reading_cost_bounded_memory_and_keep_their_place() {
         assert_eq!(
             c.recv_publish_ack().payload,
             b"end",
-            "lazy-{i}: more than 120 kept"
+            "lazy-{i}: more than 121 kept"
         );
         c.disconnect();
     }
@@ -500,16 +502,15 @@ fn connection_storm_is_absorbed_and_cleaned_up() {
 
 #[test]
 fn publisher_flooding_slow_readers_costs_bounded_memory() {
-    // A publisher sends 30,000 QoS 0 messages of 1 KiB as fast as it can
+    // A publisher sends 5,000 QoS 0 messages of 1 KiB as fast as it can
     // to five subscribers: one reads at full speed, four read one message
-    // every 5 ms while the flood lasts. The broker keeps reading the
-    // publisher and drops QoS 0 for readers more than max_outgoing_bytes
-    // behind, so its peak memory grows by far less than the 150 MB it was
-    // asked to deliver; what a reader gets comes in order, without
-    // duplicates. A QoS 1 message after the flood reaches every reader: it
-    // is not dropped for a full buffer. The probe is served throughout.
+    // every millisecond while the flood lasts. The broker paces the
+    // publisher to the readers (their queues fill, and it is read more
+    // slowly), so every reader gets every message, in order, without
+    // duplicates, and its peak memory grows by far less than the 25 MB it
+    // was asked to deliver. The probe is served throughout.
     let _serial = one_at_a_time();
-    const MESSAGES: u32 = 30_000;
+    const MESSAGES: u32 = 5_000;
     const SIZE: usize = 1024;
     const READERS: usize = 5;
     let r = Roost::with_config("listener 0 127.0.0.1\nmax_outgoing_bytes 65536\n");
@@ -535,7 +536,7 @@ fn publisher_flooding_slow_readers_costs_bounded_memory() {
                     let mut count = 0u32;
                     loop {
                         if i > 0 && flooding.load(Ordering::Relaxed) {
-                            std::thread::sleep(Duration::from_millis(5));
+                            std::thread::sleep(Duration::from_millis(1));
                         }
                         let p = c.expect_publish();
                         if p.topic == b"flood/end" {
@@ -573,9 +574,9 @@ fn publisher_flooding_slow_readers_costs_bounded_memory() {
          broker peak RSS +{growth} KiB; probe worst round trip {:?}",
         probe.worst
     );
-    assert!(growth < 32 * 1024, "peak RSS grew by {growth} KiB");
+    assert!(growth < 16 * 1024, "peak RSS grew by {growth} KiB");
     assert!(
-        counts[1..].iter().all(|&n| n < MESSAGES),
-        "slow readers got everything ({counts:?}): the flood did not outrun them"
+        counts.iter().all(|&n| n == MESSAGES),
+        "every reader gets every message: {counts:?}"
     );
 }

@@ -63,7 +63,7 @@ impl Broker {
             let new = self.topics.subscribe(&filter, entry);
             self.subscribed(s, &filter, *options, 0, new);
             if new {
-                self.send_retained(s, &filter, *options, 0, now, out);
+                self.send_retained(s, filter, *options, 0, now, out);
             }
         }
     }

@@ -237,7 +237,10 @@ impl Broker {
             if self.config.topic_alias_max > 0 {
                 props.push(Property::TopicAliasMaximum(self.config.topic_alias_max));
             }
-            props.push(Property::MaximumPacketSize(self.config.max_packet_size));
+            // Left out for MQTT's own limit, as by mosquitto.
+            if self.config.max_packet_size < super::MAX_PACKET_SIZE {
+                props.push(Property::MaximumPacketSize(self.config.max_packet_size));
+            }
             // The window roost grants inbound QoS 2 flows (enforced: 0x93).
             props.push(Property::ReceiveMaximum(self.config.max_inflight));
             // True by default too, but said outright: some clients read a

@@ -13,7 +13,8 @@ impl Broker {
     /// - every pending deadline (connect or keep-alive, session expiry,
     ///   delayed will) has its timer entry, so nothing waits forever;
     /// - bounds: in-flight messages within the window, queues within
-    ///   `max_queued`, packet ids in flight (both ways) unique and non-zero,
+    ///   `max_queued` (past it only since it filled while online), packet ids
+    ///   in flight (both ways) unique and non-zero,
     ///   inbound topic aliases within `topic_alias_max`;
     /// - the timer heap holds at most `2 x live + 64` entries. `tick`
     ///   sweeps stale entries before it fires any, so this one holds after
@@ -84,14 +85,24 @@ impl Broker {
                 "client {name}: {} in flight, window {window}",
                 flow.inflight.len()
             );
-            // 0 is mosquitto's "no limit".
+            // 0 is mosquitto's "no limit". Past it only since it filled
+            // while online (an offline session keeps what it was given).
             let max_queued = self.config.max_queued;
             assert!(
-                max_queued == 0 || flow.queue.len() <= max_queued,
+                max_queued == 0
+                    || flow.queue.len() <= max_queued
+                    || flow.full_since.is_some()
+                    || session.conn.is_none(),
                 "client {name}: {} queued, max {}",
                 flow.queue.len(),
                 self.config.max_queued
             );
+            if session.conn.is_none() {
+                assert!(
+                    flow.holding.is_empty() && flow.full_since.is_none(),
+                    "client {name}: offline and holding publishers"
+                );
+            }
             assert!(
                 unique_non_zero(flow.inflight.iter().map(|f| f.packet_id)),
                 "client {name}: outbound packet ids {:?}",

@@ -14,6 +14,7 @@ mod invariants;
 mod message;
 mod one_or_many;
 mod publish;
+mod retained;
 mod session;
 mod shared;
 mod snapshot;
@@ -49,6 +50,13 @@ use topic::TopicTable;
 /// A connection, as the event loop numbers them.
 pub type ConnId = usize;
 
+/// How often expired retained messages are swept out of the store.
+const RETAINED_SWEEP: Duration = Duration::from_secs(60);
+
+/// The largest packet MQTT can frame (a 4-byte Remaining Length): the
+/// default limit, as in mosquitto.
+pub const MAX_PACKET_SIZE: u32 = 268_435_455;
+
 /// A slab key (a connection id or a session slot) in 32 bits, for what is
 /// stored once per connection or timer: keys stay far below 2^32, as
 /// connections are bounded by the descriptor limit and sessions by memory.
@@ -81,6 +89,11 @@ pub enum Action {
     /// Send what is queued, then close the connection. The broker has
     /// already forgotten it; no `closed` call is expected.
     Close(ConnId),
+    /// Stop reading the connection at its next PUBLISH: a subscriber its
+    /// messages go to has a full queue.
+    Hold(ConnId),
+    /// Read the connection again.
+    Resume(ConnId),
 }
 
 impl Action {
@@ -91,7 +104,9 @@ impl Action {
             | Action::Publish(id, _)
             | Action::SendAfterCommit(id, _)
             | Action::PublishAfterCommit(id, _)
-            | Action::Close(id) => *id,
+            | Action::Close(id)
+            | Action::Hold(id)
+            | Action::Resume(id) => *id,
         }
     }
 }
@@ -115,6 +130,11 @@ impl Delivery {
     /// not be dropped, or later PUBLISHes naming only the alias break.
     pub fn defines_alias(&self) -> bool {
         !self.omit_topic && crate::property!(self.extra, TopicAlias).is_some()
+    }
+
+    /// Its encoded size.
+    pub fn len(&self, version: Version) -> usize {
+        crate::protocol::publish_len(&self.as_publish(), version)
     }
 
     /// The PUBLISH to encode.
@@ -144,6 +164,13 @@ pub struct Config {
     /// Payload bytes queued per session; 0 for no limit. A u32, so the
     /// count fits in the session's padding.
     pub max_queued_bytes: u32,
+    /// How long an online subscriber's full queue may hold its publishers
+    /// (`slow_subscriber_timeout`); zero: never, it drops at its bound.
+    pub slow_subscriber_timeout: Duration,
+    /// Bytes of PUBLISH a queue is emptied into a connection's output at a
+    /// time (`max_outgoing_bytes`): the rest waits for the loop to say the
+    /// output has room again.
+    pub max_outgoing: usize,
     /// Largest packet accepted, and advertised to v5 clients.
     pub max_packet_size: u32,
     /// Largest payload accepted (mosquitto's `message_size_limit`); 0 for
@@ -174,7 +201,9 @@ impl Default for Config {
             max_inflight: 20,
             max_queued: 1000,
             max_queued_bytes: 0,
-            max_packet_size: 1024 * 1024,
+            slow_subscriber_timeout: Duration::from_secs(10),
+            max_outgoing: 64 * 1024,
+            max_packet_size: MAX_PACKET_SIZE,
             message_size_limit: 0,
             max_keepalive: 0,
             connect_timeout: Duration::from_secs(10),
@@ -349,7 +378,13 @@ pub struct Broker {
     shared: TopicTable,
     groups: Slab<shared::Group>,
     group_ids: HashMap<Rc<str>, usize>,
-    retained: HashMap<String, Rc<Message>>,
+    retained: retained::Retained,
+    /// When expired retained messages are next swept out (walks skip them
+    /// meanwhile).
+    next_sweep: Option<Instant>,
+    /// Connections not read from because a subscriber's queue is full, by
+    /// how many subscribers hold them.
+    held: HashMap<ConnId, u32>,
     timers: Timers,
     /// Reused by routing, so a publish allocates no match list.
     scratch: Vec<topic::Sub>,
@@ -381,7 +416,9 @@ impl Broker {
             shared: TopicTable::default(),
             groups: Slab::new(),
             group_ids: HashMap::new(),
-            retained: HashMap::new(),
+            retained: retained::Retained::default(),
+            next_sweep: None,
+            held: HashMap::new(),
             timers: Timers::default(),
             scratch: Vec::new(),
             next_serial: 0,
@@ -501,7 +538,11 @@ impl Broker {
     }
 
     fn is_v5(&self, id: ConnId) -> bool {
-        self.conns.get(id).is_some_and(|c| c.version == Version::V5)
+        self.conn_version(id) == Version::V5
+    }
+
+    fn conn_version(&self, id: ConnId) -> Version {
+        self.conns.get(id).map_or(Version::V311, |c| c.version)
     }
 
     /// A number never handed out before: connection serials and session
@@ -547,6 +588,28 @@ impl Broker {
     /// client said DISCONNECT first, its will is published.
     pub fn closed(&mut self, id: ConnId, now: Instant, out: &mut Vec<Action>) {
         self.detach(id, now, out);
+    }
+
+    /// The loop could not write all of connection `id`'s output: what is
+    /// delivered to it from now on waits in its session's queue, as shared
+    /// references, until [`Broker::output_ready`].
+    pub fn output_full(&mut self, id: ConnId) {
+        if let Some(s) = self.conns.get(id).and_then(|c| c.session) {
+            let session = &mut self.sessions[s.get()];
+            session.flow_mut(&mut self.spare_flows).congested = true;
+        }
+    }
+
+    /// Connection `id`'s output has room again: what waits goes out, up
+    /// to `max_outgoing` bytes.
+    pub fn output_ready(&mut self, id: ConnId, now: Instant, out: &mut Vec<Action>) {
+        let Some(s) = self.conns.get(id).and_then(|c| c.session).map(Slot::get) else {
+            return;
+        };
+        if let Some(flow) = self.sessions[s].existing_flow_mut() {
+            flow.congested = false;
+        }
+        self.pump(s, now, out);
     }
 
     /// One decoded packet from connection `id`.
@@ -596,7 +659,18 @@ impl Broker {
         let Some(conn) = self.conns.get(id) else {
             return;
         };
-        log::debug!("connection {id}: {err}");
+        let client = conn.session.map(|s| &*self.sessions[s.get()].client_id);
+        match (err, client) {
+            (DecodeError::TooLarge { size, .. }, Some(client)) => log::warn!(
+                "client {client}: {size}-byte packet over max_packet_size {}, closing",
+                self.config.max_packet_size
+            ),
+            (DecodeError::TooLarge { size, .. }, None) => log::warn!(
+                "connection {id}: {size}-byte packet over max_packet_size {}, closing",
+                self.config.max_packet_size
+            ),
+            _ => log::debug!("connection {id}: {err}"),
+        }
         if conn.session.is_some() {
             self.drop_conn(id, Some(err.reason_code()), now, out);
             return;
@@ -612,6 +686,10 @@ impl Broker {
 
     /// Fires every timer due at `now`.
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.next_sweep.is_none_or(|at| at <= now) {
+            self.retained.remove_expired(now);
+            self.next_sweep = Some(now + RETAINED_SWEEP);
+        }
         // At most one live entry per connection and two per session (will
         // and expiry); once stale ones outnumber them, sweep.
         let live = self.conns.live + 2 * self.sessions.len();
@@ -619,36 +697,36 @@ impl Broker {
             let (conns, sessions) = (&self.conns, &self.sessions);
             self.timers.retain(|timer| match timer {
                 Timer::Conn(id, serial) => conns.get(id.get()).is_some_and(|c| c.timer == serial),
-                Timer::SessionExpiry(s, generation) | Timer::Will(s, generation) => sessions
+                Timer::SessionExpiry(s, generation)
+                | Timer::Will(s, generation)
+                | Timer::Stall(s, generation) => sessions
                     .get(s.get())
                     .is_some_and(|s| s.generation == generation),
             });
         }
         while let Some(timer) = self.timers.pop_due(now) {
+            let s = match timer {
+                Timer::Conn(id, serial) => {
+                    self.conn_timer(id.get(), serial, now, out);
+                    continue;
+                }
+                Timer::SessionExpiry(s, generation)
+                | Timer::Will(s, generation)
+                | Timer::Stall(s, generation) => match self.sessions.get(s.get()) {
+                    Some(session) if session.generation == generation => s.get(),
+                    _ => continue,
+                },
+            };
             match timer {
-                Timer::Conn(id, serial) => self.conn_timer(id.get(), serial, now, out),
-                Timer::SessionExpiry(s, generation) => {
-                    let s = s.get();
-                    if self
-                        .sessions
-                        .get(s)
-                        .is_some_and(|s| s.generation == generation)
-                    {
-                        self.end_session(s, now, out);
+                Timer::SessionExpiry(..) => self.end_session(s, now, out),
+                Timer::Will(..) => {
+                    let will = self.sessions[s].pending_will.take();
+                    if let Some(will) = will.filter(|w| self.will_allowed(s, w)) {
+                        self.publish_will(*will, now, out);
                     }
                 }
-                Timer::Will(s, generation) => {
-                    let s = s.get();
-                    let Some(session) = self.sessions.get_mut(s) else {
-                        continue;
-                    };
-                    if session.generation == generation {
-                        let will = session.pending_will.take();
-                        if let Some(will) = will.filter(|w| self.will_allowed(s, w)) {
-                            self.publish_will(*will, now, out);
-                        }
-                    }
-                }
+                Timer::Stall(..) => self.check_stall(s, now, out),
+                Timer::Conn(..) => unreachable!("handled above"),
             }
         }
     }
@@ -680,6 +758,15 @@ impl Broker {
             return;
         }
         match conn.deadline {
+            // Not read from meanwhile: its silence is roost's doing.
+            Some(deadline) if deadline <= now && self.held.contains_key(&id) => {
+                let limit = conn.idle_limit().unwrap_or(self.config.connect_timeout);
+                let deadline = now + limit;
+                if let Some(conn) = self.conns.get_mut(id) {
+                    conn.deadline = Some(deadline);
+                }
+                self.arm(id, deadline);
+            }
             Some(deadline) if deadline <= now => {
                 log::info!("connection {id}: keep-alive or connect timeout, closing");
                 // [MQTT-3.1.2-24]: close after 1.5 x keep-alive of silence.
@@ -719,9 +806,12 @@ impl Broker {
         let Some(conn) = self.conns.remove(id) else {
             return;
         };
+        self.held.remove(&id);
         let Some(s) = conn.session.map(Slot::get) else {
             return;
         };
+        // An offline session never holds publishers.
+        self.unblock(s, out);
         let generation = self.serial();
         let session = &mut self.sessions[s];
         session.conn = None;
@@ -763,6 +853,7 @@ impl Broker {
     fn end_session(&mut self, s: usize, now: Instant, out: &mut Vec<Action>) {
         let will = self.sessions[s].pending_will.take();
         let will = will.filter(|w| self.will_allowed(s, w));
+        self.unblock(s, out);
         let session = self.sessions.remove(s);
         if session.expiry != 0 {
             self.changes += 1;

@@ -7,7 +7,8 @@ use std::time::Instant;
 use super::message::Message;
 use super::session::{Awaiting, Outgoing};
 use super::sys::is_sys;
-use super::{Action, Broker, Conn, ConnId, Delivery, JournalRecord, reason};
+use super::timer::Timer;
+use super::{Action, Broker, Conn, ConnId, Delivery, JournalRecord, Slot, reason};
 use crate::protocol::{
     Ack, Packet, Property, Publish, PublishRef, QoS, Version, Will, publish_len,
 };
@@ -216,11 +217,7 @@ impl Broker {
     pub(super) fn retain(&mut self, msg: &Rc<Message>) {
         // `$SYS` is the broker's own and current: not worth a save.
         self.changes += u64::from(!is_sys(&msg.topic));
-        if msg.payload.is_empty() {
-            self.retained.remove(&msg.topic);
-        } else {
-            self.retained.insert(msg.topic.clone(), msg.clone());
-        }
+        self.retained.set(msg);
     }
 
     pub(super) fn publish_will(&mut self, will: Will, now: Instant, out: &mut Vec<Action>) {
@@ -273,6 +270,8 @@ impl Broker {
         now: Instant,
         out: &mut Vec<Action>,
     ) -> usize {
+        // The connection to hold back if a subscriber's queue is full.
+        let publisher = from.and_then(|s| self.sessions[s].conn());
         let mut subs = std::mem::take(&mut self.scratch);
         self.topics.matches(&msg.topic, &mut subs);
         // [MQTT-3.8.3-3]: No Local keeps a client's messages from itself.
@@ -299,12 +298,12 @@ impl Broker {
                     .collect(),
                 share: None,
             };
-            self.deliver(group[0].session, o, now, out);
+            self.deliver(group[0].session, o, publisher, now, out);
         }
         subs.clear();
         self.shared.matches(&msg.topic, &mut subs);
         for group in &subs {
-            self.deliver_shared(group.session, msg.clone(), now, out);
+            self.deliver_shared(group.session, msg.clone(), publisher, now, out);
         }
         matched += subs.len();
         subs.clear();
@@ -313,27 +312,87 @@ impl Broker {
     }
 
     /// Hands a message to a session: sent now if its connection is online
-    /// and the window allows, queued otherwise. QoS 0 is not queued for an
-    /// offline session (as mosquitto's default).
-    pub(super) fn deliver(&mut self, s: usize, o: Outgoing, now: Instant, out: &mut Vec<Action>) {
+    /// and can take it, queued otherwise. QoS 0 is not queued for an
+    /// offline session (as mosquitto's default). `publisher` is the
+    /// connection it came from, held back if the queue is full.
+    pub(super) fn deliver(
+        &mut self,
+        s: usize,
+        o: Outgoing,
+        publisher: Option<ConnId>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         if !self.may_read(s, &o.msg.topic) {
             return;
         }
-        let (max_queued, max_bytes) = (self.config.max_queued, self.config.max_queued_bytes);
         let session = &mut self.sessions[s];
         if o.qos != QoS::AtMostOnce && session.expiry != 0 {
             self.changes += 1;
         }
-        if let Some(id) = session.conn() {
-            let window_open = o.qos == QoS::AtMostOnce || !session.window_full();
-            if session.flow().queue.is_empty() && window_open {
-                return self.send_now(s, id, o, now, out);
+        match session.conn() {
+            Some(id) if session.ready_for(o.qos) => {
+                self.send_now(s, id, o, now, out);
             }
-        } else if o.qos == QoS::AtMostOnce {
-            return;
+            Some(id) => self.enqueue_online(s, id, o, publisher, now, out),
+            None if o.qos == QoS::AtMostOnce => {}
+            None => self.enqueue_within_bounds(s, o),
         }
+    }
+
+    /// Queues a message for an online session. A full queue takes it all
+    /// the same and holds the publisher back (TCP slows it) until the
+    /// queue drains, so nothing is dropped that the client could still
+    /// take; only once it has stayed full for `slow_subscriber_timeout`
+    /// does it drop at its bound.
+    fn enqueue_online(
+        &mut self,
+        s: usize,
+        id: ConnId,
+        o: Outgoing,
+        publisher: Option<ConnId>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let (max, max_bytes) = (self.config.max_queued, self.config.max_queued_bytes);
+        let timeout = self.config.slow_subscriber_timeout;
+        let flow = self.sessions[s].flow_mut(&mut self.spare_flows);
+        if timeout.is_zero() || flow.stuck || !flow.is_full(max, max_bytes) {
+            return self.enqueue_within_bounds(s, o);
+        }
+        flow.push(o);
+        if flow.full_since.is_none() {
+            flow.full_since = Some(now);
+            if !flow.stall_pending {
+                flow.stall_pending = true;
+                let generation = self.sessions[s].generation;
+                self.timers
+                    .add(now + timeout, Timer::Stall(Slot::new(s), generation));
+            }
+        }
+        // A client reading its own messages is not held: its acks come
+        // on the connection that would not be read.
+        let Some(p) = publisher.filter(|&p| p != id) else {
+            return;
+        };
+        let flow = self.sessions[s].flow_mut(&mut self.spare_flows);
+        if !flow.holding.contains(&p) {
+            flow.holding.push(p);
+            let holders = self.held.entry(p).or_insert(0);
+            *holders += 1;
+            if *holders == 1 {
+                out.push(Action::Hold(p));
+            }
+        }
+    }
+
+    /// Queues a message within the bounds; dropped, counted and logged
+    /// (once until the queue drains) where they do not allow it.
+    fn enqueue_within_bounds(&mut self, s: usize, o: Outgoing) {
+        let (max, max_bytes) = (self.config.max_queued, self.config.max_queued_bytes);
+        let session = &mut self.sessions[s];
         let flow = session.flow_mut(&mut self.spare_flows);
-        if !flow.enqueue(o, max_queued, max_bytes) {
+        if !flow.enqueue(o, max, max_bytes) {
             self.stats.publish_dropped += 1;
             if !flow.overflow_logged {
                 flow.overflow_logged = true;
@@ -346,30 +405,127 @@ impl Broker {
         }
     }
 
-    /// Sends from the queue while the in-flight window has room.
-    pub(super) fn pump(&mut self, s: usize, now: Instant, out: &mut Vec<Action>) {
-        loop {
-            let session = &mut self.sessions[s];
-            let Some(id) = session.conn() else { return };
-            let Some(front) = session.flow().queue.front() else {
-                session.queue_drained(&mut self.spare_flows);
-                return;
-            };
-            if front.qos != QoS::AtMostOnce && session.window_full() {
-                return;
-            }
-            let o = session.dequeue().expect("front exists");
-            // Checked again: rights may have changed while it waited.
-            if self.may_read(s, &o.msg.topic) {
-                self.send_now(s, id, o, now, out);
+    /// An online session's queue has been full since `full_since`: past
+    /// `slow_subscriber_timeout` its publishers go free, and it drops at
+    /// its bound from now on, until it drains.
+    pub(super) fn check_stall(&mut self, s: usize, now: Instant, out: &mut Vec<Action>) {
+        let timeout = self.config.slow_subscriber_timeout;
+        let generation = self.sessions[s].generation;
+        let Some(flow) = self.sessions[s].existing_flow_mut() else {
+            return;
+        };
+        flow.stall_pending = false;
+        let Some(since) = flow.full_since.filter(|_| !flow.stuck) else {
+            return;
+        };
+        if since + timeout > now {
+            // Filled again since this timer was set.
+            flow.stall_pending = true;
+            self.timers
+                .add(since + timeout, Timer::Stall(Slot::new(s), generation));
+            return;
+        }
+        flow.stuck = true;
+        flow.overflow_logged = true;
+        let queued = flow.queue.len();
+        log::warn!(
+            "client {}: queue full ({queued} messages) for {} s (slow_subscriber_timeout), \
+             dropping its messages at the bound until it catches up",
+            self.sessions[s].client_id,
+            timeout.as_secs_f32()
+        );
+        self.release_publishers(s, out);
+    }
+
+    /// Lets the publishers session `s` holds be read again (those no other
+    /// session holds).
+    pub(super) fn release_publishers(&mut self, s: usize, out: &mut Vec<Action>) {
+        let Some(flow) = self.sessions[s].existing_flow_mut() else {
+            return;
+        };
+        for p in flow.holding.drain(..) {
+            // Gone if the connection closed meanwhile.
+            if let Some(holders) = self.held.get_mut(&p) {
+                *holders -= 1;
+                if *holders == 0 {
+                    self.held.remove(&p);
+                    out.push(Action::Resume(p));
+                }
             }
         }
     }
 
-    fn send_now(&mut self, s: usize, id: ConnId, o: Outgoing, now: Instant, out: &mut Vec<Action>) {
+    /// Session `s`'s queue drained to half its bounds, or its connection
+    /// went: no longer full, and its publishers go free.
+    pub(super) fn unblock(&mut self, s: usize, out: &mut Vec<Action>) {
+        if let Some(flow) = self.sessions[s].existing_flow_mut() {
+            flow.full_since = None;
+            flow.stuck = false;
+            flow.congested = false;
+        }
+        self.release_publishers(s, out);
+    }
+
+    /// Sends what waits (retained messages owed to new subscriptions, then
+    /// the queue) while the in-flight window has room, up to
+    /// `max_outgoing` bytes: past that the loop says when the output has
+    /// room again ([`Broker::output_ready`]).
+    pub(super) fn pump(&mut self, s: usize, now: Instant, out: &mut Vec<Action>) {
+        let (max, max_bytes) = (self.config.max_queued, self.config.max_queued_bytes);
+        let mut budget = self.config.max_outgoing;
+        while budget > 0 {
+            let session = &mut self.sessions[s];
+            let Some(id) = session.conn() else { return };
+            let flow = session.flow();
+            if flow.congested {
+                return;
+            }
+            let (from_cursor, qos) = match (flow.retained.front(), flow.queue.front()) {
+                (Some(cursor), _) => (true, cursor.qos),
+                (None, Some(o)) => (false, o.qos),
+                (None, None) => return session.queue_drained(&mut self.spare_flows),
+            };
+            // A cursor's next message may be QoS 0 all the same: it waits.
+            if qos != QoS::AtMostOnce && session.window_full() {
+                return;
+            }
+            let o = if from_cursor {
+                let flow = session.flow_mut(&mut self.spare_flows);
+                let cursor = flow.retained.front_mut().expect("checked above");
+                let Some(o) = cursor.next(&self.retained, now) else {
+                    flow.retained.pop_front();
+                    continue;
+                };
+                o
+            } else {
+                let o = session.dequeue().expect("checked above");
+                let flow = session.flow();
+                if flow.full_since.is_some() && flow.is_below_half(max, max_bytes) {
+                    self.unblock(s, out);
+                }
+                o
+            };
+            // Checked again: rights may have changed while it waited.
+            if self.may_read(s, &o.msg.topic) {
+                budget = budget.saturating_sub(self.send_now(s, id, o, now, out));
+            }
+        }
+    }
+
+    /// Sends `o` to connection `id` of session `s`; returns the bytes it
+    /// takes (0 when it was not sent: expired, or too large for the
+    /// client).
+    fn send_now(
+        &mut self,
+        s: usize,
+        id: ConnId,
+        o: Outgoing,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) -> usize {
         if o.msg.expired(now) {
             self.stats.publish_dropped += 1;
-            return;
+            return 0;
         }
         let session = &mut self.sessions[s];
         let packet_id = if o.qos == QoS::AtMostOnce {
@@ -381,8 +537,9 @@ impl Broker {
             // Larger than the client's Maximum Packet Size: discarded as if
             // delivered ([MQTT-3.1.2-25]).
             self.stats.publish_dropped += 1;
-            return;
+            return 0;
         };
+        let len = d.len(self.conn_version(id));
         let awaiting = match o.qos {
             QoS::AtMostOnce => None,
             QoS::AtLeastOnce => Some(Awaiting::Ack),
@@ -396,6 +553,7 @@ impl Broker {
             self.sessions[s].put_in_flight(&mut self.spare_flows, packet_id, awaiting, o);
         }
         out.push(self.publish_after(id, d, before));
+        len
     }
 
     /// The PUBLISH for one delivery to connection `id`, or None when it

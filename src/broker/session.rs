@@ -3,10 +3,12 @@
 
 use super::message::Message;
 use super::one_or_many::OneOrMany;
+use super::retained::Cursor;
 use super::{ConnId, Slot};
 use crate::protocol::{QoS, Will};
 use std::collections::VecDeque;
 use std::rc::Rc;
+use std::time::Instant;
 
 /// A message on its way to one session: the shared message plus what is
 /// particular to this delivery.
@@ -91,13 +93,19 @@ pub enum Role {
     Bridge,
 }
 
-/// What a session has going at QoS 1 and 2, either way.
+/// What a session has going beyond an idle subscription, either way:
+/// QoS 1/2 flows, and messages waiting for a connection that cannot take
+/// them now.
 #[derive(Default)]
 pub struct Flow {
     /// Outbound QoS 1/2 messages sent and not yet fully acknowledged, in
     /// the order they were sent.
     pub inflight: VecDeque<Inflight>,
-    /// Messages waiting for the in-flight window or for the client to return.
+    /// Retained messages still owed to new subscriptions: sent before the
+    /// queue, as the connection takes them.
+    pub retained: VecDeque<Cursor>,
+    /// Messages waiting for the in-flight window, for room in the
+    /// connection's output, or for the client to return.
     pub queue: VecDeque<Outgoing>,
     /// Inbound QoS 2 packet ids PUBREC'd and awaiting PUBREL: a PUBLISH
     /// with one of these ids is a duplicate ([MQTT-4.3.3-10]).
@@ -106,40 +114,81 @@ pub struct Flow {
     pub queued_bytes: u32,
     /// Whether a queue overflow was logged since the queue last drained.
     pub overflow_logged: bool,
+    /// The connection's output is full: everything waits in the queue
+    /// until the loop says it has room (`Broker::output_ready`).
+    pub congested: bool,
+    /// While online: since when the queue has been at its bound without
+    /// draining to half of it. Its publishers are held meanwhile, for up
+    /// to `slow_subscriber_timeout`.
+    pub full_since: Option<Instant>,
+    /// Full for longer than `slow_subscriber_timeout`: its publishers go
+    /// free, and it drops at its bound until the queue drains.
+    pub stuck: bool,
+    /// A `Stall` timer is pending for `full_since`.
+    pub stall_pending: bool,
+    /// The publishing connections not read from until the queue drains.
+    pub holding: Vec<ConnId>,
 }
 
 /// What [`Session::flow`] reads for a session that has none.
 const NO_FLOW: &Flow = &Flow {
     inflight: VecDeque::new(),
+    retained: VecDeque::new(),
     queue: VecDeque::new(),
     awaiting_rel: Vec::new(),
     queued_bytes: 0,
     overflow_logged: false,
+    congested: false,
+    full_since: None,
+    stuck: false,
+    stall_pending: false,
+    holding: Vec::new(),
 };
 
 impl Flow {
     fn is_empty(&self) -> bool {
-        self.inflight.is_empty() && self.queue.is_empty() && self.awaiting_rel.is_empty()
+        self.inflight.is_empty()
+            && self.retained.is_empty()
+            && self.queue.is_empty()
+            && self.awaiting_rel.is_empty()
+            && !self.congested
+            && self.full_since.is_none()
+            && self.holding.is_empty()
     }
 
-    /// Queues `out`, within at most `max` entries and `max_bytes` payload
-    /// bytes (0: no bound). When full, the oldest QoS 0 messages make
-    /// room; failing that the new message is dropped. As in mosquitto, a
-    /// queue under its byte bound takes a message that crosses it.
-    /// Returns false when something was dropped.
+    /// Whether the queue holds `max` entries or `max_bytes` payload bytes
+    /// (0: no bound). As in mosquitto, a queue under its byte bound takes
+    /// a message that crosses it.
+    pub fn is_full(&self, max: usize, max_bytes: u32) -> bool {
+        (max > 0 && self.queue.len() >= max) || (max_bytes > 0 && self.queued_bytes >= max_bytes)
+    }
+
+    /// Whether the queue is down to half its bounds, where held publishers
+    /// are read from again.
+    pub fn is_below_half(&self, max: usize, max_bytes: u32) -> bool {
+        (max == 0 || self.queue.len() <= max / 2)
+            && (max_bytes == 0 || self.queued_bytes <= max_bytes / 2)
+    }
+
+    /// Queues `out` whatever the bounds.
+    pub fn push(&mut self, out: Outgoing) {
+        self.queued_bytes = self.queued_bytes.saturating_add(payload_len(&out));
+        self.queue.push_back(out);
+    }
+
+    /// Queues `out` within the bounds (see [`Flow::is_full`]). When full,
+    /// the oldest QoS 0 messages make room; failing that the new message
+    /// is dropped. Returns false when something was dropped.
     pub fn enqueue(&mut self, out: Outgoing, max: usize, max_bytes: u32) -> bool {
         let mut dropped = false;
-        while (max > 0 && self.queue.len() >= max)
-            || (max_bytes > 0 && self.queued_bytes >= max_bytes)
-        {
+        while self.is_full(max, max_bytes) {
             let Some(i) = self.queue.iter().position(|o| o.qos == QoS::AtMostOnce) else {
                 return false;
             };
             self.remove_queued(i);
             dropped = true;
         }
-        self.queued_bytes = self.queued_bytes.saturating_add(payload_len(&out));
-        self.queue.push_back(out);
+        self.push(out);
         !dropped
     }
 
@@ -169,9 +218,14 @@ impl SpareFlows {
     }
 
     fn keep(&mut self, mut flow: Box<Flow>) {
-        let room = flow.inflight.capacity() + flow.queue.capacity() + flow.awaiting_rel.capacity();
+        let room = flow.inflight.capacity()
+            + flow.retained.capacity()
+            + flow.queue.capacity()
+            + flow.awaiting_rel.capacity()
+            + flow.holding.capacity();
         if self.0.len() < Self::COUNT && room <= Self::ROOM {
             flow.overflow_logged = false;
+            flow.stuck = false;
             self.0.push(flow);
         }
     }
@@ -211,6 +265,11 @@ impl Session {
         self.flow.get_or_insert_with(|| spare.take())
     }
 
+    /// The state to change, if the session has one.
+    pub fn existing_flow_mut(&mut self) -> Option<&mut Flow> {
+        self.flow.as_deref_mut()
+    }
+
     /// Adds `out`, sent under `packet_id`, at the end of the in-flight window.
     pub fn put_in_flight(
         &mut self,
@@ -246,6 +305,17 @@ impl Session {
     /// Whether the in-flight window of the attached connection is full.
     pub fn window_full(&self) -> bool {
         self.flow().inflight.len() >= usize::from(self.window)
+    }
+
+    /// Whether a message at `qos` may go out now rather than queue:
+    /// nothing waits ahead of it, the connection's output has room, and a
+    /// QoS 1/2 one has room in the window.
+    pub fn ready_for(&self, qos: QoS) -> bool {
+        let flow = self.flow();
+        flow.queue.is_empty()
+            && flow.retained.is_empty()
+            && !flow.congested
+            && (qos == QoS::AtMostOnce || !self.window_full())
     }
 
     /// A packet id not used by any message in flight ([MQTT-2.2.1-3]).

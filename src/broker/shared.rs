@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::message::Message;
 use super::session::{Outgoing, one_id};
 use super::topic::{Sub, Subs, remove_from, upsert};
-use super::{Action, Broker};
+use super::{Action, Broker, ConnId};
 
 pub(super) struct Group {
     /// The whole `$share/{group}/{filter}` string: the group's identity.
@@ -63,10 +63,12 @@ impl Broker {
 
     /// Sends `msg` to one member of group `g`: the next online one in turn,
     /// or, with none online, the next one (its session queues QoS 1/2).
+    /// `publisher` is the connection it came from (see `deliver`).
     pub(super) fn deliver_shared(
         &mut self,
         g: usize,
         msg: Rc<Message>,
+        publisher: Option<ConnId>,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
@@ -87,7 +89,7 @@ impl Broker {
             share: Some(group.key.clone()),
             msg,
         };
-        self.deliver(member.session, o, now, out);
+        self.deliver(member.session, o, publisher, now, out);
     }
 
     /// Group messages a ending session had not had acknowledged go to the
@@ -101,7 +103,7 @@ impl Broker {
         for o in pending {
             let Some(key) = o.share else { continue };
             if let Some(&g) = self.group_ids.get(&key) {
-                self.deliver_shared(g, o.msg, now, out);
+                self.deliver_shared(g, o.msg, None, now, out);
             }
         }
     }

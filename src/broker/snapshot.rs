@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::session::{Awaiting, Inflight, Outgoing, Session};
+use super::retained::Cursor;
+use super::session::{Awaiting, Flow, Inflight, Outgoing, Session};
 use super::subscribe::wants_retained;
 use super::sys::is_sys;
 use super::timer::Timer;
@@ -272,11 +273,10 @@ impl Broker {
                         out: table.outgoing(&f.out, clock),
                     })
                     .collect(),
-                queue: flow
-                    .queue
-                    .iter()
+                queue: self
+                    .waiting(flow, now)
                     .filter(|o| o.qos != QoS::AtMostOnce)
-                    .map(|o| table.outgoing(o, clock))
+                    .map(|o| table.outgoing(&o, clock))
                     .collect(),
                 awaiting_rel: flow.awaiting_rel.clone(),
             });
@@ -286,6 +286,16 @@ impl Broker {
             retained,
             sessions,
         }
+    }
+
+    /// What waits to be sent in `flow`, in order: the retained messages
+    /// still owed to new subscriptions, then the queue.
+    fn waiting<'a>(&'a self, flow: &'a Flow, now: Instant) -> impl Iterator<Item = Outgoing> + 'a {
+        let retained = flow.retained.iter().flat_map(move |cursor| {
+            let mut cursor = cursor.clone();
+            std::iter::from_fn(move || cursor.next(&self.retained, now))
+        });
+        retained.chain(flow.queue.iter().cloned())
     }
 
     /// When each offline session expires, from its live timer entry.
@@ -343,7 +353,7 @@ impl Broker {
         self.next_serial = self.next_serial.max(top);
         let get = |i: u32| messages.get(i as usize).cloned().flatten();
         for msg in snap.retained.into_iter().filter_map(get) {
-            self.retained.insert(msg.topic.clone(), msg);
+            self.retained.set(&msg);
         }
         let outgoing = |o: StoredOutgoing| {
             Some(Outgoing {
@@ -513,7 +523,10 @@ impl Broker {
                 // The retained messages it was sent, queued again: the
                 // records of their acks follow.
                 if parse_shared(&filter).is_none() && wants_retained(options, new) {
-                    self.send_retained(s, &filter, options, sub_id, now, &mut out);
+                    let mut cursor = Cursor::new(filter.into(), u64::MAX, options.qos, sub_id);
+                    while let Some(o) = cursor.next(&self.retained, now) {
+                        self.deliver(s, o, None, now, &mut out);
+                    }
                 }
             }
             JournalRecord::Unsubscribe { client_id, filter } => {

@@ -1,13 +1,14 @@
 //! SUBSCRIBE and UNSUBSCRIBE, and the retained messages a new
 //! subscription receives.
 
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::session::one_id;
-use super::session::{Outgoing, Role};
-use super::topic::{Sub, matches, parse_shared, valid_filter};
-use super::{Action, Broker, ConnId, JournalRecord, Message, StoredSub, reason};
+use super::retained::Cursor;
+use super::session::Role;
+use super::topic::{Sub, parse_shared, valid_filter};
+use super::{Action, Broker, ConnId, JournalRecord, StoredSub, reason};
 use crate::protocol::{Packet, SubAck, SubOptions, Subscribe, UnsubAck, Unsubscribe};
 
 impl Broker {
@@ -90,8 +91,14 @@ impl Broker {
             properties: Vec::new(),
         });
         out.push(self.reply(id, suback, before));
+        // A filter repeated in one SUBSCRIBE walks the retained messages
+        // once.
+        let mut seen = HashSet::new();
+        let repeats = retained_for.len() > 1;
         for (filter, options) in retained_for {
-            self.send_retained(s, &filter, options, sub_id, now, out);
+            if !repeats || seen.insert(filter.clone()) {
+                self.send_retained(s, filter, options, sub_id, now, out);
+            }
         }
     }
 
@@ -134,38 +141,22 @@ impl Broker {
         );
     }
 
-    /// Retained messages matching a new subscription go out with RETAIN 1
-    /// ([MQTT-3.3.1-8]); a journal replay queues them again, as they were
-    /// sent then.
+    /// Retained messages matching a new subscription are sent as its
+    /// connection takes them (see `retained.rs`): those retained now, and
+    /// not replaced since (the new value went out live).
     pub(super) fn send_retained(
         &mut self,
         s: usize,
-        filter: &str,
+        filter: Rc<str>,
         options: SubOptions,
         sub_id: u32,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
-        self.retained.retain(|_, m| !m.expired(now));
-        let found: Vec<Rc<Message>> = if filter.contains(['+', '#']) {
-            self.retained
-                .values()
-                .filter(|m| matches(filter, &m.topic))
-                .cloned()
-                .collect()
-        } else {
-            self.retained.get(filter).cloned().into_iter().collect()
-        };
-        for msg in found {
-            let o = Outgoing {
-                qos: msg.qos.min(options.qos),
-                retain: true,
-                sub_ids: one_id(sub_id),
-                share: None,
-                msg,
-            };
-            self.deliver(s, o, now, out);
-        }
+        let cursor = Cursor::new(filter, self.next_serial, options.qos, sub_id);
+        let flow = self.sessions[s].flow_mut(&mut self.spare_flows);
+        flow.retained.push_back(cursor);
+        self.pump(s, now, out);
     }
 
     pub(super) fn on_unsubscribe(

@@ -19,6 +19,9 @@ pub enum Timer {
     SessionExpiry(Slot, u64),
     /// Delayed will of an offline session (slot, generation).
     Will(Slot, u64),
+    /// When an online session's full queue stops holding its publishers
+    /// (slot, generation).
+    Stall(Slot, u64),
 }
 
 #[derive(Default)]

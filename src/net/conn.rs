@@ -6,29 +6,43 @@
 //! a TLS or WebSocket listener also has a transport, which its bytes pass
 //! through.
 
-use std::io::{self, Write};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::rc::Rc;
 use std::time::Instant;
 
 use mio::net::TcpStream;
 
 use super::transport::{Inbound, Transport};
+use crate::broker::Message;
 use crate::protocol::Version;
 
 pub struct Connection {
     pub stream: TcpStream,
     /// Protocol level, from CONNECT; decides how packets are read and written.
     pub version: Version,
-    /// Reading stopped because the unsent output is over its bound: a
-    /// client that does not read its answers is not read from either.
-    pub read_paused: bool,
+    /// Why it is not read from now ([`pause`] bits); 0 when it is.
+    pub paused: u8,
     /// Listed for a flush at the end of the loop iteration.
     pub dirty: bool,
-    /// QoS 0 drops for this connection were logged.
-    pub drop_logged: bool,
+    /// The broker was told its output is full, and waits to hear when
+    /// there is room again.
+    pub full: bool,
     pending: Option<Box<Pending>>,
     /// The layers between socket and MQTT bytes (TLS, WebSockets); None
     /// for plain TCP.
     transport: Option<Box<Transport>>,
+}
+
+/// Why a connection is not read from (bits of [`Connection::paused`]).
+pub mod pause {
+    /// Its unsent output is over `max_outgoing_bytes`: a client that does
+    /// not read its answers is not read from either.
+    pub const OUTPUT: u8 = 1;
+    /// The broker holds it back: a subscriber its messages go to has a
+    /// full queue. The packets already read are handed over up to the
+    /// next PUBLISH.
+    pub const HELD: u8 = 2;
 }
 
 /// What a connection with traffic (or closing) has on top of an idle one.
@@ -38,9 +52,30 @@ pub struct Pending {
     inbuf: Vec<u8>,
     /// Encoded bytes not yet written to the socket.
     outbuf: Vec<u8>,
+    /// Payloads of large messages, written from the shared message rather
+    /// than copied into `outbuf` (see [`Connection::share_payload`]).
+    shared: VecDeque<SharedPayload>,
     /// The broker is done with it: flush, then close by this deadline.
     closing: Option<Instant>,
 }
+
+/// A message's payload, to be written after the first `at` bytes of the
+/// output buffer.
+struct SharedPayload {
+    at: usize,
+    msg: Rc<Message>,
+    /// How much of it is written already.
+    written: usize,
+}
+
+impl SharedPayload {
+    fn rest(&self) -> &[u8] {
+        &self.msg.payload[self.written..]
+    }
+}
+
+/// Most pieces written by one `writev`.
+const IOV_MAX: usize = 64;
 
 /// Boxes of connections that went idle, each with the room its output
 /// buffer had, for the next connection with something to send.
@@ -69,9 +104,9 @@ impl Connection {
         Connection {
             stream,
             version: Version::V311,
-            read_paused: false,
+            paused: 0,
             dirty: false,
-            drop_logged: false,
+            full: false,
             pending: None,
             transport,
         }
@@ -116,7 +151,28 @@ impl Connection {
 
     /// Bytes encoded and not yet written.
     pub fn unsent(&self) -> usize {
-        self.pending.as_ref().map_or(0, |p| p.outbuf.len())
+        self.pending.as_ref().map_or(0, |p| {
+            p.outbuf.len() + p.shared.iter().map(|s| s.rest().len()).sum::<usize>()
+        })
+    }
+
+    /// Whether a payload of `len` bytes is better written from the shared
+    /// message than copied: a large one, on a plain TCP connection (a
+    /// transport has to wrap every byte it sends).
+    pub fn shares(&self, len: usize) -> bool {
+        len >= SHARED_PAYLOAD && self.transport.is_none()
+    }
+
+    /// Has `msg`'s payload written after what the output holds now, from
+    /// the message itself: a large message to many subscribers is held
+    /// once, not once per subscriber.
+    pub fn share_payload(&mut self, msg: &Rc<Message>, spare: &mut Spare) {
+        let pending = self.pending(spare);
+        pending.shared.push_back(SharedPayload {
+            at: pending.outbuf.len(),
+            msg: msg.clone(),
+            written: 0,
+        });
     }
 
     fn pending(&mut self, spare: &mut Spare) -> &mut Pending {
@@ -162,7 +218,7 @@ impl Connection {
         let Some(pending) = &mut self.pending else {
             return;
         };
-        if !pending.outbuf.is_empty() {
+        if !pending.outbuf.is_empty() || !pending.shared.is_empty() {
             return;
         }
         if pending.inbuf.is_empty() && pending.closing.is_none() {
@@ -183,24 +239,84 @@ impl Connection {
         }
         let mut written = 0;
         let result = loop {
-            if written == pending.outbuf.len() {
+            if written == pending.outbuf.len() && pending.shared.is_empty() {
                 break Ok(true);
             }
-            match self.stream.write(&pending.outbuf[written..]) {
+            let n = if pending.shared.is_empty() {
+                self.stream.write(&pending.outbuf[written..])
+            } else {
+                write_shared(&mut self.stream, &pending.outbuf, written, &pending.shared)
+            };
+            match n {
                 Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => written += n,
+                Ok(n) => {
+                    *sent += n as u64;
+                    written += consume(n, written, &mut pending.shared);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => break Err(e),
             }
         };
         pending.outbuf.drain(..written);
+        for shared in &mut pending.shared {
+            shared.at -= written;
+        }
         if let Some(transport) = &mut self.transport {
             transport.drained(written);
         }
-        *sent += written as u64;
         result
     }
+}
+
+/// Payloads from this size on are shared, not copied (see
+/// [`Connection::shares`]).
+const SHARED_PAYLOAD: usize = 16 * 1024;
+
+/// One `writev` of the output from `out[from..]` on, with the shared
+/// payloads in their places.
+fn write_shared(
+    stream: &mut TcpStream,
+    out: &[u8],
+    from: usize,
+    shared: &VecDeque<SharedPayload>,
+) -> io::Result<usize> {
+    let mut pieces = Vec::with_capacity(IOV_MAX);
+    let mut pos = from;
+    for s in shared.iter().take(IOV_MAX / 2) {
+        if s.at > pos {
+            pieces.push(IoSlice::new(&out[pos..s.at]));
+            pos = s.at;
+        }
+        pieces.push(IoSlice::new(s.rest()));
+    }
+    if pieces.len() < IOV_MAX && pos < out.len() {
+        pieces.push(IoSlice::new(&out[pos..]));
+    }
+    stream.write_vectored(&pieces)
+}
+
+/// Accounts for `n` bytes written from output position `from` on: marks
+/// the shared payloads written, dropping those done. Returns how many of
+/// the bytes came from the output buffer.
+fn consume(mut n: usize, from: usize, shared: &mut VecDeque<SharedPayload>) -> usize {
+    let mut pos = from;
+    while let Some(s) = shared.front_mut() {
+        let before = (s.at - pos).min(n);
+        pos += before;
+        n -= before;
+        if pos < s.at || n == 0 && !s.rest().is_empty() {
+            return pos - from;
+        }
+        let take = s.rest().len().min(n);
+        s.written += take;
+        n -= take;
+        if !s.rest().is_empty() {
+            return pos - from;
+        }
+        shared.pop_front();
+    }
+    pos + n - from
 }
 
 #[cfg(test)]
@@ -247,6 +363,52 @@ mod tests {
         c.close_by(later, &mut spare);
         c.release(&mut spare);
         assert_eq!(c.closing(), Some(later), "kept while closing");
+    }
+
+    #[test]
+    fn shared_payloads_go_out_in_their_places() {
+        use crate::protocol::QoS;
+        use std::io::Read;
+        let (mut c, mut client) = connection();
+        let mut spare = Spare::default();
+        let msg = |byte: u8, len: usize| {
+            Rc::new(Message::new(
+                "t".into(),
+                vec![byte; len],
+                QoS::AtMostOnce,
+                false,
+                Vec::new(),
+                Instant::now(),
+            ))
+        };
+        // Large enough that the socket takes it in several writes.
+        let (a, b) = (msg(b'a', 3 << 20), msg(b'b', 100_000));
+        let mut want = Vec::new();
+        for (head, m) in [(&b"<1>"[..], &a), (&b"<2>"[..], &b)] {
+            c.outbuf(&mut spare).extend_from_slice(head);
+            c.share_payload(m, &mut spare);
+            want.extend_from_slice(head);
+            want.extend_from_slice(&m.payload);
+        }
+        c.outbuf(&mut spare).extend_from_slice(b"<end>");
+        want.extend_from_slice(b"<end>");
+        assert_eq!(c.unsent(), want.len());
+        let reader = std::thread::spawn(move || {
+            let mut got = vec![0; want.len()];
+            client.read_exact(&mut got).unwrap();
+            assert!(got == want, "bytes out of place");
+        });
+        let mut sent = 0;
+        while !c.flush(&mut sent).unwrap() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        reader.join().unwrap();
+        assert_eq!(c.unsent(), 0);
+        assert_eq!(
+            Rc::strong_count(&a),
+            1,
+            "the payload is let go once written"
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::broker::{Action, Broker, Delivery};
 use crate::config::Settings;
 use crate::persist::Store;
 use crate::protocol::{self, Packet, QoS};
-use conn::{Connection, Spare};
+use conn::{Connection, Spare, pause};
 use signals::Signals;
 use systemd::Notifier;
 use transport::Kind;
@@ -62,7 +62,8 @@ pub struct Server {
     scratch: Vec<u8>,
     /// Connections with output to flush at the end of this iteration.
     dirty: Vec<usize>,
-    /// Connections with input left over after their read budget.
+    /// Connections with input left over: after their read budget, or
+    /// read again once the broker stopped holding them.
     unread: Vec<usize>,
     /// Closing connections by deadline; all linger alike, so oldest first.
     closing: VecDeque<(Instant, usize)>,
@@ -147,7 +148,7 @@ impl Server {
             spare: Spare::default(),
             signals,
             max_connections: settings.max_connections.unwrap_or(usize::MAX),
-            max_outgoing: settings.max_outgoing_bytes,
+            max_outgoing: settings.broker.max_outgoing,
             max_packet: settings.broker.max_packet_size as usize,
             accept_paused_until: None,
             refusal_logged: false,
@@ -206,6 +207,8 @@ impl Server {
                 }
             }
             for id in std::mem::take(&mut self.unread) {
+                // Packets left unread when it was held come first.
+                self.received(id, &[], now);
                 self.read(id, now);
             }
             self.broker.tick(now, &mut self.actions);
@@ -239,7 +242,7 @@ impl Server {
 
     /// Until the next thing the loop must do without being woken.
     fn timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.unread.is_empty() {
+        if !self.unread.is_empty() || !self.dirty.is_empty() {
             return Some(Duration::ZERO);
         }
         let closing = self.closing.front().map(|(at, _)| *at);
@@ -403,7 +406,12 @@ impl Server {
         let mut buf = std::mem::take(&mut self.read_buf);
         let mut budget = READ_BUDGET;
         while let Some(c) = self.conns.get_mut(id) {
-            if c.read_paused {
+            if c.paused != 0 {
+                break;
+            }
+            if c.unsent() >= self.max_outgoing {
+                // Its answers pile up: one read at most past the bound.
+                c.paused |= pause::OUTPUT;
                 break;
             }
             if budget == 0 {
@@ -487,6 +495,11 @@ impl Server {
             if c.closing().is_some() {
                 break false;
             }
+            let publish = bytes.get(pos).is_some_and(|b| b >> 4 == 3);
+            if publish && c.paused & pause::HELD != 0 {
+                // Kept for when the broker lets it go.
+                break true;
+            }
             match protocol::decode(&bytes[pos..], c.version, self.max_packet) {
                 Ok(Some((packet, used))) => {
                     pos += used;
@@ -557,6 +570,17 @@ impl Server {
                 self.held.push(Action::Publish(id, d));
             }
             Action::Close(id) => self.close(id, now),
+            Action::Hold(id) => {
+                if let Some(c) = self.conns.get_mut(id) {
+                    c.paused |= pause::HELD;
+                }
+            }
+            Action::Resume(id) => {
+                if let Some(c) = self.conns.get_mut(id) {
+                    c.paused &= !pause::HELD;
+                    self.unread.push(id);
+                }
+            }
         }
     }
 
@@ -620,30 +644,32 @@ impl Server {
     }
 
     fn publish(&mut self, id: usize, d: &Delivery, now: Instant) {
-        let max_outgoing = self.max_outgoing;
-        let Some(c) = self.conns.get_mut(id) else {
-            return;
-        };
-        // A subscriber that does not keep up loses QoS 0 first; QoS 1/2
-        // are bounded by its in-flight window instead.
-        if d.qos == QoS::AtMostOnce && c.unsent() >= max_outgoing && !d.defines_alias() {
-            self.broker.stats.publish_dropped += 1;
-            if !c.drop_logged {
-                c.drop_logged = true;
-                log::warn!("connection {id}: not reading, dropping QoS 0 messages");
-            }
-            return;
-        }
         let bridge = self.bridge_of(id).map(|i| self.bridge_outgoing(i, d, now));
         let mut p = d.as_publish();
         if let Some((topic, retain)) = &bridge {
             p.topic = topic;
             p.retain &= retain;
         }
-        if let Some((version, out)) = self.outbuf(id) {
+        let shared = self
+            .conns
+            .get(id)
+            .is_some_and(|c| c.shares(p.payload.len()));
+        let Some((version, out)) = self.outbuf(id) else {
+            return;
+        };
+        if shared {
+            protocol::encode_publish_head(&p, version, out);
+            self.conns[id].share_payload(&d.msg, &mut self.spare);
+        } else {
             protocol::encode_publish(&p, version, out);
-            self.broker.stats.packets_sent += 1;
-            self.broker.stats.publish_sent += 1;
+        }
+        self.broker.stats.packets_sent += 1;
+        self.broker.stats.publish_sent += 1;
+        let c = &mut self.conns[id];
+        if !c.full && c.unsent() >= self.max_outgoing {
+            // Further messages wait in its session's queue (see `flush`).
+            c.full = true;
+            self.broker.output_full(id);
         }
     }
 
@@ -657,27 +683,40 @@ impl Server {
     }
 
     /// Writes what connection `id` has queued; finishes a close once all
-    /// is out, and resumes reading once it is under its bound again.
+    /// is out. Once the output is down to half its bound, the broker
+    /// fills it again from the session's queue, and a connection paused
+    /// for its output is read from again.
     fn flush(&mut self, id: usize, now: Instant) {
+        loop {
+            let Some(c) = self.conns.get_mut(id) else {
+                return;
+            };
+            match c.flush(&mut self.broker.stats.bytes_sent) {
+                Ok(true) => {
+                    if c.closing().is_some() {
+                        let _ = c.stream.shutdown(std::net::Shutdown::Write);
+                    }
+                    c.release(&mut self.spare);
+                }
+                Ok(false) => {}
+                Err(e) => return self.lost(id, now, Some(e)),
+            }
+            if !c.full || c.closing().is_some() || c.unsent() > self.max_outgoing / 2 {
+                break;
+            }
+            c.full = false;
+            self.broker.output_ready(id, now, &mut self.actions);
+            self.execute(now);
+        }
         let Some(c) = self.conns.get_mut(id) else {
             return;
         };
-        match c.flush(&mut self.broker.stats.bytes_sent) {
-            Ok(true) => {
-                c.drop_logged = false;
-                if c.closing().is_some() {
-                    let _ = c.stream.shutdown(std::net::Shutdown::Write);
-                }
-                c.release(&mut self.spare);
-            }
-            Ok(false) => {}
-            Err(e) => return self.lost(id, now, Some(e)),
-        }
-        if c.read_paused && c.unsent() < self.max_outgoing {
-            c.read_paused = false;
+        let over = c.unsent() >= self.max_outgoing;
+        if c.paused & pause::OUTPUT != 0 && !over {
+            c.paused &= !pause::OUTPUT;
             self.read(id, now);
-        } else if !c.read_paused && c.unsent() >= self.max_outgoing {
-            c.read_paused = true;
+        } else if over {
+            c.paused |= pause::OUTPUT;
         }
     }
 
@@ -696,7 +735,8 @@ impl Server {
         // Its slot may be reused: an ack still held must not reach the next.
         self.held.retain(|a| a.conn() != id);
         self.held_publish.remove(&id);
-        c.read_paused = false;
+        // Read (and discarded) until the peer goes.
+        c.paused = 0;
         if !c.dirty {
             self.flush(id, now);
         }

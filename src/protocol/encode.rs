@@ -32,6 +32,16 @@ pub fn encode_publish(p: &PublishRef<'_>, version: Version, out: &mut Vec<u8>) {
     frame(out, publish_first_byte(p), |w| publish_body(w, p, version));
 }
 
+/// Appends a PUBLISH to `out` but for its payload, which the caller
+/// sends right after these bytes.
+pub fn encode_publish_head(p: &PublishRef<'_>, version: Version, out: &mut Vec<u8>) {
+    let len = len_of(|w| publish_body(w, p, version));
+    out.reserve(1 + 4 + len - p.payload.len());
+    out.u8(publish_first_byte(p));
+    out.varint(len);
+    publish_head(out, p, version);
+}
+
 /// The whole encoded size of a PUBLISH (fixed header included), to honour a
 /// client's Maximum Packet Size without encoding it first.
 pub fn publish_len(p: &PublishRef<'_>, version: Version) -> usize {
@@ -57,12 +67,17 @@ fn publish_first_byte(p: &PublishRef<'_>) -> u8 {
 }
 
 fn publish_body(w: &mut dyn Sink, p: &PublishRef<'_>, version: Version) {
+    publish_head(w, p, version);
+    w.put(p.payload);
+}
+
+/// A PUBLISH's variable header: all of its body but the payload.
+fn publish_head(w: &mut dyn Sink, p: &PublishRef<'_>, version: Version) {
     w.str(p.topic);
     if p.qos != QoS::AtMostOnce {
         w.u16(p.packet_id);
     }
     properties::write(w, version, &[p.properties, p.extra]);
-    w.put(p.payload);
 }
 
 fn body(w: &mut dyn Sink, packet: &Packet, version: Version) {

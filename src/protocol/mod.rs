@@ -19,7 +19,7 @@ mod tests;
 mod writer;
 
 pub use decode::decode;
-pub use encode::{encode, encode_publish, publish_len};
+pub use encode::{encode, encode_publish, encode_publish_head, publish_len};
 pub use packet::*;
 // The snapshot file (`crate::persist`) reuses the field readers and
 // writers and the property codec for its records.

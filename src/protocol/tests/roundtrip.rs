@@ -162,3 +162,19 @@ fn decode_takes_one_packet_and_leaves_the_rest() {
         Ok(Some((publish, bytes.len() - 2)))
     );
 }
+
+#[test]
+fn a_publish_head_and_its_payload_are_the_whole_publish() {
+    for version in ALL_VERSIONS {
+        for packet in samples(version) {
+            let Packet::Publish(p) = &packet else {
+                continue;
+            };
+            let p = p.as_ref();
+            let mut split = Vec::new();
+            crate::protocol::encode_publish_head(&p, version, &mut split);
+            split.extend_from_slice(p.payload);
+            assert_eq!(split, enc(&packet, version));
+        }
+    }
+}

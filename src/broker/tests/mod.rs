@@ -3,6 +3,8 @@
 use std::time::{Duration, Instant};
 
 use super::*;
+
+mod pacing;
 use crate::protocol::{
     Ack, ConnAck, Connect, Packet, Property, Publish, QoS, ReasonOnly, SubOptions, Subscribe,
     Version, Will,
