@@ -650,22 +650,22 @@ impl Server {
             p.topic = topic;
             p.retain &= retain;
         }
-        let shared = self
-            .conns
-            .get(id)
-            .is_some_and(|c| c.shares(p.payload.len()));
-        let Some((version, out)) = self.outbuf(id) else {
+        let Some(c) = self.conns.get_mut(id) else {
             return;
         };
-        if shared {
-            protocol::encode_publish_head(&p, version, out);
-            self.conns[id].share_payload(&d.msg, &mut self.spare);
+        if c.closing().is_some() {
+            return;
+        }
+        mark_dirty(&mut self.dirty, c, id);
+        let version = c.version;
+        if c.shares(p.payload.len()) {
+            protocol::encode_publish_head(&p, version, c.outbuf(&mut self.spare));
+            c.share_payload(&d.msg, &mut self.spare);
         } else {
-            protocol::encode_publish(&p, version, out);
+            protocol::encode_publish(&p, version, c.outbuf(&mut self.spare));
         }
         self.broker.stats.packets_sent += 1;
         self.broker.stats.publish_sent += 1;
-        let c = &mut self.conns[id];
         if !c.full && c.unsent() >= self.max_outgoing {
             // Further messages wait in its session's queue (see `flush`).
             c.full = true;
