@@ -14,6 +14,10 @@ if ! cargo deb --version >/dev/null 2>&1; then
 fi
 cargo deb --version
 
+# cargo-deb gzips the man pages it is given (Cargo.toml's assets).
+MAN_PAGES=(./usr/share/man/man8/roost.8.gz ./usr/share/man/man5/roost.conf.5.gz
+    ./usr/share/man/man1/roost-passwd.1.gz)
+
 check() {
     local deb=$1 arch=$2
     echo "--> $deb"
@@ -23,15 +27,28 @@ check() {
         echo "$deb: architecture is not $arch" >&2
         exit 1
     }
-    local path
+    local path warnings
     for path in ./usr/bin/roost ./usr/lib/systemd/system/roost.service \
         ./usr/lib/systemd/system/roost.socket ./etc/roost/roost.conf \
-        ./usr/share/doc/roost/README.md ./usr/share/doc/roost/copyright; do
+        ./usr/share/doc/roost/README.md ./usr/share/doc/roost/copyright \
+        ./usr/share/doc/roost/docs/README.md \
+        ./usr/share/doc/roost/docs/configuration.md \
+        "${MAN_PAGES[@]}"; do
         grep -q " $path\$" "$deb.contents" || {
             echo "$deb: $path missing" >&2
             exit 1
         }
     done
+    # The man pages as installed: gzipped, and rendering without a warning.
+    for path in "${MAN_PAGES[@]}"; do
+        dpkg-deb --fsys-tarfile "$deb" | tar -xO "$path" | gzip -dc >"$deb.man"
+        warnings=$(groff -wall -mandoc -Tutf8 -z "$deb.man" 2>&1)
+        [[ -z "$warnings" ]] || {
+            echo "$deb: $path: $warnings" >&2
+            exit 1
+        }
+    done
+    rm "$deb.man"
     dpkg-deb -I "$deb" conffiles | grep -qx /etc/roost/roost.conf || {
         echo "$deb: /etc/roost/roost.conf is not a conffile" >&2
         exit 1
