@@ -29,7 +29,10 @@ Options:
   -h, --help          show this help
   -V, --version       show the version
 
--p and --bind replace the listeners of the config file.";
+-p and --bind replace the listeners of the config file.
+
+Manual: man roost, man roost.conf (every config key), man roost-passwd;
+in the source, docs/man/ and docs/.";
 
 struct Args {
     config: Option<PathBuf>,
