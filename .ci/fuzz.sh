@@ -8,7 +8,7 @@
 # AddressSanitizer would add little). New inputs go to a scratch directory,
 # so the corpus in the repository stays the small seed set; a crash stops
 # the script, shows the fuzzer's log, and leaves the input in
-# tests/fuzz/artifacts/TARGET/. README "Reliability" says how to run longer.
+# tests/fuzz/artifacts/TARGET/. docs/reliability.md says how to run longer.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

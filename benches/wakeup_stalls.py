@@ -6,7 +6,7 @@ writes an 8-byte timestamp every millisecond over loopback TCP to a relay
 process, which forwards it to a receiver thread in this process. Run once
 as the scheduler places the three, then with all of them bound to one CPU
 (the lowest this process may use). Prints every send-to-receive time over
-300 us with its sequence number, and the percentiles. On the 2-vCPU VM the README's figures come from, the
+300 us with its sequence number, and the percentiles. On the 2-vCPU VM docs/benchmarks.md's figures come from, the
 spread run shows stalls of up to 4 ms every 512 ms (every 512 messages);
 the one-CPU run shows none.
 
