@@ -453,6 +453,38 @@ fn a_full_disk_withholds_or_refuses_acks_and_recovers() {
     assert_eq!(got, [1, 3], "what was acknowledged, not what was refused");
 }
 
+/// A withheld ack stays withheld through the journal's retries, however
+/// long the disk stays full: an ack released by a retry that wrote nothing
+/// promised a message a SIGKILL then lost.
+#[test]
+fn a_withheld_ack_outlasts_the_retries_of_a_full_disk() {
+    let Some(disk) = SmallDisk::mount("256k") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs (needs root)");
+        return;
+    };
+    let conf = config(&disk.dir.path);
+    let mut r = Roost::with_config(&conf);
+    offline_subscriber(&r.addr());
+    let filler = disk.fill();
+    let (mut p, _) = Client::connect(&r.addr(), &Connect::v5("p5"));
+    let big = format!("1 {}", " ".repeat(8192));
+    p.send(&Publish::new("n/x", big.as_bytes()).qos(1, 1).encode(true));
+    // The journal retries every second: three retries without space.
+    let deadline = Instant::now() + Duration::from_millis(3500);
+    while Instant::now() < deadline {
+        if let Recv::Packet(ack) = p.recv(QUIET) {
+            r.signal_and_wait(SIGKILL);
+            std::fs::remove_file(&filler).unwrap();
+            let r = Roost::with_config(&conf);
+            let got = drain(&r.addr(), &[1]);
+            panic!("{ack:?} while the disk was full; after a SIGKILL the subscriber got {got:?}");
+        }
+    }
+    std::fs::remove_file(filler).unwrap();
+    let late = p.expect_kind(PUBACK);
+    assert_eq!((late.pid(), late.ack_reason()), (1, 0));
+}
+
 /// On a full disk a kept subscriber's QoS 2 delivery waits for the journal,
 /// and QoS 0 messages to it pass meanwhile; once space returns the QoS 2
 /// message follows, and the publisher's PUBREC.

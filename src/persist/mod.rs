@@ -261,9 +261,11 @@ impl Store {
         }
         // Only QoS 1 deliveries (or nothing) this time: nothing waits on
         // them, so they ride with the next commit something does wait on.
-        let lazy = records
-            .iter()
-            .all(|r| matches!(r, JournalRecord::Delivered { .. }));
+        // Not after a failed write: the acks held since wait on its records.
+        let lazy = self.retry_at.is_none()
+            && records
+                .iter()
+                .all(|r| matches!(r, JournalRecord::Delivered { .. }));
         if lazy && journal.has_pending() {
             let at = *self.flush_at.get_or_insert(now + LAZY);
             if at > now {
