@@ -481,6 +481,7 @@ impl Parser {
                 s.broker.message_size_limit = v;
             }
             "max_keepalive" => s.broker.max_keepalive = number(key, one()?)?,
+            "auto_id_prefix" => s.broker.auto_id_prefix = one()?.into(),
             "max_topic_alias" => s.broker.topic_alias_max = number(key, one()?)?,
             "retain_available" => s.broker.retain_available = boolean(key, one()?)?,
             "persistent_client_expiration" => {
@@ -800,7 +801,6 @@ fn is_mosquitto_key(key: &str) -> bool {
         "allow_zero_length_clientid",
         "auth_plugin",
         "auth_plugin_deny_special_chars",
-        "auto_id_prefix",
         "check_retain_source",
         "clientid_prefixes",
         "enable_control_api",

@@ -14,3 +14,4 @@ pub mod net;
 pub mod persist;
 pub mod pidfile;
 pub mod protocol;
+pub mod random;

@@ -135,6 +135,25 @@ fn v5_zero_length_client_id_gets_assigned_client_identifier() {
     let (ia, ib) = (id(&ack_a), id(&ack_b));
     assert!(!ia.is_empty());
     assert_ne!(ia, ib, "assigned client identifiers must be unique");
+    // Not guessable from one another (a client that could guess another's
+    // id could take over its session): 128 random bits, as mosquitto's
+    // `auto-` UUIDs, so two ids differ in about half of them.
+    let bits = |s: &str| {
+        let hex = s
+            .strip_prefix("auto-")
+            .expect("auto- prefix")
+            .replace('-', "");
+        assert_eq!(hex.len(), 32, "{s}");
+        u128::from_str_radix(&hex, 16).expect("hex")
+    };
+    let differ = (bits(&ia) ^ bits(&ib)).count_ones();
+    assert!(
+        (32..=96).contains(&differ),
+        "{ia} and {ib} differ in {differ} bits"
+    );
+    let r = Roost::with_config("listener 0 127.0.0.1\nauto_id_prefix gw1-\n");
+    let (_c, ack) = Client::connect(&r.addr(), &Connect::v5(""));
+    assert!(id(&ack).starts_with("gw1-"), "{ack:?}");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! other lines are kept as they are; the file is replaced atomically.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
@@ -169,9 +169,7 @@ impl Drop for EchoOff {
 
 fn random_salt() -> Result<[u8; SALT_LEN], String> {
     let mut salt = [0; SALT_LEN];
-    File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut salt))
-        .map_err(|e| format!("/dev/urandom: {e}"))?;
+    crate::random::fill(&mut salt).map_err(|e| format!("getrandom: {e}"))?;
     Ok(salt)
 }
 

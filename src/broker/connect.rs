@@ -111,7 +111,20 @@ impl Broker {
             if !v5 && (c.version == Version::V31 || !c.clean_start) {
                 return self.refuse(id, reason::V3_IDENTIFIER_REJECTED, out);
             }
-            let generated = format!("roost-{:x}-{:x}", self.serial(), std::process::id());
+            // Random, so that no client can guess another's and take over
+            // its session.
+            let generated = match crate::random::client_id(&self.config.auto_id_prefix) {
+                Ok(generated) => generated,
+                Err(e) => {
+                    log::error!("cannot make a client id: getrandom: {e}");
+                    let code = if v5 {
+                        reason::IMPLEMENTATION_SPECIFIC
+                    } else {
+                        reason::V3_IDENTIFIER_REJECTED
+                    };
+                    return self.refuse(id, code, out);
+                }
+            };
             assigned = Some(generated.clone());
             generated.into()
         } else {

@@ -176,6 +176,8 @@ pub struct Config {
     /// Largest payload accepted (mosquitto's `message_size_limit`); 0 for
     /// no limit.
     pub message_size_limit: u32,
+    /// What the client ids roost assigns start with (`auto_id_prefix`).
+    pub auto_id_prefix: String,
     /// Cap on client keep-alive in seconds; 0 for none.
     pub max_keepalive: u16,
     /// How long a connection may take to send CONNECT.
@@ -205,6 +207,7 @@ impl Default for Config {
             max_outgoing: 64 * 1024,
             max_packet_size: MAX_PACKET_SIZE,
             message_size_limit: 0,
+            auto_id_prefix: "auto-".into(),
             max_keepalive: 0,
             connect_timeout: Duration::from_secs(10),
             topic_alias_max: 10,
