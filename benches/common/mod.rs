@@ -4,8 +4,11 @@
 //! 127.0.0.2..=127.0.0.9, and the guards that keep a run bounded (a watchdog,
 //! a panic hook and `Drop` that kill the brokers, `PR_SET_PDEATHSIG`).
 //!
-//! Each bench (`memory.rs`, `throughput.rs`, `persistence.rs`) declares
-//! `mod common;`.
+//! `overload.rs` also starts rumqttd (`start_rumqttd`, chosen with
+//! `Brokers::from_env_with_rumqttd`); the other benches never do.
+//!
+//! Each bench (`memory.rs`, `throughput.rs`, `persistence.rs`, `tls.rs`,
+//! `overload.rs`) declares `mod common;`.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -23,10 +26,14 @@ use std::time::{Duration, Instant};
 
 /// A broker that is silent for this long has stopped answering.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long to wait for memory figures to stop changing.
+/// How long to wait for memory figures to stop changing (overload.rs
+/// settles nothing, hence the `allow`s).
+#[allow(dead_code)]
 const SETTLE_MAX: Duration = Duration::from_secs(5);
+#[allow(dead_code)]
 const SETTLE_STEP: Duration = Duration::from_millis(100);
 /// Identical consecutive samples that count as settled.
+#[allow(dead_code)]
 const SETTLE_SAME: u32 = 5;
 /// Client sockets bind to 127.0.0.FIRST_SRC .. 127.0.0.(FIRST_SRC+SRC_ADDRS-1).
 const FIRST_SRC: u8 = 2;
@@ -54,12 +61,14 @@ pub fn kill_live_children() {
 // ---------------------------------------------------------------------------
 // Memory of a process
 
+#[allow(dead_code)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mem {
     pub rss_kib: u64,
     pub private_dirty_kib: u64,
 }
 
+#[allow(dead_code)]
 pub fn read_mem(pid: u32) -> Result<Mem, String> {
     let path = format!("/proc/{pid}/smaps_rollup");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {path}: {e}"))?;
@@ -78,6 +87,18 @@ pub fn read_mem(pid: u32) -> Result<Mem, String> {
             "{path}: no Rss/Private_Dirty (has the process exited?)"
         )),
     }
+}
+
+/// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`, ...), in KiB.
+#[allow(dead_code)]
+pub fn status_kib(pid: u32, field: &str) -> Result<u64, String> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {path}: {e}"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("{path}: no {field} (has the process exited?)"))
 }
 
 // ---------------------------------------------------------------------------
@@ -210,11 +231,26 @@ impl Drop for Broker {
 /// reports the port of a `listening on 127.0.0.1:PORT` line.
 fn spawn_broker(
     name: &'static str,
-    mut cmd: Command,
+    cmd: Command,
     scratch: Option<PathBuf>,
 ) -> Result<(Broker, mpsc::Receiver<u16>), String> {
+    spawn_broker_logging(name, cmd, scratch, false)
+}
+
+/// As `spawn_broker`; with `stdout_too`, stdout (where rumqttd logs) is
+/// kept in the same tail.
+fn spawn_broker_logging(
+    name: &'static str,
+    mut cmd: Command,
+    scratch: Option<PathBuf>,
+    stdout_too: bool,
+) -> Result<(Broker, mpsc::Receiver<u16>), String> {
     cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(if stdout_too {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stderr(Stdio::piped());
     // SAFETY: the closure runs between fork and exec and only makes one
     // async-signal-safe syscall. It makes the kernel kill the broker when the
@@ -234,6 +270,13 @@ fn spawn_broker(
     let stderr = child.stderr.take().expect("stderr is piped");
     let log_tail = Arc::new(Mutex::new(VecDeque::with_capacity(LOG_TAIL)));
     let (tx, rx) = mpsc::channel();
+    if let Some(stdout) = child.stdout.take() {
+        let (tail, tx) = (Arc::clone(&log_tail), tx.clone());
+        thread::Builder::new()
+            .name(format!("{name}-out"))
+            .spawn(move || drain_log(stdout, tail, tx))
+            .map_err(|e| format!("spawning log thread: {e}"))?;
+    }
     let tail = Arc::clone(&log_tail);
     thread::Builder::new()
         .name(format!("{name}-log"))
@@ -453,6 +496,88 @@ pub fn start_mosquitto_with(bin: &Path, conf: &[&str]) -> Result<Broker, String>
     Ok(broker)
 }
 
+fn rumqttd_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("ROOST_BENCH_RUMQTTD") {
+        return Some(PathBuf::from(p));
+    }
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
+        .map(|d| d.join("bin").join("rumqttd"));
+    if let Some(p) = cargo_bin.filter(|p| p.exists()) {
+        return Some(p);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("rumqttd"))
+            .find(|p| p.exists())
+    })
+}
+
+fn rumqttd_version(bin: &Path) -> String {
+    Command::new(bin)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(|l| l.trim().to_string())
+        })
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| String::from("rumqttd (version unknown)"))
+}
+
+/// The rumqttd configuration `start_rumqttd` writes: one MQTT 3.1.1 (`v4`)
+/// listener on 127.0.0.1:`port`, nothing else (no v5, WebSocket, console
+/// or Prometheus listener), and the limits of rumqttd's own example
+/// `rumqttd.toml`, which are generous: 10010 connections, a commit log of
+/// 10 segments of 100 MiB each, 100 packets read per batch, 200 messages
+/// forwarded per wake-up.
+#[allow(dead_code)]
+pub fn rumqttd_config(port: u16) -> String {
+    format!(
+        "id = 0\n\n\
+         [router]\n\
+         id = 0\n\
+         max_connections = 10010\n\
+         max_outgoing_packet_count = 200\n\
+         max_segment_size = 104857600\n\
+         max_segment_count = 10\n\n\
+         [v4.1]\n\
+         name = \"v4-1\"\n\
+         listen = \"127.0.0.1:{port}\"\n\
+         next_connection_delay_ms = 1\n\n\
+         [v4.1.connections]\n\
+         connection_timeout_ms = 60000\n\
+         max_payload_size = 20480\n\
+         max_inflight_count = 100\n\
+         dynamic_filters = true\n"
+    )
+}
+
+/// rumqttd with `rumqttd_config` on a free loopback port. It refuses
+/// clients whose CONNECT asks for keep-alive 0 (`connect_session_with`
+/// asks for another), and logs (warnings and errors) to stdout.
+#[allow(dead_code)]
+pub fn start_rumqttd(bin: &Path) -> Result<Broker, String> {
+    let port = free_port()?;
+    let dir = scratch_dir()?;
+    let file = dir.join("rumqttd.toml");
+    std::fs::write(&file, rumqttd_config(port)).map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut cmd = Command::new(bin);
+    cmd.arg("-q").arg("-c").arg(&file);
+    // Plain log lines in the tail, without colour codes.
+    cmd.env("NO_COLOR", "1");
+    cmd.env_remove("RUST_LOG");
+    let (mut broker, _port_rx) = spawn_broker_logging("rumqttd", cmd, Some(dir), true)?;
+    broker.port = port;
+    wait_accepting(&mut broker)?;
+    Ok(broker)
+}
+
 /// Waits until the broker accepts a TCP connection (closed again at once).
 fn wait_accepting(broker: &mut Broker) -> Result<(), String> {
     let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, broker.port);
@@ -475,6 +600,7 @@ fn wait_accepting(broker: &mut Broker) -> Result<(), String> {
 }
 
 /// Samples the broker's memory until it stops changing (bounded).
+#[allow(dead_code)]
 pub fn settle(broker: &mut Broker) -> Result<Mem, String> {
     let deadline = Instant::now() + SETTLE_MAX;
     broker.check_alive()?;
@@ -527,12 +653,19 @@ pub fn put_str(buf: &mut Vec<u8>, s: &str) {
 }
 
 /// CONNECT, protocol level 4, keep-alive 0 (off), clean session or not.
+#[allow(dead_code)]
 pub fn connect_packet(client_id: &str, clean: bool) -> Vec<u8> {
+    connect_packet_with(client_id, clean, 0)
+}
+
+/// CONNECT, protocol level 4, keep-alive `keep_alive` seconds (0: off; rumqttd
+/// refuses 0), clean session or not.
+pub fn connect_packet_with(client_id: &str, clean: bool, keep_alive: u16) -> Vec<u8> {
     let mut body = Vec::with_capacity(12 + client_id.len());
     put_str(&mut body, "MQTT");
     body.push(4); // protocol level: 3.1.1
     body.push(if clean { 0x02 } else { 0x00 }); // connect flags
-    body.extend_from_slice(&0u16.to_be_bytes()); // keep-alive
+    body.extend_from_slice(&keep_alive.to_be_bytes());
     put_str(&mut body, client_id);
     let mut pkt = vec![0x10];
     put_remaining_length(&mut pkt, body.len());
@@ -665,6 +798,7 @@ fn connect_from(src: Ipv4Addr, dst: SocketAddrV4, timeout: Duration) -> io::Resu
 /// CONNECT sent and CONNACK checked. Its socket is bound to the source
 /// address `i` selects from 127.0.0.2..=127.0.0.9, and has blocking reads
 /// and writes that time out after `ANSWER_TIMEOUT`.
+#[allow(dead_code)]
 pub fn connect_client(client_id: &str, i: usize, dst: SocketAddrV4) -> Result<TcpStream, String> {
     connect_session(client_id, i, dst, true).map(|(s, _)| s)
 }
@@ -679,14 +813,26 @@ pub fn open_from(i: usize, dst: SocketAddrV4, who: &str) -> Result<TcpStream, St
 
 /// As `connect_client`, with clean session `clean`; also returns the
 /// CONNACK's session-present flag.
+#[allow(dead_code)]
 pub fn connect_session(
     client_id: &str,
     i: usize,
     dst: SocketAddrV4,
     clean: bool,
 ) -> Result<(TcpStream, bool), String> {
+    connect_session_with(client_id, i, dst, clean, 0)
+}
+
+/// As `connect_session`, asking for keep-alive `keep_alive` seconds.
+pub fn connect_session_with(
+    client_id: &str,
+    i: usize,
+    dst: SocketAddrV4,
+    clean: bool,
+    keep_alive: u16,
+) -> Result<(TcpStream, bool), String> {
     let mut s = open_from(i, dst, client_id)?;
-    s.write_all(&connect_packet(client_id, clean))
+    s.write_all(&connect_packet_with(client_id, clean, keep_alive))
         .map_err(|e| io_context(&format!("{client_id}: sending CONNECT"), e))?;
     let mut connack = [0u8; 4];
     s.read_exact(&mut connack)
@@ -1057,21 +1203,43 @@ pub fn install_guards(bench: &'static str, limit: Duration) {
 }
 
 /// Which brokers to measure: `ROOST_BENCH_BROKERS` (a comma-separated list
-/// from `roost` and `mosquitto`, default both) and `ROOST_BENCH_MOSQUITTO`
-/// (the mosquitto binary, default `/usr/sbin/mosquitto`, then `PATH`).
+/// from `roost` and `mosquitto`, default both, and for the benches that
+/// call `from_env_with_rumqttd` also `rumqttd`, then default all three),
+/// `ROOST_BENCH_MOSQUITTO` (the mosquitto binary, default
+/// `/usr/sbin/mosquitto`, then `PATH`) and `ROOST_BENCH_RUMQTTD` (the
+/// rumqttd binary, default `$CARGO_HOME/bin/rumqttd` or
+/// `~/.cargo/bin/rumqttd`, then `PATH`).
 pub struct Brokers {
     pub roost: bool,
     /// The mosquitto binary, when wanted and installed.
     pub mosquitto: Option<PathBuf>,
     mosquitto_wanted: bool,
+    /// The rumqttd binary, when this bench measures it, it is wanted and
+    /// installed.
+    #[allow(dead_code)]
+    pub rumqttd: Option<PathBuf>,
+    rumqttd_wanted: bool,
+    /// Whether this bench can measure rumqttd at all.
+    rumqttd_known: bool,
 }
 
 impl Brokers {
+    #[allow(dead_code)]
     pub fn from_env() -> Self {
-        let list = std::env::var("ROOST_BENCH_BROKERS")
-            .unwrap_or_else(|_| String::from("roost,mosquitto"));
+        Self::from_env_listing("roost,mosquitto", false)
+    }
+
+    /// As `from_env`, for a bench that also measures rumqttd.
+    #[allow(dead_code)]
+    pub fn from_env_with_rumqttd() -> Self {
+        Self::from_env_listing("roost,mosquitto,rumqttd", true)
+    }
+
+    fn from_env_listing(default: &str, rumqttd_known: bool) -> Self {
+        let list = std::env::var("ROOST_BENCH_BROKERS").unwrap_or_else(|_| String::from(default));
         let want = |b: &str| list.split(',').any(|x| x.trim() == b);
         let mosquitto_wanted = want("mosquitto");
+        let rumqttd_wanted = rumqttd_known && want("rumqttd");
         Brokers {
             roost: want("roost"),
             mosquitto: if mosquitto_wanted {
@@ -1080,6 +1248,9 @@ impl Brokers {
                 None
             },
             mosquitto_wanted,
+            rumqttd: if rumqttd_wanted { rumqttd_path() } else { None },
+            rumqttd_wanted,
+            rumqttd_known,
         }
     }
 
@@ -1098,6 +1269,15 @@ impl Brokers {
             (Some(bin), _) => println!("mosquitto: {} ({})", bin.display(), mosquitto_version(bin)),
             (None, true) => println!("mosquitto: not installed, measuring roost alone"),
             (None, false) => println!("mosquitto: (not measured)"),
+        }
+        if self.rumqttd_known {
+            match (&self.rumqttd, self.rumqttd_wanted) {
+                (Some(bin), _) => {
+                    println!("rumqttd: {} ({})", bin.display(), rumqttd_version(bin));
+                }
+                (None, true) => println!("rumqttd: not installed, not measured"),
+                (None, false) => println!("rumqttd: (not measured)"),
+            }
         }
     }
 }
