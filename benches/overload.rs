@@ -1342,6 +1342,7 @@ fn main() {
                 *peak = Some(peak.unwrap_or(0).max(r.rss_peak_kib));
             }
         }
+        let first = summary.len();
         if load.pub_qos.contains(&1) {
             summary.push(t.line(
                 format!("{}: acknowledged QoS 1 lost %", load.label),
@@ -1360,8 +1361,8 @@ fn main() {
             r.drain_cut
                 .then(|| String::from("drain cut, late counted as lost"))
         });
-        if let Some(last) = summary.last_mut().filter(|_| !cut.is_empty()) {
-            last.note = cut;
+        for line in &mut summary[first..] {
+            line.note.clone_from(&cut);
         }
     };
 
