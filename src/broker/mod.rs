@@ -9,6 +9,7 @@
 
 mod bridge;
 mod connect;
+mod filters;
 #[cfg(any(test, fuzzing))]
 mod invariants;
 mod message;
@@ -864,7 +865,7 @@ impl Broker {
                 client_id: session.client_id.to_string(),
             });
         }
-        for filter in &session.subscriptions {
+        for filter in session.subscriptions.iter() {
             self.remove_subscription(filter, s);
         }
         self.by_client_id.remove(&session.client_id);

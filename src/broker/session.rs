@@ -1,8 +1,8 @@
 //! A client's session: what outlives its connection when it asks for that
 //! (subscriptions, QoS 1/2 messages in flight or queued, inbound QoS 2 ids).
 
+use super::filters::Filters;
 use super::message::Message;
-use super::one_or_many::OneOrMany;
 use super::retained::Cursor;
 use super::{ConnId, Slot};
 use crate::protocol::{QoS, Will};
@@ -63,7 +63,7 @@ pub struct Session {
     pub generation: u64,
     /// Seconds the session outlives its connection; `u32::MAX` is forever.
     pub expiry: u32,
-    pub subscriptions: OneOrMany<Rc<str>>,
+    pub subscriptions: Filters,
     /// The QoS 1/2 state, only while a flow is open or a message queued:
     /// an idle session, or one that only sees QoS 0, holds none. Read it
     /// with [`Session::flow`], change it with [`Session::flow_mut`].
@@ -239,7 +239,7 @@ impl Session {
             conn: None,
             generation: 0,
             expiry: 0,
-            subscriptions: OneOrMany::default(),
+            subscriptions: Filters::default(),
             flow: None,
             window: 0,
             last_packet_id: 0,

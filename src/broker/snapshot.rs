@@ -427,7 +427,7 @@ impl Broker {
             None => self.topics.subscribe(&filter, entry),
         };
         if added {
-            self.sessions[s].subscriptions.push(filter);
+            self.sessions[s].subscriptions.insert(filter);
         }
         added
     }
@@ -532,7 +532,7 @@ impl Broker {
             JournalRecord::Unsubscribe { client_id, filter } => {
                 if let Some(&s) = self.by_client_id.get(client_id.as_str()) {
                     if self.remove_subscription(&filter, s) {
-                        self.sessions[s].subscriptions.retain(|f| **f != *filter);
+                        self.sessions[s].subscriptions.remove(&filter);
                     }
                 }
             }

@@ -131,7 +131,7 @@ impl Broker {
             });
         }
         if new {
-            self.sessions[s].subscriptions.push(filter.clone());
+            self.sessions[s].subscriptions.insert(filter.clone());
         }
         log::debug!(
             target: crate::logging::SUBSCRIBE,
@@ -205,7 +205,7 @@ impl Broker {
                     filter: filter.to_owned(),
                 });
             }
-            self.sessions[s].subscriptions.retain(|f| **f != *filter);
+            self.sessions[s].subscriptions.remove(filter);
         }
         removed
     }

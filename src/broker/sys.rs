@@ -78,7 +78,7 @@ impl Broker {
         self.sys.clients_maximum = self.sys.clients_maximum.max(total);
         let (mut subscriptions, mut shared) = (0, 0);
         for (_, session) in &self.sessions {
-            for filter in &session.subscriptions {
+            for filter in session.subscriptions.iter() {
                 match parse_shared(filter) {
                     Some(_) => shared += 1,
                     None => subscriptions += 1,

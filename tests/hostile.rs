@@ -1,0 +1,118 @@
+//! Hostile clients: packets shaped to make the broker do work out of all
+//! proportion to what they carry. Each test sends the shape, requires the
+//! answer within a bound far above what the work it should cost takes
+//! (the broker here is a debug build), and a bystander served meanwhile.
+
+#[path = "common/mod.rs"]
+mod common;
+#[path = "common/wire.rs"]
+mod wire;
+
+use common::Roost;
+use std::time::{Duration, Instant};
+use wire::*;
+
+/// Far above what a linear pass over these packets takes in a debug build,
+/// and far below what the quadratic or store-wide work they once caused.
+const BOUND: Duration = Duration::from_secs(10);
+
+/// roost with its defaults, logging at info: a debug line per filter would
+/// measure how fast the test reads the log.
+fn start() -> Roost {
+    Roost::spawn_logging(&["-p", "0"], None, None, "roost=info")
+}
+
+/// Publishes `n` retained QoS 0 messages on `topic(i)`, in batches.
+fn retain_many(r: &Roost, n: usize, topic: impl Fn(usize) -> String) {
+    let mut p = Client::v4(&r.addr(), "retainer");
+    let indices: Vec<usize> = (0..n).collect();
+    for batch in indices.chunks(1000) {
+        let mut bytes = Vec::new();
+        for &i in batch {
+            bytes.extend(Publish::new(&topic(i), b"r").retain(true).encode(false));
+        }
+        p.send(&bytes);
+    }
+    p.ping();
+}
+
+/// Sends `packet` and waits for its answer of `kind`; a bystander's ping
+/// meanwhile must come back too. Returns how long the answer took.
+fn answered_within_bound(r: &Roost, c: &mut Client, packet: &[u8], kind: u8) -> Duration {
+    let mut bystander = Client::v4(&r.addr(), "bystander");
+    let t0 = Instant::now();
+    c.send(packet);
+    match c.recv(BOUND) {
+        Recv::Packet(p) => assert_eq!(p.kind(), kind, "{p:?}"),
+        other => panic!("no answer within {BOUND:?}: {other:?}"),
+    }
+    let took = t0.elapsed();
+    bystander.ping();
+    took
+}
+
+/// Filters `prefix/0` .. `prefix/{n-1}`.
+fn filters(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}/{i}")).collect()
+}
+
+#[test]
+fn one_unsubscribe_of_100k_filters_costs_a_pass_over_them() {
+    // Each filter once walked the session's whole list: 16.9 s of CPU in a
+    // release build for 100,000.
+    let r = start();
+    let mut c = Client::v4(&r.addr(), "many");
+    let all = filters("u", 100_000);
+    for chunk in all.chunks(10_000) {
+        let subs: Vec<(&str, u8)> = chunk.iter().map(|f| (f.as_str(), 0)).collect();
+        c.send(&subscribe(1, &subs, false, Props::new()));
+        c.expect_kind(SUBACK);
+    }
+    let names: Vec<&str> = all.iter().map(String::as_str).collect();
+    let took = answered_within_bound(&r, &mut c, &unsubscribe(2, &names, false), UNSUBACK);
+    eprintln!("UNSUBACK for 100,000 filters after {took:?}");
+    // They are gone.
+    let mut p = Client::v4(&r.addr(), "p");
+    p.pub0("u/7", b"x");
+    assert!(matches!(c.recv(Duration::from_millis(300)), Recv::Timeout));
+}
+
+#[test]
+fn a_subscribe_of_many_filters_does_not_sweep_the_retained_store_for_each() {
+    // Each filter once walked every retained message: 2.5 s in a release
+    // build for 50,000 filters with 20,000 retained.
+    let r = start();
+    retain_many(&r, 20_000, |i| format!("dev/{i}/state"));
+    let mut c = Client::v4(&r.addr(), "sweeper");
+    let all = filters("nothing", 50_000);
+    let subs: Vec<(&str, u8)> = all.iter().map(|f| (f.as_str(), 0)).collect();
+    let took = answered_within_bound(
+        &r,
+        &mut c,
+        &subscribe(1, &subs, false, Props::new()),
+        SUBACK,
+    );
+    eprintln!("SUBACK for 50,000 filters with 20,000 retained after {took:?}");
+}
+
+#[test]
+fn a_filter_repeated_250k_times_walks_the_retained_messages_once() {
+    // One SUBSCRIBE of `#` 250,000 times with 10 retained messages made
+    // 2.5 million deliveries at once.
+    let r = start();
+    retain_many(&r, 10, |i| format!("r/{i}"));
+    let mut c = Client::v4(&r.addr(), "repeater");
+    let subs = vec![("#", 0u8); 250_000];
+    answered_within_bound(
+        &r,
+        &mut c,
+        &subscribe(1, &subs, false, Props::new()),
+        SUBACK,
+    );
+    let mut got = 0;
+    while let Recv::Packet(p) = c.recv(Duration::from_millis(500)) {
+        assert_eq!(p.kind(), PUBLISH);
+        got += 1;
+    }
+    assert_eq!(got, 10, "each retained message once");
+}
