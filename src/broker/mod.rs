@@ -205,7 +205,7 @@ impl Default for Config {
             max_queued: 1000,
             max_queued_bytes: 0,
             slow_subscriber_timeout: Duration::from_secs(10),
-            max_outgoing: 64 * 1024,
+            max_outgoing: 8 * 1024,
             max_packet_size: MAX_PACKET_SIZE,
             message_size_limit: 0,
             auto_id_prefix: "auto-".into(),
@@ -877,7 +877,7 @@ impl Broker {
             .map(|f| f.out);
         let pending: Vec<_> = unacknowledged
             .chain(flow.queue)
-            .filter(|o| o.share.is_some())
+            .filter(|o| o.share().is_some())
             .collect();
         self.reroute_shared(pending, now, out);
         if let Some(will) = will {

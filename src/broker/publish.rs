@@ -285,19 +285,15 @@ impl Broker {
                 .map(|sub| sub.options.qos)
                 .max()
                 .unwrap_or(QoS::AtMostOnce);
-            let o = Outgoing {
-                msg: msg.clone(),
-                qos: msg.qos.min(granted),
-                // Live messages go out with RETAIN 0 unless Retain As
-                // Published asks otherwise ([MQTT-3.3.1-12], [MQTT-3.3.1-13]).
-                retain: msg.retain && group.iter().any(|sub| sub.options.retain_as_published),
-                sub_ids: group
-                    .iter()
-                    .filter(|sub| sub.id != 0)
-                    .map(|sub| sub.id)
-                    .collect(),
-                share: None,
-            };
+            let sub_ids = group
+                .iter()
+                .filter(|sub| sub.id != 0)
+                .map(|sub| sub.id)
+                .collect();
+            // Live messages go out with RETAIN 0 unless Retain As Published
+            // asks otherwise ([MQTT-3.3.1-12], [MQTT-3.3.1-13]).
+            let retain = msg.retain && group.iter().any(|sub| sub.options.retain_as_published);
+            let o = Outgoing::new(msg.clone(), msg.qos.min(granted), retain, sub_ids, None);
             self.deliver(group[0].session, o, publisher, now, out);
         }
         subs.clear();
@@ -571,7 +567,7 @@ impl Broker {
         let mut omit_topic = false;
         if conn.version == Version::V5 {
             extra.extend(
-                o.sub_ids
+                o.sub_ids()
                     .iter()
                     .map(|&i| Property::SubscriptionIdentifier(i)),
             );

@@ -176,13 +176,14 @@ impl Cursor {
             self.after.clear();
             self.after.extend_from_slice(key);
             if msg.id <= self.until && !msg.expired(now) {
-                return Some(Outgoing {
-                    msg: msg.clone(),
-                    qos: msg.qos.min(self.qos),
-                    retain: true,
-                    sub_ids: one_id(self.sub_id),
-                    share: None,
-                });
+                let qos = msg.qos.min(self.qos);
+                return Some(Outgoing::new(
+                    msg.clone(),
+                    qos,
+                    true,
+                    one_id(self.sub_id),
+                    None,
+                ));
             }
         }
     }

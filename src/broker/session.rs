@@ -11,17 +11,52 @@ use std::rc::Rc;
 use std::time::Instant;
 
 /// A message on its way to one session: the shared message plus what is
-/// particular to this delivery.
+/// particular to this delivery. 24 bytes: every queued message is one.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
     pub msg: Rc<Message>,
     pub qos: QoS,
     pub retain: bool,
+    /// What only some deliveries have, boxed.
+    route: Option<Box<Route>>,
+}
+
+#[derive(Debug, Clone)]
+struct Route {
     /// v5 Subscription Identifiers of the matching subscriptions.
-    pub sub_ids: Box<[u32]>,
+    sub_ids: Box<[u32]>,
     /// The shared subscription it came through, to re-route it to another
     /// member if this session ends before acknowledging it.
-    pub share: Option<Rc<str>>,
+    share: Option<Rc<str>>,
+}
+
+impl Outgoing {
+    pub fn new(
+        msg: Rc<Message>,
+        qos: QoS,
+        retain: bool,
+        sub_ids: Box<[u32]>,
+        share: Option<Rc<str>>,
+    ) -> Outgoing {
+        let route =
+            (!sub_ids.is_empty() || share.is_some()).then(|| Box::new(Route { sub_ids, share }));
+        Outgoing {
+            msg,
+            qos,
+            retain,
+            route,
+        }
+    }
+
+    /// The v5 Subscription Identifiers it goes out with.
+    pub fn sub_ids(&self) -> &[u32] {
+        self.route.as_ref().map_or(&[], |r| &r.sub_ids)
+    }
+
+    /// The shared subscription it came through.
+    pub fn share(&self) -> Option<&Rc<str>> {
+        self.route.as_ref().and_then(|r| r.share.as_ref())
+    }
 }
 
 /// The Subscription Identifiers of a delivery through one subscription
@@ -367,20 +402,15 @@ mod tests {
     }
 
     fn sized(qos: QoS, len: usize) -> Outgoing {
-        Outgoing {
-            msg: Rc::new(Message::new(
-                "t".into(),
-                vec![b'x'; len],
-                qos,
-                false,
-                Vec::new(),
-                Instant::now(),
-            )),
+        let msg = Message::new(
+            "t".into(),
+            vec![b'x'; len],
             qos,
-            retain: false,
-            sub_ids: Box::new([]),
-            share: None,
-        }
+            false,
+            Vec::new(),
+            Instant::now(),
+        );
+        Outgoing::new(Rc::new(msg), qos, false, Box::new([]), None)
     }
 
     #[test]

@@ -82,13 +82,13 @@ impl Broker {
         let pick = online.unwrap_or(group.next % n);
         group.next = (pick + 1) % n;
         let member = group.members[pick];
-        let o = Outgoing {
-            qos: msg.qos.min(member.options.qos),
-            retain: msg.retain && member.options.retain_as_published,
-            sub_ids: one_id(member.id),
-            share: Some(group.key.clone()),
-            msg,
-        };
+        let o = Outgoing::new(
+            msg.clone(),
+            msg.qos.min(member.options.qos),
+            msg.retain && member.options.retain_as_published,
+            one_id(member.id),
+            Some(group.key.clone()),
+        );
         self.deliver(member.session, o, publisher, now, out);
     }
 
@@ -101,8 +101,8 @@ impl Broker {
         out: &mut Vec<Action>,
     ) {
         for o in pending {
-            let Some(key) = o.share else { continue };
-            if let Some(&g) = self.group_ids.get(&key) {
+            let Some(key) = o.share() else { continue };
+            if let Some(&g) = self.group_ids.get(key) {
                 self.deliver_shared(g, o.msg, None, now, out);
             }
         }

@@ -220,8 +220,8 @@ impl MessageTable {
             msg: self.add(&o.msg, clock),
             qos: o.qos,
             retain: o.retain,
-            sub_ids: o.sub_ids.to_vec(),
-            share: o.share.as_deref().map(String::from),
+            sub_ids: o.sub_ids().to_vec(),
+            share: o.share().map(|s| s.to_string()),
         }
     }
 }
@@ -356,13 +356,8 @@ impl Broker {
             self.retained.set(&msg);
         }
         let outgoing = |o: StoredOutgoing| {
-            Some(Outgoing {
-                msg: get(o.msg)?,
-                qos: o.qos,
-                retain: o.retain,
-                sub_ids: o.sub_ids.into(),
-                share: o.share.map(Into::into),
-            })
+            let (sub_ids, share) = (o.sub_ids.into(), o.share.map(Into::into));
+            Some(Outgoing::new(get(o.msg)?, o.qos, o.retain, sub_ids, share))
         };
         for stored in snap.sessions {
             let ends = match stored.expires_at {

@@ -1668,6 +1668,7 @@ fn per_connection_state_stays_small() {
         32,
         "a timer heap entry"
     );
+    assert_eq!(size_of::<session::Outgoing>(), 24, "a queued message");
 }
 
 /// (topic, payload as text) of each PUBLISH to `id` in `out`.
