@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{Roost, TempDir, wait_until};
+use common::{Roost, TempDir, refused_to_start, wait_until};
 use wire::*;
 
 const SIGKILL: i32 = 9;
@@ -347,6 +347,80 @@ fn kill_9_loop_with_the_subscriber_online_qos2_once() {
         acked.len(),
         st.taken.len()
     );
+}
+
+/// A damaged record in the middle of the journal is not the end of the
+/// journal: roost does not quietly start without what came after it. It
+/// refuses to start, saying what is damaged and how much follows, and
+/// keeps refusing; with `persistence_damaged start_empty` it starts with
+/// what came before the record, keeping a copy of the whole journal.
+#[test]
+fn a_damaged_journal_record_stops_start_up_and_the_journal_is_kept() {
+    let dir = TempDir::new("roost-journal");
+    let conf_dir = TempDir::new("roost-conf");
+    let conf = config(&dir.path);
+    let mut r = Roost::with_config(&conf);
+    offline_subscriber(&r.addr());
+    let mut p = Client::v4(&r.addr(), "pub");
+    for i in 0..300u16 {
+        p.send(
+            &Publish::new("n/x", i.to_string().as_bytes())
+                .qos(1, i + 1)
+                .encode(false),
+        );
+        p.expect_kind(PUBACK);
+    }
+    r.signal_and_wait(SIGKILL);
+    let journal = dir.path.join("roost.db.journal");
+    let mut bytes = std::fs::read(&journal).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&journal, &bytes).unwrap();
+
+    for _ in 0..2 {
+        let out = refused_to_start(&conf_dir, &conf).join("\n");
+        assert!(out.contains("roost.db.journal"), "{out}");
+        assert!(out.contains("damaged"), "{out}");
+        assert!(out.contains("records after it ("), "{out}");
+        assert!(out.contains("persistence_damaged start_empty"), "{out}");
+    }
+    assert_eq!(std::fs::read(&journal).unwrap(), bytes, "left as it was");
+
+    let r = Roost::with_config(&format!("{conf}persistence_damaged start_empty\n"));
+    assert!(
+        r.log()
+            .iter()
+            .any(|l| l.contains("damaged") && l.contains("copied to")),
+        "{:#?}",
+        r.log()
+    );
+    let copies: Vec<_> = std::fs::read_dir(&dir.path)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("roost.db.journal.damaged-"))
+        .collect();
+    assert_eq!(copies.len(), 1);
+    assert_eq!(
+        std::fs::read(&copies[0]).unwrap(),
+        bytes,
+        "the whole journal kept"
+    );
+    // What came before the damaged record is there, in order.
+    let (mut c, connack) = Client::connect(&r.addr(), &Connect::v4("sub").clean(false));
+    assert!(connack.session_present);
+    let mut got = Vec::new();
+    while let Recv::Packet(m) = c.recv(QUIET) {
+        let m = m.publish(false);
+        c.send(&ack(PUBACK, m.pid.unwrap()));
+        got.push(
+            String::from_utf8(m.payload)
+                .unwrap()
+                .parse::<u32>()
+                .unwrap(),
+        );
+    }
+    assert!((100..300).contains(&got.len()), "{} kept", got.len());
+    assert_eq!(got, (0..got.len() as u32).collect::<Vec<_>>());
 }
 
 /// A tmpfs of `size` mounted on a fresh directory (root only), unmounted

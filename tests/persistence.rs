@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Proc, Roost, SIGTERM, TempDir, have, wait_until};
+use common::{Proc, Roost, SIGTERM, TempDir, have, refused_to_start, wait_until};
 use wire::*;
 
 const SIGKILL: i32 = 9;
@@ -247,18 +247,6 @@ fn autosave_on_changes_counts_changes() {
     assert_eq!(got, [b"1".to_vec(), b"2".to_vec(), b"3".to_vec()]);
 }
 
-/// Starts roost with `conf`, which must fail to start; returns its output.
-fn refused(conf_dir: &TempDir, conf: &str) -> Vec<String> {
-    let path = conf_dir.path.join("roost.conf");
-    std::fs::write(&path, conf).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_roost"));
-    cmd.arg("-c").arg(&path);
-    let mut p = Proc::spawn(cmd);
-    let status = p.wait_exit();
-    assert_eq!(status.code(), Some(1), "{:#?}", p.output());
-    p.output()
-}
-
 fn damaged(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
         .unwrap()
@@ -283,7 +271,7 @@ fn a_truncated_snapshot_is_reported_moved_aside_and_stops_start_up() {
     let cut = &bytes[..bytes.len() / 2];
     std::fs::write(db(&dir.path), cut).unwrap();
 
-    let out = refused(&conf_dir, &config(&dir.path, "")).join("\n");
+    let out = refused_to_start(&conf_dir, &config(&dir.path, "")).join("\n");
     assert!(out.contains(&db(&dir.path).display().to_string()), "{out}");
     assert!(out.contains("truncated"), "{out}");
     assert!(out.contains("moved aside"), "{out}");
@@ -292,7 +280,7 @@ fn a_truncated_snapshot_is_reported_moved_aside_and_stops_start_up() {
     assert_eq!(std::fs::read(&aside[0]).unwrap(), cut, "kept as it was");
     assert!(!db(&dir.path).exists());
     // A restart loop does not quietly start empty either.
-    let out = refused(&conf_dir, &config(&dir.path, "")).join("\n");
+    let out = refused_to_start(&conf_dir, &config(&dir.path, "")).join("\n");
     assert!(out.contains("damaged one was moved aside"), "{out}");
 
     // Saying so in the config starts with empty state.
@@ -312,7 +300,7 @@ fn a_corrupted_byte_is_caught_by_the_checksum() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
     std::fs::write(db(&dir.path), &bytes).unwrap();
-    let out = refused(&conf_dir, &config(&dir.path, "")).join("\n");
+    let out = refused_to_start(&conf_dir, &config(&dir.path, "")).join("\n");
     assert!(out.contains("checksum"), "{out}");
     assert_eq!(damaged(&dir.path).len(), 1);
 }
@@ -321,6 +309,6 @@ fn a_corrupted_byte_is_caught_by_the_checksum() {
 fn a_missing_persistence_location_is_a_start_up_error() {
     let dir = TempDir::new("roost-persist");
     let conf_dir = TempDir::new("roost-conf");
-    let out = refused(&conf_dir, &config(&dir.path.join("nope"), "")).join("\n");
+    let out = refused_to_start(&conf_dir, &config(&dir.path.join("nope"), "")).join("\n");
     assert!(out.contains("persistence_location"), "{out}");
 }

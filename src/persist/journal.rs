@@ -7,7 +7,10 @@
 //!
 //! File: `ROOST-WL`, a format version, the generation; then records, each
 //! its body's length, a CRC-32 of the body, and the body (`format.rs`). A
-//! torn or damaged record ends the replay: what came before it is kept.
+//! record cut short at the end (a write a crash interrupted, never
+//! acknowledged) ends the replay. A damaged record is something else: what
+//! follows it was acknowledged, so start-up stops unless
+//! `persistence_damaged start_empty` says to go on without it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -16,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 use super::format::{crc32, decode_record, encode_record};
+use super::{OnDamage, aside_name};
 use crate::broker::{Broker, JournalRecord};
 
 const MAGIC: &[u8; 8] = b"ROOST-WL";
@@ -40,6 +44,7 @@ impl Journal {
     pub fn open(
         path: &Path,
         generation: u64,
+        on_damage: OnDamage,
         broker: &mut Broker,
         now: Instant,
         wall: SystemTime,
@@ -65,21 +70,49 @@ impl Journal {
         }
         let mut at = HEADER as usize;
         let mut replayed = 0;
+        let mut damage = None;
         while let Some((rec, next)) = next_record(&bytes, at) {
             match rec {
                 Ok(rec) => broker.replay(rec, now, wall),
                 Err(why) => {
-                    log::error!(
-                        "{}: record at byte {at} is damaged ({why}); replayed up to it",
-                        path.display()
-                    );
+                    damage = Some((why, next));
                     break;
                 }
             }
             replayed += 1;
             at = next;
         }
-        if at < bytes.len() {
+        if let Some((why, next)) = damage {
+            let later = match whole_records(&bytes, next) {
+                1 => "1 record".to_string(),
+                n => format!("{n} records"),
+            };
+            let msg = format!(
+                "{}: record {} at byte {at} is damaged ({why}); it and the {later} after it \
+                 ({} bytes) were not replayed",
+                path.display(),
+                replayed + 1,
+                bytes.len() - at
+            );
+            match on_damage {
+                OnDamage::Refuse => {
+                    return Err(format!(
+                        "{msg}. Not starting, the journal left as it is: set \
+                         `persistence_damaged start_empty` to start with what came before \
+                         the record (a copy of the journal is kept)"
+                    ));
+                }
+                OnDamage::StartEmpty => {
+                    let copy = aside_name(path, wall);
+                    fs::write(&copy, &bytes)
+                        .map_err(|e| format!("{msg}; copying it to {}: {e}", copy.display()))?;
+                    log::error!(
+                        "{msg}; copied to {}; starting with what came before it",
+                        copy.display()
+                    );
+                }
+            }
+        } else if at < bytes.len() {
             log::warn!(
                 "{}: {} bytes after the last whole record dropped (a save cut short)",
                 path.display(),
@@ -177,6 +210,16 @@ impl Journal {
 /// end or for a record cut short.
 type Framed = (Result<JournalRecord, String>, usize);
 
+/// How many whole records with a good checksum follow from `at` on.
+fn whole_records(bytes: &[u8], mut at: usize) -> usize {
+    let mut n = 0;
+    while let Some((Ok(_), next)) = next_record(bytes, at) {
+        n += 1;
+        at = next;
+    }
+    n
+}
+
 fn next_record(bytes: &[u8], at: usize) -> Option<Framed> {
     let head = bytes.get(at..at + 8)?;
     let len = u32::from_be_bytes(head[..4].try_into().ok()?) as usize;
@@ -232,19 +275,24 @@ mod tests {
         ]
     }
 
-    /// Messages queued for "sub" in a broker that replayed `path`.
-    fn replayed(path: &Path, generation: u64) -> (usize, usize) {
+    /// Records replayed, and messages queued for "sub", in a broker that
+    /// replayed `path`.
+    fn replayed(
+        path: &Path,
+        generation: u64,
+        on_damage: OnDamage,
+    ) -> Result<(usize, usize), String> {
         let mut broker = Broker::new(Config::default());
         let (_, n) = Journal::open(
             path,
             generation,
+            on_damage,
             &mut broker,
             Instant::now(),
             SystemTime::now(),
-        )
-        .unwrap();
+        )?;
         let snap = broker.snapshot(Instant::now(), SystemTime::now());
-        (n, snap.sessions.first().map_or(0, |s| s.queue.len()))
+        Ok((n, snap.sessions.first().map_or(0, |s| s.queue.len())))
     }
 
     #[test]
@@ -256,25 +304,48 @@ mod tests {
         j.append(&records());
         j.commit().unwrap();
         let whole = fs::read(&path).unwrap();
-        assert_eq!(replayed(&path, 4), (3, 2));
+        assert_eq!(replayed(&path, 4, OnDamage::Refuse), Ok((3, 2)));
         // Another generation's journal is already in the snapshot.
         fs::write(&path, &whole).unwrap();
-        assert_eq!(replayed(&path, 5), (0, 0));
-        // Cut anywhere: never a panic, only whole records replayed, and the
-        // file is left ending at the last of them.
+        assert_eq!(replayed(&path, 5, OnDamage::Refuse), Ok((0, 0)));
+        // Cut anywhere (a write a crash interrupted): never a panic, never
+        // taken for damage, only whole records replayed, and the file is
+        // left ending at the last of them.
         for cut in 0..whole.len() {
             fs::write(&path, &whole[..cut]).unwrap();
-            let (n, _) = replayed(&path, 4);
+            let (n, _) = replayed(&path, 4, OnDamage::Refuse).unwrap();
             assert!(n <= 3, "cut {cut}");
             let len = fs::metadata(&path).unwrap().len() as usize;
             assert!(len <= cut.max(HEADER as usize), "cut {cut}: {len}");
         }
-        // A flipped byte in the last record drops that record only.
+        // A flipped byte in the second record: start-up stops, saying so,
+        // the file untouched; or, told to, it goes on without it and what
+        // follows, and keeps a copy.
         let mut damaged = whole.clone();
-        let last = damaged.len() - 1;
-        damaged[last] ^= 1;
+        let second = HEADER as usize + 8 + first_record_len(&whole) + 8;
+        damaged[second] ^= 1;
         fs::write(&path, &damaged).unwrap();
-        assert_eq!(replayed(&path, 4), (2, 1));
+        let e = replayed(&path, 4, OnDamage::Refuse).unwrap_err();
+        assert!(
+            e.contains("record 2 ") && e.contains("the 1 record after it"),
+            "{e}"
+        );
+        assert_eq!(fs::read(&path).unwrap(), damaged);
+        assert_eq!(replayed(&path, 4, OnDamage::StartEmpty), Ok((1, 0)));
+        let copies = fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().starts_with("j.damaged-")
+            })
+            .count();
+        assert_eq!(copies, 1);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The body length of the first record of journal file `bytes`.
+    fn first_record_len(bytes: &[u8]) -> usize {
+        let at = HEADER as usize;
+        u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize
     }
 }

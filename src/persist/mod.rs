@@ -146,7 +146,9 @@ impl Store {
         self.load_snapshot(broker, now, wall)?;
         if self.config.mode == Mode::Journal {
             let path = self.config.journal_path();
-            let (journal, replayed) = Journal::open(&path, self.generation, broker, now, wall)?;
+            let on_damage = self.config.on_damage;
+            let (journal, replayed) =
+                Journal::open(&path, self.generation, on_damage, broker, now, wall)?;
             if replayed > 0 {
                 log::info!(
                     "persistence: replayed {replayed} journal records from {}",
@@ -407,7 +409,7 @@ fn directory(path: &Path) -> &Path {
 }
 
 /// `roost.db.damaged-<unix seconds>`, beside the file.
-fn aside_name(path: &Path, wall: SystemTime) -> PathBuf {
+pub(super) fn aside_name(path: &Path, wall: SystemTime) -> PathBuf {
     let secs = wall
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()

@@ -247,6 +247,19 @@ macro_rules! skip_without {
     };
 }
 
+/// Starts roost with `conf` (written to `conf_dir`), which must fail to
+/// start; returns its output.
+pub fn refused_to_start(conf_dir: &TempDir, conf: &str) -> Vec<String> {
+    let path = conf_dir.path.join("roost.conf");
+    std::fs::write(&path, conf).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_roost"));
+    cmd.arg("-c").arg(&path);
+    let mut p = Proc::spawn(cmd);
+    let status = p.wait_exit();
+    assert_eq!(status.code(), Some(1), "{:#?}", p.output());
+    p.output()
+}
+
 /// A child process (not roost) whose stdout and stderr lines are collected
 /// as they come; every wait has a `TIMEOUT` deadline and the process is
 /// killed on drop.
