@@ -527,6 +527,30 @@ fn a_full_disk_withholds_or_refuses_acks_and_recovers() {
     assert_eq!(got, [1, 3], "what was acknowledged, not what was refused");
 }
 
+/// While the journal cannot be written, a message no kept session needs is
+/// acknowledged and delivered as usual: only what must be stored waits.
+#[test]
+fn a_full_disk_still_takes_what_needs_no_storage() {
+    let Some(disk) = SmallDisk::mount("256k") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs (needs root)");
+        return;
+    };
+    let r = Roost::with_config(&config(&disk.dir.path));
+    offline_subscriber(&r.addr());
+    let mut live = Client::v4(&r.addr(), "live");
+    assert_eq!(live.subscribe(1, &[("live/#", 1)]), vec![1]);
+    let filler = disk.fill();
+    let mut p = Client::v4(&r.addr(), "p311");
+    let big = format!("1 {}", " ".repeat(8192));
+    p.send(&Publish::new("n/x", big.as_bytes()).qos(1, 1).encode(false));
+    assert!(matches!(p.recv(QUIET), Recv::Timeout), "stored first");
+    p.send(&Publish::new("live/x", b"2").qos(1, 2).encode(false));
+    assert_eq!(p.expect_kind(PUBACK).pid(), 2, "needs no storage");
+    assert_eq!(live.recv_publish_ack().payload, b"2");
+    std::fs::remove_file(filler).unwrap();
+    assert_eq!(p.expect_kind(PUBACK).pid(), 1);
+}
+
 /// A withheld ack stays withheld through the journal's retries, however
 /// long the disk stays full: an ack released by a retry that wrote nothing
 /// promised a message a SIGKILL then lost.

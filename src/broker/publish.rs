@@ -111,10 +111,11 @@ impl Broker {
             let code = if v5 { code } else { reason::SUCCESS };
             return self.acknowledge(id, (qos, packet_id), code, usize::MAX, out);
         }
-        if qos != QoS::AtMostOnce && !self.storage_ok {
+        if qos != QoS::AtMostOnce && !self.storage_ok && self.needs_storage(s, &p) {
             // The journal cannot be written (disk full): nothing is
             // acknowledged that is not stored. v5 is told 0x97; 3.x gets no
-            // ack and sends the message again later.
+            // ack and sends the message again later. A message that needs
+            // no record is taken as usual.
             log::debug!(
                 "client {}: PUBLISH refused, storage unavailable",
                 self.sessions[s].client_id
@@ -158,6 +159,32 @@ impl Broker {
             code = reason::SUCCESS;
         }
         self.acknowledge(id, (qos, packet_id), code, before, out);
+    }
+
+    /// Whether journal mode must store `p`, from session `s`, before it
+    /// is acknowledged: it is retained, or a QoS 2 id of a kept session, or
+    /// a kept session subscribes to it at QoS 1 or 2. Asked only while the
+    /// journal cannot be written.
+    fn needs_storage(&mut self, s: usize, p: &Publish) -> bool {
+        if p.retain || (p.qos == QoS::ExactlyOnce && self.sessions[s].expiry != 0) {
+            return true;
+        }
+        let mut subs = std::mem::take(&mut self.scratch);
+        self.topics.matches(&p.topic, &mut subs);
+        let mut kept = subs.iter().any(|sub| {
+            sub.options.qos != QoS::AtMostOnce && self.sessions[sub.session].expiry != 0
+        });
+        subs.clear();
+        self.shared.matches(&p.topic, &mut subs);
+        kept |= subs.iter().any(|group| {
+            self.groups[group.session]
+                .members
+                .iter()
+                .any(|m| m.options.qos != QoS::AtMostOnce && self.sessions[m.session].expiry != 0)
+        });
+        subs.clear();
+        self.scratch = subs;
+        kept
     }
 
     /// Refuses a v5 PUBLISH roost cannot take now (storage or memory):
