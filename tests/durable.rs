@@ -349,6 +349,20 @@ fn kill_9_loop_with_the_subscriber_online_qos2_once() {
     );
 }
 
+/// Resumes "sub" and takes its numbered QoS 1 messages, acknowledging
+/// each, until none comes for `QUIET`.
+fn take_all(addr: &str) -> Vec<u32> {
+    let (mut c, connack) = Client::connect(addr, &Connect::v4("sub").clean(false));
+    assert!(connack.session_present);
+    let mut got = Vec::new();
+    while let Recv::Packet(m) = c.recv(QUIET) {
+        let m = m.publish(false);
+        c.send(&ack(PUBACK, m.pid.unwrap()));
+        got.push(String::from_utf8(m.payload).unwrap().parse().unwrap());
+    }
+    got
+}
+
 /// A damaged record in the middle of the journal is not the end of the
 /// journal: roost does not quietly start without what came after it. It
 /// refuses to start, saying what is damaged and how much follows, and
@@ -406,19 +420,7 @@ fn a_damaged_journal_record_stops_start_up_and_the_journal_is_kept() {
         "the whole journal kept"
     );
     // What came before the damaged record is there, in order.
-    let (mut c, connack) = Client::connect(&r.addr(), &Connect::v4("sub").clean(false));
-    assert!(connack.session_present);
-    let mut got = Vec::new();
-    while let Recv::Packet(m) = c.recv(QUIET) {
-        let m = m.publish(false);
-        c.send(&ack(PUBACK, m.pid.unwrap()));
-        got.push(
-            String::from_utf8(m.payload)
-                .unwrap()
-                .parse::<u32>()
-                .unwrap(),
-        );
-    }
+    let got = take_all(&r.addr());
     assert!((100..300).contains(&got.len()), "{} kept", got.len());
     assert_eq!(got, (0..got.len() as u32).collect::<Vec<_>>());
 }
@@ -661,6 +663,76 @@ fn online_subscriber_and_publisher(addr: &str) -> (Client, Client) {
     sub.send(&subscribe(1, &[("n/#", 2)], false, Props::new()));
     sub.expect_kind(SUBACK);
     (sub, Client::v4(addr, "pub"))
+}
+
+/// A replay restores what a kept session held at the crash, in flight and
+/// queued, whatever its queue's bound, and not what it dropped. The
+/// subscriber reads 20 messages (its window) without acknowledging; 1,000
+/// more fill its queue, one more finds it full (the publisher is held),
+/// then, stuck past `slow_subscriber_timeout`, it drops the rest. After a
+/// SIGKILL it gets exactly those 1,021 again (the replay once sent them
+/// back through the queue's bound, and 20 were lost).
+#[test]
+fn replay_restores_the_window_and_the_queue_and_not_what_was_dropped() {
+    let dir = TempDir::new("roost-journal");
+    let conf = config(&dir.path).replace(
+        "max_queued_messages 100000\n",
+        "max_queued_messages 1000\nslow_subscriber_timeout 1\n",
+    );
+    let mut r = Roost::with_config(&conf);
+    let (mut sub, mut p) = online_subscriber_and_publisher(&r.addr());
+    for n in 0..1100 {
+        p.send(&message(n, 1).encode(false));
+        p.expect_kind(PUBACK);
+    }
+    for n in 0..20 {
+        assert_eq!(sub.expect_publish().payload, n.to_string().as_bytes());
+    }
+    r.signal_and_wait(SIGKILL);
+    drop(sub);
+
+    let r = Roost::with_config(&conf);
+    let got = take_all(&r.addr());
+    let want: Vec<u32> = (0..1021).collect();
+    assert!(
+        got == want,
+        "got {} messages, {:?} to {:?}",
+        got.len(),
+        got.first(),
+        got.last()
+    );
+}
+
+/// A session's client id goes to the journal once, however many records
+/// are about the session: a 60,000-byte id once cost 60 KB per delivered
+/// message and per filter subscribed.
+#[test]
+fn a_long_client_id_is_written_to_the_journal_once() {
+    let dir = TempDir::new("roost-journal");
+    let r = Roost::with_config(&config(&dir.path));
+    let id = "c".repeat(60_000);
+    let (mut sub, _) = Client::connect(&r.addr(), &Connect::v4(&id).clean(false));
+    let filters: Vec<String> = (0..100).map(|i| format!("n/{i}")).collect();
+    let subs: Vec<(&str, u8)> = filters.iter().map(|f| (f.as_str(), 1)).collect();
+    sub.send(&subscribe(1, &subs, false, Props::new()));
+    sub.expect_kind(SUBACK);
+    let mut p = Client::v4(&r.addr(), "pub");
+    for i in 0..100u16 {
+        p.send(
+            &Publish::new(&format!("n/{i}"), b"x")
+                .qos(1, i + 1)
+                .encode(false),
+        );
+        p.expect_kind(PUBACK);
+        let m = sub.expect_publish();
+        sub.send(&ack(PUBACK, m.pid.unwrap()));
+    }
+    p.ping();
+    sub.ping();
+    let journal = std::fs::metadata(dir.path.join("roost.db.journal"))
+        .unwrap()
+        .len();
+    assert!(journal < 100_000, "journal of {journal} bytes");
 }
 
 /// What a subscriber that was online acknowledged is not sent again after

@@ -279,6 +279,8 @@ impl Broker {
         let session = &mut self.sessions[s];
         session.conn = Some(Slot::new(id));
         session.generation = generation;
+        // Its login and expiry may have changed: said again in the journal.
+        session.declared = false;
         // Coming back within the will delay cancels the will ([MQTT-3.1.3-9]).
         session.pending_will = None;
         session.window = self.config.max_inflight.min(receive_max).max(1);
@@ -359,6 +361,7 @@ impl Broker {
                 return self.drop_conn(id, Some(reason::PROTOCOL_ERROR), now, out);
             }
             self.sessions[s].expiry = expiry;
+            self.sessions[s].declared = false;
         }
         // A normal DISCONNECT deletes the will ([MQTT-3.1.2-10]), unless a
         // v5 client asks for it with 0x04.

@@ -12,6 +12,7 @@ mod connect;
 mod filters;
 #[cfg(any(test, fuzzing))]
 mod invariants;
+mod journal;
 mod message;
 mod one_or_many;
 mod publish;
@@ -37,12 +38,12 @@ use crate::protocol::{
     DecodeError, Packet, Properties, PublishRef, QoS, ReasonOnly, Version, Will, reason,
 };
 pub use bridge::Remote;
+pub use journal::{JournalRecord, Login, ReplayKeys, Who};
 pub use message::Message;
 pub use session::Awaiting;
 use session::{Role, Session, SpareFlows};
 pub use snapshot::{
-    JournalRecord, Snapshot, StoredInflight, StoredMessage, StoredOutgoing, StoredSession,
-    StoredSub,
+    Snapshot, StoredInflight, StoredMessage, StoredOutgoing, StoredSession, StoredSub,
 };
 pub use sys::Memory;
 use timer::{Timer, Timers};
@@ -396,7 +397,9 @@ pub struct Broker {
     /// Changes to durable state, for `persist` (see [`Broker::changes`]).
     changes: u64,
     /// The records of `persistence_mode journal`, when on.
-    journal: Option<snapshot::Journaling>,
+    journal: Option<journal::Journaling>,
+    /// A journal replay is on: queues take what it puts in them.
+    replaying: bool,
     /// False while the journal cannot be written: QoS 1/2 messages are
     /// refused rather than acknowledged unstored.
     storage_ok: bool,
@@ -428,6 +431,7 @@ impl Broker {
             next_serial: 0,
             changes: 0,
             journal: None,
+            replaying: false,
             storage_ok: true,
             stats: Stats::default(),
             sys: sys::Published::default(),
@@ -858,13 +862,11 @@ impl Broker {
         let will = self.sessions[s].pending_will.take();
         let will = will.filter(|w| self.will_allowed(s, w));
         self.unblock(s, out);
-        let session = self.sessions.remove(s);
-        if session.expiry != 0 {
+        if self.sessions[s].expiry != 0 {
             self.changes += 1;
-            self.record(|_| JournalRecord::SessionEnd {
-                client_id: session.client_id.to_string(),
-            });
+            self.record_for(s, |who| JournalRecord::SessionEnd { who });
         }
+        let session = self.sessions.remove(s);
         for filter in session.subscriptions.iter() {
             self.remove_subscription(filter, s);
         }

@@ -5,10 +5,10 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use super::message::Message;
-use super::session::{Awaiting, Outgoing};
+use super::session::{Awaiting, Outgoing, Queued};
 use super::sys::is_sys;
 use super::timer::Timer;
-use super::{Action, Broker, Conn, ConnId, Delivery, JournalRecord, Slot, reason};
+use super::{Action, Broker, Conn, ConnId, Delivery, JournalRecord, Slot, Who, reason};
 use crate::protocol::{
     Ack, Packet, Property, Publish, PublishRef, QoS, Version, Will, publish_len,
 };
@@ -149,7 +149,7 @@ impl Broker {
             }
             // The QoS 2 id of a kept session must survive to catch a re-send.
             let awaits = (self.journal.is_some() && qos == QoS::ExactlyOnce && session.expiry != 0)
-                .then(|| (session.client_id.to_string(), packet_id, session.expiry));
+                .then(|| (self.session_key(s), packet_id));
             let msg = Message::new(p.topic, p.payload, qos, p.retain, p.properties, now);
             if self.store_and_route(msg, Some(s), awaits, now, out) == 0 {
                 code = reason::NO_MATCHING_SUBSCRIBERS;
@@ -261,7 +261,7 @@ impl Broker {
         &mut self,
         msg: Message,
         from: Option<usize>,
-        awaits: Option<(String, u16, u32)>,
+        awaits: Option<(Who, u16)>,
         now: Instant,
         out: &mut Vec<Action>,
     ) -> usize {
@@ -359,6 +359,8 @@ impl Broker {
             }
             Some(id) => self.enqueue_online(s, id, o, publisher, now, out),
             None if o.qos == QoS::AtMostOnce => {}
+            // What a replay restores was queued once: dropped, it says so.
+            None if self.replaying => self.sessions[s].flow_mut(&mut self.spare_flows).push(o),
             None => self.enqueue_within_bounds(s, o),
         }
     }
@@ -410,21 +412,28 @@ impl Broker {
     }
 
     /// Queues a message within the bounds; dropped, counted and logged
-    /// (once until the queue drains) where they do not allow it.
+    /// (once until the queue drains) where they do not allow it. A kept
+    /// session's dropped QoS 1/2 message is journaled as such.
     fn enqueue_within_bounds(&mut self, s: usize, o: Outgoing) {
         let (max, max_bytes) = (self.config.max_queued, self.config.max_queued_bytes);
+        let (msg_id, qos) = (o.msg.id, o.qos);
         let session = &mut self.sessions[s];
         let flow = session.flow_mut(&mut self.spare_flows);
-        if !flow.enqueue(o, max, max_bytes) {
-            self.stats.publish_dropped += 1;
-            if !flow.overflow_logged {
-                flow.overflow_logged = true;
-                let (len, bytes) = (flow.queue.len(), flow.queued_bytes);
-                log::warn!(
-                    "client {}: queue full ({len} messages, {bytes} bytes), dropping",
-                    session.client_id,
-                );
-            }
+        let queued = flow.enqueue(o, max, max_bytes);
+        if queued == Queued::All {
+            return;
+        }
+        self.stats.publish_dropped += 1;
+        if !flow.overflow_logged {
+            flow.overflow_logged = true;
+            let (len, bytes) = (flow.queue.len(), flow.queued_bytes);
+            log::warn!(
+                "client {}: queue full ({len} messages, {bytes} bytes), dropping",
+                session.client_id,
+            );
+        }
+        if queued == Queued::Refused && qos != QoS::AtMostOnce {
+            self.record_for(s, |who| JournalRecord::Dropped { who, msg_id });
         }
     }
 
@@ -688,23 +697,21 @@ impl Broker {
     /// Journals how far a kept session's subscriber got with message
     /// `msg_id`.
     fn record_progress(&mut self, s: usize, msg_id: u64, progress: Progress) {
-        let session = &self.sessions[s];
-        if session.expiry == 0 || msg_id == 0 {
+        if msg_id == 0 {
             return;
         }
-        let client_id = session.client_id.to_string();
-        self.record(|_| match progress {
+        self.record_for(s, |who| match progress {
             Progress::Sent(packet_id) => JournalRecord::Sent {
-                client_id,
+                who,
                 msg_id,
                 packet_id,
             },
             Progress::Received(packet_id) => JournalRecord::Received {
-                client_id,
+                who,
                 msg_id,
                 packet_id,
             },
-            Progress::Delivered => JournalRecord::Delivered { client_id, msg_id },
+            Progress::Delivered => JournalRecord::Delivered { who, msg_id },
         });
     }
 
@@ -769,13 +776,7 @@ impl Broker {
                     .awaiting_rel
                     .swap_remove(i);
                 session.release_flow(&mut self.spare_flows);
-                if session.expiry != 0 {
-                    let client_id = session.client_id.to_string();
-                    self.record(|_| JournalRecord::Released {
-                        client_id,
-                        packet_id,
-                    });
-                }
+                self.record_for(s, |who| JournalRecord::Released { who, packet_id });
                 reason::SUCCESS
             }
             None => reason::PACKET_ID_NOT_FOUND,

@@ -113,6 +113,9 @@ pub struct Session {
     /// last connected through (mosquitto's rule for offline sessions).
     pub auth: u8,
     pub role: Role,
+    /// The journal knows its key and what it connected with (see
+    /// `journal.rs`).
+    pub declared: bool,
 }
 
 /// Bridges are sessions too, treated as mosquitto treats them.
@@ -213,18 +216,18 @@ impl Flow {
 
     /// Queues `out` within the bounds (see [`Flow::is_full`]). When full,
     /// the oldest QoS 0 messages make room; failing that the new message
-    /// is dropped. Returns false when something was dropped.
-    pub fn enqueue(&mut self, out: Outgoing, max: usize, max_bytes: u32) -> bool {
-        let mut dropped = false;
+    /// is dropped.
+    pub fn enqueue(&mut self, out: Outgoing, max: usize, max_bytes: u32) -> Queued {
+        let mut queued = Queued::All;
         while self.is_full(max, max_bytes) {
             let Some(i) = self.queue.iter().position(|o| o.qos == QoS::AtMostOnce) else {
-                return false;
+                return Queued::Refused;
             };
             self.remove_queued(i);
-            dropped = true;
+            queued = Queued::MadeRoom;
         }
         self.push(out);
-        !dropped
+        queued
     }
 
     /// Takes the queued message at `i` out.
@@ -233,6 +236,17 @@ impl Flow {
         self.queued_bytes = self.queued_bytes.saturating_sub(payload_len(&out));
         Some(out)
     }
+}
+
+/// What [`Flow::enqueue`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// Queued, nothing dropped.
+    All,
+    /// Queued, older QoS 0 messages dropped to make room.
+    MadeRoom,
+    /// Not queued: the queue is full of QoS 1/2 messages.
+    Refused,
 }
 
 /// Emptied QoS states kept for reuse: a subscriber whose window empties
@@ -281,6 +295,7 @@ impl Session {
             pending_will: None,
             auth: 0,
             role: Role::Client,
+            declared: false,
         }
     }
 
@@ -462,26 +477,28 @@ mod tests {
     #[test]
     fn full_queue_drops_oldest_qos0_first() {
         let mut s = Flow::default();
-        assert!(s.enqueue(out(QoS::AtLeastOnce), 2, 0));
-        assert!(s.enqueue(out(QoS::AtMostOnce), 2, 0));
-        assert!(!s.enqueue(out(QoS::ExactlyOnce), 2, 0));
+        assert_eq!(s.enqueue(out(QoS::AtLeastOnce), 2, 0), Queued::All);
+        assert_eq!(s.enqueue(out(QoS::AtMostOnce), 2, 0), Queued::All);
+        assert_eq!(s.enqueue(out(QoS::ExactlyOnce), 2, 0), Queued::MadeRoom);
         let qos: Vec<QoS> = s.queue.iter().map(|o| o.qos).collect();
         assert_eq!(qos, [QoS::AtLeastOnce, QoS::ExactlyOnce]);
-        assert!(!s.enqueue(out(QoS::AtLeastOnce), 2, 0));
+        assert_eq!(s.enqueue(out(QoS::AtLeastOnce), 2, 0), Queued::Refused);
         assert_eq!(s.queue.len(), 2, "bounded");
     }
 
     #[test]
     fn byte_bound_takes_the_message_that_crosses_it_then_drops() {
         let mut s = Flow::default();
-        assert!(s.enqueue(sized(QoS::AtLeastOnce, 60), 0, 100));
-        assert!(
+        assert_eq!(s.enqueue(sized(QoS::AtLeastOnce, 60), 0, 100), Queued::All);
+        assert_eq!(
             s.enqueue(sized(QoS::AtLeastOnce, 60), 0, 100),
+            Queued::All,
             "under: taken"
         );
         assert_eq!(s.queued_bytes, 120);
-        assert!(
-            !s.enqueue(sized(QoS::AtLeastOnce, 1), 0, 100),
+        assert_eq!(
+            s.enqueue(sized(QoS::AtLeastOnce, 1), 0, 100),
+            Queued::Refused,
             "over: dropped"
         );
         assert_eq!(s.queue.len(), 2);
@@ -490,9 +507,12 @@ mod tests {
         // QoS 0 messages make room.
         let mut s = Flow::default();
         for _ in 0..2 {
-            assert!(s.enqueue(sized(QoS::AtMostOnce, 50), 0, 100));
+            assert_eq!(s.enqueue(sized(QoS::AtMostOnce, 50), 0, 100), Queued::All);
         }
-        assert!(!s.enqueue(sized(QoS::AtLeastOnce, 10), 0, 100));
+        assert_eq!(
+            s.enqueue(sized(QoS::AtLeastOnce, 10), 0, 100),
+            Queued::MadeRoom
+        );
         let kept: Vec<(QoS, usize)> = s
             .queue
             .iter()
@@ -503,7 +523,7 @@ mod tests {
         // 0 entries means no count bound, as in mosquitto.
         let mut s = Flow::default();
         for _ in 0..5000 {
-            assert!(s.enqueue(out(QoS::AtLeastOnce), 0, 0));
+            assert_eq!(s.enqueue(out(QoS::AtLeastOnce), 0, 0), Queued::All);
         }
     }
 }

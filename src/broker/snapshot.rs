@@ -10,9 +10,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::retained::Cursor;
 use super::session::{Awaiting, Flow, Inflight, Outgoing, Session};
-use super::subscribe::wants_retained;
 use super::sys::is_sys;
 use super::timer::Timer;
 use super::topic::{Sub, parse_shared};
@@ -85,13 +83,13 @@ pub struct StoredOutgoing {
 
 /// Converts between the loop's monotonic clock and wall-clock seconds.
 #[derive(Clone, Copy)]
-struct Clock {
+pub(super) struct Clock {
     now: Instant,
     wall: u64,
 }
 
 impl Clock {
-    fn new(now: Instant, wall: SystemTime) -> Clock {
+    pub(super) fn new(now: Instant, wall: SystemTime) -> Clock {
         let wall = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
         Clock {
             now,
@@ -113,64 +111,7 @@ impl Clock {
     }
 }
 
-/// One change to the durable state, in `persistence_mode journal`: what
-/// happened since the last snapshot, replayed on top of it at start-up in
-/// the order it happened.
-#[derive(Debug, PartialEq)]
-pub enum JournalRecord {
-    /// An accepted PUBLISH that was retained or queued for a kept session;
-    /// for QoS 2 from a kept session, that session (client id, packet id,
-    /// session expiry), whose PUBREL is then awaited.
-    Message {
-        msg: StoredMessage,
-        publisher: Option<(String, u16, u32)>,
-    },
-    /// PUBREL received: the QoS 2 id is free again.
-    Released {
-        client_id: String,
-        packet_id: u16,
-    },
-    /// A kept session subscribed (creating the session if new).
-    Subscribe {
-        client_id: String,
-        username: Option<String>,
-        listener: u8,
-        expiry: u32,
-        sub: StoredSub,
-    },
-    Unsubscribe {
-        client_id: String,
-        filter: String,
-    },
-    /// A kept session ended (expired, or discarded by a clean start).
-    SessionEnd {
-        client_id: String,
-    },
-    /// A QoS 2 message `msg_id` went to a kept session's subscriber under
-    /// `packet_id`. After a crash it goes again under that id, with DUP, so
-    /// a subscriber that has it already answers PUBREC and does not take it
-    /// twice ([MQTT-4.3.3-10]).
-    Sent {
-        client_id: String,
-        msg_id: u64,
-        packet_id: u16,
-    },
-    /// A kept session's subscriber sent PUBREC for message `msg_id` under
-    /// `packet_id`: PUBREL is due, the message is not sent again.
-    Received {
-        client_id: String,
-        msg_id: u64,
-        packet_id: u16,
-    },
-    /// A kept session's subscriber finished message `msg_id` (PUBACK, or
-    /// PUBCOMP): it is not sent again.
-    Delivered {
-        client_id: String,
-        msg_id: u64,
-    },
-}
-
-fn to_stored(msg: &Message, clock: Clock) -> StoredMessage {
+pub(super) fn to_stored(msg: &Message, clock: Clock) -> StoredMessage {
     StoredMessage {
         id: msg.id,
         topic: msg.topic.clone(),
@@ -183,7 +124,7 @@ fn to_stored(msg: &Message, clock: Clock) -> StoredMessage {
 }
 
 /// None when it expired meanwhile.
-fn from_stored(m: StoredMessage, clock: Clock) -> Option<Rc<Message>> {
+pub(super) fn from_stored(m: StoredMessage, clock: Clock) -> Option<Rc<Message>> {
     let expires = match m.expires_at {
         Some(at) => Some(clock.to_instant(at)?),
         None => None,
@@ -409,7 +350,7 @@ impl Broker {
 impl Broker {
     /// Subscribes session `s` as a snapshot or journal says it was.
     /// Returns whether it was new (replaced none).
-    fn add_stored_sub(&mut self, s: usize, sub: StoredSub) -> bool {
+    pub(super) fn add_stored_sub(&mut self, s: usize, sub: StoredSub) -> bool {
         let filter: Rc<str> = sub.filter.into();
         let entry = Sub {
             session: s,
@@ -425,199 +366,5 @@ impl Broker {
             self.sessions[s].subscriptions.insert(filter);
         }
         added
-    }
-
-    /// Turns journaling on: from now on every change to the durable state
-    /// is also recorded, for [`Broker::take_journal`], and acks that
-    /// promise it is stored wait for the loop's commit
-    /// ([`super::Action::SendAfterCommit`]), as do QoS 2 PUBLISHes to kept
-    /// sessions ([`super::Action::PublishAfterCommit`]). `now` and `wall`
-    /// tie the clocks together for expiry times.
-    pub fn enable_journal(&mut self, now: Instant, wall: SystemTime) {
-        self.journal = Some(Journaling {
-            records: Vec::new(),
-            clock: Clock::new(now, wall),
-        });
-    }
-
-    /// The records since the last call, to append and fsync.
-    pub fn take_journal(&mut self) -> Vec<JournalRecord> {
-        self.journal
-            .as_mut()
-            .map(|j| std::mem::take(&mut j.records))
-            .unwrap_or_default()
-    }
-
-    /// How many records are waiting to be taken; an ack given after they
-    /// grew depends on them.
-    pub(super) fn journal_len(&self) -> usize {
-        self.journal.as_ref().map_or(0, |j| j.records.len())
-    }
-
-    pub(super) fn record(&mut self, make: impl FnOnce(&Journaling) -> JournalRecord) {
-        self.record_at(self.journal_len(), make);
-    }
-
-    /// As [`Broker::record`], but placed before the records added since
-    /// there were `at`, which a replay must apply after it.
-    pub(super) fn record_at(&mut self, at: usize, make: impl FnOnce(&Journaling) -> JournalRecord) {
-        if let Some(j) = &mut self.journal {
-            let rec = make(j);
-            j.records.insert(at, rec);
-        }
-    }
-
-    /// Applies one journal record at start-up, after the snapshot.
-    pub fn replay(&mut self, rec: JournalRecord, now: Instant, wall: SystemTime) {
-        let clock = Clock::new(now, wall);
-        let mut out = Vec::new();
-        match rec {
-            JournalRecord::Message { msg, publisher } => {
-                let from = publisher.map(|(client_id, packet_id, expiry)| {
-                    let s = self.kept_session(client_id, expiry, now);
-                    self.sessions[s]
-                        .flow_mut(&mut self.spare_flows)
-                        .awaiting_rel
-                        .push(packet_id);
-                    s
-                });
-                self.next_serial = self.next_serial.max(msg.id);
-                let Some(msg) = from_stored(msg, clock) else {
-                    return;
-                };
-                if msg.retain {
-                    self.retain(&msg);
-                }
-                self.route(msg, from, now, &mut out);
-            }
-            JournalRecord::Released {
-                client_id,
-                packet_id,
-            } => {
-                if let Some(&s) = self.by_client_id.get(client_id.as_str()) {
-                    let session = &mut self.sessions[s];
-                    session
-                        .flow_mut(&mut self.spare_flows)
-                        .awaiting_rel
-                        .retain(|&p| p != packet_id);
-                    session.release_flow(&mut self.spare_flows);
-                }
-            }
-            JournalRecord::Subscribe {
-                client_id,
-                username,
-                listener,
-                expiry,
-                sub,
-            } => {
-                let s = self.kept_session(client_id, expiry, now);
-                self.sessions[s].username = username.map(Into::into);
-                self.sessions[s].auth = listener;
-                let (filter, options, sub_id) = (sub.filter.clone(), sub.options, sub.id);
-                let new = self.add_stored_sub(s, sub);
-                // The retained messages it was sent, queued again: the
-                // records of their acks follow.
-                if parse_shared(&filter).is_none() && wants_retained(options, new) {
-                    let mut cursor = Cursor::new(filter.into(), u64::MAX, options.qos, sub_id);
-                    while let Some(o) = cursor.next(&self.retained, now) {
-                        self.deliver(s, o, None, now, &mut out);
-                    }
-                }
-            }
-            JournalRecord::Unsubscribe { client_id, filter } => {
-                if let Some(&s) = self.by_client_id.get(client_id.as_str()) {
-                    if self.remove_subscription(&filter, s) {
-                        self.sessions[s].subscriptions.remove(&filter);
-                    }
-                }
-            }
-            JournalRecord::SessionEnd { client_id } => {
-                if let Some(&s) = self.by_client_id.get(client_id.as_str()) {
-                    self.end_session(s, now, &mut out);
-                }
-            }
-            JournalRecord::Sent {
-                client_id,
-                msg_id,
-                packet_id,
-            } => self.replay_inflight(&client_id, msg_id, packet_id, Awaiting::Received),
-            JournalRecord::Received {
-                client_id,
-                msg_id,
-                packet_id,
-            } => self.replay_inflight(&client_id, msg_id, packet_id, Awaiting::Complete),
-            JournalRecord::Delivered { client_id, msg_id } => {
-                self.take_outgoing(&client_id, msg_id);
-            }
-        }
-    }
-
-    /// Puts message `msg_id` of `client_id`'s session in flight under
-    /// `packet_id`, at the step the journal says it reached.
-    fn replay_inflight(
-        &mut self,
-        client_id: &str,
-        msg_id: u64,
-        packet_id: u16,
-        awaiting: Awaiting,
-    ) {
-        if let Some((s, o)) = self.take_outgoing(client_id, msg_id) {
-            self.sessions[s].put_in_flight(&mut self.spare_flows, packet_id, awaiting, o);
-        }
-    }
-
-    /// Removes message `msg_id` from the in-flight list or queue of
-    /// `client_id`'s session; returns the session and the message.
-    fn take_outgoing(&mut self, client_id: &str, msg_id: u64) -> Option<(usize, Outgoing)> {
-        let s = *self.by_client_id.get(client_id)?;
-        let session = &mut self.sessions[s];
-        let flow = session.flow_mut(&mut self.spare_flows);
-        let found = match flow.inflight.iter().position(|f| f.out.msg.id == msg_id) {
-            Some(i) => flow.inflight.remove(i).map(|f| f.out),
-            None => flow
-                .queue
-                .iter()
-                .position(|o| o.msg.id == msg_id)
-                .and_then(|i| flow.remove_queued(i)),
-        };
-        session.release_flow(&mut self.spare_flows);
-        found.map(|o| (s, o))
-    }
-}
-
-impl Broker {
-    /// The offline session of `client_id` during a replay, made if new; its
-    /// expiry runs from the restart, as for one that was online.
-    fn kept_session(&mut self, client_id: String, expiry: u32, now: Instant) -> usize {
-        if let Some(&s) = self.by_client_id.get(client_id.as_str()) {
-            self.sessions[s].expiry = expiry;
-            return s;
-        }
-        let client_id: Rc<str> = client_id.into();
-        let s = self.sessions.insert(Session::new(client_id.clone()));
-        self.by_client_id.insert(client_id, s);
-        let generation = self.serial();
-        let session = &mut self.sessions[s];
-        session.generation = generation;
-        session.expiry = expiry;
-        if expiry != u32::MAX {
-            let at = now + Duration::from_secs(u64::from(expiry));
-            self.timers
-                .add(at, Timer::SessionExpiry(Slot::new(s), generation));
-        }
-        s
-    }
-}
-
-/// The journal while it is on.
-pub(super) struct Journaling {
-    records: Vec<JournalRecord>,
-    clock: Clock,
-}
-
-impl Journaling {
-    /// `msg` as a record stores it, its expiry in wall-clock time.
-    pub fn stored(&self, msg: &Message) -> StoredMessage {
-        to_stored(msg, self.clock)
     }
 }

@@ -114,22 +114,14 @@ impl Broker {
         new: bool,
     ) {
         self.changes += 1;
-        let session = &self.sessions[s];
-        if session.expiry != 0 {
-            let (client_id, username) = (session.client_id.to_string(), session.username.clone());
-            let (expiry, listener) = (session.expiry, session.auth);
-            self.record(|_| JournalRecord::Subscribe {
-                client_id,
-                username: username.map(String::from),
-                listener,
-                expiry,
-                sub: StoredSub {
-                    filter: filter.to_string(),
-                    options,
-                    id: sub_id,
-                },
-            });
-        }
+        self.record_for(s, |who| JournalRecord::Subscribe {
+            who,
+            sub: StoredSub {
+                filter: filter.to_string(),
+                options,
+                id: sub_id,
+            },
+        });
         if new {
             self.sessions[s].subscriptions.insert(filter.clone());
         }
@@ -198,13 +190,10 @@ impl Broker {
         );
         if removed {
             self.changes += 1;
-            if self.sessions[s].expiry != 0 {
-                let client_id = self.sessions[s].client_id.to_string();
-                self.record(|_| JournalRecord::Unsubscribe {
-                    client_id,
-                    filter: filter.to_owned(),
-                });
-            }
+            self.record_for(s, |who| JournalRecord::Unsubscribe {
+                who,
+                filter: filter.to_owned(),
+            });
             self.sessions[s].subscriptions.remove(filter);
         }
         removed

@@ -6,11 +6,10 @@
 //! The body holds the messages once each, then the retained topics and the
 //! sessions referring to them by index. Fields use MQTT's encodings (two-byte
 //! length strings, big-endian integers, v5 property lists). Journal records
-//! (`journal.rs` frames them) reuse the same field layouts.
+//! (`records.rs`) reuse the same field layouts.
 
 use crate::broker::{
-    Awaiting, JournalRecord, Snapshot, StoredInflight, StoredMessage, StoredOutgoing,
-    StoredSession, StoredSub,
+    Awaiting, Snapshot, StoredInflight, StoredMessage, StoredOutgoing, StoredSession, StoredSub,
 };
 use crate::protocol::{
     Ctx, DecodeError, QoS, Reader, Sink, SubOptions, Version, read_properties, write_properties,
@@ -97,7 +96,7 @@ fn write_body(w: &mut Vec<u8>, snap: &Snapshot) {
     }
 }
 
-fn write_message(w: &mut Vec<u8>, m: &StoredMessage) {
+pub(super) fn write_message(w: &mut Vec<u8>, m: &StoredMessage) {
     put_u64(w, m.id);
     let flags = m.qos as u8 | u8::from(m.retain) << 2 | u8::from(m.expires_at.is_some()) << 3;
     w.u8(flags);
@@ -110,7 +109,7 @@ fn write_message(w: &mut Vec<u8>, m: &StoredMessage) {
     }
 }
 
-fn write_sub(w: &mut Vec<u8>, sub: &StoredSub) {
+pub(super) fn write_sub(w: &mut Vec<u8>, sub: &StoredSub) {
     w.str(&sub.filter);
     let o = sub.options;
     w.put(&[
@@ -131,18 +130,18 @@ fn write_outgoing(w: &mut Vec<u8>, o: &StoredOutgoing) {
     put_opt_str(w, o.share.as_deref());
 }
 
-fn put_u64(w: &mut Vec<u8>, v: u64) {
+pub(super) fn put_u64(w: &mut Vec<u8>, v: u64) {
     w.put(&v.to_be_bytes());
 }
 
-fn put_opt_str(w: &mut Vec<u8>, s: Option<&str>) {
+pub(super) fn put_opt_str(w: &mut Vec<u8>, s: Option<&str>) {
     w.u8(u8::from(s.is_some()));
     if let Some(s) = s {
         w.str(s);
     }
 }
 
-const BAD: DecodeError = DecodeError::Malformed("invalid value");
+pub(super) const BAD: DecodeError = DecodeError::Malformed("invalid value");
 
 fn read_body(r: &mut Reader) -> Result<Snapshot, DecodeError> {
     // Counts are not trusted for capacity: a damaged one must fail at the
@@ -210,7 +209,7 @@ fn read_body(r: &mut Reader) -> Result<Snapshot, DecodeError> {
     Ok(snap)
 }
 
-fn read_message(r: &mut Reader) -> Result<StoredMessage, DecodeError> {
+pub(super) fn read_message(r: &mut Reader) -> Result<StoredMessage, DecodeError> {
     let id = u64(r)?;
     let flags = r.u8()?;
     let topic = r.string()?;
@@ -233,7 +232,7 @@ fn read_message(r: &mut Reader) -> Result<StoredMessage, DecodeError> {
     })
 }
 
-fn read_sub(r: &mut Reader) -> Result<StoredSub, DecodeError> {
+pub(super) fn read_sub(r: &mut Reader) -> Result<StoredSub, DecodeError> {
     let filter = r.string()?;
     let [q, no_local, rap, retain_handling] = r.take(4)?.try_into().map_err(|_| BAD)?;
     if retain_handling > 2 {
@@ -248,130 +247,6 @@ fn read_sub(r: &mut Reader) -> Result<StoredSub, DecodeError> {
             retain_handling,
         },
         id: r.u32()?,
-    })
-}
-
-/// One journal record's body.
-pub fn encode_record(rec: &JournalRecord, w: &mut Vec<u8>) {
-    match rec {
-        JournalRecord::Message { msg, publisher } => {
-            w.u8(1);
-            write_message(w, msg);
-            w.u8(u8::from(publisher.is_some()));
-            if let Some((client_id, packet_id, expiry)) = publisher {
-                w.str(client_id);
-                w.u16(*packet_id);
-                w.u32(*expiry);
-            }
-        }
-        JournalRecord::Released {
-            client_id,
-            packet_id,
-        } => {
-            w.u8(2);
-            w.str(client_id);
-            w.u16(*packet_id);
-        }
-        JournalRecord::Subscribe {
-            client_id,
-            username,
-            listener,
-            expiry,
-            sub,
-        } => {
-            w.u8(3);
-            w.str(client_id);
-            put_opt_str(w, username.as_deref());
-            w.u8(*listener);
-            w.u32(*expiry);
-            write_sub(w, sub);
-        }
-        JournalRecord::Unsubscribe { client_id, filter } => {
-            w.u8(4);
-            w.str(client_id);
-            w.str(filter);
-        }
-        JournalRecord::SessionEnd { client_id } => {
-            w.u8(5);
-            w.str(client_id);
-        }
-        JournalRecord::Received {
-            client_id,
-            msg_id,
-            packet_id,
-        } => {
-            w.u8(6);
-            w.str(client_id);
-            put_u64(w, *msg_id);
-            w.u16(*packet_id);
-        }
-        JournalRecord::Delivered { client_id, msg_id } => {
-            w.u8(7);
-            w.str(client_id);
-            put_u64(w, *msg_id);
-        }
-        JournalRecord::Sent {
-            client_id,
-            msg_id,
-            packet_id,
-        } => {
-            w.u8(8);
-            w.str(client_id);
-            put_u64(w, *msg_id);
-            w.u16(*packet_id);
-        }
-    }
-}
-
-pub fn decode_record(body: &[u8]) -> Result<JournalRecord, String> {
-    let mut r = Reader::new(body);
-    let rec = read_record(&mut r).map_err(|e| e.to_string())?;
-    r.finish().map_err(|e| e.to_string())?;
-    Ok(rec)
-}
-
-fn read_record(r: &mut Reader) -> Result<JournalRecord, DecodeError> {
-    Ok(match r.u8()? {
-        1 => JournalRecord::Message {
-            msg: read_message(r)?,
-            publisher: match r.u8()? {
-                0 => None,
-                _ => Some((r.string()?, r.packet_id()?, r.u32()?)),
-            },
-        },
-        2 => JournalRecord::Released {
-            client_id: r.string()?,
-            packet_id: r.packet_id()?,
-        },
-        3 => JournalRecord::Subscribe {
-            client_id: r.string()?,
-            username: opt_string(r)?,
-            listener: r.u8()?,
-            expiry: r.u32()?,
-            sub: read_sub(r)?,
-        },
-        4 => JournalRecord::Unsubscribe {
-            client_id: r.string()?,
-            filter: r.string()?,
-        },
-        5 => JournalRecord::SessionEnd {
-            client_id: r.string()?,
-        },
-        6 => JournalRecord::Received {
-            client_id: r.string()?,
-            msg_id: u64(r)?,
-            packet_id: r.packet_id()?,
-        },
-        7 => JournalRecord::Delivered {
-            client_id: r.string()?,
-            msg_id: u64(r)?,
-        },
-        8 => JournalRecord::Sent {
-            client_id: r.string()?,
-            msg_id: u64(r)?,
-            packet_id: r.packet_id()?,
-        },
-        _ => return Err(BAD),
     })
 }
 
@@ -399,11 +274,11 @@ fn qos(v: u8) -> Result<QoS, DecodeError> {
     QoS::from_u8(v).ok_or(BAD)
 }
 
-fn u64(r: &mut Reader) -> Result<u64, DecodeError> {
+pub(super) fn u64(r: &mut Reader) -> Result<u64, DecodeError> {
     Ok(u64::from_be_bytes(r.take(8)?.try_into().map_err(|_| BAD)?))
 }
 
-fn opt_string(r: &mut Reader) -> Result<Option<String>, DecodeError> {
+pub(super) fn opt_string(r: &mut Reader) -> Result<Option<String>, DecodeError> {
     match r.u8()? {
         0 => Ok(None),
         _ => r.string().map(Some),
@@ -508,60 +383,6 @@ mod tests {
         assert_eq!(decode(&encode(&snap, 7)).unwrap(), (snap, 7));
         let empty = Snapshot::default();
         assert_eq!(decode(&encode(&empty, 0)).unwrap(), (empty, 0));
-    }
-
-    #[test]
-    fn journal_records_round_trip() {
-        let snap = sample();
-        let session = &snap.sessions[0];
-        let records = [
-            JournalRecord::Message {
-                msg: snap.messages.into_iter().next().unwrap(),
-                publisher: Some(("sensor".into(), 9, 60)),
-            },
-            JournalRecord::Released {
-                client_id: "sensor".into(),
-                packet_id: 9,
-            },
-            JournalRecord::Subscribe {
-                client_id: "dashboard".into(),
-                username: None,
-                listener: 1,
-                expiry: 3600,
-                sub: StoredSub {
-                    filter: session.subscriptions[0].filter.clone(),
-                    options: session.subscriptions[0].options,
-                    id: 0,
-                },
-            },
-            JournalRecord::Unsubscribe {
-                client_id: "dashboard".into(),
-                filter: "a/#".into(),
-            },
-            JournalRecord::SessionEnd {
-                client_id: "dashboard".into(),
-            },
-            JournalRecord::Received {
-                client_id: "dashboard".into(),
-                msg_id: 12,
-                packet_id: 4,
-            },
-            JournalRecord::Delivered {
-                client_id: "dashboard".into(),
-                msg_id: 12,
-            },
-            JournalRecord::Sent {
-                client_id: "dashboard".into(),
-                msg_id: 13,
-                packet_id: 5,
-            },
-        ];
-        for rec in records {
-            let mut body = Vec::new();
-            encode_record(&rec, &mut body);
-            assert_eq!(decode_record(&body).unwrap(), rec);
-            assert!(decode_record(&body[..body.len() - 1]).is_err());
-        }
     }
 
     #[test]

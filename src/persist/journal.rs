@@ -18,9 +18,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
-use super::format::{crc32, decode_record, encode_record};
+use super::format::crc32;
+use super::records::{decode_record, encode_record};
 use super::{OnDamage, aside_name};
-use crate::broker::{Broker, JournalRecord};
+use crate::broker::{Broker, JournalRecord, ReplayKeys};
 
 const MAGIC: &[u8; 8] = b"ROOST-WL";
 const VERSION: u16 = 1;
@@ -71,9 +72,14 @@ impl Journal {
         let mut at = HEADER as usize;
         let mut replayed = 0;
         let mut damage = None;
-        while let Some((rec, next)) = next_record(&bytes, at) {
-            match rec {
-                Ok(rec) => broker.replay(rec, now, wall),
+        let mut keys = ReplayKeys::default();
+        while let Some((recs, next)) = next_record(&bytes, at) {
+            match recs {
+                Ok(recs) => {
+                    for rec in recs {
+                        broker.replay(rec, &mut keys, now, wall);
+                    }
+                }
                 Err(why) => {
                     damage = Some((why, next));
                     break;
@@ -198,17 +204,27 @@ impl Journal {
         Ok(n)
     }
 
+    /// Drops the records not yet written: a snapshot that includes them
+    /// was.
+    pub fn discard_pending(&mut self) {
+        self.pending.clear();
+    }
+
     /// Starts an empty journal of `generation`, after a snapshot that
-    /// includes everything in this one (pending records too).
+    /// includes everything written to this one. What is pending (taken
+    /// after that snapshot, while the new journal could not be made) stays
+    /// pending in the new one.
     pub fn restart(&mut self, generation: u64) -> io::Result<()> {
-        *self = Journal::create(&self.path, generation)?;
-        Ok(())
+        let pending = std::mem::take(&mut self.pending);
+        let result = Journal::create(&self.path, generation).map(|fresh| *self = fresh);
+        self.pending = pending;
+        result
     }
 }
 
 /// The record framed at `at`, and where the next one starts; None at the
 /// end or for a record cut short.
-type Framed = (Result<JournalRecord, String>, usize);
+type Framed = (Result<Vec<JournalRecord>, String>, usize);
 
 /// How many whole records with a good checksum follow from `at` on.
 fn whole_records(bytes: &[u8], mut at: usize) -> usize {
@@ -236,7 +252,7 @@ fn next_record(bytes: &[u8], at: usize) -> Option<Framed> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::{Config, StoredMessage, StoredSub};
+    use crate::broker::{Config, StoredMessage, StoredSub, Who};
     use crate::protocol::{QoS, SubOptions};
 
     fn records() -> Vec<JournalRecord> {
@@ -263,11 +279,14 @@ mod tests {
             publisher: None,
         };
         vec![
-            JournalRecord::Subscribe {
+            JournalRecord::Session {
+                key: Some(0),
                 client_id: "sub".into(),
-                username: None,
-                listener: 0,
+                login: None,
                 expiry: u32::MAX,
+            },
+            JournalRecord::Subscribe {
+                who: Who::Key(0),
                 sub,
             },
             msg(1),
@@ -304,7 +323,7 @@ mod tests {
         j.append(&records());
         j.commit().unwrap();
         let whole = fs::read(&path).unwrap();
-        assert_eq!(replayed(&path, 4, OnDamage::Refuse), Ok((3, 2)));
+        assert_eq!(replayed(&path, 4, OnDamage::Refuse), Ok((4, 2)));
         // Another generation's journal is already in the snapshot.
         fs::write(&path, &whole).unwrap();
         assert_eq!(replayed(&path, 5, OnDamage::Refuse), Ok((0, 0)));
@@ -314,24 +333,23 @@ mod tests {
         for cut in 0..whole.len() {
             fs::write(&path, &whole[..cut]).unwrap();
             let (n, _) = replayed(&path, 4, OnDamage::Refuse).unwrap();
-            assert!(n <= 3, "cut {cut}");
+            assert!(n <= 4, "cut {cut}");
             let len = fs::metadata(&path).unwrap().len() as usize;
             assert!(len <= cut.max(HEADER as usize), "cut {cut}: {len}");
         }
-        // A flipped byte in the second record: start-up stops, saying so,
-        // the file untouched; or, told to, it goes on without it and what
-        // follows, and keeps a copy.
+        // A flipped byte in the third record (the first message): start-up
+        // stops, saying so, the file untouched; or, told to, it goes on
+        // without it and what follows, and keeps a copy.
         let mut damaged = whole.clone();
-        let second = HEADER as usize + 8 + first_record_len(&whole) + 8;
-        damaged[second] ^= 1;
+        damaged[record_body(&whole, 3)] ^= 1;
         fs::write(&path, &damaged).unwrap();
         let e = replayed(&path, 4, OnDamage::Refuse).unwrap_err();
         assert!(
-            e.contains("record 2 ") && e.contains("the 1 record after it"),
+            e.contains("record 3 ") && e.contains("the 1 record after it"),
             "{e}"
         );
         assert_eq!(fs::read(&path).unwrap(), damaged);
-        assert_eq!(replayed(&path, 4, OnDamage::StartEmpty), Ok((1, 0)));
+        assert_eq!(replayed(&path, 4, OnDamage::StartEmpty), Ok((2, 0)));
         let copies = fs::read_dir(&dir)
             .unwrap()
             .filter(|e| {
@@ -343,9 +361,12 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// The body length of the first record of journal file `bytes`.
-    fn first_record_len(bytes: &[u8]) -> usize {
-        let at = HEADER as usize;
-        u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize
+    /// Where the body of record `n` (from 1) of journal file `bytes` starts.
+    fn record_body(bytes: &[u8], n: usize) -> usize {
+        let mut at = HEADER as usize;
+        for _ in 1..n {
+            at += 8 + u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        }
+        at + 8
     }
 }

@@ -16,6 +16,7 @@
 
 mod format;
 mod journal;
+mod records;
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -299,10 +300,11 @@ impl Store {
         // A snapshot moved to a new generation while the journal could not
         // follow: records must not go to the old one, which a replay skips.
         let result = if journal.generation() == self.generation {
-            journal.commit().map(drop)
+            Ok(())
         } else {
             journal.restart(self.generation)
         };
+        let result = result.and_then(|()| journal.commit().map(drop));
         match result {
             Ok(()) => true,
             Err(e) => {
@@ -358,6 +360,12 @@ impl Store {
                 self.snapshot_bytes = bytes.len() as u64;
                 self.saved_changes = broker.changes();
                 self.failing = false;
+                // What the journal held is in the snapshot; what comes next
+                // goes to a new journal, which must learn the session keys.
+                if let Some(journal) = &mut self.journal {
+                    journal.discard_pending();
+                    broker.journal_restarted();
+                }
                 log::info!(
                     "persistence: saved {} sessions and {} retained messages ({} bytes) to {} in {} ms",
                     snap.sessions.len(),

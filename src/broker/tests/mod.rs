@@ -1345,6 +1345,17 @@ fn changes_count_what_a_snapshot_would_hold() {
     assert!(h.broker.changes() > before, "acknowledged");
 }
 
+/// A fresh broker that replayed `records`.
+fn replayed(records: Vec<JournalRecord>) -> Harness {
+    let mut r = Harness::new();
+    let mut keys = ReplayKeys::default();
+    for rec in records {
+        r.broker
+            .replay(rec, &mut keys, r.now, std::time::SystemTime::now());
+    }
+    r
+}
+
 #[test]
 fn the_journal_replayed_on_an_empty_broker_rebuilds_kept_sessions() {
     let wall = std::time::SystemTime::now();
@@ -1388,11 +1399,9 @@ fn the_journal_replayed_on_an_empty_broker_rebuilds_kept_sessions() {
     assert!(matches!(out[..], [Action::Send(2, Packet::PubAck(_))]));
 
     let records = h.broker.take_journal();
-    assert_eq!(records.len(), 5, "{records:?}");
-    let mut r = Harness::new();
-    for rec in records {
-        r.broker.replay(rec, r.now, wall);
-    }
+    // Each kept session declared once, then named by its key.
+    assert_eq!(records.len(), 7, "{records:?}");
+    let mut r = replayed(records);
     let (ack, out) = r.connect_with(3, connect_packet(Version::V311, "sub", false, 0));
     assert!(ack.session_present);
     assert_eq!(payloads(&out, 3), [b"1".to_vec(), b"2".to_vec()]);
@@ -1442,10 +1451,7 @@ fn a_kept_sessions_qos2_delivery_leaves_after_its_packet_id_is_journaled() {
     };
     let records = h.broker.take_journal();
 
-    let mut r = Harness::new();
-    for rec in records {
-        r.broker.replay(rec, r.now, wall);
-    }
+    let mut r = replayed(records);
     let (connack, out) = r.connect_with(3, connect_packet(Version::V311, "sub", false, 0));
     assert!(connack.session_present);
     assert_eq!(
@@ -1473,7 +1479,10 @@ fn without_storage_qos1_is_refused_not_acknowledged() {
     // What no kept session needs is taken as usual.
     h.connect(4, "p", true);
     let out = h.packet(4, Packet::Publish(publish("u", b"x", QoS::AtLeastOnce, 1)));
-    assert!(matches!(out[..], [Action::Send(4, Packet::PubAck(_))]), "{out:?}");
+    assert!(
+        matches!(out[..], [Action::Send(4, Packet::PubAck(_))]),
+        "{out:?}"
+    );
     h.connect_with(1, v5("p5", true, Vec::new()));
     let out = h.packet(1, Packet::Publish(publish("t", b"x", QoS::AtLeastOnce, 1)));
     assert!(matches!(
