@@ -116,3 +116,53 @@ fn a_filter_repeated_250k_times_walks_the_retained_messages_once() {
     }
     assert_eq!(got, 10, "each retained message once");
 }
+
+/// Whether a client can connect now.
+fn connects(r: &Roost, id: &str) -> bool {
+    let mut c = Client::open(&r.addr());
+    c.send(&Connect::v4(id).encode());
+    matches!(c.recv(Duration::from_secs(2)), Recv::Packet(p) if p.kind() == CONNACK)
+}
+
+#[test]
+fn deep_filters_are_refused_and_memory_limit_holds_against_subscribe() {
+    // 15 filters of 32,766 levels once took 55 MB of trie per 1 MB
+    // SUBSCRIBE, past `memory_limit`, and never gave it back: new clients
+    // were refused from then on.
+    let r = Roost::spawn_logging(
+        &[],
+        Some("listener 0 127.0.0.1\nmemory_limit 20000000\n"),
+        None,
+        "roost=info",
+    );
+    let mut c = Client::v4(&r.addr(), "deep");
+    let deep = format!("{}b", "a/".repeat(32_000));
+    c.send(&subscribe(1, &[(&deep, 0), ("ok", 0)], false, Props::new()));
+    assert_eq!(
+        c.expect_kind(SUBACK).suback_codes(false),
+        [0x80, 0],
+        "over 200 levels"
+    );
+    // 200 levels are taken, until the heap reaches memory_limit.
+    let mut refused = false;
+    for batch in 0..100 {
+        let filters: Vec<String> = (0..20)
+            .map(|i| {
+                // A wildcard filter: each level a trie node.
+                let levels: Vec<String> = (0..199).map(|l| format!("{batch}-{i}-{l}")).collect();
+                format!("{}/#", levels.join("/"))
+            })
+            .collect();
+        let subs: Vec<(&str, u8)> = filters.iter().map(|f| (f.as_str(), 0)).collect();
+        c.send(&subscribe(2, &subs, false, Props::new()));
+        if c.expect_kind(SUBACK).suback_codes(false).contains(&0x80) {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "memory_limit was never reached");
+    assert!(!connects(&r, "newcomer"), "no new clients while over");
+    // Once it is gone, its memory is given back and clients come in again.
+    c.disconnect();
+    assert!(common::wait_until(|| connects(&r, "newcomer")));
+}

@@ -236,7 +236,7 @@ fn the_acl_decides_who_reads_sys() {
 }
 
 #[test]
-fn over_memory_limit_publishes_are_refused_and_others_served() {
+fn over_memory_limit_publishes_and_subscriptions_are_refused_and_others_served() {
     // The limit is checked as each packet comes in, against the heap in
     // use at that moment, so a big message is refused while small ones
     // still fit. To hold the heap over the limit, a client sends half of
@@ -276,19 +276,22 @@ fn over_memory_limit_publishes_are_refused_and_others_served() {
     let mut late = Client::open(&addr);
     late.send(&Connect::v4("late").encode());
     late.expect_closed_silently();
-    // ... while connected clients are served: subscribe, retained messages.
-    assert_eq!(subscriber.subscribe(2, &[("kept", 0)]), [0]);
-    assert_eq!(subscriber.expect_publish().payload, b"1");
+    // ... and new subscriptions, filter by filter, while connected
+    // clients are served (the pings above).
+    assert_eq!(subscriber.subscribe(2, &[("kept", 0)]), [0x80]);
 
     // The hog goes; the heap is under the limit again and all is back.
     hog.drop_abruptly();
     sys.number(heap, |n| n < 1_000_000);
+    assert_eq!(subscriber.subscribe(3, &[("kept", 0)]), [0]);
+    assert_eq!(subscriber.expect_publish().payload, b"1");
     v5.publish(&Publish::new("news", b"back").qos(1, 4));
     assert_eq!(subscriber.expect_publish().payload, b"back");
     Client::v4(&addr, "late").disconnect();
     let log = roost.log();
     for expected in [
-        "heap over memory_limit: refusing incoming messages",
+        "heap over memory_limit: refusing new messages",
+        "heap over memory_limit: refusing new subscriptions",
         "heap over memory_limit, refusing 127.0.0.1:",
     ] {
         assert!(

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::publish::payload_format_ok;
 use super::session::{Awaiting, Outgoing, Role, Session};
+use super::topic::too_deep;
 use super::{Action, Aliases, Broker, ConnId, Credentials, OutAliases, Slot, connack, reason};
 use crate::protocol::{Ack, Connect, Packet, Property, ReasonOnly, Version};
 use std::collections::HashMap;
@@ -72,6 +73,13 @@ impl Broker {
         }
 
         if let Some(will) = &c.will {
+            if too_deep(&will.topic) {
+                // As a PUBLISH to it would be.
+                if v5 {
+                    return self.refuse(id, reason::TOPIC_NAME_INVALID, out);
+                }
+                return self.drop_conn(id, None, now, out);
+            }
             if will.retain && !self.config.retain_available {
                 // [MQTT-3.2.2-13]; a 3.x client is closed without CONNACK,
                 // as mosquitto does.

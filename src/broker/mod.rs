@@ -49,6 +49,13 @@ pub use sys::Memory;
 use timer::{Timer, Timers};
 use topic::TopicTable;
 
+/// What is refused while the heap is over `memory_limit`.
+#[derive(Debug, Clone, Copy)]
+enum Refused {
+    Messages = 1,
+    Subscriptions = 2,
+}
+
 /// A connection, as the event loop numbers them.
 pub type ConnId = usize;
 
@@ -406,9 +413,14 @@ pub struct Broker {
     pub stats: Stats,
     /// What `$SYS` last published.
     sys: sys::Published,
-    /// The heap is over `memory_limit`, and whether that was logged.
-    memory_full: bool,
-    memory_logged: bool,
+    /// Heap bytes past which new messages and subscriptions are refused
+    /// (`memory_limit`); 0 for none.
+    memory_limit: usize,
+    /// What the heap holds now: `mem::heap_current`, or a test's.
+    heap: fn() -> usize,
+    /// What was refused for memory and logged since the heap was last
+    /// under the limit ([`Refused`] bits).
+    memory_logged: u8,
 }
 
 impl Broker {
@@ -435,8 +447,9 @@ impl Broker {
             storage_ok: true,
             stats: Stats::default(),
             sys: sys::Published::default(),
-            memory_full: false,
-            memory_logged: false,
+            memory_limit: 0,
+            heap: crate::mem::heap_current,
+            memory_logged: 0,
         }
     }
 
@@ -449,13 +462,34 @@ impl Broker {
         self.config.auth[auth].access = access;
     }
 
-    /// The loop says whether the heap is over `memory_limit`. While it is,
-    /// new messages from clients are refused; everything else goes on.
-    pub fn set_memory_full(&mut self, full: bool) {
-        self.memory_full = full;
-        if !full {
-            self.memory_logged = false;
+    /// Sets `memory_limit`: while the heap is over it, new messages and
+    /// subscriptions are refused (and the loop takes no new connections);
+    /// everything else goes on.
+    pub fn set_memory_limit(&mut self, limit: usize) {
+        self.memory_limit = limit;
+    }
+
+    /// Whether the heap is over `memory_limit`.
+    pub fn over_memory_limit(&self) -> bool {
+        self.memory_limit != 0 && (self.heap)() > self.memory_limit
+    }
+
+    /// Logs, once until the heap is under the limit again, that `what` is
+    /// refused for memory.
+    fn log_memory_refusal(&mut self, what: Refused) {
+        if self.memory_logged & what as u8 == 0 {
+            self.memory_logged |= what as u8;
+            let what = match what {
+                Refused::Messages => "new messages",
+                Refused::Subscriptions => "new subscriptions",
+            };
+            log::warn!("heap over memory_limit: refusing {what}");
         }
+    }
+
+    #[cfg(test)]
+    fn set_heap_probe(&mut self, heap: fn() -> usize) {
+        self.heap = heap;
     }
 
     /// Whether session `s`'s client passes `check`; true without access
@@ -694,6 +728,9 @@ impl Broker {
 
     /// Fires every timer due at `now`.
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.memory_logged != 0 && !self.over_memory_limit() {
+            self.memory_logged = 0;
+        }
         if self.next_sweep.is_none_or(|at| at <= now) {
             self.retained.remove_expired(now);
             self.next_sweep = Some(now + RETAINED_SWEEP);

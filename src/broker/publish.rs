@@ -8,7 +8,8 @@ use super::message::Message;
 use super::session::{Awaiting, Outgoing, Queued};
 use super::sys::is_sys;
 use super::timer::Timer;
-use super::{Action, Broker, Conn, ConnId, Delivery, JournalRecord, Slot, Who, reason};
+use super::topic::{MAX_LEVELS, too_deep};
+use super::{Action, Broker, Conn, ConnId, Delivery, JournalRecord, Refused, Slot, Who, reason};
 use crate::protocol::{
     Ack, Packet, Property, Publish, PublishRef, QoS, Version, Will, publish_len,
 };
@@ -78,6 +79,14 @@ impl Broker {
                 return self.drop_conn(id, Some(code), now, out);
             }
         }
+        if too_deep(&p.topic) {
+            // As mosquitto, which takes it for a malformed packet.
+            log::info!(
+                "client {}: PUBLISH to a topic of more than {MAX_LEVELS} levels, closing",
+                self.sessions[s].client_id
+            );
+            return self.drop_conn(id, Some(reason::TOPIC_NAME_INVALID), now, out);
+        }
         self.stats.publish_received += 1;
         let (qos, packet_id) = (p.qos, p.packet_id);
         let v5 = self.is_v5(id);
@@ -126,15 +135,16 @@ impl Broker {
             return;
         }
         let before = self.journal_len();
-        let session = &mut self.sessions[s];
         // Exactly once: a QoS 2 id already PUBREC'd is a re-send, not a new
         // message ([MQTT-4.3.3-10]).
-        let duplicate = qos == QoS::ExactlyOnce && session.flow().awaiting_rel.contains(&packet_id);
+        let duplicate =
+            qos == QoS::ExactlyOnce && self.sessions[s].flow().awaiting_rel.contains(&packet_id);
         let mut code = reason::SUCCESS;
         if !duplicate {
-            if self.memory_full {
+            if self.over_memory_limit() {
                 return self.refuse_over_memory(id, qos, packet_id, v5, now, out);
             }
+            let session = &mut self.sessions[s];
             let window = usize::from(self.config.max_inflight);
             if v5 && qos == QoS::ExactlyOnce && session.flow().awaiting_rel.len() >= window {
                 // More QoS 2 flows open than the Receive Maximum advertised
@@ -194,7 +204,7 @@ impl Broker {
     }
 
     /// A new message while the heap is over `memory_limit` (see
-    /// [`Broker::set_memory_full`]): dropped, as mosquitto drops a message
+    /// [`Broker::set_memory_limit`]): dropped, as mosquitto drops a message
     /// it is denied memory for. A v5 client is told 0x97 (quota exceeded)
     /// in the PUBACK or PUBREC; a 3.x client, which cannot be told, is
     /// disconnected, as by mosquitto.
@@ -207,10 +217,7 @@ impl Broker {
         now: Instant,
         out: &mut Vec<Action>,
     ) {
-        if !self.memory_logged {
-            self.memory_logged = true;
-            log::warn!("heap over memory_limit: refusing incoming messages");
-        }
+        self.log_memory_refusal(Refused::Messages);
         if v5 {
             self.quota_exceeded(id, (qos, packet_id), out);
         } else {

@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::retained::Cursor;
 use super::session::Role;
 use super::topic::{Sub, parse_shared, valid_filter};
-use super::{Action, Broker, ConnId, JournalRecord, StoredSub, reason};
+use super::{Action, Broker, ConnId, JournalRecord, Refused, StoredSub, reason};
 use crate::protocol::{Packet, SubAck, SubOptions, Subscribe, UnsubAck, Unsubscribe};
 
 impl Broker {
@@ -42,6 +42,16 @@ impl Broker {
             if !valid {
                 codes.push(if v5 {
                     reason::TOPIC_FILTER_INVALID
+                } else {
+                    reason::V3_SUBACK_FAILURE
+                });
+                continue;
+            }
+            // Checked for each filter: one SUBSCRIBE may hold many.
+            if self.over_memory_limit() {
+                self.log_memory_refusal(Refused::Subscriptions);
+                codes.push(if v5 {
+                    reason::QUOTA_EXCEEDED
                 } else {
                     reason::V3_SUBACK_FAILURE
                 });

@@ -22,11 +22,21 @@ pub struct Sub {
     pub id: u32,
 }
 
+/// The most levels a topic or filter may have, as in mosquitto: every
+/// level of a filter costs a trie node of about 100 bytes, so without a
+/// bound one SUBSCRIBE of deep filters would cost 50 times its size.
+pub const MAX_LEVELS: usize = 200;
+
+/// Whether `topic` has more than [`MAX_LEVELS`] levels.
+pub fn too_deep(topic: &str) -> bool {
+    topic.bytes().filter(|&b| b == b'/').count() >= MAX_LEVELS
+}
+
 /// Whether `filter` is a valid topic filter ([MQTT-4.7.1-2], [MQTT-4.7.1-3],
 /// [MQTT-4.7.3-1]): non-empty, `#` only as the whole last level, `+` only as
-/// a whole level.
+/// a whole level; and no deeper than [`MAX_LEVELS`].
 pub fn valid_filter(filter: &str) -> bool {
-    if filter.is_empty() {
+    if filter.is_empty() || too_deep(filter) {
         return false;
     }
     let mut levels = filter.split('/').peekable();
@@ -119,6 +129,10 @@ impl Node {
             && self.hash.is_empty()
     }
 }
+
+/// Freed trie nodes past which, if they are the most, the trie is
+/// compacted.
+const COMPACT_AT: usize = 1024;
 
 pub struct TopicTable {
     exact: HashMap<Rc<str>, Subs>,
@@ -222,6 +236,7 @@ impl TopicTable {
     }
 
     /// Removes a session's subscription to `filter`; true if there was one.
+    /// The room a burst of subscriptions took is given back as they go.
     pub fn unsubscribe(&mut self, filter: &str, session: usize) -> bool {
         if !is_wildcard(filter) {
             let Some(list) = self.exact.get_mut(filter) else {
@@ -230,11 +245,39 @@ impl TopicTable {
             let removed = remove_from(list, session);
             if list.is_empty() {
                 self.exact.remove(filter);
+                if self.exact.len() < self.exact.capacity() / 4 {
+                    self.exact.shrink_to(self.exact.len() * 2);
+                }
             }
             return removed;
         }
         let levels: Vec<&str> = filter.split('/').collect();
-        self.remove_path(0, &levels, session)
+        let removed = self.remove_path(0, &levels, session);
+        if self.free.len() > COMPACT_AT && self.free.len() > self.nodes.len() / 2 {
+            self.compact();
+        }
+        removed
+    }
+
+    /// Renumbers the live nodes into a vector of their own size: freed
+    /// slots are otherwise kept for reuse, and a burst of deep filters
+    /// would hold its memory for good.
+    fn compact(&mut self) {
+        fn take(old: &mut [Node], i: usize, new: &mut Vec<Node>) -> usize {
+            let at = new.len();
+            new.push(Node::default());
+            let mut node = std::mem::take(&mut old[i]);
+            for child in node.children.values_mut() {
+                *child = take(old, *child, new);
+            }
+            node.plus = node.plus.map(|plus| take(old, plus, new));
+            new[at] = node;
+            at
+        }
+        let mut nodes = Vec::with_capacity(self.nodes.len() - self.free.len());
+        take(&mut self.nodes, 0, &mut nodes);
+        self.nodes = nodes;
+        self.free = Vec::new();
     }
 
     /// Removes along the trie path, freeing nodes left empty.
@@ -452,5 +495,24 @@ mod tests {
         t.subscribe(&Rc::from("x/+"), sub(3));
         assert_eq!(t.nodes.len(), 4, "root plus the three freed by a/+/c");
         assert_eq!(sessions(&t, "x/y"), vec![3]);
+    }
+
+    #[test]
+    fn a_trie_mostly_freed_is_compacted() {
+        let mut t = TopicTable::default();
+        let deep = |i: usize| -> Rc<str> { format!("{i}/{}+", "l/".repeat(50)).into() };
+        t.subscribe(&Rc::from("keep/+/x"), sub(1));
+        for i in 0..100 {
+            t.subscribe(&deep(i), sub(2));
+        }
+        let grown = t.nodes.len();
+        assert!(grown > 5000);
+        for i in 0..100 {
+            assert!(t.unsubscribe(&deep(i), 2));
+        }
+        // Up to `COMPACT_AT` freed ones may wait for the next compaction.
+        let left = t.nodes.capacity();
+        assert!(left < 2 * COMPACT_AT, "{left} left of {grown}");
+        assert_eq!(sessions(&t, "keep/y/x"), vec![1], "the live ones kept");
     }
 }

@@ -105,6 +105,7 @@ impl Server {
         // is taken.
         let now = Instant::now();
         let mut broker = Broker::new(settings.broker.clone());
+        broker.set_memory_limit(settings.memory_limit);
         let store = match &settings.persistence {
             p if p.enabled => {
                 let mut store = Store::new(p, now);
@@ -314,6 +315,7 @@ impl Server {
                 self.sys = sys::Schedule::new(fresh.sys_interval, Instant::now());
             }
             self.settings.memory_limit = fresh.memory_limit;
+            self.broker.set_memory_limit(fresh.memory_limit);
         }
         match self.settings.load_access() {
             Ok(access) => {
@@ -353,7 +355,7 @@ impl Server {
     /// A new connection on a socket of listener `index`.
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, index: usize, now: Instant) {
         let full = self.conns.len() >= self.max_connections;
-        if full || self.over_memory_limit() {
+        if full || self.broker.over_memory_limit() {
             if !self.refusal_logged {
                 let why = if full {
                     format!("max_connections ({}) reached", self.max_connections)
@@ -387,11 +389,6 @@ impl Server {
         entry.insert(Connection::new(stream, transport));
         self.broker.connected(id, auth, now);
         log::debug!("connection {id} from {peer}");
-    }
-
-    fn over_memory_limit(&self) -> bool {
-        let limit = self.settings.memory_limit;
-        limit != 0 && crate::mem::heap_current() > limit
     }
 
     /// Reads what connection `id` has (within its budget), decoding and
@@ -509,7 +506,6 @@ impl Server {
                         certified = c.identity();
                     }
                     self.broker.stats.packets_received += 1;
-                    self.broker.set_memory_full(self.over_memory_limit());
                     match (self.bridge_of(id), certified) {
                         (Some(i), _) => self.bridge_packet(i, id, packet, now),
                         (None, None) => self.broker.packet(id, packet, now, &mut self.actions),

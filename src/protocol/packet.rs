@@ -307,6 +307,7 @@ pub mod reason {
     pub const KEEP_ALIVE_TIMEOUT: u8 = 0x8D;
     pub const SESSION_TAKEN_OVER: u8 = 0x8E;
     pub const TOPIC_FILTER_INVALID: u8 = 0x8F;
+    pub const TOPIC_NAME_INVALID: u8 = 0x90;
     pub const PACKET_ID_NOT_FOUND: u8 = 0x92;
     pub const RECEIVE_MAXIMUM_EXCEEDED: u8 = 0x93;
     pub const TOPIC_ALIAS_INVALID: u8 = 0x94;
@@ -332,6 +333,7 @@ pub mod reason {
             SESSION_TAKEN_OVER => "session taken over by another connection",
             RECEIVE_MAXIMUM_EXCEEDED => "receive maximum exceeded",
             TOPIC_ALIAS_INVALID => "topic alias invalid",
+            TOPIC_NAME_INVALID => "topic name has more than 200 levels",
             PACKET_TOO_LARGE => "packet too large",
             PAYLOAD_FORMAT_INVALID => "payload is not valid UTF-8",
             RETAIN_NOT_SUPPORTED => "retained messages are not supported",

@@ -6,8 +6,8 @@ use super::*;
 
 mod pacing;
 use crate::protocol::{
-    Ack, ConnAck, Connect, Packet, Property, Publish, QoS, ReasonOnly, SubOptions, Subscribe,
-    Version, Will,
+    Ack, ConnAck, Connect, Packet, Property, Publish, QoS, ReasonOnly, SubAck, SubOptions,
+    Subscribe, Version, Will,
 };
 
 struct Harness {
@@ -1822,14 +1822,33 @@ fn clients_may_not_publish_to_sys() {
     );
 }
 
+/// A heap the tests set: over `memory_limit` while it says so.
+static HEAP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn fake_heap() -> usize {
+    HEAP.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+impl Harness {
+    /// The heap over `memory_limit` or not.
+    fn memory_full(&mut self, full: bool) {
+        self.broker.set_heap_probe(fake_heap);
+        self.broker.set_memory_limit(1000);
+        HEAP.store(
+            if full { 2000 } else { 0 },
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+}
+
 #[test]
-fn over_the_memory_limit_new_messages_are_refused() {
+fn over_the_memory_limit_new_messages_and_subscriptions_are_refused() {
     let mut h = Harness::new();
     h.connect(1, "sub", true);
     h.subscribe(1, "t", opts(QoS::ExactlyOnce));
     h.connect_with(2, connect_packet(Version::V5, "pub5", true, 0));
     h.connect(3, "pub3", true);
-    h.broker.set_memory_full(true);
+    h.memory_full(true);
     // v5: QoS 1 and 2 are refused with 0x97, QoS 0 is dropped.
     let out = h.packet(2, Packet::Publish(publish("t", b"1", QoS::AtLeastOnce, 1)));
     assert!(matches!(
@@ -1859,7 +1878,23 @@ fn over_the_memory_limit_new_messages_are_refused() {
         sent(&h.packet(1, Packet::PingReq), 1)[..],
         [Packet::PingResp]
     ));
-    h.broker.set_memory_full(false);
+    // A SUBSCRIBE is refused filter by filter, a ping answered.
+    let out = h.packet(
+        2,
+        Packet::Subscribe(Subscribe {
+            packet_id: 3,
+            filters: vec![
+                ("a".into(), opts(QoS::AtMostOnce)),
+                ("b".into(), opts(QoS::AtMostOnce)),
+            ],
+            properties: Vec::new(),
+        }),
+    );
+    assert!(
+        matches!(&sent(&out, 2)[..], [Packet::SubAck(SubAck { codes, .. })] if codes[..] == [0x97, 0x97]),
+        "{out:?}"
+    );
+    h.memory_full(false);
     let out = h.packet(2, Packet::Publish(publish("t", b"2", QoS::ExactlyOnce, 2)));
     assert!(matches!(
         sent(&out, 2)[..],
