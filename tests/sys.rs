@@ -238,14 +238,23 @@ fn the_acl_decides_who_reads_sys() {
 #[test]
 fn over_memory_limit_publishes_and_subscriptions_are_refused_and_others_served() {
     // The limit is checked as each packet comes in, against the heap in
-    // use at that moment, so a big message is refused while small ones
-    // still fit. To hold the heap over the limit, a client sends half of
-    // a 3 MB PUBLISH and stops: roost keeps the part it has read.
-    let roost = start("memory_limit 1000000\nmax_packet_size 4000000\n");
+    // use at that moment. To hold the heap over the limit, a client retains
+    // ten 50 KB messages, then SIGHUP lowers the limit below what they hold.
+    let dir = common::TempDir::new("roost-memory");
+    let conf = dir.path.join("roost.conf");
+    let write_conf = |limit: u64| {
+        let text = format!(
+            "listener 0 127.0.0.1\nsys_interval 1\nmax_packet_size 4000000\nmemory_limit {limit}\n"
+        );
+        std::fs::write(&conf, text).unwrap();
+    };
+    write_conf(10_000_000);
+    let roost = Roost::spawn(&["-c", conf.to_str().unwrap()], None);
     let addr = roost.addr();
     let heap = "$SYS/broker/heap/current";
     let mut sys = Watcher::new(&addr, &Connect::v4("watcher"), heap);
-    assert!(sys.number(heap, |_| true) < 500_000, "idle heap");
+    let idle = sys.number(heap, |_| true);
+    assert!(idle < 500_000, "idle heap {idle}");
     let mut v3 = Client::v4(&addr, "v3");
     let mut v5 = Client::v5(&addr, "v5");
     let mut subscriber = Client::v4(&addr, "subscriber");
@@ -253,11 +262,22 @@ fn over_memory_limit_publishes_and_subscriptions_are_refused_and_others_served()
     let kept = Publish::new("kept", b"1").qos(1, 1).retain(true);
     v5.send(&kept.encode(true));
     assert_eq!(v5.expect_kind(PUBACK).ack_reason(), 0x10);
-
+    let mut big = Client::v4(&addr, "big");
     let mut hog = Client::v4(&addr, "hog");
-    let big = Publish::new("big", &vec![b'x'; 3_000_000]).encode(false);
-    hog.send(&big[..1_500_000]);
-    sys.number(heap, |n| n > 1_000_000);
+    for i in 0..10 {
+        let p = Publish::new(&format!("hog/{i}"), &[b'h'; 50_000]).qos(1, 9);
+        hog.publish(&p.retain(true));
+    }
+    let limit = idle + 300_000;
+    write_conf(limit);
+    assert_eq!(unsafe { libc::kill(roost.pid() as i32, libc::SIGHUP) }, 0);
+    sys.number(heap, |n| n > limit);
+
+    // A packet over 64 KiB that would not fit is not even read: its
+    // connection is closed.
+    let three_mb = Publish::new("big", &vec![b'x'; 3_000_000]).encode(false);
+    big.send(&three_mb[..1_500_000]);
+    big.expect_closed_silently();
 
     // v5: QoS 1 and 2 refused with 0x97 (quota exceeded), QoS 0 dropped:
     // the subscriber's next packet is the answer to its PINGREQ.
@@ -280,9 +300,16 @@ fn over_memory_limit_publishes_and_subscriptions_are_refused_and_others_served()
     // clients are served (the pings above).
     assert_eq!(subscriber.subscribe(2, &[("kept", 0)]), [0x80]);
 
-    // The hog goes; the heap is under the limit again and all is back.
-    hog.drop_abruptly();
-    sys.number(heap, |n| n < 1_000_000);
+    // The hog clears what it retained; the heap is under the limit again
+    // and all is back.
+    for i in 0..10 {
+        hog.publish(
+            &Publish::new(&format!("hog/{i}"), b"")
+                .qos(1, 9)
+                .retain(true),
+        );
+    }
+    sys.number(heap, |n| n < limit);
     assert_eq!(subscriber.subscribe(3, &[("kept", 0)]), [0]);
     assert_eq!(subscriber.expect_publish().payload, b"1");
     v5.publish(&Publish::new("news", b"back").qos(1, 4));
@@ -290,6 +317,7 @@ fn over_memory_limit_publishes_and_subscriptions_are_refused_and_others_served()
     Client::v4(&addr, "late").disconnect();
     let log = roost.log();
     for expected in [
+        "client big: a 3000010-byte packet would take the heap over memory_limit, closing",
         "heap over memory_limit: refusing new messages",
         "heap over memory_limit: refusing new subscriptions",
         "heap over memory_limit, refusing 127.0.0.1:",

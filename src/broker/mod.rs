@@ -59,6 +59,10 @@ enum Refused {
 /// A connection, as the event loop numbers them.
 pub type ConnId = usize;
 
+/// Packets this small are read whatever `memory_limit` says (see
+/// [`Broker::max_inbound`]).
+const SMALL_PACKET: usize = 64 * 1024;
+
 /// How often expired retained messages are swept out of the store.
 const RETAINED_SWEEP: Duration = Duration::from_secs(60);
 
@@ -367,6 +371,13 @@ impl Conns {
     fn remove(&mut self, id: ConnId) -> Option<Conn> {
         let conn = self.slots.get_mut(id).and_then(Option::take);
         self.live -= usize::from(conn.is_some());
+        // The room a burst of connections took goes back as they close.
+        while self.slots.last().is_some_and(Option::is_none) {
+            self.slots.pop();
+        }
+        if self.slots.capacity() > 2 * self.slots.len() + 64 {
+            self.slots.shrink_to(self.slots.len() * 2);
+        }
         conn
     }
 
@@ -472,6 +483,19 @@ impl Broker {
     /// Whether the heap is over `memory_limit`.
     pub fn over_memory_limit(&self) -> bool {
         self.memory_limit != 0 && (self.heap)() > self.memory_limit
+    }
+
+    /// The largest packet the loop may read into memory, `buffered` bytes
+    /// of which it holds already: `max_packet_size`, or less where it would
+    /// take the heap past `memory_limit`. Packets up to 64 KiB are always
+    /// taken: the loop reads that much at a time anyway.
+    pub fn max_inbound(&self, buffered: usize) -> usize {
+        let max = self.config.max_packet_size as usize;
+        if self.memory_limit == 0 {
+            return max;
+        }
+        let room = self.memory_limit.saturating_sub((self.heap)());
+        max.min(room.max(SMALL_PACKET) + buffered)
     }
 
     /// Logs, once until the heap is under the limit again, that `what` is
@@ -701,20 +725,27 @@ impl Broker {
         let Some(conn) = self.conns.get(id) else {
             return;
         };
-        let client = conn.session.map(|s| &*self.sessions[s.get()].client_id);
-        match (err, client) {
-            (DecodeError::TooLarge { size, .. }, Some(client)) => log::warn!(
-                "client {client}: {size}-byte packet over max_packet_size {}, closing",
+        let who = match conn.session {
+            Some(s) => format!("client {}", self.sessions[s.get()].client_id),
+            None => format!("connection {id}"),
+        };
+        let mut code = err.reason_code();
+        match err {
+            // Refused by `max_inbound` for want of memory.
+            DecodeError::TooLarge { size, max } if *max < self.config.max_packet_size as usize => {
+                log::warn!(
+                    "{who}: a {size}-byte packet would take the heap over memory_limit, closing"
+                );
+                code = reason::QUOTA_EXCEEDED;
+            }
+            DecodeError::TooLarge { size, .. } => log::warn!(
+                "{who}: {size}-byte packet over max_packet_size {}, closing",
                 self.config.max_packet_size
             ),
-            (DecodeError::TooLarge { size, .. }, None) => log::warn!(
-                "connection {id}: {size}-byte packet over max_packet_size {}, closing",
-                self.config.max_packet_size
-            ),
-            _ => log::debug!("connection {id}: {err}"),
+            _ => log::debug!("{who}: {err}"),
         }
         if conn.session.is_some() {
-            self.drop_conn(id, Some(err.reason_code()), now, out);
+            self.drop_conn(id, Some(code), now, out);
             return;
         }
         if let DecodeError::UnsupportedVersion(_) = err {
@@ -908,6 +939,9 @@ impl Broker {
             self.remove_subscription(filter, s);
         }
         self.by_client_id.remove(&session.client_id);
+        if self.by_client_id.len() < self.by_client_id.capacity() / 4 {
+            self.by_client_id.shrink_to(self.by_client_id.len() * 2);
+        }
         let flow = session.into_flow();
         let unacknowledged = flow
             .inflight

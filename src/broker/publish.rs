@@ -140,8 +140,10 @@ impl Broker {
         let duplicate =
             qos == QoS::ExactlyOnce && self.sessions[s].flow().awaiting_rel.contains(&packet_id);
         let mut code = reason::SUCCESS;
+        // One that clears a retained message frees memory: taken.
+        let clears = p.retain && p.payload.is_empty();
         if !duplicate {
-            if self.over_memory_limit() {
+            if !clears && self.over_memory_limit() {
                 return self.refuse_over_memory(id, qos, packet_id, v5, now, out);
             }
             let session = &mut self.sessions[s];

@@ -398,6 +398,10 @@ impl Session {
     pub fn queue_drained(&mut self, spare: &mut SpareFlows) {
         if let Some(flow) = &mut self.flow {
             flow.overflow_logged = false;
+            // The room a burst took goes back.
+            if flow.queue.capacity() > SpareFlows::ROOM {
+                flow.queue = VecDeque::new();
+            }
         }
         self.release_flow(spare);
     }

@@ -192,11 +192,15 @@ impl Connection {
             .unwrap_or_default()
     }
 
-    /// Keeps `tail`, the start of a packet not yet complete.
-    pub fn keep_inbuf(&mut self, tail: Vec<u8>, spare: &mut Spare) {
+    /// Keeps `tail`, the start of a packet not yet complete, without the
+    /// room a large packet before it took.
+    pub fn keep_inbuf(&mut self, mut tail: Vec<u8>, spare: &mut Spare) {
         if tail.is_empty() {
             self.release(spare);
         } else {
+            if tail.capacity() > Spare::CAPACITY && tail.capacity() > 2 * tail.len() {
+                tail.shrink_to_fit();
+            }
             self.pending(spare).inbuf = tail;
         }
     }

@@ -497,7 +497,8 @@ impl Server {
                 // Kept for when the broker lets it go.
                 break true;
             }
-            match protocol::decode(&bytes[pos..], c.version, self.max_packet) {
+            let max = self.broker.max_inbound(bytes.len() - pos);
+            match protocol::decode(&bytes[pos..], c.version, max) {
                 Ok(Some((packet, used))) => {
                     pos += used;
                     let mut certified = None;
@@ -528,7 +529,7 @@ impl Server {
                 }
             }
         };
-        // Keep the tail of a partial packet (at most `max_packet` bytes:
+        // Keep the tail of a partial packet (at most `max_inbound` bytes:
         // the decoder refuses larger ones from their header).
         if let (true, Some(c)) = (alive, self.conns.get_mut(id)) {
             let tail = if pending.is_empty() {
