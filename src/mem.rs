@@ -29,6 +29,12 @@ pub fn heap_maximum() -> usize {
     PEAK.load(Relaxed)
 }
 
+/// Starts the peak afresh from what is in use now: the fuzz target bounds
+/// what one event may take.
+pub fn reset_maximum() {
+    PEAK.store(CURRENT.load(Relaxed), Relaxed);
+}
+
 fn grew(by: usize) {
     let now = CURRENT.fetch_add(by, Relaxed) + by;
     // A plain load and store, not an atomic maximum (a compare-and-swap

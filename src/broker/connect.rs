@@ -306,6 +306,13 @@ impl Broker {
     /// A client is back: what it had not acknowledged is sent again, PUBLISH
     /// with DUP set, PUBREL as it was ([MQTT-4.4.0-1]), then the queue.
     pub(super) fn resume(&mut self, s: usize, id: ConnId, now: Instant, out: &mut Vec<Action>) {
+        // A queue that filled past its bound while the client was last
+        // online is still full.
+        let (max, max_bytes) = (self.config.max_queued, self.config.max_queued_bytes);
+        let timeout = self.config.slow_subscriber_timeout;
+        if !timeout.is_zero() && self.sessions[s].flow().is_full(max, max_bytes) {
+            self.mark_full(s, now);
+        }
         // Rights may have changed since these went out (a reload, another
         // user resuming the session): what may not be read now is dropped.
         let denied: Vec<u16> = self.sessions[s]

@@ -395,15 +395,7 @@ impl Broker {
             return self.enqueue_within_bounds(s, o);
         }
         flow.push(o);
-        if flow.full_since.is_none() {
-            flow.full_since = Some(now);
-            if !flow.stall_pending {
-                flow.stall_pending = true;
-                let generation = self.sessions[s].generation;
-                self.timers
-                    .add(now + timeout, Timer::Stall(Slot::new(s), generation));
-            }
-        }
+        self.mark_full(s, now);
         // A client reading its own messages is not held: its acks come
         // on the connection that would not be read.
         let Some(p) = publisher.filter(|&p| p != id) else {
@@ -416,6 +408,24 @@ impl Broker {
             *holders += 1;
             if *holders == 1 {
                 out.push(Action::Hold(p));
+            }
+        }
+    }
+
+    /// An online session's queue is at its bound: from now on it holds its
+    /// publishers, for at most `slow_subscriber_timeout`.
+    pub(super) fn mark_full(&mut self, s: usize, now: Instant) {
+        let timeout = self.config.slow_subscriber_timeout;
+        let generation = self.sessions[s].generation;
+        let Some(flow) = self.sessions[s].existing_flow_mut() else {
+            return;
+        };
+        if flow.full_since.is_none() {
+            flow.full_since = Some(now);
+            if !flow.stall_pending {
+                flow.stall_pending = true;
+                self.timers
+                    .add(now + timeout, Timer::Stall(Slot::new(s), generation));
             }
         }
     }

@@ -20,7 +20,14 @@
 //! - nothing is sent to a connection after the broker closed it;
 //! - everything sent decodes at the connection's protocol level, no
 //!   PUBLISH exceeds the client's Maximum Packet Size, and no Reason
-//!   String takes another packet over it.
+//!   String takes another packet over it;
+//! - the work and memory one event costs are bounded by what it carries:
+//!   at most `MAX_ACTIONS` actions, and a heap at most `HEAP_PER_EVENT`
+//!   plus `HEAP_PER_BYTE` times its input bytes above where it started.
+//!
+//! The loop's pacing is driven as `src/net` does it: a held connection's
+//! PUBLISHes wait in its input until it is resumed, and events say a
+//! connection's output is full or has room again.
 #![no_main]
 
 use std::rc::Rc;
@@ -28,12 +35,22 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use roost::broker::{Access, Action, Auth, Broker, Config, Credentials, Remote};
+use roost::mem;
 use roost::protocol::{
     self, Ack, Connect, Packet, Property, Publish, QoS, ReasonOnly, SubOptions, Subscribe,
     Unsubscribe, Version, Will,
 };
 
+#[global_allocator]
+static HEAP: mem::Counting = mem::Counting;
+
 const CONNS: usize = 6;
+/// The most actions one event may cause: the windows and queues here are
+/// a few messages, a retained walk goes out `max_outgoing` bytes at a time.
+const MAX_ACTIONS: usize = 4096;
+/// The most heap one event may take, plus this much per input byte.
+const HEAP_PER_EVENT: usize = 1 << 20;
+const HEAP_PER_BYTE: usize = 256;
 /// The client id of the bridge's session.
 const BRIDGE: &str = "local.bridge";
 const CLIENT_IDS: [&str; 4] = ["a", "b", "c", ""];
@@ -84,8 +101,11 @@ struct Conn {
     version: Option<Version>,
     /// The client's Maximum Packet Size, from its CONNECT.
     max_packet: Option<u32>,
-    /// Bytes of a packet not yet complete.
+    /// Bytes of a packet not yet complete, or not yet read: a held
+    /// connection's PUBLISHes wait here.
     inbuf: Vec<u8>,
+    /// The broker holds it (`Action::Hold`).
+    held: bool,
     /// Packet ids of QoS 1/2 PUBLISHes and PUBRELs received, to answer.
     to_ack: Vec<(u16, QoS)>,
     to_complete: Vec<u16>,
@@ -124,6 +144,8 @@ struct Driver {
     now: Instant,
     max_packet: usize,
     actions: Vec<Action>,
+    /// Actions carried out in the current event.
+    performed: usize,
     /// With a bridge, its remote's protocol level: a new connection in
     /// the last slot is the remote accepting the bridge.
     bridge: Option<Version>,
@@ -175,18 +197,39 @@ impl Driver {
             conns: (0..CONNS).map(|_| Conn::default()).collect(),
             now,
             actions,
+            performed: 0,
             bridge,
         }
     }
 
-    /// One event; false when the input is used up.
+    /// One event, within its bounds; false when the input is used up.
     fn step(&mut self, input: &mut Input) -> bool {
         if input.0.is_empty() {
             return false;
         }
+        let left = input.0.len();
+        mem::reset_maximum();
+        let heap = mem::heap_current();
+        self.performed = 0;
+        self.event(input);
+        let bytes = left - input.0.len();
+        assert!(
+            self.performed <= MAX_ACTIONS,
+            "{} actions for one event",
+            self.performed
+        );
+        let grew = mem::heap_maximum() - heap;
+        assert!(
+            grew <= HEAP_PER_EVENT + HEAP_PER_BYTE * bytes,
+            "{grew} heap bytes for an event of {bytes} bytes"
+        );
+        true
+    }
+
+    fn event(&mut self, input: &mut Input) {
         let op = input.byte();
         let id = usize::from(input.byte()) % CONNS;
-        match op % 11 {
+        match op % 13 {
             0 => {
                 // The peer closed and a new connection got the slot.
                 if self.conns[id].open {
@@ -226,6 +269,17 @@ impl Driver {
                 let bytes = input.take(len).to_vec();
                 self.receive(id, &bytes);
             }
+            // The connection's output fills up, or has room again.
+            11 => {
+                if self.conns[id].open {
+                    self.broker.output_full(id);
+                }
+            }
+            12 => {
+                if self.conns[id].open {
+                    self.broker.output_ready(id, self.now, &mut self.actions);
+                }
+            }
             op => {
                 let packet = self.build(op, id, input);
                 let version = self.conns[id].version();
@@ -235,7 +289,6 @@ impl Driver {
             }
         }
         self.settle();
-        true
     }
 
     /// A typical packet from a few input bytes.
@@ -314,7 +367,7 @@ impl Driver {
         self.conns[id].inbuf.extend_from_slice(bytes);
         loop {
             let conn = &mut self.conns[id];
-            if !conn.open {
+            if !conn.open || conn.held && conn.inbuf.first().is_some_and(|b| b >> 4 == 3) {
                 return;
             }
             match protocol::decode(&conn.inbuf, conn.version(), self.max_packet) {
@@ -353,13 +406,24 @@ impl Driver {
     /// each.
     fn execute(&mut self) {
         let mut sent_qos = Vec::new();
+        let mut resumed = Vec::new();
         // Records would be appended to the journal file here.
         self.broker.take_journal();
         for action in std::mem::take(&mut self.actions) {
+            self.performed += 1;
             let (id, bytes) = match action {
                 Action::Close(id) => {
                     assert!(self.conns[id].open, "Close of connection {id}, not open");
                     self.conns[id].open = false;
+                    continue;
+                }
+                Action::Hold(id) => {
+                    self.conns[id].held = true;
+                    continue;
+                }
+                Action::Resume(id) => {
+                    self.conns[id].held = false;
+                    resumed.push(id);
                     continue;
                 }
                 // The journal's commit is the loop's business: here it is
@@ -411,6 +475,10 @@ impl Driver {
                     "packet id {packet_id} sent to connection {id} but not in flight: {tracked:?}"
                 );
             }
+        }
+        // Read again: what waited first.
+        for id in resumed {
+            self.receive(id, &[]);
         }
     }
 }
