@@ -140,6 +140,7 @@ impl Broker {
         let duplicate =
             qos == QoS::ExactlyOnce && self.sessions[s].flow().awaiting_rel.contains(&packet_id);
         let mut code = reason::SUCCESS;
+        let routed_from = out.len();
         // One that clears a retained message frees memory: taken.
         let clears = p.retain && p.payload.is_empty();
         if !duplicate {
@@ -171,6 +172,16 @@ impl Broker {
             code = reason::SUCCESS;
         }
         self.acknowledge(id, (qos, packet_id), code, before, out);
+        // A publisher subscribed to its own topic gets the ack before the
+        // copy, as from mosquitto: some clients take a PUBLISH that comes
+        // first for a sign the ack was lost.
+        let copy = out[routed_from..]
+            .iter()
+            .position(|a| matches!(a, Action::Publish(to, _) if *to == id));
+        if let (Some(i), QoS::AtLeastOnce | QoS::ExactlyOnce) = (copy, qos) {
+            let ack = out.pop().expect("just pushed");
+            out.insert(routed_from + i, ack);
+        }
     }
 
     /// Whether journal mode must store `p`, from session `s`, before it

@@ -2061,3 +2061,24 @@ fn another_brokers_3x_bridge_gets_no_local_and_retain_as_published() {
     let out = h.packet(1, Packet::Publish(state));
     assert_eq!(payloads(&out, 2), [b"1"]);
 }
+
+#[test]
+fn a_publisher_reading_its_own_topic_gets_the_ack_before_the_copy() {
+    let mut h = Harness::new();
+    h.connect(1, "echo", true);
+    h.subscribe(1, "t", opts(QoS::AtLeastOnce));
+    h.connect(2, "other", true);
+    h.subscribe(2, "t", opts(QoS::AtMostOnce));
+    let out = h.packet(1, Packet::Publish(publish("t", b"x", QoS::AtLeastOnce, 7)));
+    let to_echo: Vec<&str> = out
+        .iter()
+        .filter(|a| a.conn() == 1)
+        .map(|a| match a {
+            Action::Send(_, Packet::PubAck(_)) => "PUBACK",
+            Action::Publish(..) => "PUBLISH",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(to_echo, ["PUBACK", "PUBLISH"]);
+    assert_eq!(published(&out, 2).len(), 1);
+}
