@@ -104,12 +104,16 @@ impl Broker {
         let mut server_keep_alive = None;
         let max_ka = self.config.max_keepalive;
         if max_ka > 0 && (keep_alive == 0 || keep_alive > max_ka) {
-            if !v5 {
-                // 3.x has no way to tell the client: refuse, as mosquitto does.
+            if !v5 && keep_alive > max_ka {
+                // 3.x has no way to tell the client: refuse, as mosquitto
+                // does. Keep-alive 0 it takes as it comes, as mosquitto
+                // 2.0.11 does.
                 return self.refuse(id, reason::V3_IDENTIFIER_REJECTED, out);
             }
-            keep_alive = max_ka;
-            server_keep_alive = Some(max_ka);
+            if v5 {
+                keep_alive = max_ka;
+                server_keep_alive = Some(max_ka);
+            }
         }
 
         let mut assigned = None;

@@ -2082,3 +2082,18 @@ fn a_publisher_reading_its_own_topic_gets_the_ack_before_the_copy() {
     assert_eq!(to_echo, ["PUBACK", "PUBLISH"]);
     assert_eq!(published(&out, 2).len(), 1);
 }
+
+#[test]
+fn max_keepalive_caps_v5_and_refuses_3x_clients_asking_for_more_but_not_for_0() {
+    let mut h = Harness::with(Config {
+        max_keepalive: 60,
+        ..Config::default()
+    });
+    let (ack, _) = h.connect_with(1, connect_packet(Version::V311, "zero", true, 0));
+    assert_eq!(ack.code, 0, "keep-alive 0, as mosquitto 2.0.11 takes it");
+    let (ack, out) = h.connect_with(2, connect_packet(Version::V311, "long", true, 61));
+    assert_eq!(ack.code, 0x02);
+    assert!(closed(&out, 2));
+    let (ack, _) = h.connect_with(3, connect_packet(Version::V5, "five", true, 0));
+    assert!(ack.properties.contains(&Property::ServerKeepAlive(60)));
+}
