@@ -19,7 +19,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::broker::topic::{matches, overlaps, valid_filter};
+use crate::broker::topic::{matches, valid_filter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -109,14 +109,6 @@ impl Acl {
             }
         }
         granted
-    }
-
-    /// Whether a subscription to `filter` could ever deliver a message the
-    /// client may read. Which messages it may read is checked again for
-    /// each delivery, so a `deny` inside the filter is enforced there.
-    pub fn may_subscribe(&self, client_id: &str, username: Option<&str>, filter: &str) -> bool {
-        self.rules(client_id, username)
-            .any(|(rights, rule)| rights.grants(Op::Read) && overlaps(&rule, filter))
     }
 
     /// The rules that apply to a client: those of its user (or of
@@ -251,22 +243,6 @@ pattern write clients/%u/out/#
         assert!(!a.allows("+", Some("bob"), Op::Read, "clients/x/in"));
         assert!(!a.allows("dev7", Some("#"), Op::Write, "clients/x/out/y"));
         assert!(!a.allows("a/b", Some("bob"), Op::Read, "clients/a/b/in"));
-    }
-
-    #[test]
-    fn subscriptions_need_a_read_grant_they_overlap() {
-        let a = acl();
-        assert!(a.may_subscribe("c", Some("alice"), "home/#"));
-        assert!(a.may_subscribe("c", Some("alice"), "#"));
-        assert!(a.may_subscribe("c", Some("bob"), "home/+/+"));
-        assert!(!a.may_subscribe("c", Some("bob"), "garden/#"));
-        assert!(
-            !a.may_subscribe("c", Some("alice"), "sensors/#"),
-            "write only"
-        );
-        assert!(a.may_subscribe("c", None, "public/x"));
-        assert!(a.may_subscribe("c9", None, "clients/c9/in"));
-        assert!(!a.may_subscribe("c9", None, "clients/c8/in"));
     }
 
     #[test]

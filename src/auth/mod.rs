@@ -66,10 +66,4 @@ impl Access for FileAccess {
     fn may_read(&self, client_id: &str, username: Option<&str>, topic: &str) -> bool {
         self.acl_allows(client_id, username, Op::Read, topic)
     }
-
-    fn may_subscribe(&self, client_id: &str, username: Option<&str>, filter: &str) -> bool {
-        self.acl
-            .as_ref()
-            .is_none_or(|acl| acl.may_subscribe(client_id, username, filter))
-    }
 }

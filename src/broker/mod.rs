@@ -268,10 +268,10 @@ pub trait Access: std::fmt::Debug {
     fn authenticate(&self, creds: &Credentials) -> bool;
     fn may_publish(&self, client_id: &str, username: Option<&str>, topic: &str) -> bool;
     /// Checked for every message delivered, so lost rights take effect at
-    /// once and no subscription, retained message or will leaks.
+    /// once and no subscription, retained message or will leaks. (Every
+    /// subscription is granted, as by mosquitto 2: what it may deliver is
+    /// decided here.)
     fn may_read(&self, client_id: &str, username: Option<&str>, topic: &str) -> bool;
-    /// Whether a subscription to `filter` is accepted at all.
-    fn may_subscribe(&self, client_id: &str, username: Option<&str>, filter: &str) -> bool;
 }
 
 /// Counters for `$SYS`. The core counts what it decides; the loop counts

@@ -57,22 +57,6 @@ impl Broker {
                 });
                 continue;
             }
-            let inner = match shared {
-                Some(Ok((_, inner))) => inner,
-                _ => &filter,
-            };
-            if !self.allowed(s, |a, client, user| a.may_subscribe(client, user, inner)) {
-                log::debug!(
-                    "client {}: SUBSCRIBE to {filter} denied",
-                    self.sessions[s].client_id
-                );
-                codes.push(if v5 {
-                    reason::NOT_AUTHORIZED
-                } else {
-                    reason::V3_SUBACK_FAILURE
-                });
-                continue;
-            }
             let entry = Sub {
                 session: s,
                 options,

@@ -91,26 +91,6 @@ pub fn matches(filter: &str, topic: &str) -> bool {
     }
 }
 
-/// Whether some topic matches both filters `a` and `b`: the access check
-/// asks it of a SUBSCRIBE's filter and the filters an ACL grants.
-pub fn overlaps(a: &str, b: &str) -> bool {
-    let dollar_vs_wild = |x: &str, y: &str| x.starts_with('$') && y.starts_with(['+', '#']);
-    if dollar_vs_wild(a, b) || dollar_vs_wild(b, a) {
-        return false;
-    }
-    let mut x = a.split('/');
-    let mut y = b.split('/');
-    loop {
-        match (x.next(), y.next()) {
-            (Some("#"), _) | (_, Some("#")) => return true,
-            (Some("+"), Some(_)) | (Some(_), Some("+")) => {}
-            (Some(p), Some(q)) if p == q => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
-}
-
 #[derive(Default)]
 struct Node {
     children: HashMap<Box<str>, usize>,
@@ -357,33 +337,6 @@ impl TopicTable {
 mod tests {
     use super::*;
     use crate::protocol::QoS;
-
-    #[test]
-    fn overlapping_filters() {
-        for (a, b) in [
-            ("a/b", "a/b"),
-            ("a/+", "a/b"),
-            ("a/#", "a"),
-            ("#", "a/b/c"),
-            ("+/b", "a/+"),
-            ("a/+/c", "a/#"),
-            ("$SYS/#", "$SYS/+"),
-        ] {
-            assert!(overlaps(a, b), "{a} {b}");
-            assert!(overlaps(b, a), "{b} {a}");
-        }
-        for (a, b) in [
-            ("a/b", "a/c"),
-            ("a/+", "a"),
-            ("a/+", "a/b/c"),
-            ("#", "$SYS/x"),
-            ("+/x", "$SYS/x"),
-            ("b/#", "a/#"),
-        ] {
-            assert!(!overlaps(a, b), "{a} {b}");
-            assert!(!overlaps(b, a), "{b} {a}");
-        }
-    }
 
     fn sub(session: usize) -> Sub {
         Sub {
