@@ -1,0 +1,266 @@
+//! Flow control, over real loopback sockets with independent clients
+//! (mosquitto_sub, paho-mqtt, rumqttc and the raw client in
+//! tests/common/wire.rs): whatever a publisher had acknowledged reaches
+//! every subscriber that keeps reading, however slowly; a subscriber that
+//! stops reading costs its publishers at most `slow_subscriber_timeout`
+//! seconds; retained messages all reach a new subscriber.
+//!
+//! Every test counts messages (sequence numbers in the payloads); none
+//! measures speed. Waits poll against a deadline. A subscriber knows it has everything when the marker its
+//! publisher sent last (same topic, same QoS, so delivered after the rest)
+//! arrives, and gives up at the deadline otherwise.
+
+mod common;
+#[path = "common/flow.rs"]
+mod flow;
+#[path = "common/wire.rs"]
+mod wire;
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Proc, Roost, have, have_paho};
+use flow::*;
+use wire::*;
+
+// ------------------------------------------------ retained messages
+
+const RETAINED: usize = 2000;
+
+/// A Home Assistant discovery topic: `homeassistant/<component>/<id>/config`.
+fn discovery_topic(i: usize) -> String {
+    let component = ["sensor", "binary_sensor", "switch", "light"][i % 4];
+    format!("homeassistant/{component}/node{i:04}/config")
+}
+
+/// A broker holding 2,000 retained 1.2 KB discovery messages, published
+/// at QoS 1 (each one acknowledged, so stored).
+fn broker_with_discovery() -> Roost {
+    let roost = start("");
+    let mut publisher = Client::v4(&roost.addr(), "ha-publisher");
+    let (_, acked) = publish_window(&mut publisher, 64, Instant::now() + LONG, |i| {
+        let p = Publish::new(&discovery_topic(i), &payload(&format!("r{i}"), 1200));
+        (i < RETAINED).then(|| p.retain(true))
+    });
+    assert_eq!(acked.len(), RETAINED, "retained messages acknowledged");
+    roost
+}
+
+/// `mosquitto_sub -t 'homeassistant/#' -C 2000` at QoS 0 gets all 2,000
+/// retained messages, each with RETAIN set.
+#[test]
+fn all_retained_messages_reach_mosquitto_sub() {
+    skip_without!(have("mosquitto_sub") && have("stdbuf"), "mosquitto-clients");
+    let roost = broker_with_discovery();
+    let mut cmd = Command::new("stdbuf");
+    cmd.args(["-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p"])
+        .arg(roost.port.to_string())
+        .args(["-q", "0", "-t", "homeassistant/#", "-C", "2000", "-W", "60"])
+        .args(["-F", "%r %t"]);
+    let sub = Proc::spawn(cmd);
+    let count = |out: &[String]| out.iter().filter(|l| l.starts_with("1 ")).count();
+    let out = wait_output(&sub, Instant::now() + LONG, |out| count(out) >= RETAINED);
+    let topics: HashSet<&str> = out.iter().filter_map(|l| l.strip_prefix("1 ")).collect();
+    let flagless = out.iter().filter(|l| l.starts_with("0 ")).count();
+    assert_eq!(
+        (topics.len(), flagless),
+        (RETAINED, 0),
+        "mosquitto_sub received {} of {RETAINED} retained messages with RETAIN set \
+         ({flagless} without)",
+        topics.len()
+    );
+}
+
+/// A QoS 1 subscriber (rumqttc) gets all 2,000 retained messages.
+#[test]
+fn all_retained_messages_reach_a_qos1_rumqttc_subscriber() {
+    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+    let roost = broker_with_discovery();
+    let mut opts = MqttOptions::new("ha-rumqttc", "127.0.0.1", roost.port);
+    opts.set_keep_alive(Duration::from_secs(30));
+    let (client, mut connection) = Client::new(opts, 16);
+    client
+        .subscribe("homeassistant/#", QoS::AtLeastOnce)
+        .unwrap();
+    let until = Instant::now() + LONG;
+    let (mut topics, mut flagless) = (HashSet::new(), 0);
+    while topics.len() < RETAINED {
+        let left = until.saturating_duration_since(Instant::now());
+        match connection.recv_timeout(left) {
+            Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                assert_eq!(p.qos, QoS::AtLeastOnce, "delivered QoS");
+                if p.retain {
+                    topics.insert(p.topic.clone());
+                } else {
+                    flagless += 1;
+                }
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("rumqttc: {e} after {} messages", topics.len()),
+            Err(_) => break,
+        }
+    }
+    assert_eq!(
+        (topics.len(), flagless),
+        (RETAINED, 0),
+        "rumqttc received {} of {RETAINED} retained messages ({flagless} without RETAIN)",
+        topics.len()
+    );
+}
+
+// ------------------------------------------------ QoS 0 bursts
+
+const SLOW_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/paho/slow_sub.py");
+
+/// 5,000 QoS 0 messages of 1 KB to a paho-mqtt subscriber that sleeps
+/// 0.3 ms per message: all 5,000 arrive.
+#[test]
+fn qos0_burst_reaches_a_slow_paho_subscriber() {
+    skip_without!(have_paho(), "python3 paho-mqtt");
+    const N: usize = 5000;
+    let roost = start("");
+    let mut cmd = Command::new("python3");
+    cmd.args(["-u", SLOW_SCRIPT, &roost.port.to_string(), "burst/#"])
+        .args([N.to_string().as_str(), "0.3", &LONG.as_secs().to_string()]);
+    let sub = Proc::spawn(cmd);
+    let subscribed = |out: &[String]| out.iter().any(|l| l == "SUBSCRIBED");
+    let out = wait_output(&sub, Instant::now() + common::TIMEOUT, subscribed);
+    assert!(subscribed(&out), "paho subscriber: {out:#?}");
+
+    let mut publisher = Client::v4(&roost.addr(), "burst-publisher");
+    for i in 0..N {
+        let p = Publish::new("burst/a", &payload(&format!("b{i}"), 1000));
+        publisher
+            .try_send(&p.encode(false))
+            .expect("publisher write");
+    }
+    let got = |out: &[String]| out.iter().any(|l| l.starts_with("GOT "));
+    let out = wait_output(&sub, Instant::now() + LONG + common::TIMEOUT, got);
+    let line = out.iter().find(|l| l.starts_with("GOT ")).cloned();
+    let line = line.unwrap_or_else(|| panic!("paho subscriber did not finish: {out:#?}"));
+    let distinct: usize = line.split(' ').nth(1).unwrap().parse().unwrap();
+    assert_eq!(distinct, N, "paho received {distinct} of {N} ({line})");
+}
+
+/// CONNECT and 1,000 QoS 0 PUBLISHes of 1 KB in one write(): all 1,000
+/// reach a subscriber that reads normally.
+#[test]
+fn qos0_messages_in_one_write_all_arrive() {
+    const N: usize = 1000;
+    let roost = start("");
+    let mut sub = Client::v4(&roost.addr(), "one-write-sub");
+    assert_eq!(sub.subscribe(1, &[("burst/#", 0)]), [0]);
+
+    let mut burst = Connect::v4("one-write-pub").encode();
+    for i in 0..N {
+        burst.extend(Publish::new("burst/a", &payload(&format!("w{i}"), 1000)).encode(false));
+    }
+    let addr = roost.addr();
+    let publisher = thread::spawn(move || {
+        let mut c = Client::open(&addr);
+        c.try_send(&burst).expect("one write");
+        c.expect_kind(CONNACK);
+        c.pub0("burst/a", END.as_bytes());
+        c.ping();
+    });
+    let got = receive(&mut sub, Instant::now() + LONG, ends(1));
+    let want = (0..N).map(|i| format!("w{i}")).collect();
+    assert_exactly("subscriber", &got, &want);
+    publisher.join().unwrap();
+}
+
+// ------------------------------------------------ overload at QoS 1
+
+/// Publishers each keep this many QoS 1 messages unacknowledged.
+const WINDOW: usize = 64;
+
+/// When each publisher of [`overload`] stops sending.
+#[derive(Clone, Copy)]
+enum Stop {
+    /// After this many messages.
+    After(usize),
+    /// Once this long has passed since the start.
+    For(Duration),
+}
+
+/// Runs `publishers` clients, each publishing QoS 1 messages (`<p>:<seq>`,
+/// `size` bytes) on its own topic with a 64-message window until `stop`,
+/// and then an END marker, to `subscribers` QoS 1 subscribers of `flow/#`
+/// that acknowledge as they read. Asserts that each publisher had all it
+/// sent acknowledged and each subscriber received every acknowledged
+/// message exactly once.
+fn overload(roost: &Roost, publishers: usize, subscribers: usize, size: usize, stop: Stop) {
+    let addr = roost.addr();
+    let started = Instant::now();
+    let until = started
+        + LONG
+        + if let Stop::For(d) = stop {
+            d
+        } else {
+            Duration::ZERO
+        };
+    let subs: Vec<_> = (0..subscribers)
+        .map(|s| {
+            let mut c = Client::v4(&addr, &format!("flow-sub-{s}"));
+            assert_eq!(c.subscribe(1, &[("flow/#", 1)]), [1]);
+            thread::spawn(move || {
+                let got = receive(&mut c, until, ends(publishers));
+                (got, started.elapsed())
+            })
+        })
+        .collect();
+    let pubs: Vec<_> = (0..publishers)
+        .map(|p| {
+            let addr = addr.clone();
+            thread::spawn(move || {
+                let mut c = Client::v4(&addr, &format!("flow-pub-{p}"));
+                let topic = format!("flow/{p}");
+                let (sent, acked) = publish_window(&mut c, WINDOW, until, |i| {
+                    let more = match stop {
+                        Stop::After(n) => i < n,
+                        Stop::For(d) => started.elapsed() < d,
+                    };
+                    more.then(|| Publish::new(&topic, &payload(&format!("{p}:{i}"), size)))
+                });
+                if acked.len() == sent {
+                    c.publish(&Publish::new(&topic, END.as_bytes()).qos(1, 1));
+                }
+                let keys: Vec<_> = acked.into_iter().map(|i| format!("{p}:{i}")).collect();
+                (sent, keys, started.elapsed())
+            })
+        })
+        .collect();
+    let mut acked = HashSet::new();
+    for (p, handle) in pubs.into_iter().enumerate() {
+        let (sent, keys, took) = handle.join().unwrap();
+        let count = keys.len();
+        acked.extend(keys);
+        eprintln!("publisher {p}: {count} of {sent} acknowledged after {took:?}");
+        assert_eq!(count, sent, "publisher {p}: {count} of {sent} acknowledged");
+    }
+    for (s, handle) in subs.into_iter().enumerate() {
+        let (got, took) = handle.join().unwrap();
+        eprintln!("subscriber {s}: {} received after {took:?}", got.len());
+        assert_exactly(&format!("subscriber {s}"), &got, &acked);
+    }
+}
+
+/// Fan-in: 4 publishers with 64 QoS 1 messages in flight each, to one
+/// QoS 1 subscriber, for 15 s: longer than the default
+/// `slow_subscriber_timeout` (10 s), so a subscriber that keeps reading
+/// must not be taken for a stuck one however long its queue stays full.
+#[test]
+fn fan_in_every_acknowledged_message_arrives() {
+    let roost = start("");
+    overload(&roost, 4, 1, 64, Stop::For(Duration::from_secs(15)));
+}
+
+/// Fan-out: one publisher with 64 QoS 1 messages in flight (2,000 in
+/// all), to 50 QoS 1 subscribers.
+#[test]
+fn fan_out_every_acknowledged_message_arrives() {
+    let roost = start("");
+    overload(&roost, 1, 50, 64, Stop::After(2_000));
+}
