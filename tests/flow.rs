@@ -21,7 +21,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Proc, Roost, have, have_paho};
+use common::{Proc, Roost, TempDir, have, have_paho, run_roost, text, wait_until};
 use flow::*;
 use wire::*;
 
@@ -263,4 +263,95 @@ fn fan_in_every_acknowledged_message_arrives() {
 fn fan_out_every_acknowledged_message_arrives() {
     let roost = start("");
     overload(&roost, 1, 50, 64, Stop::After(2_000));
+}
+
+// ------------------------------------------------ a subscriber that stops reading
+
+/// `slow_subscriber_timeout 1`, `max_queued_messages 100`: a QoS 1
+/// subscriber that subscribes and then never reads holds the publisher
+/// for about a second, then is dropped at its bound: the publisher gets
+/// all 5,000 PUBACKs well within the deadline, a healthy subscriber gets
+/// all 5,000, the drop is logged once at WARN with the stuck client's id
+/// and counted in `$SYS/broker/publish/messages/dropped`.
+#[test]
+fn a_stuck_subscriber_releases_its_publishers() {
+    const N: usize = 5000;
+    /// Well under `LONG`, the subscribers' deadline.
+    const PUBLISHED_WITHIN: Duration = Duration::from_secs(30);
+    let roost = start("sys_interval 1\nmax_queued_messages 100\nslow_subscriber_timeout 1\n");
+    let addr = roost.addr();
+    let mut stuck = Client::v4(&addr, "stuck-sub");
+    assert_eq!(stuck.subscribe(1, &[("flow/#", 1)]), [1]);
+    let mut healthy = Client::v4(&addr, "healthy-sub");
+    assert_eq!(healthy.subscribe(1, &[("flow/#", 1)]), [1]);
+    let until = Instant::now() + LONG;
+    let healthy = thread::spawn(move || receive(&mut healthy, until, ends(1)));
+
+    let mut publisher = Client::v4(&addr, "flow-pub");
+    let started = Instant::now();
+    let (_, acked) = publish_window(&mut publisher, WINDOW, started + PUBLISHED_WITHIN, |i| {
+        (i < N).then(|| Publish::new("flow/a", &payload(&format!("s{i}"), 64)))
+    });
+    let took = started.elapsed();
+    assert_eq!(
+        acked.len(),
+        N,
+        "publisher: {} of {N} acknowledged within {PUBLISHED_WITHIN:?}",
+        acked.len()
+    );
+    publisher.publish(&Publish::new("flow/a", END.as_bytes()).qos(1, 1));
+    let got = healthy.join().unwrap();
+    let want = acked.iter().map(|i| format!("s{i}")).collect();
+    assert_exactly("healthy subscriber", &got, &want);
+    eprintln!("publisher done after {took:?}");
+
+    let mut watcher = Client::v4(&addr, "sys-watcher");
+    let dropped_topic = "$SYS/broker/publish/messages/dropped";
+    assert_eq!(watcher.subscribe(1, &[(dropped_topic, 0)]), [0]);
+    let dropped = receive(&mut watcher, Instant::now() + common::TIMEOUT, |p| {
+        String::from_utf8_lossy(&p.payload)
+            .parse::<u64>()
+            .unwrap_or(0)
+            > 0
+    });
+    let values: Vec<_> = dropped.iter().map(|p| text(&p.payload)).collect();
+    assert!(
+        values.last().is_some_and(|v| v != "0"),
+        "{dropped_topic} never above 0: {values:?}"
+    );
+
+    let dropping = |id: &str| {
+        let log = roost.log();
+        let lines = log
+            .iter()
+            .filter(|l| l.contains(" WARN ") && l.contains("dropping"));
+        lines.filter(|l| l.contains(id)).count()
+    };
+    wait_until(|| dropping("stuck-sub") > 0);
+    assert_eq!(
+        (dropping("stuck-sub"), dropping("healthy-sub")),
+        (1, 0),
+        "WARN lines saying `dropping` for stuck-sub and healthy-sub: {:#?}",
+        roost.log()
+    );
+    drop(stuck);
+}
+
+/// `slow_subscriber_timeout` is a config key: 10 (the default) and 0
+/// (never hold publishers) pass `roost --check-config`.
+#[test]
+fn slow_subscriber_timeout_is_a_config_key() {
+    let dir = TempDir::new("roost-flow-conf");
+    for value in ["10", "0"] {
+        let conf = dir.path.join("roost.conf");
+        let line = format!("slow_subscriber_timeout {value}");
+        std::fs::write(&conf, format!("listener 0 127.0.0.1\n{line}\n")).unwrap();
+        let out = run_roost(&["--check-config", "-c", conf.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "`{line}` refused: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
 }
