@@ -2,7 +2,8 @@
 //! with the raw client in tests/common/wire.rs: messages up to 16 MB are
 //! delivered intact with the default and the shipped configuration; one
 //! large message to many slow readers is held once, not once per reader;
-//! a connection closed for size says so at WARN.
+//! a connection closed for size says so at WARN; clients that flood
+//! PINGREQs without reading cannot grow the broker.
 //!
 //! Memory is read from /proc (VmRSS before, VmHWM after), so each bound
 //! holds at the broker's peak, not at a moment a test happened to sample.
@@ -13,10 +14,12 @@ mod flow;
 #[path = "common/wire.rs"]
 mod wire;
 
-use std::net::Shutdown;
+use std::io::{ErrorKind, Write};
+use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::{Roost, TempDir, wait_until};
 use flow::*;
@@ -224,4 +227,150 @@ fn a_connection_closed_for_size_is_logged_at_warn() {
         numbers.contains(&1000) && numbers.iter().any(|n| (2000..=2100).contains(n)),
         "WARN line without the limit (1000) and the packet size (~2010): {line}"
     );
+}
+
+/// 100 clients connect, never read, and write PINGREQs as fast as the
+/// broker takes them; meanwhile a normal client connects, subscribes,
+/// publishes and receives. The broker's peak RSS stays within 20 MiB of
+/// what it was before the flooders connected.
+#[test]
+fn a_ping_flood_from_100_clients_that_never_read_stays_bounded() {
+    const CLIENTS: usize = 100;
+    /// Per flooder: stop after this many bytes.
+    const CAP: usize = 256 * MIB;
+    /// How long the flood runs at least (the window memory is watched
+    /// in) and at most.
+    const FLOOD: Duration = Duration::from_secs(5);
+    const FLOOD_MAX: Duration = Duration::from_secs(30);
+    let roost = start("");
+    let before = roost.rss_kib();
+    let streams: Vec<TcpStream> = (0..CLIENTS)
+        .map(|i| {
+            let c = Client::v4(&roost.addr(), &format!("flood-{i}"));
+            let s = c.stream.try_clone().unwrap();
+            s.set_nonblocking(true).unwrap();
+            small_receive_buffer(&s);
+            s
+        })
+        .collect();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let total = Arc::new(AtomicUsize::new(0));
+    let flood = {
+        let (stop, total) = (stop.clone(), total.clone());
+        thread::spawn(move || flood_pings(streams, CAP, FLOOD_MAX, &stop, &total))
+    };
+    // Under way: 64 KiB written per flooder (what fits in the socket
+    // buffers alone).
+    let started = Instant::now();
+    assert!(
+        wait_until(|| total.load(Ordering::Relaxed) >= CLIENTS * 64 * 1024),
+        "flood did not get going: {} bytes",
+        total.load(Ordering::Relaxed)
+    );
+
+    // The normal client on its own thread: a broker that does not answer
+    // fails it (a panic, reported below) without ending the flood.
+    const STEPS: [&str; 5] = ["connect", "subscribe", "connect", "publish", "receive"];
+    let step = Arc::new(AtomicUsize::new(0));
+    let addr = roost.addr();
+    let at = step.clone();
+    let normal = thread::spawn(move || {
+        let mut sub = Client::v4(&addr, "normal-sub");
+        at.store(1, Ordering::Relaxed);
+        assert_eq!(sub.subscribe(1, &[("normal/#", 1)]), [1]);
+        at.store(2, Ordering::Relaxed);
+        let mut publisher = Client::v4(&addr, "normal-pub");
+        at.store(3, Ordering::Relaxed);
+        publisher.publish(&Publish::new("normal/x", b"still here").qos(1, 1));
+        at.store(4, Ordering::Relaxed);
+        assert_eq!(sub.recv_publish_ack().payload, b"still here");
+        started.elapsed()
+    });
+    while (started.elapsed() < FLOOD || !normal.is_finished()) && !flood.is_finished() {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let growth = roost.peak_rss_kib().saturating_sub(before);
+    stop.store(true, Ordering::Relaxed);
+    let (written, closed) = flood.join().unwrap();
+    let normal = normal
+        .join()
+        .map_err(|_| STEPS[step.load(Ordering::Relaxed)]);
+    eprintln!(
+        "flood: {} MiB written by {CLIENTS} clients ({closed} closed by the broker) \
+         in {:?}; normal client served after (or failed at): {normal:?}; \
+         peak RSS growth {growth} KiB",
+        written / MIB,
+        started.elapsed()
+    );
+    assert!(
+        growth < 20 * 1024,
+        "broker peak RSS grew by {growth} KiB (bound 20 MiB) while {CLIENTS} clients \
+         wrote {} MiB of PINGREQs without reading",
+        written / MIB
+    );
+    if let Err(step) = normal {
+        panic!("a normal client failed during the flood at its {step} step (panic above)");
+    }
+}
+
+/// Shrinks `s`'s receive buffer to the minimum, as on a small device:
+/// what a client does not read then stays with the broker instead of in
+/// this machine's socket buffers.
+fn small_receive_buffer(s: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let size: libc::c_int = 4096;
+    // SAFETY: a valid socket and an int option of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
+}
+
+/// Writes PINGREQs on every non-blocking `stream` as fast as each takes
+/// them, until `stop`, `max` passes or each has written `cap` bytes.
+/// Returns the bytes written and how many streams the broker closed.
+fn flood_pings(
+    mut streams: Vec<TcpStream>,
+    cap: usize,
+    max: Duration,
+    stop: &AtomicBool,
+    total: &AtomicUsize,
+) -> (usize, usize) {
+    let pings = pingreq().repeat(32 * 1024);
+    let mut written = vec![0usize; streams.len()];
+    let mut open = vec![true; streams.len()];
+    let end = Instant::now() + max;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+        let mut progress = false;
+        for ((s, w), open) in streams.iter_mut().zip(&mut written).zip(&mut open) {
+            if !*open || *w >= cap {
+                continue;
+            }
+            // Resume mid-packet after a partial write.
+            match s.write(&pings[*w % 2..]) {
+                Ok(n) => {
+                    *w += n;
+                    total.fetch_add(n, Ordering::Relaxed);
+                    progress = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(_) => *open = false,
+            }
+        }
+        if !open.iter().any(|&o| o) {
+            break;
+        }
+        if !progress {
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let closed = open.iter().filter(|&&o| !o).count();
+    (written.iter().sum(), closed)
 }
