@@ -114,8 +114,9 @@ fn all_retained_messages_reach_a_qos1_rumqttc_subscriber() {
 
 const SLOW_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/paho/slow_sub.py");
 
-/// 5,000 QoS 0 messages of 1 KB to a paho-mqtt subscriber that sleeps
-/// 0.3 ms per message: all 5,000 arrive.
+/// 5,000 QoS 0 messages of 4 KB (20 MB: more than the kernel's socket
+/// buffers between broker and subscriber hold) to a paho-mqtt subscriber
+/// that sleeps 0.3 ms per message: all 5,000 arrive.
 #[test]
 fn qos0_burst_reaches_a_slow_paho_subscriber() {
     skip_without!(have_paho(), "python3 paho-mqtt");
@@ -129,12 +130,14 @@ fn qos0_burst_reaches_a_slow_paho_subscriber() {
     let out = wait_output(&sub, Instant::now() + common::TIMEOUT, subscribed);
     assert!(subscribed(&out), "paho subscriber: {out:#?}");
 
+    // Written 16 messages at a time, as a client library buffers them.
     let mut publisher = Client::v4(&roost.addr(), "burst-publisher");
-    for i in 0..N {
-        let p = Publish::new("burst/a", &payload(&format!("b{i}"), 1000));
-        publisher
-            .try_send(&p.encode(false))
-            .expect("publisher write");
+    for batch in (0..N).collect::<Vec<_>>().chunks(16) {
+        let mut out = Vec::new();
+        for i in batch {
+            out.extend(Publish::new("burst/a", &payload(&format!("b{i}"), 4000)).encode(false));
+        }
+        publisher.try_send(&out).expect("publisher write");
     }
     let got = |out: &[String]| out.iter().any(|l| l.starts_with("GOT "));
     let out = wait_output(&sub, Instant::now() + LONG + common::TIMEOUT, got);
