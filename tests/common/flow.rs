@@ -126,9 +126,9 @@ pub fn ends(mut markers: usize) -> impl FnMut(&Publish) -> bool {
     }
 }
 
-/// Checks that `got` holds each of `want` exactly once (END markers
-/// aside) and nothing else; `who` names the subscriber.
-pub fn assert_exactly(who: &str, got: &[Publish], want: &HashSet<String>) {
+/// Whether `got` holds each of `want` exactly once (END markers aside)
+/// and nothing else; if not, says how it differs.
+pub fn exactly(got: &[Publish], want: &HashSet<String>) -> Result<(), String> {
     let mut seen = HashSet::new();
     let mut dups = 0;
     for p in got {
@@ -139,13 +139,22 @@ pub fn assert_exactly(who: &str, got: &[Publish], want: &HashSet<String>) {
     }
     let missing = want.difference(&seen).count();
     let extra = seen.difference(want).count();
-    assert!(
-        missing == 0 && dups == 0 && extra == 0,
-        "{who}: received {} of {} acknowledged messages ({missing} missing, \
+    if missing == 0 && dups == 0 && extra == 0 {
+        return Ok(());
+    }
+    Err(format!(
+        "received {} of {} acknowledged messages ({missing} missing, \
          {dups} duplicated, {extra} never acknowledged)",
         want.len() - missing,
         want.len()
-    );
+    ))
+}
+
+/// [`exactly`], failing the test; `who` names the subscriber.
+pub fn assert_exactly(who: &str, got: &[Publish], want: &HashSet<String>) {
+    if let Err(e) = exactly(got, want) {
+        panic!("{who}: {e}");
+    }
 }
 
 /// Polls `proc`'s output until `enough` holds or `until` passes, and
