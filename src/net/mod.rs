@@ -125,6 +125,9 @@ impl Server {
         // before any port is taken, too.
         let configured = settings.listen_on();
         let kinds = load_kinds(settings, &configured).map_err(io::Error::other)?;
+        // Before the listeners are said to be open: a SIGHUP sent as soon
+        // as they are must find it ready, not kill the process.
+        let signals = Signals::new()?;
         let poll = Poll::new()?;
         let mut listeners = Vec::new();
         for (std_listener, index) in listen::open(settings, &configured)? {
@@ -136,7 +139,6 @@ impl Server {
             log::info!("{tls}listening on {scheme}{}", listener.local_addr()?);
             listeners.push((listener, index));
         }
-        let signals = Signals::new()?;
         poll.registry()
             .register(&mut SourceFd(&signals.raw_fd()), SIGNAL, Interest::READABLE)?;
         let mut server = Server {
