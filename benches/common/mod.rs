@@ -8,7 +8,7 @@
 //! `Brokers::from_env_with_rumqttd`); the other benches never do.
 //!
 //! Each bench (`memory.rs`, `throughput.rs`, `persistence.rs`, `tls.rs`,
-//! `overload.rs`) declares `mod common;`.
+//! `overload.rs`, `hostile.rs`) declares `mod common;`.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -683,6 +683,19 @@ pub fn subscribe_packet(packet_id: u16, filters: &[String], qos: u8) -> Vec<u8> 
         body.push(qos); // requested QoS
     }
     let mut pkt = vec![0x82];
+    put_remaining_length(&mut pkt, body.len());
+    pkt.extend_from_slice(&body);
+    pkt
+}
+
+/// UNSUBSCRIBE from `filters` (hostile.rs only, hence the `allow`).
+#[allow(dead_code)]
+pub fn unsubscribe_packet(packet_id: u16, filters: &[String]) -> Vec<u8> {
+    let mut body = packet_id.to_be_bytes().to_vec();
+    for f in filters {
+        put_str(&mut body, f);
+    }
+    let mut pkt = vec![0xa2];
     put_remaining_length(&mut pkt, body.len());
     pkt.extend_from_slice(&body);
     pkt
