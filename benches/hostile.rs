@@ -37,8 +37,9 @@
 //!    into those still in the flooders' send queues (`TIOCOUTQ`), those in
 //!    the broker's receive queues (`/proc/net/tcp`) and the rest, which the
 //!    broker read (about: a byte not yet acknowledged may count twice);
-//!    the PINGRESPs waiting unread at the flooders are counted
-//!    (`FIONREAD`).
+//!    the PINGRESPs waiting in the broker's send queues (`/proc/net/tcp`)
+//!    and unread at the flooders (`FIONREAD`) are counted. (Socket buffers
+//!    are kernel memory, not the broker's RSS.)
 //!
 //! In attacks 1 to 4 a bystander client sends a PINGREQ as soon as the
 //! attack's packet is written; its round trip says whether the broker's
@@ -131,6 +132,9 @@ const MAX_LEVELS: usize = 200;
 /// heap figure read from `HEAP_TOPIC` is fresh.
 const SYS_INTERVAL: &str = "sys_interval 1";
 const HEAP_TOPIC: &str = "$SYS/broker/heap/current";
+const UPTIME_TOPIC: &str = "$SYS/broker/uptime";
+/// The longest wait for a fresh heap figure.
+const HEAP_WAIT: Duration = Duration::from_secs(6);
 /// Attack 5: the brokers' `memory_limit`, SUBSCRIBEs sent, and the size of
 /// each.
 const MEMORY_LIMIT: &str = "memory_limit 50000000";
@@ -531,15 +535,19 @@ fn connects(dst: SocketAddrV4, id: &str) -> bool {
 }
 
 /// `why`, and when the broker closed the connection, its last log line
-/// (which often says why).
+/// about the attacker (which often says why).
 fn with_last_log(broker: &Broker, why: String) -> String {
     if !why.contains("closed") && !why.contains("reset") {
         return why;
     }
     let tail = broker.log_tail();
-    let last = tail.lines().last().unwrap_or_default().trim();
-    let last: String = last.chars().take(160).collect();
-    format!("{why} (last log line: {last})")
+    match tail.lines().rev().find(|l| l.contains("attacker")) {
+        Some(line) => {
+            let line: String = line.trim().chars().take(160).collect();
+            format!("{why} (log: {line})")
+        }
+        None => why,
+    }
 }
 
 /// The attacker leaves (DISCONNECT, then closed; a broken connection is
@@ -558,10 +566,11 @@ fn leave(
 /// The broker's RSS, settled, once the attacker has left, and its growth
 /// over `start`; the same for its own heap figure.
 fn after_left(broker: &mut Broker, f: &mut Figures, start: u64) -> Result<(), String> {
+    let watch = HeapWatch::start(addr(broker));
     let left = settled(broker)?;
     f.rss(RSS_LEFT, left);
     f.put(LEFT_GROWTH, mib(left) - mib(start), 1);
-    match sys_heap(addr(broker)) {
+    match watch.and_then(HeapWatch::fresh) {
         Ok(bytes) => {
             f.put(HEAP_LEFT, bytes as f64 / MIB, 2);
             if let Some(start) = f.get(HEAP_START) {
@@ -576,36 +585,66 @@ fn after_left(broker: &mut Broker, f: &mut Figures, start: u64) -> Result<(), St
 /// The broker's RSS, settled, at the start of the attack, and its own heap
 /// figure.
 fn at_start(broker: &mut Broker, f: &mut Figures) -> Result<u64, String> {
+    let watch = HeapWatch::start(addr(broker));
     let start = settled(broker)?;
     f.rss(RSS_START, start);
-    match sys_heap(addr(broker)) {
+    match watch.and_then(HeapWatch::fresh) {
         Ok(bytes) => f.put(HEAP_START, bytes as f64 / MIB, 2),
         Err(e) => f.lack(HEAP_START, 2, e),
     }
     Ok(start)
 }
 
-/// The broker's heap in use as it counts it: `$SYS/broker/heap/current`,
-/// retained, as a new subscriber gets it (at most `sys_interval`, 1 s
-/// here, old).
-fn sys_heap(dst: SocketAddrV4) -> Result<u64, String> {
-    let who = "heap-reader";
-    let mut s = connect_client(who, 7, dst)?;
-    subscribe(&mut s, who, 1, &[String::from(HEAP_TOPIC)], 0)?;
-    let value = match next_packet(&mut s, Duration::from_secs(3)) {
-        Got::Packet(first, body) if first & 0xf0 == 0x30 && body.len() >= 2 => {
-            let at = 2 + usize::from(u16::from_be_bytes([body[0], body[1]]));
-            let text = String::from_utf8_lossy(body.get(at..).unwrap_or_default()).into_owned();
-            text.trim()
-                .parse::<u64>()
-                .map_err(|_| format!("{HEAP_TOPIC}: {text:?}"))
+/// A client subscribed to the broker's heap figure as it counts it
+/// (`HEAP_TOPIC`) and to its uptime, which changes at every `$SYS` update
+/// (every second for roost, every 2 s for mosquitto with `sys_interval 1`).
+/// Both publish the heap figure only when it changed, after the uptime.
+struct HeapWatch {
+    s: TcpStream,
+}
+
+impl HeapWatch {
+    fn start(dst: SocketAddrV4) -> Result<HeapWatch, String> {
+        let who = "heap-watch";
+        let mut s = connect_client(who, 7, dst)?;
+        let topics = [String::from(HEAP_TOPIC), String::from(UPTIME_TOPIC)];
+        subscribe(&mut s, who, 1, &topics, 0)?;
+        Ok(HeapWatch { s })
+    }
+
+    /// The heap figure in bytes as of a `$SYS` update made after `start`:
+    /// once two uptimes newer than the retained one have come, the heap
+    /// figure of the first of them (or the one before, if it did not
+    /// change) has come too. At most `HEAP_WAIT`.
+    fn fresh(mut self) -> Result<u64, String> {
+        let deadline = Instant::now() + HEAP_WAIT;
+        let mut uptimes: Vec<Vec<u8>> = Vec::new();
+        let mut heap = None;
+        while uptimes.len() < 3 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!("no $SYS update within {} s", HEAP_WAIT.as_secs()));
+            }
+            match next_packet(&mut self.s, left) {
+                Got::Packet(first, body) if first & 0xf0 == 0x30 && body.len() >= 2 => {
+                    let at = 2 + usize::from(u16::from_be_bytes([body[0], body[1]]));
+                    let (topic, payload) = body.split_at(at.min(body.len()));
+                    if &topic[2..] == HEAP_TOPIC.as_bytes() {
+                        let text = String::from_utf8_lossy(payload);
+                        let value = text.trim().parse::<u64>();
+                        heap = Some(value.map_err(|_| format!("{HEAP_TOPIC}: {text:?}"))?);
+                    } else if !uptimes.iter().any(|u| u == payload) {
+                        uptimes.push(payload.to_vec());
+                    }
+                }
+                Got::Packet(..) => {}
+                Got::Timeout => {}
+                other => return Err(other.why(HEAP_WAIT)),
+            }
         }
-        Got::Packet(first, _) => Err(format!("{HEAP_TOPIC}: got packet {first:02x}")),
-        Got::Timeout => Err(format!("no {HEAP_TOPIC}")),
-        other => Err(other.why(Duration::from_secs(3))),
-    };
-    let _ = disconnect(s, who);
-    value
+        let _ = disconnect(self.s, "heap-watch");
+        heap.ok_or_else(|| format!("no {HEAP_TOPIC}"))
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -934,6 +973,9 @@ struct Flood {
     read_by_broker: u64,
     /// PINGRESP bytes waiting in the flooders' receive queues.
     pingresp_bytes: u64,
+    /// Bytes in the broker's send queues (PINGRESPs, but for the few of
+    /// the round-trip client).
+    pingresp_queued: u64,
     /// Connections that failed while writing (closed by the broker).
     closed: usize,
     /// The flood stopped at the RSS cap.
@@ -999,18 +1041,21 @@ fn flood(
     let secs = t0.elapsed().as_secs_f64();
     // Where the bytes are as the flood ends: still in the flooders' send
     // queues, in the broker's receive queues, or read by the broker; and
-    // the PINGRESPs that reached the flooders, unread.
+    // the PINGRESPs in the broker's send queues and those that reached the
+    // flooders, unread.
     let (mut unsent, mut unread) = (0, 0);
     for s in &socks {
         unsent += ioctl_bytes(s, libc::TIOCOUTQ);
         unread += ioctl_bytes(s, libc::FIONREAD);
     }
     let bytes: u64 = written.iter().map(|w| w.unwrap_or(0)).sum();
-    let not_read = unsent + broker_rx_queues(port);
+    let (broker_tx, broker_rx) = broker_queues(port);
+    let not_read = unsent + broker_rx;
     Flood {
         bytes,
         read_by_broker: bytes.saturating_sub(not_read),
         pingresp_bytes: unread,
+        pingresp_queued: broker_tx,
         closed: written.iter().filter(|w| w.is_none()).count(),
         capped,
         secs,
@@ -1027,11 +1072,11 @@ fn ioctl_bytes(s: &TcpStream, request: libc::Ioctl) -> u64 {
     if rc == 0 { n.max(0) as u64 } else { 0 }
 }
 
-/// The bytes waiting in the receive queues of the broker's connections
-/// (local port `port`), from `/proc/net/tcp`.
-fn broker_rx_queues(port: u16) -> u64 {
+/// The bytes waiting in the send and in the receive queues of the
+/// broker's connections (local port `port`), from `/proc/net/tcp`.
+fn broker_queues(port: u16) -> (u64, u64) {
     let Ok(text) = std::fs::read_to_string("/proc/net/tcp") else {
-        return 0;
+        return (0, 0);
     };
     let local = format!("0100007F:{port:04X}");
     text.lines()
@@ -1045,9 +1090,13 @@ fn broker_rx_queues(port: u16) -> u64 {
             if addr != local || state != "01" {
                 return None;
             }
-            u64::from_str_radix(queues.split(':').nth(1)?, 16).ok()
+            let (tx, rx) = queues.split_once(':')?;
+            Some((
+                u64::from_str_radix(tx, 16).ok()?,
+                u64::from_str_radix(rx, 16).ok()?,
+            ))
         })
-        .sum()
+        .fold((0, 0), |(t, r), (tx, rx)| (t + tx, r + rx))
 }
 
 /// Publishes `seq` to `RTT_TOPIC` on `s`, which subscribes to it, and
@@ -1148,6 +1197,11 @@ fn attack_flood(broker: &mut Broker, f: &mut Figures, cfg: &Cfg) -> Result<(), S
     f.put(
         "PINGRESPs at the flooders, unread (millions)",
         fl.pingresp_bytes as f64 / 2.0 / 1e6,
+        2,
+    );
+    f.put(
+        "PINGRESPs in the broker's socket send queues (millions)",
+        fl.pingresp_queued as f64 / 2.0 / 1e6,
         2,
     );
     f.put(
