@@ -35,6 +35,39 @@ pub fn reset_maximum() {
     PEAK.store(CURRENT.load(Relaxed), Relaxed);
 }
 
+/// Freed heap past which it is handed back to the system.
+const TRIM_FREED: usize = 2 << 20;
+
+/// Hands heap memory freed since a peak back to the system: glibc keeps
+/// freed memory for reuse, so after a burst (a flood of clients, an
+/// attacker's subscriptions) RSS would stay at the peak for good.
+#[derive(Default)]
+pub struct Trim {
+    /// The peak already trimmed after.
+    after: usize,
+}
+
+impl Trim {
+    /// Trims if the heap is `TRIM_FREED` or more below a peak it has not
+    /// trimmed after yet; the loop calls it now and then.
+    pub fn now_and_then(&mut self) {
+        let (now, peak) = (heap_current(), heap_maximum());
+        if peak > self.after && peak - now >= TRIM_FREED {
+            trim();
+            self.after = peak;
+        }
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim() {
+    // SAFETY: malloc_trim only walks and shrinks glibc's own heap.
+    unsafe { libc::malloc_trim(0) };
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim() {}
+
 fn grew(by: usize) {
     let now = CURRENT.fetch_add(by, Relaxed) + by;
     // A plain load and store, not an atomic maximum (a compare-and-swap

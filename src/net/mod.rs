@@ -47,6 +47,9 @@ const PACKET_BUDGET: usize = 1024;
 const LINGER: Duration = Duration::from_secs(2);
 /// How long shutdown waits for clients to take their DISCONNECT and go.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+/// How often the loop checks whether freed heap should go back to the
+/// system (`mem::Trim`).
+const TRIM_EVERY: Duration = Duration::from_secs(1);
 /// Pause after the process ran out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -100,6 +103,9 @@ pub struct Server {
     held_publish: HashSet<usize>,
     /// The `connection` sections: outbound connections to other brokers.
     bridges: Vec<bridge::BridgeConn>,
+    /// Freed heap handed back to the system, checked every `TRIM_EVERY`.
+    trim: crate::mem::Trim,
+    next_trim: Instant,
 }
 
 impl Server {
@@ -169,6 +175,8 @@ impl Server {
             held: Vec::new(),
             held_publish: HashSet::new(),
             bridges: bridge::new(&settings.bridges, now).map_err(io::Error::other)?,
+            trim: crate::mem::Trim::default(),
+            next_trim: now,
         };
         server.add_bridge_sessions(now);
         Ok(server)
@@ -232,6 +240,10 @@ impl Server {
                 store.autosave(&mut self.broker, now);
             }
             self.systemd.tick(now, || self.broker.clients());
+            if self.next_trim <= now {
+                self.trim.now_and_then();
+                self.next_trim = now + TRIM_EVERY;
+            }
             if self.accept_paused_until.is_some_and(|t| t <= now) {
                 self.accept_paused_until = None;
                 for i in 0..self.listeners.len() {
