@@ -133,20 +133,30 @@ impl Acl {
     }
 }
 
-/// `[read|write|readwrite|deny] FILTER`; the filter may contain spaces.
+/// `[read|write|readwrite|deny] FILTER`; after an access word the filter
+/// may contain spaces. As in mosquitto, a first word of several that is
+/// not an access word is an error (`topic readwrit home/#` would
+/// otherwise grant `readwrit home/#`).
 fn rule(text: &str) -> Result<Rule, String> {
-    let (first, rest) = text.split_once([' ', '\t']).unwrap_or((text, ""));
+    let (first, rest) = match text.split_once([' ', '\t']) {
+        Some((first, rest)) if !rest.trim().is_empty() => (first, rest.trim()),
+        _ => return parsed(Rights::ReadWrite, text),
+    };
     let rights = match first {
-        "read" => Some(Rights::Read),
-        "write" => Some(Rights::Write),
-        "readwrite" => Some(Rights::ReadWrite),
-        "deny" => Some(Rights::Deny),
-        _ => None,
+        "read" => Rights::Read,
+        "write" => Rights::Write,
+        "readwrite" => Rights::ReadWrite,
+        "deny" => Rights::Deny,
+        _ => {
+            return Err(format!(
+                "`{first}` is not an access type: read, write, readwrite or deny"
+            ));
+        }
     };
-    let (rights, filter) = match rights {
-        Some(rights) if !rest.trim().is_empty() => (rights, rest.trim()),
-        _ => (Rights::ReadWrite, text),
-    };
+    parsed(rights, rest)
+}
+
+fn parsed(rights: Rights, filter: &str) -> Result<Rule, String> {
     if filter.is_empty() {
         return Err("a rule needs a topic".into());
     }
@@ -160,12 +170,12 @@ fn rule(text: &str) -> Result<Rule, String> {
 }
 
 /// A pattern with `%c` and `%u` replaced. None when it names the user
-/// and the client has none, or when a value would add levels or
-/// wildcards: client `a/#` must not be given `devices/a/#`. (mosquitto
-/// refuses only `+` and `#`; roost refuses `/` too, as it lets client id
-/// `x/y` into the topics of client `x`.)
+/// and the client has none, or when a value would add wildcards: client
+/// `a/#` must not be given `devices/a/#`. A value with `/` spans levels,
+/// as in mosquitto: client `shelly/plug1` gets `devices/shelly/plug1/#`
+/// (and so a part of what client `shelly` would get).
 fn expand<'a>(pattern: &'a str, client_id: &str, username: Option<&str>) -> Option<Cow<'a, str>> {
-    let safe = |v: &str| !v.contains(['/', '+', '#']);
+    let safe = |v: &str| !v.contains(['+', '#']);
     let mut out = Cow::Borrowed(pattern);
     if pattern.contains("%c") {
         out = Cow::Owned(out.replace("%c", Some(client_id).filter(|c| safe(c))?));
@@ -239,10 +249,31 @@ pattern write clients/%u/out/#
             !a.allows("dev7", None, Op::Write, "clients//out/x"),
             "no user, no %u"
         );
-        // Wildcards or levels smuggled in through an id grant nothing.
+        // Wildcards smuggled in through an id grant nothing; levels span
+        // levels, as in mosquitto.
         assert!(!a.allows("+", Some("bob"), Op::Read, "clients/x/in"));
         assert!(!a.allows("dev7", Some("#"), Op::Write, "clients/x/out/y"));
-        assert!(!a.allows("a/b", Some("bob"), Op::Read, "clients/a/b/in"));
+        assert!(a.allows(
+            "shelly/plug1",
+            Some("bob"),
+            Op::Read,
+            "clients/shelly/plug1/in"
+        ));
+        assert!(!a.allows("shelly/plug1", Some("bob"), Op::Read, "clients/shelly/in"));
+    }
+
+    #[test]
+    fn a_misspelled_access_word_is_an_error() {
+        let e = Acl::parse("topic readwrit home/#\n", "acl").unwrap_err();
+        assert!(
+            e.contains("acl:1") && e.contains("`readwrit` is not an access type"),
+            "{e}"
+        );
+        let a = Acl::parse("topic home/#\n", "acl").unwrap();
+        assert!(
+            a.allows("c", None, Op::Write, "home/x"),
+            "readwrite by default"
+        );
     }
 
     #[test]
