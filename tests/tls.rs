@@ -586,3 +586,86 @@ fn paho_over_wss_and_tcp_clients_see_each_others_messages() {
     publish_ok(roost.port, &[], &["-t", "from/tcp", "-m", "hi", "-q", "1"]);
     subscriber.wait_line("the message", |l| l == "GOT from/tcp hi 1 0");
 }
+
+/// A client certificate made as mosquitto-tls(7) makes them (`openssl x509
+/// -req` without extensions: X.509 version 1) is refused, as rustls does
+/// not take version 1; the warning names the peer and says how to make one
+/// it takes.
+#[test]
+fn a_version_1_certificate_is_refused_with_a_way_out() {
+    if !tools_present() || !have("openssl") {
+        eprintln!("SKIPPED: openssl not installed");
+        return;
+    }
+    let certs = Certs::new();
+    let dir = &certs.dir.path;
+    let ca_key = dir.join("ca.key");
+    let ca_cert = dir.join("ca.crt");
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    openssl(&[
+        "req",
+        "-new",
+        "-x509",
+        "-days",
+        "1",
+        "-nodes",
+        "-subj",
+        "/CN=recipe CA",
+        "-keyout",
+        path(&ca_key),
+        "-out",
+        path(&ca_cert),
+    ]);
+    let (key, csr, cert) = (dir.join("v1.key"), dir.join("v1.csr"), dir.join("v1.crt"));
+    openssl(&[
+        "req",
+        "-new",
+        "-nodes",
+        "-subj",
+        "/CN=sensor-1",
+        "-keyout",
+        path(&key),
+        "-out",
+        path(&csr),
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-days",
+        "1",
+        "-in",
+        path(&csr),
+        "-CA",
+        path(&ca_cert),
+        "-CAkey",
+        path(&ca_key),
+        "-CAcreateserial",
+        "-out",
+        path(&cert),
+    ]);
+    let conf = certs.config(&format!(
+        "cafile {}\nrequire_certificate true\n",
+        ca_cert.display()
+    ));
+    let roost = Roost::with_config(&conf);
+    let ca = path(&certs.ca_file);
+    publish_fails(
+        roost.port,
+        &["--cafile", ca, "--cert", path(&cert), "--key", path(&key)],
+        &["-t", "tls/x", "-m", "v1"],
+    );
+    assert_logged(&roost, "the certificate is X.509 version 1");
+    let line = roost
+        .log()
+        .into_iter()
+        .find(|l| l.contains("version 1"))
+        .unwrap();
+    assert!(
+        line.contains("WARN") && line.contains("connection from 127.0.0.1:"),
+        "{line}"
+    );
+    assert!(line.contains("subjectAltName"), "{line}");
+}

@@ -31,7 +31,7 @@ use crate::protocol::{self, Packet, QoS};
 use conn::{Connection, Spare, pause};
 use signals::Signals;
 use systemd::Notifier;
-use transport::Kind;
+use transport::{End, Kind};
 
 const SIGNAL: Token = Token(usize::MAX);
 /// Listener `i` has token `LISTENER - i`; connections count up from 0.
@@ -482,10 +482,15 @@ impl Server {
             return;
         };
         if self.conns.get(id).is_some_and(|c| c.closing().is_none()) {
-            match self.bridge_of(id) {
+            match (self.bridge_of(id), &why) {
                 // A bridge's TLS failing is its connection failing: said once.
-                Some(i) => log::warn!("bridge {}: {why}", self.bridges[i].config.name),
-                None => log::debug!("connection {id}: {why}"),
+                (Some(i), _) => log::warn!("bridge {}: {why}", self.bridges[i].config.name),
+                #[cfg(feature = "tls")]
+                (None, End::Tls(_)) => match self.conns[id].stream.peer_addr() {
+                    Ok(peer) => log::warn!("connection from {peer}: {why}"),
+                    Err(_) => log::warn!("connection {id}: {why}"),
+                },
+                (None, End::WebSocket(_)) => log::debug!("connection {id}: {why}"),
             }
             self.broker.closed(id, now, &mut self.actions);
             self.execute(now);

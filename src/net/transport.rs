@@ -12,7 +12,6 @@
 //! keeps how much of the front of the output it has sealed; below a layer
 //! everything it sealed is input the next one wraps.
 
-use std::borrow::Cow;
 use std::io;
 
 #[cfg(feature = "tls")]
@@ -32,9 +31,28 @@ pub struct Transport {
 pub struct Inbound<'a> {
     /// The MQTT bytes the read carried.
     pub mqtt: &'a [u8],
-    /// A layer ended the connection, and why (a refused handshake, a close,
-    /// a TLS or WebSocket protocol error); its answer is queued to go out.
-    pub end: Option<Cow<'static, str>>,
+    /// A layer ended the connection; its answer is queued to go out.
+    pub end: Option<End>,
+}
+
+/// Why a layer ended a connection.
+pub enum End {
+    /// TLS failed: a refused handshake (a certificate not trusted, say)
+    /// or a bad record. Worth an admin's notice.
+    #[cfg(feature = "tls")]
+    Tls(String),
+    /// The WebSocket layer: a refused upgrade, a close, a protocol error.
+    WebSocket(&'static str),
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            #[cfg(feature = "tls")]
+            End::Tls(why) => write!(f, "TLS: {why}"),
+            End::WebSocket(why) => f.write_str(why),
+        }
+    }
 }
 
 impl Transport {
@@ -65,7 +83,7 @@ impl Transport {
             None => buf,
             Some(tls) => {
                 if let Err(e) = tls.read(buf, scratch) {
-                    end = Some(Cow::Owned(format!("TLS: {e}")));
+                    end = Some(End::Tls(tls::explain(&e)));
                     scratch.clear();
                 }
                 &mut scratch[..]
@@ -75,7 +93,7 @@ impl Transport {
             Some(ws) if end.is_none() => {
                 let n = buf.len();
                 let unwrapped = ws.read(buf, n, out);
-                end = unwrapped.end.map(Cow::Borrowed);
+                end = unwrapped.end.map(End::WebSocket);
                 &buf[..unwrapped.mqtt]
             }
             _ => buf,

@@ -17,6 +17,28 @@ use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerCon
 
 use crate::config;
 
+/// `e` in words an admin can act on: the certificate errors that certificates
+/// made by older recipes (mosquitto-tls(7)) run into say what is wrong and
+/// how to make one rustls accepts. Verification is not relaxed for them.
+pub fn explain(e: &rustls::Error) -> String {
+    let detail = format!("{e:?}");
+    let hint = if detail.contains("UnsupportedCertVersion") {
+        "the certificate is X.509 version 1, which is not accepted; make a \
+         version 3 one: `openssl x509 -req ... -extfile v3.ext`, with v3.ext \
+         holding `basicConstraints=CA:FALSE` and `subjectAltName=DNS:<host>` \
+         (docs/tls.md)"
+    } else if detail.contains("NotValidForName") {
+        "the certificate does not name the host connected to in its \
+         subjectAltName (a CN alone is not checked); make one with \
+         `subjectAltName=DNS:<host>` (or IP:<address>) (docs/tls.md)"
+    } else if detail.contains("UnknownIssuer") {
+        "the certificate is not signed by a CA in cafile or capath"
+    } else {
+        return e.to_string();
+    };
+    format!("{e}: {hint}")
+}
+
 /// A TLS listener: its settings and the rustls configuration new
 /// connections start with.
 pub struct Acceptor {
