@@ -482,6 +482,7 @@ impl Parser {
             }
             "max_keepalive" => s.broker.max_keepalive = number(key, one()?)?,
             "auto_id_prefix" => s.broker.auto_id_prefix = one()?.into(),
+            "connection_messages" => s.broker.connection_messages = boolean(key, one()?)?,
             "max_topic_alias" => s.broker.topic_alias_max = number(key, one()?)?,
             "retain_available" => s.broker.retain_available = boolean(key, one()?)?,
             "persistent_client_expiration" => {
@@ -779,7 +780,6 @@ fn no_effect(key: &str) -> Option<&'static str> {
             "roost does not change user: start it as the user it should run as \
              (systemd: User=, as roost.service does)"
         }
-        "connection_messages" => "roost logs connections at debug level (`log_type debug`)",
         "log_timestamp_format" => "roost's log timestamps are RFC 3339, UTC",
         "set_tcp_nodelay" => "roost always sets TCP_NODELAY",
         "allow_duplicate_messages" => {
@@ -1023,14 +1023,14 @@ mod tests {
 
     #[test]
     fn cosmetic_keys_are_warnings() {
-        let s = parse("user mosquitto\nconnection_messages true\n", "a.conf").unwrap();
+        let s = parse("user mosquitto\nset_tcp_nodelay true\n", "a.conf").unwrap();
         assert_eq!(s.warnings.len(), 2);
         assert!(
             s.warnings[0].starts_with("a.conf:1: `user` has no effect"),
             "{:?}",
             s.warnings
         );
-        assert!(s.warnings[1].starts_with("a.conf:2: `connection_messages`"));
+        assert!(s.warnings[1].starts_with("a.conf:2: `set_tcp_nodelay`"));
         // A value is still required, as for any key.
         assert!(parse("user\n", "a.conf").is_err());
     }

@@ -514,3 +514,56 @@ fn a_reload_with_a_broken_file_keeps_the_rules_in_force() {
         "still closed to anonymous"
     );
 }
+
+/// mosquitto's connection log lines, with the client's address: a client
+/// connecting with a user name, one refused, one going with and without
+/// DISCONNECT, one closed for keep-alive; none with
+/// `connection_messages false`.
+#[test]
+fn clients_coming_and_going_are_logged_as_mosquitto_does() {
+    let dir = TempDir::new("roost-conn-log");
+    let pw = password_file(&dir, &[("alice", "a")]);
+    let roost = start(Some(&pw), None, "");
+    let addr = roost.addr();
+    let alice = client(&addr, 4, "sensor-1", "alice", "a");
+    let logged = |what: &str| wait_until(|| roost.log().iter().any(|l| l.contains(what)));
+    assert!(
+        logged("New client connected from 127.0.0.1:"),
+        "{:#?}",
+        roost.log()
+    );
+    assert!(
+        logged("as sensor-1 (p4, c1, k0, u'alice')."),
+        "{:#?}",
+        roost.log()
+    );
+    alice.disconnect();
+    assert!(logged("Client sensor-1 disconnected."));
+    client(&addr, 5, "sensor-2", "alice", "a").drop_abruptly();
+    assert!(logged("Client sensor-2 closed its connection."));
+    assert_eq!(
+        connack(&addr, &login(4, "mallory", Some("mallory"), Some("x"))),
+        0x05
+    );
+    let refused = roost
+        .log()
+        .into_iter()
+        .find(|l| l.contains("Client mallory from 127.0.0.1:"));
+    assert!(
+        refused.is_some_and(|l| l.contains("WARN") && l.contains("refused: not authorised")),
+        "{:#?}",
+        roost.log()
+    );
+    let mut c = login(4, "sleepy", Some("alice"), Some("a"));
+    c.keep_alive = 1;
+    let (_sleepy, _) = Client::connect(&addr, &c);
+    assert!(logged("Client sleepy disconnected: keep alive timeout."));
+
+    let quiet = start(Some(&pw), None, "connection_messages false\n");
+    client(&quiet.addr(), 4, "sensor-3", "alice", "a").disconnect();
+    assert!(
+        !quiet.log().iter().any(|l| l.contains("sensor-3")),
+        "{:#?}",
+        quiet.log()
+    );
+}

@@ -1,51 +1,68 @@
 //! CONNECT and DISCONNECT: authentication, client ids, session take-over
 //! and resumption, keep-alive and the will.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
 use super::publish::payload_format_ok;
 use super::session::{Awaiting, Outgoing, Role, Session};
 use super::topic::too_deep;
-use super::{Action, Aliases, Broker, ConnId, Credentials, OutAliases, Slot, connack, reason};
+use super::{
+    Action, Aliases, Broker, ConnId, Credentials, Gone, OutAliases, Slot, connack, reason,
+};
 use crate::protocol::{Ack, Connect, Packet, Property, ReasonOnly, Version};
 use std::collections::HashMap;
 
+/// Where a CONNECT comes from, as the loop knows it.
+#[derive(Debug, Default)]
+pub struct Origin {
+    /// The client's address, for the log.
+    pub peer: Option<SocketAddr>,
+    /// For a client of a TLS listener with `use_identity_as_username`
+    /// (mosquitto's rule), its certificate's CN, which stands for user name
+    /// and password whatever CONNECT says; `Some(None)` without a
+    /// certificate, which is refused.
+    pub identity: Option<Option<String>>,
+}
+
 impl Broker {
-    /// Like [`Broker::packet`], for a client of a TLS listener with
-    /// `use_identity_as_username` (mosquitto's rule): its certificate
-    /// stands for user name and password. The CN, `identity`, is its user
-    /// name, whatever CONNECT says, and the password file is not
-    /// consulted; without a certificate (None) it is refused.
-    pub fn packet_certified(
+    /// Like [`Broker::packet`] for a CONNECT, with what the loop knows of
+    /// where it comes from.
+    pub fn connect(
         &mut self,
         id: ConnId,
-        packet: Packet,
-        identity: Option<String>,
+        mut c: Box<Connect>,
+        origin: Origin,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
         let first = self.conns.get(id).is_some_and(|c| c.session.is_none());
-        match packet {
-            Packet::Connect(mut c) if first => {
-                c.username = identity;
-                c.password = None;
-                self.on_connect(id, *c, true, now, out);
-            }
-            packet => self.packet(id, packet, now, out),
+        if !first {
+            return self.packet(id, Packet::Connect(c), now, out);
         }
+        if let Some(identity) = origin.identity.clone() {
+            c.username = identity;
+            c.password = None;
+        }
+        self.on_connect(id, *c, &origin, now, out);
     }
 
-    /// CONNECT; `certified`: the user name comes from the client's
-    /// certificate, which authenticates it.
+    /// CONNECT; with `origin.identity` the user name comes from the
+    /// client's certificate, which authenticates it.
     pub(super) fn on_connect(
         &mut self,
         id: ConnId,
         c: Connect,
-        certified: bool,
+        origin: &Origin,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
+        let certified = origin.identity.is_some();
+        let from = match origin.peer {
+            Some(peer) => format!(" from {peer}"),
+            None => String::new(),
+        };
         let v5 = c.version == Version::V5;
         let Some(conn) = self.conns.get_mut(id) else {
             return;
@@ -162,7 +179,7 @@ impl Broker {
                 None if certified => "no client certificate with a CN".into(),
                 None => "anonymous".into(),
             };
-            log::info!("client {client_id}: connection refused, not authorised ({who})");
+            log::warn!("Client {client_id}{from} refused: not authorised ({who}).");
             // 3.1.1 clients get 0x05 whatever was wrong, as from mosquitto;
             // v5 ones learn whether it was the password (or certificate).
             let code = match (v5, creds.username.is_some() || certified) {
@@ -199,7 +216,6 @@ impl Broker {
             .get(&client_id)
             .and_then(|&s| self.sessions[s].conn());
         if let Some(old) = old_conn {
-            log::info!("client {client_id}: taken over by a new connection");
             self.drop_conn(old, Some(reason::SESSION_TAKEN_OVER), now, out);
         }
         let existing = self.by_client_id.get(&client_id).copied();
@@ -225,8 +241,9 @@ impl Broker {
         // for with that user's rights.
         session.username = c
             .username
+            .as_deref()
             .filter(|_| keep_username)
-            .map(String::into_boxed_str);
+            .map(Box::from);
         session.auth = auth;
 
         let conn = self.conns.get_mut(id).expect("checked above");
@@ -246,10 +263,17 @@ impl Broker {
         if let Some(deadline) = conn.deadline {
             self.arm(id, deadline);
         }
-        log::debug!(
-            "client {client_id}: connected ({:?}, keep-alive {keep_alive}s)",
-            c.version
-        );
+        if self.config.connection_messages {
+            let user = match &c.username {
+                Some(user) => format!(", u'{user}'"),
+                None => String::new(),
+            };
+            log::info!(
+                "New client connected{from} as {client_id} (p{}, c{}, k{keep_alive}{user}).",
+                c.version as u8,
+                u8::from(c.clean_start),
+            );
+        }
 
         let mut props = Vec::new();
         if v5 {
@@ -389,7 +413,7 @@ impl Broker {
                 conn.will = None;
             }
         }
-        self.detach(id, now, out);
+        self.detach(id, Gone::Disconnected, now, out);
         out.push(Action::Close(id));
     }
 }

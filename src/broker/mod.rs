@@ -38,6 +38,7 @@ use crate::protocol::{
     DecodeError, Packet, Properties, PublishRef, QoS, ReasonOnly, Version, Will, reason,
 };
 pub use bridge::Remote;
+pub use connect::Origin;
 pub use journal::{JournalRecord, Login, ReplayKeys, Who};
 pub use message::Message;
 pub use session::Awaiting;
@@ -48,6 +49,17 @@ pub use snapshot::{
 pub use sys::Memory;
 use timer::{Timer, Timers};
 use topic::TopicTable;
+
+/// How a client's connection ended, for the log line mosquitto writes.
+#[derive(Debug, Clone, Copy)]
+enum Gone {
+    /// It said DISCONNECT.
+    Disconnected,
+    /// Its socket closed (or failed) without DISCONNECT.
+    Closed,
+    /// roost closed it, for this reason code when it has one.
+    Dropped(Option<u8>),
+}
 
 /// What is refused while the heap is over `memory_limit`.
 #[derive(Debug, Clone, Copy)]
@@ -191,6 +203,9 @@ pub struct Config {
     pub message_size_limit: u32,
     /// What the client ids roost assigns start with (`auto_id_prefix`).
     pub auto_id_prefix: String,
+    /// Whether clients connecting and going are logged
+    /// (`connection_messages`).
+    pub connection_messages: bool,
     /// Cap on client keep-alive in seconds; 0 for none.
     pub max_keepalive: u16,
     /// How long a connection may take to send CONNECT.
@@ -221,6 +236,7 @@ impl Default for Config {
             max_packet_size: MAX_PACKET_SIZE,
             message_size_limit: 0,
             auto_id_prefix: "auto-".into(),
+            connection_messages: true,
             max_keepalive: 0,
             connect_timeout: Duration::from_secs(10),
             topic_alias_max: 10,
@@ -653,7 +669,7 @@ impl Broker {
     /// The network connection is gone (peer closed, IO error). Unless the
     /// client said DISCONNECT first, its will is published.
     pub fn closed(&mut self, id: ConnId, now: Instant, out: &mut Vec<Action>) {
-        self.detach(id, now, out);
+        self.detach(id, Gone::Closed, now, out);
     }
 
     /// The loop could not write all of connection `id`'s output: what is
@@ -690,7 +706,9 @@ impl Broker {
         let session = conn.session.map(Slot::get);
         let Some(session) = session else {
             match packet {
-                Packet::Connect(connect) => self.on_connect(id, *connect, false, now, out),
+                Packet::Connect(connect) => {
+                    self.on_connect(id, *connect, &Origin::default(), now, out)
+                }
                 // The first packet must be CONNECT ([MQTT-3.1.0-1]).
                 _ => self.drop_conn(id, None, now, out),
             }
@@ -844,7 +862,9 @@ impl Broker {
                 self.arm(id, deadline);
             }
             Some(deadline) if deadline <= now => {
-                log::info!("connection {id}: keep-alive or connect timeout, closing");
+                if conn.session.is_none() {
+                    log::debug!("connection {id}: no CONNECT within connect_timeout, closing");
+                }
                 // [MQTT-3.1.2-24]: close after 1.5 x keep-alive of silence.
                 self.drop_conn(id, Some(reason::KEEP_ALIVE_TIMEOUT), now, out);
             }
@@ -862,7 +882,7 @@ impl Broker {
                 out.push(Action::Send(id, fit(disconnect(code), conn)));
             }
         }
-        self.detach(id, now, out);
+        self.detach(id, Gone::Dropped(reason), now, out);
         out.push(Action::Close(id));
     }
 
@@ -877,8 +897,8 @@ impl Broker {
     }
 
     /// Forgets connection `id`, publishing or scheduling its will and
-    /// leaving its session to expire.
-    fn detach(&mut self, id: ConnId, now: Instant, out: &mut Vec<Action>) {
+    /// leaving its session to expire; logs that its client is gone, and why.
+    fn detach(&mut self, id: ConnId, gone: Gone, now: Instant, out: &mut Vec<Action>) {
         let Some(conn) = self.conns.remove(id) else {
             return;
         };
@@ -886,6 +906,17 @@ impl Broker {
         let Some(s) = conn.session.map(Slot::get) else {
             return;
         };
+        if self.config.connection_messages {
+            let client = &self.sessions[s].client_id;
+            match gone {
+                Gone::Disconnected => log::info!("Client {client} disconnected."),
+                Gone::Closed => log::info!("Client {client} closed its connection."),
+                Gone::Dropped(code) => {
+                    let why = code.and_then(reason::describe).unwrap_or("closed by roost");
+                    log::info!("Client {client} disconnected: {why}.");
+                }
+            }
+        }
         // An offline session never holds publishers.
         self.unblock(s, out);
         let generation = self.serial();

@@ -24,7 +24,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::broker::{Action, Broker, Delivery};
+use crate::broker::{Action, Broker, Delivery, Origin};
 use crate::config::Settings;
 use crate::persist::Store;
 use crate::protocol::{self, Packet, QoS};
@@ -529,20 +529,22 @@ impl Server {
                 Ok(Some((packet, used))) => {
                     pos += used;
                     self.packets_left -= 1;
-                    let mut certified = None;
+                    let mut origin = None;
                     if let Packet::Connect(connect) = &packet {
                         c.version = connect.version;
-                        certified = c.identity();
+                        origin = Some(Origin {
+                            peer: c.stream.peer_addr().ok(),
+                            identity: c.identity(),
+                        });
                     }
                     self.broker.stats.packets_received += 1;
-                    match (self.bridge_of(id), certified) {
-                        (Some(i), _) => self.bridge_packet(i, id, packet, now),
-                        (None, None) => self.broker.packet(id, packet, now, &mut self.actions),
-                        (None, Some(identity)) => {
+                    match (self.bridge_of(id), packet, origin) {
+                        (Some(i), packet, _) => self.bridge_packet(i, id, packet, now),
+                        (None, Packet::Connect(connect), Some(origin)) => {
                             let actions = &mut self.actions;
-                            self.broker
-                                .packet_certified(id, packet, identity, now, actions)
+                            self.broker.connect(id, connect, origin, now, actions);
                         }
+                        (None, packet, _) => self.broker.packet(id, packet, now, &mut self.actions),
                     }
                     self.execute(now);
                 }

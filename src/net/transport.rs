@@ -146,7 +146,7 @@ impl Transport {
     }
 
     /// `Some` when the client's user name is taken from its certificate
-    /// (`use_identity_as_username`), see [`crate::broker::Broker::packet_certified`].
+    /// (`use_identity_as_username`), see [`crate::broker::Origin`].
     pub fn identity(&self) -> Option<Option<String>> {
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.tls {

@@ -767,12 +767,15 @@ fn a_certificate_names_the_user_in_place_of_connect() {
     // `Rules` knows users "ok" and "admin" only; a certificate's CN is the
     // user name whatever CONNECT says, and no password is checked.
     let mut h = guarded(Rc::new(Rules), false);
+    let origin = |cn: Option<&str>| Origin {
+        peer: None,
+        identity: Some(cn.map(String::from)),
+    };
     let certified = |h: &mut Harness, id, c: Connect, cn: Option<&str>| {
         h.broker.connected(id, 0, h.now);
         let mut out = Vec::new();
-        let packet = Packet::Connect(Box::new(c));
         h.broker
-            .packet_certified(id, packet, cn.map(String::from), h.now, &mut out);
+            .connect(id, Box::new(c), origin(cn), h.now, &mut out);
         h.check();
         match sent(&out, id)[..] {
             [Packet::ConnAck(ack), ..] => ack.code,
@@ -792,10 +795,10 @@ fn a_certificate_names_the_user_in_place_of_connect() {
     let c = as_user(Version::V311, "c", "ok");
     assert_eq!(certified(&mut h, 4, c, None), 0x05);
     // Later packets pass as usual; a second CONNECT is still an error.
-    let again = Packet::Connect(Box::new(as_user(Version::V5, "a", "ok")));
+    let again = Box::new(as_user(Version::V5, "a", "ok"));
     let mut out = Vec::new();
-    let cn = Some("admin".to_string());
-    h.broker.packet_certified(1, again, cn, h.now, &mut out);
+    h.broker
+        .connect(1, again, origin(Some("admin")), h.now, &mut out);
     assert!(closed(&out, 1));
 }
 
