@@ -106,7 +106,7 @@ pub struct Security {
 }
 
 impl Security {
-    fn allows_anonymous(&self) -> bool {
+    pub fn allows_anonymous(&self) -> bool {
         self.allow_anonymous.unwrap_or(self.password_file.is_none())
     }
 }

@@ -493,6 +493,54 @@ fn sighup_picks_up_a_new_user_and_revoked_rights_without_dropping_clients() {
     alice.expect_silence(QUIET);
 }
 
+/// As mosquitto: after a reload, a client the new rules would not let in
+/// is closed (user deleted, password changed, anonymous no longer
+/// allowed); the others stay connected.
+#[test]
+fn sighup_closes_clients_whose_login_is_revoked() {
+    let dir = TempDir::new("roost-hup-revoke");
+    let pw = password_file(&dir, &[("alice", "a"), ("bob", "b"), ("carol", "c")]);
+    let conf = dir.path.join("roost.conf");
+    let config = |anonymous| {
+        let text = format!(
+            "listener 0 127.0.0.1\npassword_file {}\nallow_anonymous {anonymous}\n",
+            pw.display()
+        );
+        std::fs::write(&conf, text).unwrap();
+    };
+    config(true);
+    let roost = Roost::spawn(&["-c", conf.to_str().unwrap()], None);
+    let addr = roost.addr();
+    let mut alice = client(&addr, 4, "a", "alice", "a");
+    let mut bob = client(&addr, 5, "b", "bob", "b");
+    let mut carol = client(&addr, 4, "c", "carol", "c");
+    let (mut anonymous, ack) = Client::connect(&addr, &login(4, "x", None, None));
+    assert_eq!(ack.code, 0);
+
+    let file = pw.to_str().unwrap();
+    assert!(roost_passwd(&["-D", file, "bob"]).status.success());
+    assert!(roost_passwd(&["-b", file, "carol", "new"]).status.success());
+    config(false);
+    reload(&roost);
+
+    bob.expect_disconnect(0x87);
+    carol.expect_closed();
+    anonymous.expect_closed();
+    alice.ping();
+    assert!(
+        roost
+            .log()
+            .iter()
+            .any(|l| l.contains("3 client(s) no longer allowed in closed")),
+        "{:#?}",
+        roost.log()
+    );
+    assert_eq!(
+        connack(&addr, &login(4, "c", Some("carol"), Some("new"))),
+        0
+    );
+}
+
 #[test]
 fn a_reload_with_a_broken_file_keeps_the_rules_in_force() {
     let dir = TempDir::new("roost-hup-bad");

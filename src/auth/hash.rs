@@ -18,7 +18,7 @@ pub const DEFAULT_ITERATIONS: u32 = 101;
 
 const HASH_LEN: usize = 64;
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub enum PasswordHash {
     /// `$6$`: SHA-512 over the password followed by the salt.
     Sha512 { salt: Vec<u8>, hash: [u8; HASH_LEN] },

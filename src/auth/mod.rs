@@ -59,6 +59,13 @@ impl Access for FileAccess {
         }
     }
 
+    fn login(&self, username: &str) -> Option<u64> {
+        match &self.passwords {
+            Some(passwords) => passwords.fingerprint(username),
+            None => Some(0),
+        }
+    }
+
     fn may_publish(&self, client_id: &str, username: Option<&str>, topic: &str) -> bool {
         self.acl_allows(client_id, username, Op::Write, topic)
     }

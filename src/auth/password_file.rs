@@ -42,6 +42,15 @@ impl PasswordFile {
         Ok(PasswordFile { users, dummy })
     }
 
+    /// `user`'s entry as a number that changes when it does; None for a
+    /// user not in the file.
+    pub fn fingerprint(&self, user: &str) -> Option<u64> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.users.get(user)?.hash(&mut hasher);
+        Some(hasher.finish())
+    }
+
     /// Whether `user` exists and `password` is theirs. A client that gives
     /// a user name without a password is refused, as by mosquitto.
     pub fn check(&self, user: &str, password: Option<&[u8]>) -> bool {

@@ -245,6 +245,7 @@ impl Broker {
             .filter(|_| keep_username)
             .map(Box::from);
         session.auth = auth;
+        session.certified = certified;
 
         let conn = self.conns.get_mut(id).expect("checked above");
         conn.will = c.will.map(Box::new);

@@ -282,6 +282,11 @@ pub trait Access: std::fmt::Debug {
     /// Whether a client that gives a user name may connect (anonymous
     /// clients are let in or not by `allow_anonymous`).
     fn authenticate(&self, creds: &Credentials) -> bool;
+    /// What `username` logs in with now, as a number that changes when it
+    /// does (a new password); None once the user may not log in at all.
+    /// A reload compares it before and after, and closes the connections
+    /// of users whose login changed.
+    fn login(&self, username: &str) -> Option<u64>;
     fn may_publish(&self, client_id: &str, username: Option<&str>, topic: &str) -> bool;
     /// Checked for every message delivered, so lost rights take effect at
     /// once and no subscription, retained message or will leaks. (Every
@@ -480,13 +485,45 @@ impl Broker {
         }
     }
 
-    /// Replaces the access control of `Config::auth[auth]`, e.g. after the
-    /// password or ACL file changed. Connected clients stay; from now on
-    /// every publish and delivery is checked against the new rules. User
-    /// names are only kept while access control is on: clients connected
-    /// before the first `Some` count as anonymous.
-    pub fn set_access(&mut self, auth: usize, access: Option<Rc<dyn Access>>) {
-        self.config.auth[auth].access = access;
+    /// Replaces the rules of `Config::auth[auth]` (a reload: the password
+    /// or ACL file changed, or `allow_anonymous`). As in mosquitto, a
+    /// connected client the new rules would not let in is closed: a user
+    /// gone from the password file or whose password changed, or an
+    /// anonymous one no longer allowed. Others stay, and from now on every
+    /// publish and delivery is checked against the new rules. User names
+    /// are only kept while access control is on: clients connected before
+    /// the first `Some` count as anonymous. Returns how many were closed.
+    pub fn set_access(
+        &mut self,
+        auth: usize,
+        rules: Auth,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) -> usize {
+        let old = std::mem::replace(&mut self.config.auth[auth], rules);
+        let new = &self.config.auth[auth];
+        let revoked: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| usize::from(c.auth) == auth)
+            .filter_map(|(id, c)| {
+                let session = &self.sessions[c.session?.get()];
+                // As `connect` decides, where a client let in while access
+                // control was off counts as anonymous.
+                let allowed = match (&old.access, &new.access, session.username.as_deref()) {
+                    _ if session.certified => true,
+                    (Some(old), Some(new), Some(user)) => {
+                        new.login(user).is_some() && new.login(user) == old.login(user)
+                    }
+                    _ => new.allow_anonymous,
+                };
+                (!allowed && session.role != Role::Bridge).then_some(id)
+            })
+            .collect();
+        for &id in &revoked {
+            self.drop_conn(id, Some(reason::NOT_AUTHORIZED), now, out);
+        }
+        revoked.len()
     }
 
     /// Sets `memory_limit`: while the heap is over it, new messages and

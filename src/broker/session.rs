@@ -112,6 +112,9 @@ pub struct Session {
     /// Index into `Config::auth`: the rules of the listener the client
     /// last connected through (mosquitto's rule for offline sessions).
     pub auth: u8,
+    /// Logged in by its TLS certificate (`use_identity_as_username`), not
+    /// a password: a reload of the password file leaves it be.
+    pub certified: bool,
     pub role: Role,
     /// The journal knows its key and what it connected with (see
     /// `journal.rs`).
@@ -296,6 +299,7 @@ impl Session {
             auth: 0,
             role: Role::Client,
             declared: false,
+            certified: false,
         }
     }
 

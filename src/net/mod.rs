@@ -335,12 +335,32 @@ impl Server {
             self.settings.memory_limit = fresh.memory_limit;
             self.broker.set_memory_limit(fresh.memory_limit);
         }
+        if let Some(Ok(fresh)) = &fresh {
+            // Listeners are not re-bound, so their rules can only change in
+            // place: the same number of listeners (or one shared set).
+            if fresh.security.len() == self.settings.security.len() {
+                self.settings.security.clone_from(&fresh.security);
+            } else {
+                log::warn!(
+                    "reload: listeners added or removed; keeping their password and ACL settings"
+                );
+            }
+        }
         match self.settings.load_access() {
             Ok(access) => {
+                let now = Instant::now();
+                let mut closed = 0;
                 for (auth, access) in access.into_iter().enumerate() {
-                    self.broker.set_access(auth, access);
+                    let rules = crate::broker::Auth {
+                        allow_anonymous: self.settings.security[auth].allows_anonymous(),
+                        access,
+                    };
+                    closed += self.broker.set_access(auth, rules, now, &mut self.actions);
                 }
-                log::info!("reload: password and ACL files read again");
+                self.execute(now);
+                log::info!(
+                    "reload: password and ACL files read again; {closed} client(s) no longer allowed in closed"
+                );
             }
             Err(e) => log::error!("reload: {e}; keeping the rules in force"),
         }

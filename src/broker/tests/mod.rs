@@ -695,6 +695,9 @@ impl Access for Rules {
     fn authenticate(&self, c: &Credentials) -> bool {
         matches!(c.username, Some("ok" | "admin"))
     }
+    fn login(&self, user: &str) -> Option<u64> {
+        matches!(user, "ok" | "admin").then_some(0)
+    }
     fn may_publish(&self, _: &str, _: Option<&str>, topic: &str) -> bool {
         !topic.starts_with("locked/")
     }
@@ -711,6 +714,9 @@ struct Open;
 impl Access for Open {
     fn authenticate(&self, _: &Credentials) -> bool {
         true
+    }
+    fn login(&self, _: &str) -> Option<u64> {
+        Some(0)
     }
     fn may_publish(&self, _: &str, _: Option<&str>, _: &str) -> bool {
         true
@@ -902,8 +908,74 @@ fn new_access_rules_apply_to_connected_clients_at_once() {
         published(&h.packet(2, Packet::Publish(p.clone())), 1).len(),
         1
     );
-    h.broker.set_access(0, Some(Rc::new(Rules)));
+    let rules = Auth {
+        allow_anonymous: false,
+        access: Some(Rc::new(Rules)),
+    };
+    let mut out = Vec::new();
+    assert_eq!(h.broker.set_access(0, rules, h.now, &mut out), 0);
+    assert!(out.is_empty());
     assert!(published(&h.packet(2, Packet::Publish(p)), 1).is_empty());
+}
+
+/// Users and the password each logs in with, for reloads.
+#[derive(Debug)]
+struct Users(&'static [(&'static str, u64)]);
+
+impl Access for Users {
+    fn authenticate(&self, c: &Credentials) -> bool {
+        c.username.and_then(|u| self.login(u)).is_some()
+    }
+    fn login(&self, user: &str) -> Option<u64> {
+        self.0.iter().find(|(u, _)| *u == user).map(|&(_, p)| p)
+    }
+    fn may_publish(&self, _: &str, _: Option<&str>, _: &str) -> bool {
+        true
+    }
+    fn may_read(&self, _: &str, _: Option<&str>, _: &str) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_reload_closes_whom_the_new_rules_would_not_let_in() {
+    let users = |list| Auth {
+        allow_anonymous: true,
+        access: Some(Rc::new(Users(list))),
+    };
+    let mut h = Harness::with(Config {
+        auth: vec![users(&[("kept", 1), ("gone", 1), ("changed", 1)])],
+        ..Config::default()
+    });
+    h.connect_with(1, as_user(Version::V311, "a", "kept"));
+    h.connect_with(2, as_user(Version::V5, "b", "gone"));
+    h.connect_with(3, as_user(Version::V311, "c", "changed"));
+    h.connect(4, "anonymous", true);
+    let mut out = Vec::new();
+    let closed = h
+        .broker
+        .set_access(0, users(&[("kept", 1), ("changed", 2)]), h.now, &mut out);
+    assert_eq!(closed, 2);
+    let closes: Vec<ConnId> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Close(id) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closes, [2, 3]);
+    // A 5.0 client is told why.
+    assert!(matches!(
+        sent(&out, 2)[..],
+        [Packet::Disconnect(ReasonOnly { reason: 0x87, .. })]
+    ));
+
+    let mut no_anonymous = users(&[("kept", 1), ("changed", 2)]);
+    no_anonymous.allow_anonymous = false;
+    out.clear();
+    assert_eq!(h.broker.set_access(0, no_anonymous, h.now, &mut out), 1);
+    assert!(out.iter().any(|a| matches!(a, Action::Close(4))));
+    assert!(!out.iter().any(|a| matches!(a, Action::Close(1))));
 }
 
 #[test]
