@@ -62,8 +62,13 @@ impl LogTypes {
 
     /// Whether a record is of a kept type. roost logs mosquitto's notices
     /// and information both at info level, so either type keeps it; debug
-    /// keeps trace too.
+    /// keeps trace too, but only roost's own: dependencies' (mio's trace of
+    /// every poll) are for RUST_LOG to ask for.
     fn allows(self, m: &Metadata) -> bool {
+        let ours = m.target() == "roost" || m.target().starts_with("roost::");
+        if m.level() >= Level::Debug && !ours {
+            return false;
+        }
         let bits = match m.target() {
             SUBSCRIBE => SUBSCRIBE_BIT,
             UNSUBSCRIBE => UNSUBSCRIBE_BIT,
@@ -372,6 +377,11 @@ mod tests {
         assert_eq!(subs.max_level(), LevelFilter::Debug);
         assert!(t(&["notice"]).allows(&meta(Level::Info, "roost")));
         assert!(t(&["debug"]).allows(&meta(Level::Trace, "roost")));
+        let all = t(&["all"]);
+        assert!(all.allows(&meta(Level::Debug, "roost::net::conn")));
+        assert!(!all.allows(&meta(Level::Trace, "mio::poll")));
+        assert!(!all.allows(&meta(Level::Debug, "rustls::client")));
+        assert!(all.allows(&meta(Level::Warn, "rustls::conn")));
         assert_eq!(t(&["none"]).max_level(), LevelFilter::Off);
         assert_eq!(LogTypes::parse("verbose"), None);
     }

@@ -182,10 +182,31 @@ fn verbose_overrides_log_type() {
     );
     let r = Roost::spawn_without_rust_log(&["-c", &conf, "-v"], None);
     Client::v4(&r.addr(), "loud");
-    assert!(wait_until(|| r
+    let debug = |l: &String| l.contains("DEBUG roost::net] connection ");
+    assert!(wait_until(|| r.log().iter().any(debug)), "{:#?}", r.log());
+}
+
+/// `log_type all` shows roost's debug lines, not mio's trace of every
+/// poll: dependencies' are for RUST_LOG to ask for.
+#[test]
+fn log_type_all_is_roosts_own_debug() {
+    let dir = TempDir::new("roost-log-all");
+    let conf = write(
+        &dir.path.join("roost.conf"),
+        "listener 0 127.0.0.1\nlog_type all\n",
+    );
+    let r = Roost::spawn_without_rust_log(&["-c", &conf], None);
+    let mut c = Client::v4(&r.addr(), "chatty");
+    c.ping();
+    let debug = |l: &String| l.contains("DEBUG roost::net] connection ");
+    assert!(wait_until(|| r.log().iter().any(debug)), "{:#?}", r.log());
+    let foreign: Vec<String> = r
         .log()
-        .iter()
-        .any(|l| l.contains("client loud: connected"))));
+        .into_iter()
+        .filter(|l| l.contains("DEBUG") || l.contains("TRACE"))
+        .filter(|l| !l.contains(" roost"))
+        .collect();
+    assert!(foreign.is_empty(), "{foreign:#?}");
 }
 
 /// syslog(3) writes to /dev/log. This machine may have no syslog daemon,
