@@ -31,7 +31,7 @@ pub fn open(settings: &Settings, listeners: &[Listener]) -> io::Result<Vec<(TcpL
         } else {
             listeners
         };
-        systemd::plan(&sockets(configured), passed, (0, false))
+        systemd::plan(&sockets(configured), passed, (0, false)).map_err(io::Error::other)?
     };
     let mut open = Vec::new();
     for ((index, optional), listen) in plan {

@@ -229,19 +229,29 @@ pub enum Listen {
 /// what its listener needs to know) takes the passed socket bound to it,
 /// if any, and is bound itself otherwise, unless a passed socket on "every
 /// interface" of the same port already serves it (systemd's dual-stack
-/// `[::]` covers `0.0.0.0` too). A passed socket no configured listener
-/// wants is closed, with a warning.
+/// `[::]` covers `0.0.0.0` too).
+///
+/// The sockets and the listeners must agree, or roost refuses to start
+/// with an error naming both: a configured address that a passed socket
+/// overlaps without matching it (`listener 1883 127.0.0.1` against
+/// `ListenStream=1883`) could be bound by neither roost (the port is
+/// taken) nor adopted (a socket cannot be narrowed); and a passed socket
+/// no listener wants would keep taking connections nobody accepts.
 pub fn plan<T: Copy>(
     configured: &[(T, SocketAddr)],
     passed: Vec<TcpListener>,
     unconfigured: T,
-) -> Vec<(T, Listen)> {
+) -> Result<Vec<(T, Listen)>, String> {
     if configured.is_empty() {
-        return passed
+        return Ok(passed
             .into_iter()
             .map(|l| (unconfigured, Listen::Passed(l)))
-            .collect();
+            .collect());
     }
+    let passed_addrs: Vec<(SocketAddr, bool)> = passed
+        .iter()
+        .filter_map(|l| Some((l.local_addr().ok()?, v6_only(l))))
+        .collect();
     let mut passed: Vec<Option<TcpListener>> = passed.into_iter().map(Some).collect();
     let mut adopted: Vec<SocketAddr> = Vec::new();
     let mut plan = Vec::new();
@@ -257,15 +267,36 @@ pub fn plan<T: Copy>(
                 plan.push((tag, Listen::Passed(l)));
             }
             None if adopted.iter().any(|&have| same_listener(want, have)) => {}
-            None => plan.push((tag, Listen::Bind(want))),
+            None => {
+                if let Some(&(have, _)) = passed_addrs
+                    .iter()
+                    .find(|&&(have, v6_only)| overlap(want, have, v6_only))
+                {
+                    return Err(format!(
+                        "listener {want} (in the config) and the socket {have} that systemd \
+                         passed (roost.socket's ListenStream=) overlap: roost can neither \
+                         bind the listener (the socket holds the port) nor narrow the socket \
+                         to it. Make them the same (`systemctl edit roost.socket`, or the \
+                         `listener` line), or turn socket activation off \
+                         (`systemctl disable --now roost.socket`)"
+                    ));
+                }
+                plan.push((tag, Listen::Bind(want)));
+            }
         }
     }
-    for l in passed.into_iter().flatten() {
-        if let Ok(addr) = l.local_addr() {
-            log::warn!("socket {addr} from systemd matches no configured listener; closing it");
-        }
+    if let Some(have) = passed.iter().flatten().find_map(|l| l.local_addr().ok()) {
+        let wanted: Vec<String> = configured.iter().map(|(_, a)| a.to_string()).collect();
+        return Err(format!(
+            "the socket {have} that systemd passed (roost.socket's ListenStream=) matches \
+             no listener in the config ({}): clients connecting to it would wait \
+             unanswered. Add a `listener` for it, change the socket \
+             (`systemctl edit roost.socket`), or turn socket activation off \
+             (`systemctl disable --now roost.socket`)",
+            wanted.join(", ")
+        ));
     }
-    plan
+    Ok(plan)
 }
 
 /// Whether a socket bound to `have` serves a listener configured as
@@ -275,6 +306,42 @@ pub fn plan<T: Copy>(
 fn same_listener(want: SocketAddr, have: SocketAddr) -> bool {
     want == have
         || (want.port() == have.port() && want.ip().is_unspecified() && have.ip().is_unspecified())
+}
+
+/// Whether binding `want` would collide with a socket bound to `have`
+/// (`have_v6_only`: that socket takes IPv6 alone). roost binds its IPv6
+/// sockets IPv6-only, so a `want` of that family never takes IPv4.
+fn overlap(want: SocketAddr, have: SocketAddr, have_v6_only: bool) -> bool {
+    if want.port() != have.port() {
+        return false;
+    }
+    let covers = |a: SocketAddr, b: SocketAddr| a.ip().is_unspecified() || a.ip() == b.ip();
+    match (want, have) {
+        (SocketAddr::V4(_), SocketAddr::V4(_)) | (SocketAddr::V6(_), SocketAddr::V6(_)) => {
+            covers(want, have) || covers(have, want)
+        }
+        // A dual-stack `[::]` takes every IPv4 address of its port too.
+        (SocketAddr::V4(_), SocketAddr::V6(_)) => have.ip().is_unspecified() && !have_v6_only,
+        (SocketAddr::V6(_), SocketAddr::V4(_)) => false,
+    }
+}
+
+/// Whether an IPv6 socket takes IPv6 alone (IPV6_V6ONLY, systemd's
+/// `BindIPv6Only=ipv6-only`); false for IPv4 sockets.
+fn v6_only(l: &TcpListener) -> bool {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `value`.
+    let r = unsafe {
+        libc::getsockopt(
+            l.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_V6ONLY,
+            (&raw mut value).cast(),
+            &mut len,
+        )
+    };
+    r == 0 && value != 0
 }
 
 #[cfg(test)]
@@ -327,7 +394,7 @@ mod tests {
         let passed = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = passed.local_addr().unwrap();
         let other: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let plan = plan(&[(1, other), (2, addr)], vec![passed], 0);
+        let plan = plan(&[(1, other), (2, addr)], vec![passed], 0).unwrap();
         assert!(matches!(plan[0], (1, Listen::Bind(a)) if a == other));
         assert!(matches!(&plan[1], (2, Listen::Passed(l)) if l.local_addr().unwrap() == addr));
     }
@@ -336,7 +403,7 @@ mod tests {
     fn plan_uses_every_passed_socket_when_none_is_configured() {
         let passed = TcpListener::bind("127.0.0.1:0").unwrap();
         assert!(matches!(
-            plan::<u8>(&[], vec![passed], 7)[..],
+            plan::<u8>(&[], vec![passed], 7).unwrap()[..],
             [(7, Listen::Passed(_))]
         ));
     }
@@ -353,8 +420,47 @@ mod tests {
             (0, SocketAddr::from(([0u16; 8], port))),
         ];
         assert!(matches!(
-            plan(&both, vec![passed], 0)[..],
+            plan(&both, vec![passed], 0).unwrap()[..],
             [(0, Listen::Passed(_))]
         ));
+    }
+
+    #[test]
+    fn overlapping_sockets_and_listeners() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        // systemd's dual-stack [::]:1883 takes 127.0.0.1:1883 and 0.0.0.0:1883.
+        assert!(overlap(a("127.0.0.1:1883"), a("[::]:1883"), false));
+        assert!(!overlap(a("127.0.0.1:1883"), a("[::]:1883"), true));
+        assert!(overlap(a("[::1]:1883"), a("[::]:1883"), false));
+        // A specific socket is in the way of a wildcard listener.
+        assert!(overlap(a("0.0.0.0:1883"), a("127.0.0.1:1883"), false));
+        assert!(!overlap(a("127.0.0.2:1883"), a("127.0.0.1:1883"), false));
+        assert!(!overlap(a("127.0.0.1:1884"), a("[::]:1883"), false));
+        // roost's own IPv6 sockets are IPv6-only.
+        assert!(!overlap(a("[::]:1883"), a("127.0.0.1:1883"), false));
+    }
+
+    #[test]
+    fn plan_refuses_a_socket_that_overlaps_a_listener() {
+        let passed = TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = passed.local_addr().unwrap().port();
+        let want = SocketAddr::from(([127, 0, 0, 1], port));
+        let e = plan(&[(0, want)], vec![passed], 0).err().unwrap();
+        assert!(e.contains(&format!("listener 127.0.0.1:{port}")), "{e}");
+        assert!(e.contains(&format!("socket 0.0.0.0:{port}")), "{e}");
+        assert!(e.contains("systemctl disable --now roost.socket"), "{e}");
+    }
+
+    #[test]
+    fn plan_refuses_a_socket_no_listener_wants() {
+        let passed = TcpListener::bind("127.0.0.1:0").unwrap();
+        let have = passed.local_addr().unwrap();
+        let want: SocketAddr = "127.0.0.2:0".parse().unwrap();
+        let e = plan(&[(0, want)], vec![passed], 0).err().unwrap();
+        assert!(e.contains(&format!("socket {have}")), "{e}");
+        assert!(
+            e.contains("matches no listener in the config (127.0.0.2:0)"),
+            "{e}"
+        );
     }
 }
