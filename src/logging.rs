@@ -5,6 +5,11 @@
 //! and so does `-v` (everything) when RUST_LOG is not set; `log_dest`
 //! always applies. SIGHUP ([`reload`]) reads the log settings again and
 //! reopens the log file, so logrotate can move it away.
+//!
+//! When stderr is the journal (systemd sets `JOURNAL_STREAM` to its device
+//! and inode), lines to stderr go without a timestamp (the journal has its
+//! own) and start with the syslog priority (`<4>` for a warning), which
+//! journald takes as the line's priority, as sd-daemon(3) describes.
 
 use std::ffi::CString;
 use std::fs::OpenOptions;
@@ -154,6 +159,9 @@ struct Outputs {
     config: LogConfig,
     /// stderr and stdout, formatted by env_logger as before `log_dest` existed.
     console: Vec<env_logger::Logger>,
+    /// `log_dest stderr` with stderr connected to the journal: written by
+    /// [`journal_line`] instead of env_logger.
+    journal: bool,
     file: Option<env_logger::Logger>,
     syslog: bool,
 }
@@ -179,6 +187,7 @@ pub fn init(config: &LogConfig, verbose: bool) -> Result<(), String> {
         outputs: Mutex::new(Outputs {
             config: LogConfig::default(),
             console: Vec::new(),
+            journal: false,
             file: None,
             syslog: false,
         }),
@@ -239,7 +248,8 @@ impl Logger {
         };
         self.types.store(types.0, Ordering::Relaxed);
         let mut console = Vec::new();
-        if config.stderr {
+        let journal = config.stderr && stderr_is_journal();
+        if config.stderr && !journal {
             console.push(writer(Target::Stderr, config.timestamp));
         }
         if config.stdout {
@@ -258,6 +268,7 @@ impl Logger {
         *out = Outputs {
             config: config.clone(),
             console,
+            journal,
             file,
             syslog: config.syslog,
         };
@@ -285,6 +296,11 @@ impl Log for Logger {
             return;
         }
         let out = self.outputs();
+        if out.journal {
+            use std::io::Write;
+            // One write per record, so lines of two records never mix.
+            let _ = std::io::stderr().write_all(journal_line(record).as_bytes());
+        }
         for w in out.console.iter().chain(&out.file) {
             w.log(record);
         }
@@ -302,6 +318,53 @@ impl Log for Logger {
     }
 
     fn flush(&self) {}
+}
+
+/// Whether stderr is the journal's stream: `JOURNAL_STREAM` (`DEV:INODE`,
+/// set by systemd for `StandardError=journal`) names stderr's file.
+pub fn stderr_is_journal() -> bool {
+    let Some(var) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    // SAFETY: fstat writes only into `st`, which is plain data.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(libc::STDERR_FILENO, &mut st) } != 0 {
+        return false;
+    }
+    journal_stream_is(var.to_str().unwrap_or(""), st.st_dev, st.st_ino)
+}
+
+fn journal_stream_is(var: &str, dev: libc::dev_t, ino: libc::ino_t) -> bool {
+    var.split_once(':').is_some_and(|(d, i)| {
+        d.parse::<libc::dev_t>() == Ok(dev) && i.parse::<libc::ino_t>() == Ok(ino)
+    })
+}
+
+/// Whether the logger writes to stderr (so an error logged there needs no
+/// second line on stderr); false before [`init`].
+pub fn logs_to_stderr() -> bool {
+    LOGGER
+        .get()
+        .is_some_and(|l| l.outputs().config.stderr && log::max_level() >= LevelFilter::Error)
+}
+
+/// A record as the journal takes it from stderr: `<PRIORITY>target: message`,
+/// every line of a multi-line message with the priority.
+fn journal_line(record: &Record) -> String {
+    let prio = syslog_priority(record.level());
+    let text = record.args().to_string();
+    let mut out = String::with_capacity(text.len() + 32);
+    for (i, line) in text.lines().enumerate() {
+        if i == 0 {
+            out.push_str(&format!("<{prio}>{}: {line}\n", record.target()));
+        } else {
+            out.push_str(&format!("<{prio}>  {line}\n"));
+        }
+    }
+    if text.is_empty() {
+        out.push_str(&format!("<{prio}>{}:\n", record.target()));
+    }
+    out
 }
 
 /// env_logger's format to `target`; the filtering is done before it.
@@ -399,5 +462,32 @@ mod tests {
                 .build(),
         );
         assert_eq!(msg.to_str().unwrap(), "listening on [::]:1883\\0");
+    }
+
+    #[test]
+    fn journal_lines_carry_the_priority_and_no_timestamp() {
+        let line = |level, text: &str| {
+            journal_line(
+                &Record::builder()
+                    .args(format_args!("{text}"))
+                    .level(level)
+                    .target("roost::net")
+                    .build(),
+            )
+        };
+        assert_eq!(
+            line(Level::Warn, "slow client"),
+            "<4>roost::net: slow client\n"
+        );
+        assert_eq!(line(Level::Info, "a\nb"), "<6>roost::net: a\n<6>  b\n");
+        assert_eq!(line(Level::Error, ""), "<3>roost::net:\n");
+    }
+
+    #[test]
+    fn journal_stream_names_device_and_inode() {
+        assert!(journal_stream_is("8:1234", 8, 1234));
+        assert!(!journal_stream_is("8:1235", 8, 1234));
+        assert!(!journal_stream_is("8", 8, 1234));
+        assert!(!journal_stream_is("", 8, 1234));
     }
 }
