@@ -14,6 +14,7 @@ use std::time::Duration;
 use crate::logging::{LogConfig, LogTypes};
 use crate::{auth, bridge, broker, persist};
 
+pub mod service;
 mod tls;
 pub use tls::{Tls, Version as TlsVersion};
 
@@ -179,16 +180,46 @@ impl Settings {
         ))
     }
 
-    /// What `--check-config` adds to parsing: the files roost will write
-    /// can be written.
+    /// The files and directories roost writes: the log file, the pid
+    /// file, and the persistence directory when persistence is on.
+    pub fn written_paths(&self) -> Vec<(&'static str, &Path)> {
+        let mut paths = Vec::new();
+        if let Some(path) = &self.log.file {
+            paths.push(("log_dest file", path.as_path()));
+        }
+        if let Some(path) = &self.pid_file {
+            paths.push(("pid_file", path.as_path()));
+        }
+        if self.persistence.enabled {
+            let dir = &self.persistence.location;
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir.as_path()
+            };
+            paths.push(("persistence_location", dir));
+        }
+        paths
+    }
+
+    /// What `--check-config` and start-up add to parsing: the files roost
+    /// will write can be written. On a read-only file system under systemd
+    /// the error says why: roost.service's `ProtectSystem=strict`.
     pub fn check_paths(&self) -> Result<(), String> {
-        for (key, path) in [
-            ("log_dest file", &self.log.file),
-            ("pid_file", &self.pid_file),
-        ] {
-            if let Some(path) = path {
-                writable(path).map_err(|e| format!("{key} {}: {e}", path.display()))?;
-            }
+        for (key, path) in self.written_paths() {
+            writable(path).map_err(|e| {
+                let mut msg = format!("{key} {}: {e}", path.display());
+                if e.raw_os_error() == Some(libc::EROFS)
+                    && std::env::var_os("INVOCATION_ID").is_some()
+                {
+                    msg.push_str(
+                        " (under systemd: roost.service's ProtectSystem=strict lets roost \
+                         write only its state directory /var/lib/roost, a private /tmp and \
+                         what ReadWritePaths= adds; see docs/systemd.md)",
+                    );
+                }
+                msg
+            })?;
         }
         Ok(())
     }

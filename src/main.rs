@@ -108,6 +108,13 @@ fn check_config(args: &Args) -> Result<(), String> {
     let mut settings = settings(args)?;
     ready(&mut settings)?;
     settings.check_paths()?;
+    // By hand, outside roost.service's sandbox: the paths that sandbox
+    // would not let roost write, when the config is the one it runs.
+    if let Some(unit) = config::service::Sandbox::installed() {
+        if args.config.as_deref().is_some_and(|c| unit.runs(c)) {
+            unit.check(&settings)?;
+        }
+    }
     roost::net::check_transports(&settings)?;
     for warning in &settings.warnings {
         eprintln!("roost: warning: {warning}");
@@ -127,6 +134,7 @@ fn run(args: &Args) -> Result<(), String> {
         log::warn!("{warning}");
     }
     ready(&mut settings)?;
+    settings.check_paths()?;
     let server = Server::bind(&settings).map_err(|e| e.to_string())?;
     let _pid_file = settings
         .pid_file
@@ -173,9 +181,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Said twice when stderr is a log destination too: once in the
-            // log, once as the reason for the exit status.
+            // log, once as the reason for the exit status; but once in the
+            // journal, where both would land, with an error's priority.
             log::error!("{e}");
-            eprintln!("roost: {e}");
+            let journal = roost::logging::stderr_is_journal();
+            if !(journal && roost::logging::logs_to_stderr()) {
+                eprintln!("{}roost: {e}", if journal { "<3>" } else { "" });
+            }
             ExitCode::FAILURE
         }
     }
