@@ -267,17 +267,47 @@ fn socket_activation_matches_the_configured_listener() {
     mqtt_connect(other);
 }
 
+/// A listener the passed socket overlaps without matching it (the socket
+/// on every interface, the listener on loopback) is refused, naming both,
+/// with status 1, which roost.service's RestartPreventExitStatus= keeps
+/// from a restart loop.
+#[test]
+fn socket_activation_refuses_a_socket_that_overlaps_a_listener() {
+    let socket = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let dir = TempDir::new("roost-activation-overlap");
+    let conf = dir.path.join("roost.conf");
+    std::fs::write(&conf, format!("listener {port} 127.0.0.1\n")).unwrap();
+    let mut roost = socket_activated(socket, &["-c", conf.to_str().unwrap()]);
+    assert!(common::wait_until(|| roost
+        .child
+        .try_wait()
+        .unwrap()
+        .is_some()));
+    assert_eq!(roost.child.wait().unwrap().code(), Some(1));
+    // roost has exited: the reader thread ends at the pipe's end.
+    let said: Vec<String> = roost.lines.iter().collect();
+    let said = said.join("\n");
+    assert!(
+        said.contains(&format!("listener 127.0.0.1:{port} (in the config)"))
+            && said.contains(&format!("the socket 0.0.0.0:{port} that systemd passed")),
+        "{said}"
+    );
+}
+
 /// The example config the .deb installs as /etc/roost/roost.conf starts.
 #[test]
 fn example_config_is_valid() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/roost.conf");
     let settings = roost::config::load(&path).unwrap();
     settings.check().unwrap();
-    let every_interface: Vec<std::net::SocketAddr> = vec![
-        "0.0.0.0:1883".parse().unwrap(),
-        "[::]:1883".parse().unwrap(),
+    // Local programs only, as mosquitto 2 out of the box.
+    let localhost: Vec<std::net::SocketAddr> = vec![
+        "127.0.0.1:1883".parse().unwrap(),
+        "[::1]:1883".parse().unwrap(),
     ];
-    assert_eq!(settings.listen_addrs(), every_interface);
+    assert_eq!(settings.listen_addrs(), localhost);
+    assert!(settings.listeners.is_empty(), "no listener line");
     // Where the unit's StateDirectory= is.
     assert!(settings.persistence.enabled);
     assert_eq!(
