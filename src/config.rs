@@ -203,19 +203,20 @@ impl Settings {
     }
 
     /// What `--check-config` and start-up add to parsing: the files roost
-    /// will write can be written. On a read-only file system under systemd
-    /// the error says why: roost.service's `ProtectSystem=strict`.
+    /// will write can be written. Under systemd, refused for want of
+    /// permission or on a file system mounted read-only for the service,
+    /// the error says why: roost.service's user and `ProtectSystem=strict`.
     pub fn check_paths(&self) -> Result<(), String> {
         for (key, path) in self.written_paths() {
             writable(path).map_err(|e| {
                 let mut msg = format!("{key} {}: {e}", path.display());
-                if e.raw_os_error() == Some(libc::EROFS)
-                    && std::env::var_os("INVOCATION_ID").is_some()
-                {
+                let denied = e.raw_os_error() == Some(libc::EACCES) || read_only(path);
+                if std::env::var_os("INVOCATION_ID").is_some() && denied {
                     msg.push_str(
-                        " (under systemd: roost.service's ProtectSystem=strict lets roost \
-                         write only its state directory /var/lib/roost, a private /tmp and \
-                         what ReadWritePaths= adds; see docs/systemd.md)",
+                        " (under roost.service: roost runs as user roost with \
+                         ProtectSystem=strict, and may write only its state directory \
+                         /var/lib/roost, a private /tmp and what ReadWritePaths= adds; \
+                         see docs/systemd.md)",
                     );
                 }
                 msg
@@ -223,6 +224,21 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// Whether `path`, or the nearest directory above it that exists, is on a
+/// file system mounted read-only (as for a service, by `ProtectSystem=`).
+fn read_only(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(existing) = path.ancestors().find(|p| p.exists()) else {
+        return false;
+    };
+    let Ok(c) = std::ffi::CString::new(existing.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statvfs writes only into `st`, plain data; `c` outlives the call.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    unsafe { libc::statvfs(c.as_ptr(), &mut st) == 0 && st.f_flag & libc::ST_RDONLY != 0 }
 }
 
 /// Whether `path` can be written, or created: checked with access(2),

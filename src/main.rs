@@ -129,12 +129,14 @@ fn check_config(args: &Args) -> Result<(), String> {
 
 fn run(args: &Args) -> Result<(), String> {
     let mut settings = settings(args)?;
+    // Before the log file is opened, so that one roost may not write is
+    // refused with the reason (under systemd: the sandbox) as the others.
+    settings.check_paths()?;
     roost::logging::init(&settings.log, args.verbose)?;
     for warning in &settings.warnings {
         log::warn!("{warning}");
     }
     ready(&mut settings)?;
-    settings.check_paths()?;
     let server = Server::bind(&settings).map_err(|e| e.to_string())?;
     let _pid_file = settings
         .pid_file
