@@ -717,11 +717,13 @@ run_arch() {
         wait "$BOOTSTRAP_PID" || fail "mmdebstrap: $(tail -n 20 "$WORK/mmdebstrap-$arch.log")"
         BOOTSTRAP_PID=
         say "root file system built in the background, ready after $(cat "$WORK/mmdebstrap-$arch.secs") s"
+        TIMES+=("$arch root file system $(cat "$WORK/mmdebstrap-$arch.secs") s (in the background)")
     else
         t=$SECONDS
         bootstrap "$arch" "$ROOT" >"$WORK/mmdebstrap-$arch.log" 2>&1 ||
             fail "mmdebstrap: $(tail -n 20 "$WORK/mmdebstrap-$arch.log")"
         say "root file system (mmdebstrap, Debian 12) built in $((SECONDS - t)) s"
+        TIMES+=("$arch root file system $((SECONDS - t)) s")
     fi
     deb=$(ls "$(deb_for "$arch")"/roost_*_"$arch".deb)
     next="$WORK/$(basename "${deb%.deb}")+ci1.deb"
@@ -730,6 +732,7 @@ run_arch() {
     t=$SECONDS
     boot "$arch"
     say "boot took $((SECONDS - t)) s"
+    TIMES+=("$arch boot $((SECONDS - t)) s")
     local check
     for check in install reload watchdog socket sandbox upgrade remove mosquitto bridge; do
         t=$SECONDS
