@@ -10,8 +10,9 @@
 #
 # The .debs are (re)packaged with cargo-deb first: amd64 builds roost,
 # arm64/armhf need .ci/cross.sh's binaries. Needs port 1883 (the package's
-# default listener, on localhost) and 18830-18839 free on the host: the
-# containers share the host's network, and every address used is loopback.
+# default listener, on localhost) and 18830-18839 free on the host (another
+# range: ROOST_NSPAWN_PORT_BASE=18930): the containers share the host's
+# network, and every address used is loopback.
 # Everything it makes (root file systems under target/nspawn/, containers,
 # a broker on the host, clients) is removed on exit, failed or not.
 #
@@ -55,7 +56,9 @@ TARGET=${CARGO_TARGET_DIR:-target}
 WORK="$(realpath -m "$TARGET/nspawn")"
 SUITE=bookworm
 MIRROR=http://deb.debian.org/debian
-HOST_BROKER_PORT=18839
+# The stage's own loopback ports: PORT_BASE to PORT_BASE + 9.
+PORT_BASE=${ROOST_NSPAWN_PORT_BASE:-18830}
+HOST_BROKER_PORT=$((PORT_BASE + 9))
 export DEBIAN_FRONTEND=noninteractive
 
 ARCH=-             # the architecture being checked, for messages
@@ -198,9 +201,9 @@ tools() {
 # Ports the containers will use on the host's loopback must be free.
 ports_free() {
     local port busy
-    for port in 1883 $(seq 18830 18839); do
+    for port in 1883 $(seq "$PORT_BASE" $((PORT_BASE + 9))); do
         busy=$(ss -Htln "sport = :$port")
-        [[ -z "$busy" ]] || fail "port $port is in use on this host (the stage needs 1883 and 18830-18839): $busy"
+        [[ -z "$busy" ]] || fail "port $port is in use on this host (the stage needs 1883 and $PORT_BASE-$((PORT_BASE + 9)); ROOST_NSPAWN_PORT_BASE moves the latter): $busy"
     done
 }
 
@@ -708,8 +711,8 @@ run_arch() {
     local arch=$1 deb next base t0 t
     ARCH=$arch
     case $arch in
-    amd64) base=18830 ;;
-    *) base=18834 ;;
+    amd64) base=$PORT_BASE ;;
+    *) base=$((PORT_BASE + 4)) ;;
     esac
     ROOT="$WORK/root-$arch"
     t0=$SECONDS
