@@ -259,15 +259,36 @@ next_version() {
 # A minimal Debian 12 with systemd as init, the apt lists kept (so that
 # apt-get install resolves the package's dependencies), and apt's timers
 # masked (they would take the dpkg lock in the middle of a check).
+# A mirror in the middle of a sync fails an index download now and then:
+# three tries, each from an empty directory; the last without the
+# security suite, whose armhf index this machine's mirror has been seen to
+# serve at a size its Release file does not name (.ci/cross.sh meets it
+# too). That is said on the stage's output, not hidden.
 bootstrap() {
+    local try security=("deb http://deb.debian.org/debian-security $SUITE-security main")
+    for try in 1 2 3; do
+        if [[ $try == 3 ]]; then
+            security=()
+            echo "--> $1: NOTE: root file system without $SUITE-security: its index did not download twice" |
+                tee "$WORK/bootstrap-note-$1"
+        fi
+        bootstrap_once "$1" "$2" "${security[@]}" && return 0
+        echo "mmdebstrap failed (try $try)" >&2
+        remove_tree "$2"
+        sleep $((try * 5))
+    done
+    return 1
+}
+
+bootstrap_once() {
     local arch=$1 root=$2
+    shift 2
     mmdebstrap --variant=apt --include=systemd-sysv --architectures="$arch" \
         --skip=cleanup/apt/lists \
         --customize-hook="echo roost-ci-$arch >\"\$1/etc/hostname\"" \
         --customize-hook='systemctl --root="$1" mask apt-daily.timer apt-daily-upgrade.timer systemd-timesyncd.service >/dev/null 2>&1 || true' \
         "$SUITE" "$root" \
-        "deb $MIRROR $SUITE main" "deb $MIRROR $SUITE-updates main" \
-        "deb http://deb.debian.org/debian-security $SUITE-security main"
+        "deb $MIRROR $SUITE main" "deb $MIRROR $SUITE-updates main" "$@"
 }
 
 # The container's PID 1 (pid 1 in its own namespace, NSpid "... 1"), as
@@ -384,7 +405,7 @@ check_install() {
     local t0=$SECONDS new
     if emulated; then
         qemu_dropin add
-        not_checked "PrivateUsers=yes (qemu-user cannot make a user namespace: EINVAL; a drop-in in /run sets PrivateUsers=no), and what SystemCallFilter=, SystemCallArchitectures= and MemoryDenyWriteExecute= do to roost (its arm64 code runs as the emulator's x86-64 system calls); the other sandbox settings apply"
+        not_checked "PrivateUsers=yes (qemu-user cannot make a user namespace: EINVAL; a drop-in in /run sets PrivateUsers=no), and what SystemCallFilter=, SystemCallArchitectures= and MemoryDenyWriteExecute= do to roost (its $ARCH code runs as the emulator's x86-64 system calls); the other sandbox settings apply"
     fi
     ct apt-get install -y --no-install-recommends "/root/$(basename "$deb")" >"$WORK/apt-install-$ARCH.log" 2>&1 ||
         fail "apt-get install: $(tail -n 30 "$WORK/apt-install-$ARCH.log")"
@@ -667,8 +688,7 @@ check_mosquitto() {
     [[ "$(prop NRestarts)" == 0 ]] || fail "roost restarted $(prop NRestarts) times"
     state=$(ct systemctl is-active mosquitto || true)
     [[ "$state" == inactive ]] || fail "mosquitto.service is $state"
-    # (systemctl exits 1 when no unit matches.)
-    got=$({ ct systemctl --failed --no-legend --plain 'roost*' 'mosquitto*' || true; } | paste -sd ' ')
+    got=$(ct systemctl list-units --failed --no-legend --plain 'roost*' 'mosquitto*' | paste -sd ' ')
     [[ -z "$got" ]] || fail "failed units: $got"
     sub_start "$WORK/sub-mq" -h 127.0.0.1 -p 1883 -t ci/mq -C 1 -W 20
     pub -p 1883 -t ci/mq -m roost
@@ -720,6 +740,7 @@ run_arch() {
         wait "$BOOTSTRAP_PID" || fail "mmdebstrap: $(tail -n 20 "$WORK/mmdebstrap-$arch.log")"
         BOOTSTRAP_PID=
         say "root file system built in the background, ready after $(cat "$WORK/mmdebstrap-$arch.secs") s"
+        [[ ! -f "$WORK/bootstrap-note-$arch" ]] || cat "$WORK/bootstrap-note-$arch"
         TIMES+=("$arch root file system $(cat "$WORK/mmdebstrap-$arch.secs") s (in the background)")
     else
         t=$SECONDS
