@@ -110,19 +110,18 @@ fn large_messages_with_the_default_configuration() {
     large_messages_arrive_intact(&Roost::start());
 }
 
-/// The shipped systemd/roost.conf, listening on a free loopback port and
-/// persisting to a temporary directory.
+/// The shipped systemd/roost.conf (localhost only, anonymous clients
+/// allowed), on a free loopback port and persisting to a temporary
+/// directory.
 fn shipped_config(persistence: &TempDir) -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/roost.conf");
-    let mut listener = Some("listener 0 127.0.0.1".to_string());
     let mut out = String::new();
     for line in std::fs::read_to_string(path).unwrap().lines() {
-        let line = if line.starts_with("listener ") {
-            match listener.take() {
-                Some(l) => l,
-                None => continue,
-            }
-        } else if line.starts_with("persistence_location ") {
+        assert!(
+            !line.starts_with("listener "),
+            "{path} serves more than localhost"
+        );
+        let line = if line.starts_with("persistence_location ") {
             format!("persistence_location {}/", persistence.path.display())
         } else {
             line.to_string()
@@ -130,8 +129,7 @@ fn shipped_config(persistence: &TempDir) -> String {
         out.push_str(&line);
         out.push('\n');
     }
-    assert!(listener.is_none(), "no listener line in {path}");
-    out
+    out + "listener 0 127.0.0.1\nallow_anonymous true\n"
 }
 
 /// 2 MB and 16 MB messages with the shipped configuration.
