@@ -84,7 +84,7 @@ fi
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
     -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
     -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
-printf 'listener 0 127.0.0.1\ncertfile %s\nkeyfile %s\n' \
+printf 'listener 0 127.0.0.1\nallow_anonymous true\ncertfile %s\nkeyfile %s\n' \
     "$work/cert.pem" "$work/key.pem" >"$work/tls.conf"
 start -c "$work/tls.conf"
 timeout 30 mosquitto_sub -d -h 127.0.0.1 -p "$port" --cafile "$work/cert.pem" -t roost/e2e/tls -C 1 -W 25 \

@@ -101,14 +101,19 @@ pub enum Protocol {
 pub struct Security {
     pub password_file: Option<PathBuf>,
     pub acl_file: Option<PathBuf>,
-    /// `allow_anonymous` as set; unset means false with a password file
-    /// (mosquitto 2's rule) and true without.
+    /// `allow_anonymous` as set.
     pub allow_anonymous: Option<bool>,
+    /// Whether the config has a listener (`listener`, `port` or
+    /// `bind_address`); without one roost serves localhost only.
+    pub listeners_configured: bool,
 }
 
 impl Security {
+    /// mosquitto 2's rule: unless `allow_anonymous` says otherwise,
+    /// anonymous clients are let in only when no listener is configured
+    /// (localhost only), whatever the listener's address.
     pub fn allows_anonymous(&self) -> bool {
-        self.allow_anonymous.unwrap_or(self.password_file.is_none())
+        self.allow_anonymous.unwrap_or(!self.listeners_configured)
     }
 }
 
@@ -154,9 +159,9 @@ impl Settings {
             .collect()
     }
 
-    /// Refuses an open door: a listener reachable from the network accepts
-    /// anonymous clients only when the config says so explicitly. (With a
-    /// password file anonymous clients are refused unless allowed.)
+    /// Refuses an open door: anonymous clients on a socket reachable from
+    /// the network only when the config says so explicitly. (Only `--bind`
+    /// or a socket from systemd can open one without a listener line.)
     pub fn check(&self) -> Result<(), String> {
         for l in self.listen_on() {
             for &addr in &l.addrs {
@@ -171,7 +176,7 @@ impl Settings {
     /// systemd).
     pub fn check_listener(&self, auth: u8, addr: SocketAddr) -> Result<(), String> {
         let s = &self.security[usize::from(auth)];
-        if s.allow_anonymous.is_some() || s.password_file.is_some() || addr.ip().is_loopback() {
+        if !s.allows_anonymous() || s.allow_anonymous.is_some() || addr.ip().is_loopback() {
             return Ok(());
         }
         Err(format!(
@@ -673,6 +678,13 @@ impl Parser {
         } else {
             vec![merged_security(&self.blocks)?]
         };
+        let configured = self
+            .blocks
+            .iter()
+            .any(|b| b.port.is_some() || b.host.is_some());
+        for s in &mut self.s.security {
+            s.listeners_configured = configured;
+        }
         self.s.broker.auth = self
             .s
             .security
@@ -718,6 +730,21 @@ impl Parser {
                 tls: b.tls.finish()?,
             });
         }
+        for l in &listeners {
+            let s = &self.s.security[usize::from(l.auth)];
+            let certified = l.tls.as_ref().is_some_and(|t| t.use_identity_as_username);
+            if !s.allows_anonymous() && s.password_file.is_none() && !certified {
+                self.s.warnings.push(format!(
+                    "listener {}: no client can connect: anonymous clients are \
+                     refused (mosquitto 2's default once a listener is configured) and \
+                     there is no `password_file`; set `allow_anonymous true` or a \
+                     password file",
+                    l.addrs
+                        .first()
+                        .map_or("(no address)".into(), ToString::to_string)
+                ));
+            }
+        }
         self.s.listeners = listeners;
         let hostname = hostname();
         for (b, at) in self.s.bridges.iter_mut().zip(&self.bridges_at) {
@@ -732,6 +759,7 @@ fn security(b: &Block) -> Security {
         password_file: b.password_file.as_ref().map(|(p, _)| p.clone()),
         acl_file: b.acl_file.as_ref().map(|(p, _)| p.clone()),
         allow_anonymous: b.allow_anonymous.as_ref().map(|(v, _)| *v),
+        listeners_configured: false,
     }
 }
 
@@ -1083,11 +1111,30 @@ mod tests {
     }
 
     #[test]
-    fn network_listener_needs_explicit_anonymous() {
-        let s = parse("listener 1883\n", "t.conf").unwrap();
-        assert!(s.check().unwrap_err().contains("allow_anonymous"));
+    fn anonymous_clients_as_mosquitto_2_lets_them_in() {
+        // No listener configured: localhost only, anonymous clients in.
+        for text in ["", "log_type all\n", "socket_domain ipv4\n"] {
+            let s = parse(text, "t.conf").unwrap();
+            assert!(s.broker.auth[0].allow_anonymous, "{text:?}");
+            assert!(s.check().is_ok() && s.warnings.is_empty(), "{text:?}");
+        }
+        // A listener, on loopback or not: refused unless allowed.
+        for text in [
+            "listener 1883\n",
+            "listener 1883 127.0.0.1\n",
+            "port 1883\n",
+        ] {
+            let s = parse(text, "t.conf").unwrap();
+            assert!(!s.broker.auth[0].allow_anonymous, "{text:?}");
+            assert!(s.check().is_ok());
+            assert!(s.warnings[0].contains("no client can connect"), "{text:?}");
+        }
         let s = parse("listener 1883\nallow_anonymous true\n", "t.conf").unwrap();
-        assert!(s.check().is_ok());
+        assert!(s.broker.auth[0].allow_anonymous && s.warnings.is_empty());
+        // Only --bind opens localhost's rule to the network: refused.
+        let mut s = Settings::default();
+        s.replace_listeners("0.0.0.0:1883".parse().unwrap());
+        assert!(s.check().unwrap_err().contains("allow_anonymous"));
     }
 
     #[test]
@@ -1137,13 +1184,19 @@ mod tests {
         assert!(s.listeners.iter().all(|l| l.auth == 0));
         assert_eq!(s.security.len(), 1);
         assert_eq!(s.security[0].password_file, Some("/pw".into()));
-        // The open door rule holds per listener.
+        // mosquitto 2's rule holds per listener.
         let s = parse(
             "per_listener_settings true\nlistener 1 127.0.0.1\nallow_anonymous true\nlistener 2\n",
             "t.conf",
         )
         .unwrap();
-        assert!(s.check().unwrap_err().contains(":2"));
+        assert!(!s.broker.auth[2].allow_anonymous);
+        assert_eq!(s.warnings.len(), 1);
+        assert!(
+            s.warnings[0].starts_with("listener 0.0.0.0:2:"),
+            "{:?}",
+            s.warnings
+        );
         // A key no listener gets is an error, not silently dropped.
         let e = parse(
             "per_listener_settings true\npassword_file /pw\nlistener 1\n",

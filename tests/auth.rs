@@ -257,6 +257,59 @@ fn roost_passwd_adds_changes_and_deletes_users() {
     );
 }
 
+/// mosquitto on a free loopback port, with `config` after its `listener`
+/// line; up once it takes connections.
+fn mosquitto(dir: &TempDir, config: &str) -> (Proc, u16) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = dir.path.join("mosquitto.conf");
+    std::fs::write(&conf, format!("listener {port} 127.0.0.1\n{config}")).unwrap();
+    let mut cmd = Command::new("/usr/sbin/mosquitto");
+    cmd.arg("-c").arg(&conf);
+    let proc = Proc::spawn(cmd);
+    assert!(wait_until(
+        || TcpStream::connect(("127.0.0.1", port)).is_ok()
+    ));
+    (proc, port)
+}
+
+/// mosquitto 2's rule: once a listener is configured, even on loopback,
+/// anonymous clients are refused unless `allow_anonymous true`; without
+/// any listener (roost's `-p`, mosquitto's local-only mode) they are in.
+#[test]
+fn anonymous_clients_are_let_in_as_by_mosquitto_2() {
+    let anonymous = |addr: &str| connack(addr, &login(4, "anon", None, None));
+    let roost_in = |config: &str| {
+        let roost = Roost::with_config(&format!("listener 0 127.0.0.1\n{config}"));
+        anonymous(&roost.addr())
+    };
+    let cases = [
+        ("", 0x05),
+        ("allow_anonymous true\n", 0),
+        ("allow_anonymous false\n", 0x05),
+    ];
+    for (config, code) in cases {
+        assert_eq!(roost_in(config), code, "roost with {config:?}");
+    }
+    assert_eq!(anonymous(&Roost::start().addr()), 0, "roost -p 0");
+    if !Path::new("/usr/sbin/mosquitto").exists() {
+        eprintln!("mosquitto not installed: roost not compared with it");
+        return;
+    }
+    for (config, code) in cases {
+        let dir = TempDir::new("roost-anon-mosquitto");
+        let (_mosquitto, port) = mosquitto(&dir, config);
+        assert_eq!(
+            anonymous(&format!("127.0.0.1:{port}")),
+            code,
+            "mosquitto with {config:?}"
+        );
+    }
+}
+
 #[test]
 fn a_roost_passwd_file_works_in_mosquitto() {
     skip_without!(
@@ -269,26 +322,8 @@ fn a_roost_passwd_file_works_in_mosquitto() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::set_permissions(&dir.path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let conf = dir.path.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\n",
-            pw.display()
-        ),
-    )
-    .unwrap();
-    let mut cmd = Command::new("/usr/sbin/mosquitto");
-    cmd.arg("-c").arg(&conf);
-    let _mosquitto = Proc::spawn(cmd);
-    assert!(wait_until(
-        || TcpStream::connect(("127.0.0.1", port)).is_ok()
-    ));
+    let config = format!("allow_anonymous false\npassword_file {}\n", pw.display());
+    let (_mosquitto, port) = mosquitto(&dir, &config);
     let publish = |pass: &str| {
         Command::new("mosquitto_pub")
             .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-u", "alice"])

@@ -604,7 +604,8 @@ fn truncated_packet_then_silence_closed_by_keep_alive() {
 #[test]
 fn truncated_connect_then_silence_closed_by_connect_timeout() {
     // Contract: connect_timeout closes a connection that never completes its CONNECT.
-    let mut r = Roost::with_config("listener 0 127.0.0.1\nconnect_timeout 1\n");
+    let mut r =
+        Roost::with_config("listener 0 127.0.0.1\nallow_anonymous true\nconnect_timeout 1\n");
     let connect = Connect::v4("trunc-ct").encode();
     for bytes in [connect[..5].to_vec(), vec![0x10]] {
         let mut c = Client::open(&r.addr());
@@ -699,7 +700,7 @@ fn client_that_never_reads_cannot_grow_memory_without_bound() {
     // publisher is read more slowly meanwhile, for at most
     // slow_subscriber_timeout, after which the stuck client alone drops.
     let mut r = Roost::with_config(
-        "listener 0 127.0.0.1\nmax_outgoing_bytes 65536\nslow_subscriber_timeout 1\n",
+        "listener 0 127.0.0.1\nallow_anonymous true\nmax_outgoing_bytes 65536\nslow_subscriber_timeout 1\n",
     );
     let mut slow = Client::v4(&r.addr(), "never-reads");
     assert_eq!(slow.subscribe(1, &[("slow/t", 0)]), vec![0]);
@@ -748,7 +749,8 @@ fn client_that_never_reads_cannot_grow_memory_without_bound() {
 #[test]
 fn max_connections_closes_the_extra_connection() {
     // Contract: `max_connections 2` -> the third connection is closed at once.
-    let mut r = Roost::with_config("listener 0 127.0.0.1\nmax_connections 2\n");
+    let mut r =
+        Roost::with_config("listener 0 127.0.0.1\nallow_anonymous true\nmax_connections 2\n");
     let mut a = Client::v4(&r.addr(), "mc-a");
     let mut b = Client::v4(&r.addr(), "mc-b");
     let mut c = Client::open(&r.addr());

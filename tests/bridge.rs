@@ -27,7 +27,7 @@ const SIGKILL: i32 = 9;
 /// 127.0.0.1:`remote`, retrying every second; `extra` adds lines.
 fn gateway(remote: u16, extra: &str) -> Roost {
     Roost::with_config(&format!(
-        "listener 0 127.0.0.1\nconnection cloud\naddress 127.0.0.1:{remote}\n\
+        "listener 0 127.0.0.1\nallow_anonymous true\nconnection cloud\naddress 127.0.0.1:{remote}\n\
          remote_clientid gw\nkeepalive_interval 5\nrestart_timeout 1\n{extra}"
     ))
 }
@@ -132,7 +132,7 @@ fn two_roosts_forward_every_way_over_mqtt5() {
 }
 
 fn forward_every_way(version: &str) {
-    let remote = Roost::with_config("listener 0 127.0.0.1\n");
+    let remote = Roost::with_config("listener 0 127.0.0.1\nallow_anonymous true\n");
     let gw = gateway(
         remote.port,
         &format!(
@@ -201,7 +201,7 @@ fn forward_every_way(version: &str) {
 
 #[test]
 fn state_is_published_locally_and_remotely_and_retained_flags_carry() {
-    let remote = Roost::with_config("listener 0 127.0.0.1\n");
+    let remote = Roost::with_config("listener 0 127.0.0.1\nallow_anonymous true\n");
     let gw = gateway(remote.port, "topic state/# out 1\n");
     wait_log(&gw, "bridge cloud: connected");
     // Retained, so a subscriber arriving later sees the state.
@@ -251,7 +251,7 @@ fn an_unanswering_remote_does_not_hold_up_local_clients() {
         l.local_addr().unwrap().port()
     };
     let gw = Roost::with_config(&format!(
-        "listener 0 127.0.0.1\nconnection cloud\naddress 127.0.0.1:{refused} \
+        "listener 0 127.0.0.1\nallow_anonymous true\nconnection cloud\naddress 127.0.0.1:{refused} \
          127.0.0.1:{silent_port}\nkeepalive_interval 5\nrestart_timeout 1\ntopic # out 1\n"
     ));
     wait_log(&gw, &format!("connecting to 127.0.0.1:{silent_port}"));
@@ -279,7 +279,7 @@ fn an_unanswering_remote_does_not_hold_up_local_clients() {
 
 fn journal_remote(dir: &Path, port: u16) -> Roost {
     Roost::with_config(&format!(
-        "listener {port} 127.0.0.1\npersistence true\npersistence_mode journal\n\
+        "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_mode journal\n\
          persistence_location {}\nmax_queued_messages 10000\n",
         dir.display()
     ))
@@ -354,7 +354,9 @@ fn what_waits_for_the_remote_survives_a_gateway_restart() {
         publish(&mut sensor, "n/x", &i.to_string(), 1, i + 1);
     }
     gw.signal_and_wait(common::SIGTERM).expect("stopped");
-    let remote = Roost::with_config(&format!("listener {remote_port} 127.0.0.1\n"));
+    let remote = Roost::with_config(&format!(
+        "listener {remote_port} 127.0.0.1\nallow_anonymous true\n"
+    ));
     // A subscriber at the remote before the gateway comes back.
     let mut cloud = subscriber(&remote.addr(), "cloud", &[("n/#", 1)]);
     let gw = gateway(remote_port, &conf);
@@ -368,7 +370,7 @@ fn what_waits_for_the_remote_survives_a_gateway_restart() {
 
 #[test]
 fn a_lazy_bridge_connects_at_its_threshold_and_leaves_when_idle() {
-    let remote = Roost::with_config("listener 0 127.0.0.1\n");
+    let remote = Roost::with_config("listener 0 127.0.0.1\nallow_anonymous true\n");
     let gw = gateway(
         remote.port,
         "start_type lazy\nthreshold 3\nidle_timeout 1\ntopic n/# out 1\n",
@@ -459,7 +461,7 @@ fn both_ways(gw: &Roost, remote_addr: &str, subscribed: impl Fn() -> bool) {
 fn mosquitto_bridges_into_roost() {
     skip_without!(Path::new(MOSQUITTO).exists(), "mosquitto");
     let dir = TempDir::new("roost-bridge-mosq");
-    let roost = Roost::with_config("listener 0 127.0.0.1\n");
+    let roost = Roost::with_config("listener 0 127.0.0.1\nallow_anonymous true\n");
     let port = mosquitto_port();
     let _m = mosquitto(
         &dir.path,
@@ -531,7 +533,7 @@ fn a_remote_refusing_the_private_bit_is_tried_without_it() {
 /// `bridge_max_packet_size` keeps what is too large at home.
 #[test]
 fn outgoing_retain_and_packet_size_limits() {
-    let remote = Roost::with_config("listener 0 127.0.0.1\n");
+    let remote = Roost::with_config("listener 0 127.0.0.1\nallow_anonymous true\n");
     let gw = gateway(
         remote.port,
         "topic n/# out 1\nbridge_outgoing_retain false\nbridge_max_packet_size 200\n",
@@ -572,14 +574,16 @@ fn outgoing_retain_and_packet_size_limits() {
 #[test]
 fn the_bridge_moves_back_to_the_main_address_when_it_returns() {
     let main_port = mosquitto_port();
-    let backup = Roost::with_config("listener 0 127.0.0.1\n");
+    let backup = Roost::with_config("listener 0 127.0.0.1\nallow_anonymous true\n");
     let gw = Roost::with_config(&format!(
-        "listener 0 127.0.0.1\nconnection cloud\naddress 127.0.0.1:{main_port} \
+        "listener 0 127.0.0.1\nallow_anonymous true\nconnection cloud\naddress 127.0.0.1:{main_port} \
          127.0.0.1:{}\nremote_clientid gw\nrestart_timeout 1\ntopic n/# out 1\n",
         backup.port
     ));
     wait_log(&gw, &format!("connected to 127.0.0.1:{}", backup.port));
-    let main = Roost::with_config(&format!("listener {main_port} 127.0.0.1\n"));
+    let main = Roost::with_config(&format!(
+        "listener {main_port} 127.0.0.1\nallow_anonymous true\n"
+    ));
     let mut cloud = subscriber(&main.addr(), "cloud", &[("n/#", 1)]);
     wait_log(&gw, "answers again, moving back to it");
     wait_log(&gw, &format!("connected to 127.0.0.1:{main_port}"));
@@ -596,7 +600,7 @@ fn the_bridge_moves_back_to_the_main_address_when_it_returns() {
 /// without the connection being dropped (0x93) over it.
 #[test]
 fn a_v5_remote_keeps_to_the_gateways_receive_maximum() {
-    let remote = Roost::with_config("listener 0 127.0.0.1\n");
+    let remote = Roost::with_config("listener 0 127.0.0.1\nallow_anonymous true\n");
     let gw = gateway(
         remote.port,
         "max_inflight_messages 3\nbridge_protocol_version mqttv50\ntopic c/# in 2\n",
@@ -657,7 +661,7 @@ mod tls {
     /// returns; `extra` adds lines to the TLS listener.
     fn tls_remote(pki: &Pki, host: &str, extra: &str) -> (Roost, u16) {
         let remote = Roost::with_config(&format!(
-            "listener 0 127.0.0.1\nlistener 0 {host}\ncertfile {}\nkeyfile {}\n{extra}",
+            "listener 0 127.0.0.1\nallow_anonymous true\nlistener 0 {host}\ncertfile {}\nkeyfile {}\n{extra}",
             p(&pki.server.cert),
             p(&pki.server.key)
         ));
@@ -676,7 +680,7 @@ mod tls {
 
     fn tls_gateway(host: &str, port: u16, tls_lines: &str) -> Roost {
         Roost::with_config(&format!(
-            "listener 0 127.0.0.1\nconnection cloud\naddress {host}:{port}\n\
+            "listener 0 127.0.0.1\nallow_anonymous true\nconnection cloud\naddress {host}:{port}\n\
              remote_clientid gw\nkeepalive_interval 5\nrestart_timeout 1\n\
              topic # out 1 sensors/ site1/sensors/\ntopic # in 1 cmd/ site1/cmd/\n{tls_lines}"
         ))
@@ -705,8 +709,8 @@ mod tls {
         let m = mosquitto(
             &dir.path,
             &format!(
-                "allow_anonymous true\nlog_type all\nlistener {plain} 127.0.0.1\n\
-                 listener {tls_port} 127.0.0.1\ncertfile {}\nkeyfile {}\n",
+                "allow_anonymous true\nlog_type all\nlistener {plain} 127.0.0.1\nallow_anonymous true\n\
+                 listener {tls_port} 127.0.0.1\nallow_anonymous true\ncertfile {}\nkeyfile {}\n",
                 p(&pki.server.cert),
                 p(&pki.server.key)
             ),

@@ -53,7 +53,7 @@ fn check_config_validates_and_exits() {
     let good = dir.path.join("good.conf");
     std::fs::write(
         &good,
-        "# gateway\nlistener 1883 127.0.0.1\nmax_queued_messages 10\n",
+        "# gateway\nlistener 1883 127.0.0.1\nallow_anonymous true\nmax_queued_messages 10\n",
     )
     .unwrap();
     let out = run_roost(&["--check-config", "-c", good.to_str().unwrap()]);
@@ -89,7 +89,7 @@ fn port_and_bind_replace_the_config_listeners() {
     // The config names a port that is taken; -p 0 wins, so roost starts.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let config = format!(
-        "listener {} 127.0.0.1\n",
+        "listener {} 127.0.0.1\nallow_anonymous true\n",
         taken.local_addr().unwrap().port()
     );
     let dir = TempDir::new("roost-cli-p");

@@ -64,7 +64,8 @@ fn paho_v5_publish_subscribe_and_connack_properties() {
 #[test]
 fn paho_v5_connack_max_packet_size_from_config() {
     skip_without!(have_paho(), "python3 paho-mqtt");
-    let roost = Roost::with_config("listener 0 127.0.0.1\nmax_packet_size 100000\n");
+    let roost =
+        Roost::with_config("listener 0 127.0.0.1\nallow_anonymous true\nmax_packet_size 100000\n");
     let ok = paho_run(&roost, "roundtrip", &["5", "100000"]);
     assert!(ok.contains("max_packet=100000"), "{ok}");
 }

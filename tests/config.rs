@@ -74,7 +74,10 @@ fn include_dir_files_are_read_and_their_errors_named() {
     write(&confd.join("README"), "not read: no .conf\n");
     let main = write(
         &dir.path.join("roost.conf"),
-        &format!("listener 0 127.0.0.1\ninclude_dir {}\n", confd.display()),
+        &format!(
+            "listener 0 127.0.0.1\nallow_anonymous true\ninclude_dir {}\n",
+            confd.display()
+        ),
     );
     let r = Roost::spawn(&["-c", &main], None);
     let (_c, ack) = connack(&r.addr(), &Connect::v5("inc"));
@@ -136,7 +139,7 @@ fn log_file_is_reopened_and_log_settings_reread_on_sighup() {
     let log = dir.path.join("roost.log");
     let rotated = dir.path.join("roost.log.1");
     let base = format!(
-        "listener 0 127.0.0.1\nlog_dest stderr\nlog_dest file {}\n",
+        "listener 0 127.0.0.1\nallow_anonymous true\nlog_dest stderr\nlog_dest file {}\n",
         log.display()
     );
     let conf = write(&dir.path.join("roost.conf"), &base);
@@ -178,7 +181,7 @@ fn verbose_overrides_log_type() {
     let dir = TempDir::new("roost-verbose");
     let conf = write(
         &dir.path.join("roost.conf"),
-        "listener 0 127.0.0.1\nlog_type all\nlog_type none\nlog_type notice\n",
+        "listener 0 127.0.0.1\nallow_anonymous true\nlog_type all\nlog_type none\nlog_type notice\n",
     );
     let r = Roost::spawn_without_rust_log(&["-c", &conf, "-v"], None);
     Client::v4(&r.addr(), "loud");
@@ -193,7 +196,7 @@ fn log_type_all_is_roosts_own_debug() {
     let dir = TempDir::new("roost-log-all");
     let conf = write(
         &dir.path.join("roost.conf"),
-        "listener 0 127.0.0.1\nlog_type all\n",
+        "listener 0 127.0.0.1\nallow_anonymous true\nlog_type all\n",
     );
     let r = Roost::spawn_without_rust_log(&["-c", &conf], None);
     let mut c = Client::v4(&r.addr(), "chatty");
@@ -226,7 +229,7 @@ fn syslog_gets_the_log_with_facility_daemon() {
     sock.set_read_timeout(Some(common::TIMEOUT)).unwrap();
     let conf = write(
         &dir.path.join("roost.conf"),
-        "listener 0 127.0.0.1\nlog_dest syslog\n",
+        "listener 0 127.0.0.1\nallow_anonymous true\nlog_dest syslog\n",
     );
     let mut cmd = Command::new("unshare");
     cmd.args(["--mount", "sh", "-c"])
@@ -310,7 +313,8 @@ fn socket_domain_keeps_one_family() {
 
 #[test]
 fn retain_available_false_refuses_retained_messages() {
-    let r = Roost::with_config("listener 0 127.0.0.1\nretain_available false\n");
+    let r =
+        Roost::with_config("listener 0 127.0.0.1\nallow_anonymous true\nretain_available false\n");
     let (mut v5, ack) = Client::connect(&r.addr(), &Connect::v5("v5"));
     assert_eq!(prop(&ack, P_RETAIN_AVAILABLE), Some(0));
     // [MQTT-3.2.2-14]: DISCONNECT 0x9A (Retain not supported).
@@ -336,7 +340,8 @@ fn retain_available_false_refuses_retained_messages() {
 
 #[test]
 fn message_size_limit_drops_larger_payloads() {
-    let r = Roost::with_config("listener 0 127.0.0.1\nmessage_size_limit 4\n");
+    let r =
+        Roost::with_config("listener 0 127.0.0.1\nallow_anonymous true\nmessage_size_limit 4\n");
     let mut sub = Client::v4(&r.addr(), "sub");
     assert_eq!(sub.subscribe(1, &[("t", 1)]), [1]);
     // v5: PUBACK 0x95 (packet too large), as mosquitto 2; 3.1.1 cannot be told.
@@ -374,8 +379,9 @@ fn drain(c: &mut Client) -> Vec<Vec<u8>> {
 
 #[test]
 fn max_queued_bytes_bounds_what_an_offline_client_gets() {
-    let r =
-        Roost::with_config("listener 0 127.0.0.1\nmax_queued_bytes 10\nmax_queued_messages 0\n");
+    let r = Roost::with_config(
+        "listener 0 127.0.0.1\nallow_anonymous true\nmax_queued_bytes 10\nmax_queued_messages 0\n",
+    );
     let sub = Connect::v4("sleeper").clean(false);
     let (mut c, _) = Client::connect(&r.addr(), &sub);
     assert_eq!(c.subscribe(1, &[("q", 1)]), [1]);
@@ -393,7 +399,7 @@ fn max_queued_bytes_bounds_what_an_offline_client_gets() {
 #[test]
 fn persistent_client_expiration_ends_offline_sessions() {
     let r = Roost::with_config(
-        "listener 0 127.0.0.1\npersistent_client_expiration 2s\nallow_anonymous true\n",
+        "listener 0 127.0.0.1\nallow_anonymous true\npersistent_client_expiration 2s\nallow_anonymous true\n",
     );
     let mut watcher = Client::v4(&r.addr(), "watcher");
     assert_eq!(watcher.subscribe(1, &[("gone/#", 0)]), [0]);
@@ -485,7 +491,7 @@ fn pid_file_holds_the_pid_while_running() {
     let dir = TempDir::new("roost-pid");
     let pid_file = dir.path.join("roost.pid");
     let mut r = Roost::with_config(&format!(
-        "listener 0 127.0.0.1\npid_file {}\n",
+        "listener 0 127.0.0.1\nallow_anonymous true\npid_file {}\n",
         pid_file.display()
     ));
     assert!(wait_until(|| read(&pid_file) == format!("{}\n", r.pid())));

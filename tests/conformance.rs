@@ -151,7 +151,7 @@ fn v5_zero_length_client_id_gets_assigned_client_identifier() {
         (32..=96).contains(&differ),
         "{ia} and {ib} differ in {differ} bits"
     );
-    let r = Roost::with_config("listener 0 127.0.0.1\nauto_id_prefix gw1-\n");
+    let r = Roost::with_config("listener 0 127.0.0.1\nallow_anonymous true\nauto_id_prefix gw1-\n");
     let (_c, ack) = Client::connect(&r.addr(), &Connect::v5(""));
     assert!(id(&ack).starts_with("gw1-"), "{ack:?}");
 }
@@ -172,7 +172,8 @@ fn v5_connack_advertises_limits() {
         None,
         "{ack:?}"
     );
-    let r = Roost::with_config("listener 0 127.0.0.1\nmax_packet_size 4096\n");
+    let r =
+        Roost::with_config("listener 0 127.0.0.1\nallow_anonymous true\nmax_packet_size 4096\n");
     let (_c, ack) = Client::connect(&r.addr(), &Connect::v5("limits"));
     assert_eq!(
         find_prop(&ack.props, P_MAXIMUM_PACKET_SIZE),
@@ -306,7 +307,7 @@ fn pingreq_gets_pingresp_and_keeps_connection_alive() {
 #[test]
 fn connect_timeout_closes_connection_that_sends_nothing() {
     // Contract: `connect_timeout 1` closes a connection that sends no CONNECT.
-    let r = Roost::with_config("listener 0 127.0.0.1\nconnect_timeout 1\n");
+    let r = Roost::with_config("listener 0 127.0.0.1\nallow_anonymous true\nconnect_timeout 1\n");
     let mut c = Client::open(&r.addr());
     let t0 = Instant::now();
     let got = c.expect_closed_within(Duration::from_secs(5));
@@ -918,7 +919,8 @@ fn v5_message_expiry_honoured_and_decremented_while_queued() {
 #[test]
 fn v5_packet_over_max_packet_size_gets_disconnect_0x95() {
     // v5 [MQTT-3.2.2-?] CONNACK Maximum Packet Size; 4.13: 0x95 Packet too large.
-    let r = Roost::with_config("listener 0 127.0.0.1\nmax_packet_size 1000\n");
+    let r =
+        Roost::with_config("listener 0 127.0.0.1\nallow_anonymous true\nmax_packet_size 1000\n");
     let (mut c, ack) = Client::connect(&r.addr(), &Connect::v5("big"));
     assert_eq!(
         find_prop(&ack.props, P_MAXIMUM_PACKET_SIZE),

@@ -22,7 +22,7 @@ const QUIET: Duration = Duration::from_millis(300);
 
 fn config(dir: &Path) -> String {
     format!(
-        "listener 0 127.0.0.1\npersistence true\npersistence_mode journal\n\
+        "listener 0 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_mode journal\n\
          persistence_location {}\nmax_queued_messages 100000\n",
         dir.display()
     )
@@ -621,7 +621,7 @@ fn a_full_disk_fails_snapshot_saves_without_stopping_the_broker() {
         return;
     };
     let conf = format!(
-        "listener 0 127.0.0.1\npersistence true\npersistence_location {}\nautosave_interval 1\n",
+        "listener 0 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}\nautosave_interval 1\n",
         disk.dir.path.display()
     );
     let r = Roost::with_config(&conf);

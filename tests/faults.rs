@@ -130,7 +130,7 @@ fn slowloris_and_half_open_clients_are_closed_by_their_deadlines() {
     // silent, v5 with DISCONNECT 0x8D. The probe is served all along.
     let _serial = one_at_a_time();
     const EACH: usize = 40;
-    let r = Roost::with_config("listener 0 127.0.0.1\nconnect_timeout 2\n");
+    let r = Roost::with_config("listener 0 127.0.0.1\nallow_anonymous true\nconnect_timeout 2\n");
     let mut probe = Probe::new(&r, "slowloris-probe");
     let connect_timeout = Duration::from_secs(2);
     let keep_alive = Duration::from_millis(1500);
@@ -273,7 +273,7 @@ fn clients_that_stop_reading_cost_bounded_memory_and_keep_their_place() {
     const FLOOD: u32 = 25_000;
     const SIZE: usize = 2048;
     let r = Roost::with_config(
-        "listener 0 127.0.0.1\nmax_inflight_messages 20\nmax_queued_messages 100\n",
+        "listener 0 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 20\nmax_queued_messages 100\n",
     );
     let mut probe = Probe::new(&r, "stop-reading-probe");
     let lazy_connect = |i: usize| Connect::v4(&format!("lazy-{i}")).clean(false).keep_alive(2);
@@ -513,7 +513,9 @@ fn publisher_flooding_slow_readers_costs_bounded_memory() {
     const MESSAGES: u32 = 5_000;
     const SIZE: usize = 1024;
     const READERS: usize = 5;
-    let r = Roost::with_config("listener 0 127.0.0.1\nmax_outgoing_bytes 65536\n");
+    let r = Roost::with_config(
+        "listener 0 127.0.0.1\nallow_anonymous true\nmax_outgoing_bytes 65536\n",
+    );
     let mut probe = Probe::new(&r, "flood-probe");
     let readers: Vec<Client> = (0..READERS)
         .map(|i| {

@@ -367,7 +367,11 @@ fn slow_subscriber_timeout_is_a_config_key() {
     for value in ["10", "0"] {
         let conf = dir.path.join("roost.conf");
         let line = format!("slow_subscriber_timeout {value}");
-        std::fs::write(&conf, format!("listener 0 127.0.0.1\n{line}\n")).unwrap();
+        std::fs::write(
+            &conf,
+            format!("listener 0 127.0.0.1\nallow_anonymous true\n{line}\n"),
+        )
+        .unwrap();
         let out = run_roost(&["--check-config", "-c", conf.to_str().unwrap()]);
         assert!(
             out.status.success(),

@@ -131,7 +131,7 @@ fn deep_filters_are_refused_and_memory_limit_holds_against_subscribe() {
     // were refused from then on.
     let r = Roost::spawn_logging(
         &[],
-        Some("listener 0 127.0.0.1\nmemory_limit 20000000\n"),
+        Some("listener 0 127.0.0.1\nallow_anonymous true\nmemory_limit 20000000\n"),
         None,
         "roost=info",
     );

@@ -68,7 +68,8 @@ fn shared_subscription_rules() {
 
 #[test]
 fn receive_maximum_is_advertised_and_enforced() {
-    let r = Roost::with_config("listener 0 127.0.0.1\nmax_inflight_messages 2\n");
+    let r =
+        Roost::with_config("listener 0 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 2\n");
     let (mut c, ack) = Client::connect(&r.addr(), &Connect::v5("rx-max"));
     assert_eq!(int(&ack.props, P_RECEIVE_MAXIMUM), Some(2));
     for pid in 1..=2 {
@@ -109,7 +110,9 @@ fn payload_format_indicator_utf8_is_checked() {
 
 #[test]
 fn outbound_topic_aliases_when_enabled() {
-    let r = Roost::with_config("listener 0 127.0.0.1\noutbound_topic_aliases true\n");
+    let r = Roost::with_config(
+        "listener 0 127.0.0.1\nallow_anonymous true\noutbound_topic_aliases true\n",
+    );
     let connect = Connect::v5("alias-sub").props(Props::new().u16(P_TOPIC_ALIAS_MAXIMUM, 1));
     let (mut sub, _) = Client::connect(&r.addr(), &connect);
     sub.subscribe(1, &[("home/#", 0)]);

@@ -21,7 +21,7 @@ const QUIET: Duration = Duration::from_millis(300);
 
 fn config(dir: &Path, extra: &str) -> String {
     format!(
-        "listener 0 127.0.0.1\npersistence true\npersistence_location {}\n{extra}",
+        "listener 0 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}\n{extra}",
         dir.display()
     )
 }

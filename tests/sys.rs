@@ -21,7 +21,9 @@ use wire::*;
 
 /// A broker on a free port publishing `$SYS` every second, plus `extra`.
 fn start(extra: &str) -> Roost {
-    Roost::with_config(&format!("listener 0 127.0.0.1\nsys_interval 1\n{extra}"))
+    Roost::with_config(&format!(
+        "listener 0 127.0.0.1\nallow_anonymous true\nsys_interval 1\n{extra}"
+    ))
 }
 
 /// A client subscribed to `filter`, keeping the latest payload per topic.
@@ -192,7 +194,9 @@ fn sys_interval_0_publishes_nothing() {
     // subscriber gets them at once, between its SUBACK and the answer to
     // its PINGREQ. With `sys_interval 1` that is the control.
     for (interval, expect_any) in [("1", true), ("0", false)] {
-        let roost = Roost::with_config(&format!("listener 0 127.0.0.1\nsys_interval {interval}\n"));
+        let roost = Roost::with_config(&format!(
+            "listener 0 127.0.0.1\nallow_anonymous true\nsys_interval {interval}\n"
+        ));
         let mut c = Client::v4(&roost.addr(), "c");
         assert_eq!(c.subscribe(1, &[("$SYS/#", 0)]), [0]);
         c.send(&pingreq());
@@ -244,7 +248,7 @@ fn over_memory_limit_publishes_and_subscriptions_are_refused_and_others_served()
     let conf = dir.path.join("roost.conf");
     let write_conf = |limit: u64| {
         let text = format!(
-            "listener 0 127.0.0.1\nsys_interval 1\nmax_packet_size 4000000\nmemory_limit {limit}\n"
+            "listener 0 127.0.0.1\nallow_anonymous true\nsys_interval 1\nmax_packet_size 4000000\nmemory_limit {limit}\n"
         );
         std::fs::write(&conf, text).unwrap();
     };
@@ -335,7 +339,11 @@ fn over_memory_limit_publishes_and_subscriptions_are_refused_and_others_served()
 fn sighup_reads_sys_interval_again() {
     let dir = common::TempDir::new("roost-sys-reload");
     let conf = dir.path.join("roost.conf");
-    std::fs::write(&conf, "listener 0 127.0.0.1\nsys_interval 0\n").unwrap();
+    std::fs::write(
+        &conf,
+        "listener 0 127.0.0.1\nallow_anonymous true\nsys_interval 0\n",
+    )
+    .unwrap();
     let roost = Roost::spawn(&["-c", conf.to_str().unwrap()], None);
     let mut c = Client::v4(&roost.addr(), "c");
     assert_eq!(c.subscribe(1, &[("$SYS/broker/uptime", 0)]), [0]);
@@ -343,7 +351,11 @@ fn sighup_reads_sys_interval_again() {
         c.recv(std::time::Duration::from_millis(300)),
         Recv::Timeout
     ));
-    std::fs::write(&conf, "listener 0 127.0.0.1\nsys_interval 1\n").unwrap();
+    std::fs::write(
+        &conf,
+        "listener 0 127.0.0.1\nallow_anonymous true\nsys_interval 1\n",
+    )
+    .unwrap();
     assert_eq!(unsafe { libc::kill(roost.pid() as i32, libc::SIGHUP) }, 0);
     let p = c.expect_kind(PUBLISH).publish(false);
     assert_eq!(p.topic_str(), "$SYS/broker/uptime");

@@ -255,7 +255,9 @@ fn socket_activation_matches_the_configured_listener() {
     // The port is taken (by the passed socket), so roost would fail to
     // bind it itself: serving on it proves the socket was adopted. The
     // second listener has no passed socket and is bound as usual.
-    let text = format!("listener {port} 127.0.0.1\nlistener 0 127.0.0.1\n");
+    let text = format!(
+        "listener {port} 127.0.0.1\nallow_anonymous true\nlistener 0 127.0.0.1\nallow_anonymous true\n"
+    );
     let dir = TempDir::new("roost-activation");
     let conf = dir.path.join("roost.conf");
     std::fs::write(&conf, text).unwrap();
@@ -277,7 +279,11 @@ fn socket_activation_refuses_a_socket_that_overlaps_a_listener() {
     let port = socket.local_addr().unwrap().port();
     let dir = TempDir::new("roost-activation-overlap");
     let conf = dir.path.join("roost.conf");
-    std::fs::write(&conf, format!("listener {port} 127.0.0.1\n")).unwrap();
+    std::fs::write(
+        &conf,
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
+    )
+    .unwrap();
     let mut roost = socket_activated(socket, &["-c", conf.to_str().unwrap()]);
     assert!(common::wait_until(|| roost
         .child

@@ -54,7 +54,7 @@ impl Certs {
     /// and `extra` config lines after it.
     fn config(&self, extra: &str) -> String {
         format!(
-            "listener 0 127.0.0.1\ncertfile {}\nkeyfile {}\n{extra}",
+            "listener 0 127.0.0.1\nallow_anonymous true\ncertfile {}\nkeyfile {}\n{extra}",
             self.server.cert.display(),
             self.server.key.display()
         )
@@ -527,7 +527,11 @@ fn bad_certificate_files_stop_start_up_naming_the_file() {
     ];
     for (tls, expected) in cases {
         let conf = dir.join("roost.conf");
-        std::fs::write(&conf, format!("listener 0 127.0.0.1\n{tls}")).unwrap();
+        std::fs::write(
+            &conf,
+            format!("listener 0 127.0.0.1\nallow_anonymous true\n{tls}"),
+        )
+        .unwrap();
         for check in [true, false] {
             let mut args = vec!["-c", path(&conf)];
             if check {
@@ -555,7 +559,7 @@ fn paho_over_wss_and_tcp_clients_see_each_others_messages() {
     }
     let certs = Certs::new();
     let roost = Roost::with_config(&format!(
-        "listener 0 127.0.0.1\n{}protocol websockets\n",
+        "listener 0 127.0.0.1\nallow_anonymous true\n{}protocol websockets\n",
         certs.config("")
     ));
     let mut wss = None;

@@ -27,7 +27,7 @@ struct Both {
 
 fn start(extra: &str) -> Both {
     let roost = Roost::with_config(&format!(
-        "listener 0 127.0.0.1\nlistener 0 127.0.0.1\nprotocol websockets\n{extra}"
+        "listener 0 127.0.0.1\nallow_anonymous true\nlistener 0 127.0.0.1\nallow_anonymous true\nprotocol websockets\n{extra}"
     ));
     let mut ws = None;
     assert!(

@@ -357,7 +357,8 @@ fn config_text(defaults: &[&str], overrides: &[&str]) -> String {
 }
 
 /// roost on a free loopback port. With `conf` lines it runs with `-c FILE`,
-/// a generated config file holding `listener 0 127.0.0.1` and those lines
+/// a generated config file holding `listener 0 127.0.0.1`,
+/// `allow_anonymous true` and those lines
 /// (e.g. `max_queued_messages 10000`); without, it runs with
 /// `-p 0 --bind 127.0.0.1` and its defaults.
 pub fn start_roost_with(conf: &[&str]) -> Result<Broker, String> {
@@ -376,8 +377,11 @@ pub fn start_roost_with(conf: &[&str]) -> Result<Broker, String> {
     } else {
         let dir = scratch_dir()?;
         let file = dir.join("roost.conf");
-        std::fs::write(&file, config_text(&["listener 0 127.0.0.1"], conf))
-            .map_err(|e| format!("{}: {e}", file.display()))?;
+        std::fs::write(
+            &file,
+            config_text(&["listener 0 127.0.0.1", "allow_anonymous true"], conf),
+        )
+        .map_err(|e| format!("{}: {e}", file.display()))?;
         cmd.arg("-c").arg(&file);
         Some(dir)
     };

@@ -18,7 +18,7 @@ pub const LONG: Duration = Duration::from_secs(60);
 /// A broker on a free loopback port with `extra` config lines, logging
 /// at info (debug would log every connection of the larger tests).
 pub fn start(extra: &str) -> Roost {
-    let config = format!("listener 0 127.0.0.1\n{extra}");
+    let config = format!("listener 0 127.0.0.1\nallow_anonymous true\n{extra}");
     Roost::spawn_logging(&[], Some(&config), None, "roost=info")
 }
 
