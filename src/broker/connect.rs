@@ -58,6 +58,7 @@ impl Broker {
         now: Instant,
         out: &mut Vec<Action>,
     ) {
+        self.stats.connects_received += 1;
         let certified = origin.identity.is_some();
         let from = match origin.peer {
             Some(peer) => format!(" from {peer}"),

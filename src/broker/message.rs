@@ -1,6 +1,7 @@
 //! An application message as the broker keeps it: one copy, shared through
 //! `Rc` by every queue, in-flight slot and the retained store.
 
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use crate::protocol::{Properties, Property, QoS};
@@ -21,6 +22,8 @@ pub struct Message {
     pub properties: Properties,
     /// From the Message Expiry Interval.
     pub expires: Option<Instant>,
+    /// Counts it in [`stored`] while it lives.
+    pub(super) _stored: Stored,
 }
 
 impl Message {
@@ -50,6 +53,7 @@ impl Message {
         });
         Message {
             id: 0,
+            _stored: Stored::new(&payload),
             topic,
             payload,
             qos,
@@ -71,5 +75,45 @@ impl Message {
             let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
             u32::try_from(secs).unwrap_or(u32::MAX)
         })
+    }
+}
+
+thread_local! {
+    /// The messages alive and their payload bytes, for `$SYS`. Each is
+    /// counted once however many queues hold it, and only its last `Rc`
+    /// knows when it goes; the loop is one thread, so a counter beside it
+    /// costs an add, where one inside the broker would need a pointer in
+    /// every message.
+    static STORED: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// How many messages are stored (retained, queued, in flight), and their
+/// payload bytes: mosquitto's `store/messages/count` and `.../bytes`.
+pub fn stored() -> (u64, u64) {
+    STORED.get()
+}
+
+/// A message's place in [`stored`]: counted when made, uncounted when
+/// dropped. It keeps the payload length it counted (in what would be
+/// padding), so the two always match.
+#[derive(Debug)]
+pub(super) struct Stored(u32);
+
+impl Stored {
+    pub(super) fn new(payload: &[u8]) -> Stored {
+        // MQTT caps a payload under 256 MiB.
+        let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+        STORED.set({
+            let (count, bytes) = STORED.get();
+            (count + 1, bytes + u64::from(len))
+        });
+        Stored(len)
+    }
+}
+
+impl Drop for Stored {
+    fn drop(&mut self) {
+        let (count, bytes) = STORED.get();
+        STORED.set((count - 1, bytes - u64::from(self.0)));
     }
 }

@@ -13,6 +13,7 @@ mod filters;
 #[cfg(any(test, fuzzing))]
 mod invariants;
 mod journal;
+mod load;
 mod message;
 mod one_or_many;
 mod publish;
@@ -306,10 +307,19 @@ pub struct Stats {
     /// Bytes read from and written to client sockets (loop).
     pub bytes_received: u64,
     pub bytes_sent: u64,
-    /// PUBLISH packets from clients.
+    /// PUBLISH packets from clients, and their payload bytes.
     pub publish_received: u64,
-    /// PUBLISH packets written for clients (loop).
+    pub publish_bytes_received: u64,
+    /// PUBLISH packets written for clients, and their payload bytes (loop).
     pub publish_sent: u64,
+    pub publish_bytes_sent: u64,
+    /// Sockets accepted, those refused at once included (loop).
+    pub sockets_accepted: u64,
+    /// CONNECT packets, accepted or not.
+    pub connects_received: u64,
+    /// Sessions ended because their expiry interval ran out while their
+    /// client was away.
+    pub clients_expired: u64,
     /// Messages not delivered to a subscriber because a bound was hit
     /// (queue full, packet too large for it, expired, a client that does
     /// not read).
@@ -849,7 +859,10 @@ impl Broker {
                 },
             };
             match timer {
-                Timer::SessionExpiry(..) => self.end_session(s, now, out),
+                Timer::SessionExpiry(..) => {
+                    self.stats.clients_expired += 1;
+                    self.end_session(s, now, out);
+                }
                 Timer::Will(..) => {
                     let will = self.sessions[s].pending_will.take();
                     if let Some(will) = will.filter(|w| self.will_allowed(s, w)) {

@@ -88,6 +88,7 @@ impl Broker {
             return self.drop_conn(id, Some(reason::TOPIC_NAME_INVALID), now, out);
         }
         self.stats.publish_received += 1;
+        self.stats.publish_bytes_received += p.payload.len() as u64;
         let (qos, packet_id) = (p.qos, p.packet_id);
         let v5 = self.is_v5(id);
         if v5 && !payload_format_ok(&p.properties, &p.payload) {

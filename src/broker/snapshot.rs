@@ -131,6 +131,7 @@ pub(super) fn from_stored(m: StoredMessage, clock: Clock) -> Option<Rc<Message>>
     };
     Some(Rc::new(Message {
         id: m.id,
+        _stored: super::message::Stored::new(&m.payload),
         topic: m.topic,
         payload: m.payload,
         qos: m.qos,

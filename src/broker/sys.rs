@@ -10,6 +10,8 @@
 
 use std::time::Instant;
 
+use super::load::Loads;
+use super::message::stored;
 use super::topic::parse_shared;
 use super::{Action, Broker, Message};
 use crate::protocol::QoS;
@@ -34,8 +36,8 @@ pub struct Memory {
     pub rss: u64,
 }
 
-/// How many numeric topics an update covers.
-const FIGURES: usize = 17;
+/// How many numeric topics an update covers, besides the loads.
+const FIGURES: usize = 25;
 
 /// What the updates so far have published.
 #[derive(Default)]
@@ -47,11 +49,12 @@ pub(super) struct Published {
     /// update: sampled, as by mosquitto, so a client that came and went in
     /// between is not counted.
     clients_maximum: u64,
+    loads: Loads,
 }
 
 impl Broker {
-    /// One `$SYS` update: uptime, and every figure whose value changed
-    /// (the first update also publishes the version, once).
+    /// One `$SYS` update: uptime, and every figure and load average whose
+    /// value changed (the first update also publishes the version, once).
     pub fn publish_sys(&mut self, now: Instant, memory: Memory, out: &mut Vec<Action>) {
         let started = match self.sys.started {
             Some(started) => started,
@@ -70,6 +73,21 @@ impl Broker {
                 self.publish_retained(topic, value.to_string(), now, out);
             }
         }
+        let stats = &self.stats;
+        let counts = [
+            stats.packets_received,
+            stats.packets_sent,
+            stats.publish_dropped,
+            stats.publish_received,
+            stats.publish_sent,
+            stats.bytes_received,
+            stats.bytes_sent,
+            stats.sockets_accepted,
+            stats.connects_received,
+        ];
+        for (topic, value) in self.sys.loads.update(now, counts) {
+            self.publish_retained(&topic, value, now, out);
+        }
     }
 
     fn sys_figures(&mut self, memory: Memory) -> [(&'static str, u64); FIGURES] {
@@ -85,13 +103,24 @@ impl Broker {
                 }
             }
         }
+        let (stored, stored_bytes) = stored();
         let stats = &self.stats;
         [
             ("$SYS/broker/clients/total", total),
             ("$SYS/broker/clients/maximum", self.sys.clients_maximum),
-            // Sessions kept for clients that are not connected.
+            // Sessions kept for clients that are not connected; `inactive`
+            // and `active` are mosquitto's older names, which dashboards
+            // still read.
             ("$SYS/broker/clients/disconnected", total - connected),
+            ("$SYS/broker/clients/inactive", total - connected),
             ("$SYS/broker/clients/connected", connected),
+            ("$SYS/broker/clients/active", connected),
+            ("$SYS/broker/clients/expired", stats.clients_expired),
+            // Each message once, however many queues hold it; the second
+            // name is mosquitto's older one.
+            ("$SYS/broker/store/messages/count", stored),
+            ("$SYS/broker/messages/stored", stored),
+            ("$SYS/broker/store/messages/bytes", stored_bytes),
             // Packets of every type, as mosquitto counts "messages".
             ("$SYS/broker/messages/received", stats.packets_received),
             ("$SYS/broker/messages/sent", stats.packets_sent),
@@ -100,6 +129,11 @@ impl Broker {
                 stats.publish_received,
             ),
             ("$SYS/broker/publish/messages/sent", stats.publish_sent),
+            (
+                "$SYS/broker/publish/bytes/received",
+                stats.publish_bytes_received,
+            ),
+            ("$SYS/broker/publish/bytes/sent", stats.publish_bytes_sent),
             (
                 "$SYS/broker/publish/messages/dropped",
                 stats.publish_dropped,

@@ -377,7 +377,10 @@ impl Server {
                 return;
             };
             match l.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer, index, now),
+                Ok((stream, peer)) => {
+                    self.broker.stats.sockets_accepted += 1;
+                    self.admit(stream, peer, index, now)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -713,6 +716,7 @@ impl Server {
         }
         self.broker.stats.packets_sent += 1;
         self.broker.stats.publish_sent += 1;
+        self.broker.stats.publish_bytes_sent += p.payload.len() as u64;
         if !c.full && c.unsent() >= self.max_outgoing {
             // Further messages wait in its session's queue (see `flush`).
             c.full = true;

@@ -1752,6 +1752,7 @@ fn per_connection_state_stays_small() {
         "a timer heap entry"
     );
     assert_eq!(size_of::<session::Outgoing>(), 24, "a queued message");
+    assert_eq!(size_of::<Message>(), 104, "a message, stored once");
 }
 
 /// (topic, payload as text) of each PUBLISH to `id` in `out`.
@@ -1786,7 +1787,7 @@ fn sys_publishes_every_topic_first_then_only_changes() {
     let value = |got: &[(String, String)], topic: &str| {
         got.iter().find(|(t, _)| t == topic).map(|(_, v)| v.clone())
     };
-    assert_eq!(first.len(), 19, "{first:?}");
+    assert_eq!(first.len(), 54, "{first:?}");
     assert_eq!(
         value(&first, "$SYS/broker/version").unwrap(),
         format!("roost version {}", env!("CARGO_PKG_VERSION"))
@@ -1800,23 +1801,41 @@ fn sys_publishes_every_topic_first_then_only_changes() {
         ("$SYS/broker/heap/maximum", "2000"),
         ("$SYS/broker/memory/rss", "3000000"),
         ("$SYS/broker/retained messages/count", "2"),
+        // Its version and uptime, as stored messages and their bytes.
+        ("$SYS/broker/store/messages/count", "2"),
+        ("$SYS/broker/messages/stored", "2"),
+        ("$SYS/broker/store/messages/bytes", "28"),
+        ("$SYS/broker/clients/active", "1"),
+        ("$SYS/broker/clients/expired", "0"),
+        ("$SYS/broker/publish/bytes/received", "0"),
+        ("$SYS/broker/load/connections/1min", "0.00"),
+        ("$SYS/broker/load/bytes/sent/15min", "0.00"),
     ] {
         assert_eq!(value(&first, topic).as_deref(), Some(expected), "{topic}");
     }
     // The first update's own retained messages are counted in the second
-    // (as by mosquitto); otherwise only the time changed.
+    // (as by mosquitto), with its new uptime, which comes first and is a
+    // byte longer; otherwise only the time changed.
     h.now += Duration::from_secs(10);
+    let bytes: usize = first.iter().map(|(_, v)| v.len()).sum::<usize>() + 1;
     assert_eq!(
         texts(&h.sys(memory), 1),
         [
             ("$SYS/broker/uptime".into(), "10 seconds".into()),
-            ("$SYS/broker/retained messages/count".into(), "19".into())
+            ("$SYS/broker/store/messages/count".into(), "54".into()),
+            ("$SYS/broker/messages/stored".into(), "54".into()),
+            ("$SYS/broker/store/messages/bytes".into(), bytes.to_string()),
+            ("$SYS/broker/retained messages/count".into(), "54".into())
         ]
     );
+    // Those values are longer than the ones they replaced: the bytes
+    // stored move once more, then only the time.
+    h.now += Duration::from_secs(10);
+    h.sys(memory);
     h.now += Duration::from_secs(10);
     assert_eq!(
         texts(&h.sys(memory), 1),
-        [("$SYS/broker/uptime".into(), "20 seconds".into())]
+        [("$SYS/broker/uptime".into(), "30 seconds".into())]
     );
     // A persistent client comes and goes; counters move.
     h.connect(2, "sensor", false);
@@ -1826,19 +1845,62 @@ fn sys_publishes_every_topic_first_then_only_changes() {
     );
     h.close(2);
     h.broker.stats.bytes_received = 50;
+    h.now += Duration::from_secs(10);
     let next = texts(&h.sys(memory), 1);
     for (topic, expected) in [
         ("$SYS/broker/clients/connected", None),
         ("$SYS/broker/clients/total", Some("2")),
         ("$SYS/broker/clients/maximum", Some("2")),
         ("$SYS/broker/clients/disconnected", Some("1")),
+        ("$SYS/broker/clients/inactive", Some("1")),
         ("$SYS/broker/publish/messages/received", Some("1")),
+        ("$SYS/broker/publish/bytes/received", Some("2")),
         ("$SYS/broker/bytes/received", Some("50")),
+        // One CONNECT and one PUBLISH in 10 s: 6 a minute, of which the
+        // 1-minute average takes 6 * (1 - exp(-10/60)).
+        ("$SYS/broker/load/connections/1min", Some("0.92")),
+        ("$SYS/broker/load/publish/received/1min", Some("0.92")),
+        ("$SYS/broker/load/publish/received/5min", Some("0.20")),
         ("$SYS/broker/retained messages/count", None),
         ("$SYS/broker/version", None),
     ] {
         assert_eq!(value(&next, topic).as_deref(), expected, "{topic}");
     }
+}
+
+#[test]
+fn sys_counts_each_stored_message_once_and_expired_sessions() {
+    let mut h = Harness::with(Config {
+        persistent_client_expiration: Some(60),
+        ..Config::default()
+    });
+    h.connect(1, "watcher", true);
+    h.subscribe(1, "$SYS/broker/#", opts(QoS::AtMostOnce));
+    for (id, name) in [(2, "a"), (3, "b")] {
+        h.connect(id, name, false);
+        h.subscribe(id, "q/#", opts(QoS::AtLeastOnce));
+        h.close(id);
+    }
+    let (count, bytes) = message::stored();
+    h.connect(4, "publisher", true);
+    for i in 1..=3 {
+        h.packet(
+            4,
+            Packet::Publish(publish("q/x", &[b'x'; 10], QoS::AtLeastOnce, i)),
+        );
+    }
+    // Queued for both sessions, stored once.
+    assert_eq!(message::stored(), (count + 3, bytes + 30));
+    h.sys(Memory::default());
+    let (count, bytes) = message::stored();
+    h.now += Duration::from_secs(61);
+    h.broker.tick(h.now, &mut Vec::new());
+    assert_eq!(message::stored(), (count - 3, bytes - 30));
+    let out = texts(&h.sys(Memory::default()), 1);
+    assert!(
+        out.contains(&("$SYS/broker/clients/expired".into(), "2".into())),
+        "{out:?}"
+    );
 }
 
 #[test]
