@@ -399,3 +399,39 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.path);
     }
 }
+
+/// mosquitto, the reference broker, on a free loopback port with
+/// anonymous clients and `config`; killed on drop.
+pub struct Mosquitto {
+    pub port: u16,
+    _proc: Proc,
+    _dir: TempDir,
+}
+
+impl Mosquitto {
+    pub fn with_config(config: &str) -> Mosquitto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let dir = TempDir::new("mosquitto");
+        let conf = dir.path.join("mosquitto.conf");
+        let text = format!("listener {port} 127.0.0.1\nallow_anonymous true\n{config}");
+        std::fs::write(&conf, text).unwrap();
+        let mut cmd = Command::new("mosquitto");
+        cmd.arg("-c").arg(&conf);
+        let proc = Proc::spawn(cmd);
+        // Said once its listeners listen ("Opening ... listen socket"
+        // comes before they do).
+        proc.wait_line("running", |l| l.ends_with(" running"));
+        Mosquitto {
+            port,
+            _proc: proc,
+            _dir: dir,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
