@@ -36,6 +36,8 @@ pub struct Settings {
     pub max_connections: Option<usize>,
     pub log: LogConfig,
     pub pid_file: Option<PathBuf>,
+    /// `user`: the account a roost started as root becomes.
+    pub user: Option<String>,
     /// The file these came from: SIGHUP reads its log settings again.
     pub config_file: Option<PathBuf>,
     /// `FILE:LINE: why`, for keys accepted but without effect in roost.
@@ -61,6 +63,7 @@ impl Default for Settings {
             max_connections: None,
             log: LogConfig::default(),
             pid_file: None,
+            user: None,
             config_file: None,
             warnings: Vec::new(),
             sys_interval: Duration::from_secs(10),
@@ -205,6 +208,29 @@ impl Settings {
             paths.push(("persistence_location", dir));
         }
         paths
+    }
+
+    /// The files roost goes on writing once running: the log file
+    /// (reopened on SIGHUP) and its state.
+    pub fn written_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = self.log.file.iter().cloned().collect();
+        if self.persistence.enabled {
+            files.extend(self.persistence.files());
+        }
+        files
+    }
+
+    /// After `user` took effect: what roost goes on writing must be
+    /// writable as that user (the pid file is written already).
+    pub fn check_paths_as(&self, user: &str) -> Result<(), String> {
+        for (key, path) in self.written_paths() {
+            if key != "pid_file" {
+                writable(path).map_err(|e| {
+                    format!("{key} {}: {e}, as user {user} (`user`)", path.display())
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// What `--check-config` and start-up add to parsing: the files roost
@@ -534,6 +560,7 @@ impl Parser {
             }
             "max_keepalive" => s.broker.max_keepalive = number(key, one()?)?,
             "auto_id_prefix" => s.broker.auto_id_prefix = one()?.into(),
+            "user" => s.user = Some(one()?.into()),
             "connection_messages" => s.broker.connection_messages = boolean(key, one()?)?,
             "max_topic_alias" => s.broker.topic_alias_max = number(key, one()?)?,
             "retain_available" => s.broker.retain_available = boolean(key, one()?)?,
@@ -851,10 +878,6 @@ fn duration(v: &str) -> Result<u32, String> {
 /// mosquitto keys roost accepts but that change nothing in it, and why.
 fn no_effect(key: &str) -> Option<&'static str> {
     Some(match key {
-        "user" => {
-            "roost does not change user: start it as the user it should run as \
-             (systemd: User=, as roost.service does)"
-        }
         "log_timestamp_format" => "roost's log timestamps are RFC 3339, UTC",
         "set_tcp_nodelay" => "roost always sets TCP_NODELAY",
         "allow_duplicate_messages" => {
@@ -1099,14 +1122,15 @@ mod tests {
     #[test]
     fn cosmetic_keys_are_warnings() {
         let s = parse("user mosquitto\nset_tcp_nodelay true\n", "a.conf").unwrap();
-        assert_eq!(s.warnings.len(), 2);
+        assert_eq!(s.user.as_deref(), Some("mosquitto"));
+        assert_eq!(s.warnings.len(), 1);
         assert!(
-            s.warnings[0].starts_with("a.conf:1: `user` has no effect"),
+            s.warnings[0].starts_with("a.conf:2: `set_tcp_nodelay` has no effect"),
             "{:?}",
             s.warnings
         );
-        assert!(s.warnings[1].starts_with("a.conf:2: `set_tcp_nodelay`"));
         // A value is still required, as for any key.
+        assert!(parse("set_tcp_nodelay\n", "a.conf").is_err());
         assert!(parse("user\n", "a.conf").is_err());
     }
 

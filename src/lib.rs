@@ -13,5 +13,6 @@ pub mod mem;
 pub mod net;
 pub mod persist;
 pub mod pidfile;
+pub mod privileges;
 pub mod protocol;
 pub mod random;

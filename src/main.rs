@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use roost::config::{self, Settings};
 use roost::net::Server;
 use roost::pidfile::PidFile;
+use roost::privileges::Account;
 
 /// Counts heap bytes for `$SYS/broker/heap/...` and `memory_limit`.
 #[global_allocator]
@@ -107,6 +108,7 @@ fn ready(settings: &mut Settings) -> Result<(), String> {
 fn check_config(args: &Args) -> Result<(), String> {
     let mut settings = settings(args)?;
     ready(&mut settings)?;
+    Account::to_become(settings.user.as_deref())?;
     settings.check_paths()?;
     // By hand, outside roost.service's sandbox: the paths that sandbox
     // would not let roost write, when the config is the one it runs.
@@ -137,12 +139,19 @@ fn run(args: &Args) -> Result<(), String> {
         log::warn!("{warning}");
     }
     ready(&mut settings)?;
+    let account = Account::to_become(settings.user.as_deref())?;
     let server = Server::bind(&settings).map_err(|e| e.to_string())?;
     let _pid_file = settings
         .pid_file
         .as_deref()
         .map(PidFile::create)
         .transpose()?;
+    if let Some(account) = account {
+        account.hand_over(&settings.written_files())?;
+        account.become_it()?;
+        settings.check_paths_as(&account.name())?;
+        log::info!("running as user {}", account.name());
+    }
     server.run().map_err(|e| e.to_string())
 }
 

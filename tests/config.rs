@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Proc, Roost, TempDir, run_roost, text, wait_until};
+use common::{Proc, Roost, TempDir, refused_to_start, run_roost, text, wait_until};
 use wire::{
     Client, Connack, Connect, P_RETAIN_AVAILABLE, P_SERVER_KEEP_ALIVE, P_SESSION_EXPIRY,
     P_WILL_DELAY, PINGRESP, PUBACK, PUBLISH, PropValue, Props, Publish, Will,
@@ -117,10 +117,11 @@ fn check_config_tells_unsupported_keys_from_unknown_ones() {
         );
     }
     // Cosmetic keys pass, with a warning.
-    let conf = write(&dir.path.join("w.conf"), "user mosquitto\n");
+    let conf = write(&dir.path.join("w.conf"), "set_tcp_nodelay true\n");
     let out = run_roost(&["--check-config", "-c", &conf]);
     assert!(out.status.success(), "{out:?}");
-    assert!(text(&out.stderr).contains(&format!("warning: {conf}:1: `user` has no effect")));
+    let warning = format!("warning: {conf}:1: `set_tcp_nodelay` has no effect");
+    assert!(text(&out.stderr).contains(&warning));
     // The files roost would write are checked too.
     for line in [
         "pid_file /nonexistent/dir/roost.pid",
@@ -484,6 +485,82 @@ fn per_listener_settings_with_two_password_files() {
     sighup(&r);
     assert!(wait_until(|| login(&b, Some("carol")) == 0));
     assert_eq!(login(&a, Some("carol")), 0x05);
+}
+
+/// The uid line of /proc/PID/status: real, effective, saved, fs.
+fn uids(pid: u32) -> String {
+    let status = read(Path::new(&format!("/proc/{pid}/status")));
+    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line.split_whitespace()
+        .skip(1)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `user`, as in mosquitto: started as root, roost becomes that user once
+/// its listener is bound, and the files it goes on writing (its log and
+/// its state, made as root) become that user's. A user that does not
+/// exist, or a persistence directory the user cannot write, stops
+/// start-up.
+#[test]
+fn user_drops_root_after_binding_and_hands_over_its_files() {
+    // SAFETY: no arguments.
+    skip_without!(unsafe { libc::geteuid() } == 0, "root");
+    let nobody = 65534;
+    let dir = TempDir::new("roost-user");
+    let state = dir.path.join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::os::unix::fs::chown(&state, Some(nobody), Some(nobody)).unwrap();
+    // Made by root, as a first start as root leaves it.
+    let log = dir.path.join("state/roost.log");
+    std::fs::write(&log, "").unwrap();
+    let conf = format!(
+        "listener 0 127.0.0.1\nallow_anonymous true\nuser nobody\n\
+         persistence true\npersistence_mode journal\npersistence_location {}/\n\
+         log_dest stderr\nlog_dest file {}\n",
+        state.display(),
+        log.display()
+    );
+    let mut r = Roost::with_config(&conf);
+    assert!(
+        wait_until(|| r.log().iter().any(|l| l.contains("running as user nobody"))),
+        "{:#?}",
+        r.log()
+    );
+    assert_eq!(uids(r.pid()), "65534 65534 65534 65534");
+    let mut c = Client::v4(&r.addr(), "p");
+    c.publish(&Publish::new("kept", b"1").qos(1, 1).retain(true));
+    assert!(r.signal_and_wait(common::SIGTERM).unwrap().success());
+    use std::os::unix::fs::MetadataExt;
+    for file in ["roost.log", "roost.db", "roost.db.journal"] {
+        let meta = std::fs::metadata(state.join(file)).unwrap();
+        assert_eq!(meta.uid(), nobody, "{file} belongs to the user");
+    }
+    // And the state is there for the next start, as that user too.
+    let r = Roost::with_config(&conf);
+    let mut c = Client::v4(&r.addr(), "s");
+    c.subscribe(1, &[("kept", 0)]);
+    assert_eq!(c.expect_publish().payload, b"1");
+
+    let other = TempDir::new("roost-user-refused");
+    let no_one = refused_to_start(&other, "listener 0 127.0.0.1\nuser no-such-user-here\n");
+    assert!(
+        no_one
+            .iter()
+            .any(|l| l.contains("`user no-such-user-here`: there is no such user")),
+        "{no_one:#?}"
+    );
+    let root_only = format!(
+        "listener 0 127.0.0.1\nuser nobody\npersistence true\npersistence_location {}/\n",
+        other.path.display()
+    );
+    let refused = refused_to_start(&other, &root_only);
+    assert!(
+        refused
+            .iter()
+            .any(|l| l.contains("as user nobody (`user`)")),
+        "{refused:#?}"
+    );
 }
 
 #[test]

@@ -96,6 +96,11 @@ impl Config {
     fn journal_path(&self) -> PathBuf {
         self.location.join(format!("{}.journal", self.file))
     }
+
+    /// Every file of roost's state, whether the mode uses it or not.
+    pub fn files(&self) -> [PathBuf; 2] {
+        [self.path(), self.journal_path()]
+    }
 }
 
 pub struct Store {
