@@ -17,6 +17,7 @@ roost - an MQTT broker for small Linux gateways
 
 Usage: roost [OPTIONS]
        roost passwd [-c | -D] [-b] FILE USER [PASSWORD]   (see roost passwd --help)
+       roost import-mosquitto-db [-c CONFIG] FILE   (see roost import-mosquitto-db --help)
 
 Options:
   -c, --config FILE   read settings from FILE (mosquitto.conf syntax)
@@ -170,10 +171,31 @@ fn passwd(args: &[String]) -> ExitCode {
     }
 }
 
+/// `roost import-mosquitto-db ...`: mosquitto's state into roost's file.
+fn import_mosquitto_db(args: &[String]) -> ExitCode {
+    use roost::persist::import;
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{}", import::USAGE);
+        return ExitCode::SUCCESS;
+    }
+    match import::run(args) {
+        Ok(done) => {
+            println!("{done}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("roost import-mosquitto-db: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
-    if argv.get(1).is_some_and(|a| a == "passwd") {
-        return passwd(&argv[2..]);
+    match argv.get(1).map(String::as_str) {
+        Some("passwd") => return passwd(&argv[2..]),
+        Some("import-mosquitto-db") => return import_mosquitto_db(&argv[2..]),
+        _ => {}
     }
     let args = match parse_args() {
         Ok(Some(args)) => args,

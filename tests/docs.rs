@@ -25,8 +25,8 @@
 //!   unsupported.
 //! - The man pages: roost.conf(5) describes the same keys, and its EXAMPLE
 //!   passes `--check-config` like the Markdown examples; roost(8) names
-//!   every option `roost --help` lists, roost-passwd(1) every option of
-//!   `roost passwd --help`.
+//!   every option `roost --help` and `roost import-mosquitto-db --help`
+//!   list, roost-passwd(1) every option of `roost passwd --help`.
 //!
 //! Every run of the binary is bounded by `common::TIMEOUT`.
 
@@ -508,6 +508,11 @@ fn the_man_pages_name_every_option() {
     for (args, page, at_least) in [
         (&["--help"][..], "docs/man/roost.8", 7),
         (&["passwd", "--help"][..], "docs/man/roost-passwd.1", 3),
+        (
+            &["import-mosquitto-db", "--help"][..],
+            "docs/man/roost.8",
+            3,
+        ),
     ] {
         let options = help_options(args);
         assert!(options.len() >= at_least, "{args:?}: {options:?}");

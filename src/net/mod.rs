@@ -120,8 +120,9 @@ impl Server {
         let store = match &settings.persistence {
             p if p.enabled => {
                 let mut store = Store::new(p, now);
+                let fit = crate::persist::import::Fit::new(settings);
                 store
-                    .load(&mut broker, now, SystemTime::now())
+                    .load(&mut broker, now, SystemTime::now(), &fit)
                     .map_err(io::Error::other)?;
                 Some(store)
             }

@@ -21,6 +21,11 @@ const MAGIC: &[u8; 8] = b"ROOST-DB";
 const VERSION: u16 = 1;
 const HEADER: usize = MAGIC.len() + 2 + 8 + 8;
 
+/// Whether `bytes` start like a roost snapshot.
+pub fn is_snapshot(bytes: &[u8]) -> bool {
+    bytes.starts_with(MAGIC)
+}
+
 /// The file for `snap`, which includes the journal up to `generation`.
 pub fn encode(snap: &Snapshot, generation: u64) -> Vec<u8> {
     let mut body = Vec::new();

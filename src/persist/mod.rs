@@ -15,7 +15,9 @@
 //! compaction.
 
 mod format;
+pub mod import;
 mod journal;
+mod mosquitto_db;
 mod records;
 
 use std::fs::{self, File};
@@ -142,13 +144,28 @@ impl Store {
     }
 
     /// Reads the snapshot, and in journal mode replays the journal, into
-    /// `broker`, then turns the broker's journaling on.
+    /// `broker`, then turns the broker's journaling on. Before the first
+    /// snapshot, a mosquitto.db is imported (`import.rs`) to `fit`.
     pub fn load(
         &mut self,
         broker: &mut Broker,
         now: Instant,
         wall: SystemTime,
+        fit: &import::Fit,
     ) -> Result<(), String> {
+        let plan = import::plan(&self.config)?;
+        if plan.file != self.config.file {
+            let named = std::mem::replace(&mut self.config.file, plan.file);
+            self.path = self.config.path();
+            log::info!(
+                "persistence: persistence_file {named} is mosquitto's; roost keeps its own \
+                 state in {}",
+                self.path.display()
+            );
+        }
+        if let Some(source) = &plan.mosquitto {
+            self.import_mosquitto(source, fit)?;
+        }
         self.load_snapshot(broker, now, wall)?;
         if self.config.mode == Mode::Journal {
             let path = self.config.journal_path();
@@ -165,6 +182,59 @@ impl Store {
             broker.enable_journal(now, wall);
         }
         Ok(())
+    }
+
+    /// Writes what mosquitto's file at `source` holds as roost's first
+    /// snapshot, leaving `source` as it is. One that does not read (or
+    /// that roost may not read) stops start-up as a damaged snapshot does,
+    /// but stays where it is.
+    fn import_mosquitto(&self, source: &Path, fit: &import::Fit) -> Result<(), String> {
+        if let Some(existing) = import::roost_state(&self.config) {
+            if source.exists() {
+                log::info!(
+                    "persistence: {} is not imported: roost's {} exists",
+                    source.display(),
+                    existing.display()
+                );
+            }
+            return Ok(());
+        }
+        let imported = match fs::read(source) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => Err(format!(
+                "{}: {e} (`roost import-mosquitto-db`, run by a user who may read it, \
+                 imports it as well)",
+                source.display()
+            )),
+            Ok(bytes) if !mosquitto_db::is_mosquitto_db(&bytes) => {
+                log::warn!(
+                    "persistence: {}: not a mosquitto.db (no mosquitto header); not imported",
+                    source.display()
+                );
+                return Ok(());
+            }
+            Ok(bytes) => import::import_file(source, &bytes, &self.path, fit),
+        };
+        match imported {
+            Ok(summary) => {
+                log::info!(
+                    "persistence: imported mosquitto's {} (left as it is) into {}: {summary}",
+                    source.display(),
+                    self.path.display()
+                );
+                Ok(())
+            }
+            Err(why) => match self.config.on_damage {
+                OnDamage::Refuse => Err(format!(
+                    "{why}. Not imported, and left as it is. Not starting: move it \
+                     away, or set `persistence_damaged start_empty` to start without it"
+                )),
+                OnDamage::StartEmpty => {
+                    log::error!("{why}; not imported, left as it is, starting without it");
+                    Ok(())
+                }
+            },
+        }
     }
 
     /// Reads the snapshot into `broker`. A missing file is a first start.

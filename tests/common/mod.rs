@@ -209,6 +209,16 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// A loopback port free now, for a broker that cannot pick its own (a
+/// mosquitto under test).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Polls `cond` until it holds or `TIMEOUT` passes.
 pub fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + TIMEOUT;
