@@ -464,7 +464,7 @@ impl Parser {
                     "`{key}` belongs to a bridge: put it after a `connection` line"
                 ));
             };
-            if let Some(warning) = bridge::config::apply(b, key, &args)? {
+            if let Some(warning) = bridge::config::apply(b, key, rest)? {
                 s.warnings.push(format!("{at}: {warning}"));
             }
             return Ok(());
@@ -940,7 +940,6 @@ fn is_mosquitto_key(key: &str) -> bool {
         "tls_keyform",
         "use_subject_as_username",
         // Bridges
-        "bridge_attempt_unsubscribe",
         "bridge_bind_address",
         "bridge_ciphers",
         "bridge_ciphers_tls1.3",
@@ -955,7 +954,6 @@ fn is_mosquitto_key(key: &str) -> bool {
         "bridge_tcp_keepalive",
         "bridge_tcp_user_timeout",
         "bridge_tls_use_os_certs",
-        "local_cleansession",
     ];
     KEYS.contains(&key) || key.starts_with("auth_opt_") || key.starts_with("plugin_opt_")
 }

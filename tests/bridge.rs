@@ -427,10 +427,20 @@ fn roost_bridges_into_mosquitto() {
         port,
         "topic # out 1 sensors/ site1/sensors/\ntopic # in 1 cmd/ site1/cmd/\n",
     );
+    // With the private bit, and `bridge_attempt_unsubscribe` (default
+    // true) unsubscribing from the `out` topic, as mosquitto's bridges do.
+    m.wait_line("a bridge", |l| {
+        l.contains("New bridge connected") && l.contains("as gw")
+    });
+    m.wait_line("the UNSUBSCRIBE", |l| {
+        l.contains("Received UNSUBSCRIBE from gw")
+    });
+    m.wait_line("its topic", |l| l.ends_with("\tsite1/sensors/#"));
     m.wait_line("bridge subscription", |l| {
         l.contains("gw") && l.contains("site1/cmd/#")
     });
     both_ways(&gw, &format!("127.0.0.1:{port}"), || true);
+    assert_eq!(count_log(&gw, "try_private"), 0, "{:#?}", gw.log());
 }
 
 /// Waits until the gateway is subscribed at the remote, then sends a
@@ -527,6 +537,83 @@ fn a_remote_refusing_the_private_bit_is_tried_without_it() {
     second.write_all(&[0x20, 0x02, 0x00, 0x00]).unwrap();
     wait_log(&gw, "bridge cloud: connected");
     wait_log(&gw, "unacceptable protocol version (0x01)");
+}
+
+/// `bridge_attempt_unsubscribe` (default true, as mosquitto): a topic that
+/// an earlier config brought `in` and now sends `out` is unsubscribed at
+/// the remote, whose kept session for the bridge still had it; with
+/// `false` the old subscription stays and still brings messages in.
+#[test]
+fn an_out_topic_is_unsubscribed_at_the_remote_unless_told_not_to() {
+    let remote = Roost::with_config("listener 0 127.0.0.1\nallow_anonymous true\n");
+    let subscribed = || count_log(&remote, "client gw subscribed to x/#");
+    let unsubscribed = || count_log(&remote, "client gw unsubscribed from x/#");
+    for (round, attempt) in [(1, true), (2, false)] {
+        let before = gateway(remote.port, "topic x/# in 1\n");
+        assert!(wait_until(|| subscribed() == round));
+        drop(before);
+        let gw = gateway(
+            remote.port,
+            &format!("topic x/# out 1\nbridge_attempt_unsubscribe {attempt}\n"),
+        );
+        wait_log(&gw, "bridge cloud: connected");
+        if attempt {
+            assert!(wait_until(|| unsubscribed() == 1));
+        }
+        let mut dash = subscriber(&gw.addr(), "dash", &[("x/#", 1)]);
+        let mut app = Client::v4(&remote.addr(), "app");
+        publish(&mut app, "x/1", "from the remote", 1, 1);
+        let got = take(&mut dash, usize::from(!attempt));
+        assert_eq!(got.len(), usize::from(!attempt), "{attempt}: {got:?}");
+        assert_eq!(unsubscribed(), 1, "{attempt}");
+    }
+}
+
+/// From now on, connections to 127.0.0.1:`port` are passed on to
+/// 127.0.0.1:`to`: a remote that comes within reach when the test says.
+fn forward(port: u16, to: u16) {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    std::thread::spawn(move || {
+        for inbound in listener.incoming().map_while(Result::ok) {
+            let outbound = std::net::TcpStream::connect(("127.0.0.1", to)).unwrap();
+            for (mut from, mut into) in [
+                (inbound.try_clone().unwrap(), outbound.try_clone().unwrap()),
+                (outbound, inbound),
+            ] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut into);
+                    let _ = into.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+}
+
+/// `local_cleansession true`: a QoS 1 message published while the remote
+/// is out of reach is not kept for it, as in mosquitto. By default roost
+/// keeps it, whatever `cleansession` says.
+#[test]
+fn local_cleansession_keeps_nothing_for_an_absent_remote() {
+    let remote = Roost::with_config("listener 0 127.0.0.1\nallow_anonymous true\n");
+    for (extra, want) in [
+        ("cleansession true\n", &["away", "back"][..]),
+        ("local_cleansession true\n", &["back"]),
+    ] {
+        let mut cloud = subscriber(&remote.addr(), "cloud", &[("n/#", 1)]);
+        let port = mosquitto_port();
+        let gw = gateway(port, &format!("topic n/# out 1\n{extra}"));
+        wait_log(&gw, "bridge cloud: lost 127.0.0.1");
+        let mut sensor = Client::v4(&gw.addr(), "sensor");
+        publish(&mut sensor, "n/x", "away", 1, 1);
+        forward(port, remote.port);
+        wait_log(&gw, "bridge cloud: connected");
+        publish(&mut sensor, "n/x", "back", 1, 2);
+        let got: Vec<String> = take(&mut cloud, want.len())
+            .into_iter()
+            .map(|m| m.payload)
+            .collect();
+        assert_eq!(got, want, "{extra}");
+    }
 }
 
 /// `bridge_outgoing_retain false` clears the flag on the way out, and

@@ -15,6 +15,7 @@ pub const KEYS: &[&str] = &[
     "address",
     "addresses",
     "bridge_alpn",
+    "bridge_attempt_unsubscribe",
     "bridge_cafile",
     "bridge_capath",
     "bridge_certfile",
@@ -28,6 +29,7 @@ pub const KEYS: &[&str] = &[
     "clientid",
     "idle_timeout",
     "keepalive_interval",
+    "local_cleansession",
     "local_clientid",
     "local_password",
     "local_username",
@@ -60,6 +62,8 @@ pub fn new(name: &str) -> Result<Bridge, String> {
         topics: Vec::new(),
         version: Version::V311,
         clean_session: false,
+        local_clean_session: false,
+        attempt_unsubscribe: true,
         local_clientid: String::new(),
         remote_clientid: String::new(),
         remote_username: None,
@@ -82,12 +86,20 @@ pub fn new(name: &str) -> Result<Bridge, String> {
     })
 }
 
-/// Applies one line of the section. Returns a warning for keys that
-/// change nothing in roost.
-pub fn apply(b: &mut Bridge, key: &str, args: &[&str]) -> Result<Option<String>, String> {
+/// Applies one line of the section, `rest` being what follows the key.
+/// Returns a warning for keys that change nothing in roost.
+pub fn apply(b: &mut Bridge, key: &str, rest: &str) -> Result<Option<String>, String> {
+    let args: Vec<&str> = rest.split_whitespace().collect();
+    let args = &args[..];
     let one = || match args {
         [v] => Ok(*v),
         _ => Err(format!("`{key}` takes one value")),
+    };
+    // As mosquitto reads a string: the rest of the line, spaces and all
+    // (an Azure SAS token is `SharedAccessSignature sr=...`).
+    let line = || match rest {
+        "" => Err(format!("`{key}` takes a value")),
+        v => Ok(v),
     };
     let flag = || one().and_then(|v| boolean(key, v));
     match key {
@@ -114,10 +126,12 @@ pub fn apply(b: &mut Bridge, key: &str, args: &[&str]) -> Result<Option<String>,
             }
         }
         "cleansession" => b.clean_session = flag()?,
+        "local_cleansession" => b.local_clean_session = flag()?,
+        "bridge_attempt_unsubscribe" => b.attempt_unsubscribe = flag()?,
         "local_clientid" => b.local_clientid = client_id(key, one()?)?,
         "remote_clientid" | "clientid" => b.remote_clientid = client_id(key, one()?)?,
-        "remote_username" | "username" => b.remote_username = Some(one()?.into()),
-        "remote_password" | "password" => b.remote_password = Some(one()?.into()),
+        "remote_username" | "username" => b.remote_username = Some(line()?.into()),
+        "remote_password" | "password" => b.remote_password = Some(line()?.into()),
         "keepalive_interval" => {
             let v: u16 = number(key, one()?)?;
             if v < 5 {
@@ -203,7 +217,7 @@ pub fn apply(b: &mut Bridge, key: &str, args: &[&str]) -> Result<Option<String>,
             }
         }
         "local_username" | "local_password" => {
-            one()?;
+            line()?;
             return Ok(Some(format!(
                 "`{key}` has no effect: roost's bridges pass local access control, \
                  as mosquitto's do without a plugin"
@@ -354,6 +368,9 @@ mod tests {
             (b.keepalive, b.try_private, b.clean_session),
             (60, true, false)
         );
+        // roost keeps what waits for the remote whatever `cleansession`
+        // says; mosquitto's local_cleansession follows it.
+        assert!(!b.local_clean_session && b.attempt_unsubscribe);
         assert_eq!(b.start_type, StartType::Automatic);
         assert_eq!(b.version, Version::V311);
     }
@@ -371,6 +388,8 @@ local_clientid here
 remote_clientid there
 remote_username u
 remote_password p
+local_cleansession true
+bridge_attempt_unsubscribe false
 keepalive_interval 5
 try_private false
 notifications false
@@ -390,7 +409,26 @@ bridge_outgoing_retain false
         assert_eq!(b.restart.cap, Some(Duration::from_secs(8)));
         assert_eq!((b.threshold, b.max_packet_size), (2, 1000));
         assert!(b.round_robin && b.clean_session && !b.outgoing_retain && !b.try_private);
+        assert!(b.local_clean_session && !b.attempt_unsubscribe);
         assert_eq!(b.tls, None);
+    }
+
+    /// As mosquitto reads them: the rest of the line, so an Azure SAS
+    /// token (`SharedAccessSignature sr=...`) is one password.
+    #[test]
+    fn user_names_and_passwords_take_the_rest_of_the_line() {
+        let text = "connection hub\naddress h:8883\ntopic # out 1\n\
+                    remote_username hub.azure-devices.net/dev1/?api-version=2021-04-12\n\
+                    remote_password SharedAccessSignature sr=hub&sig=a%2Bb&se=1700000000\n";
+        let b = &parse(text).unwrap()[0];
+        assert_eq!(
+            b.remote_username.as_deref(),
+            Some("hub.azure-devices.net/dev1/?api-version=2021-04-12")
+        );
+        assert_eq!(
+            b.remote_password.as_deref(),
+            Some("SharedAccessSignature sr=hub&sig=a%2Bb&se=1700000000")
+        );
     }
 
     #[cfg(feature = "tls")]

@@ -31,6 +31,13 @@ pub struct Bridge {
     pub version: Version,
     /// `cleansession`: the remote forgets the bridge's session when it goes.
     pub clean_session: bool,
+    /// `local_cleansession`: the bridge's session here keeps nothing for
+    /// the remote while it is away (false, roost's default: it queues).
+    pub local_clean_session: bool,
+    /// `bridge_attempt_unsubscribe`: at each connect, unsubscribe at the
+    /// remote from the `out` rules' topics, which an older config may
+    /// have subscribed to.
+    pub attempt_unsubscribe: bool,
     pub local_clientid: String,
     pub remote_clientid: String,
     pub remote_username: Option<String>,
@@ -145,6 +152,24 @@ impl Bridge {
     /// `try_private` does it for 3.x) keeps `both` rules from looping.
     pub fn remote_subscriptions(&self) -> Vec<(String, SubOptions)> {
         self.subscriptions(TopicRule::receives, TopicRule::remote_filter, 0)
+    }
+
+    /// What the bridge unsubscribes from at the remote at each connect
+    /// (`bridge_attempt_unsubscribe`, as mosquitto): the remote topics of
+    /// `out` rules, but for those an `in` or `both` rule subscribes to.
+    pub fn remote_unsubscriptions(&self) -> Vec<String> {
+        if !self.attempt_unsubscribe {
+            return Vec::new();
+        }
+        let subscribed = self.remote_subscriptions();
+        let mut filters: Vec<String> = Vec::new();
+        for rule in self.topics.iter().filter(|r| !r.receives()) {
+            let filter = rule.remote_filter();
+            if !subscribed.iter().any(|(f, _)| *f == filter) && !filters.contains(&filter) {
+                filters.push(filter);
+            }
+        }
+        filters
     }
 
     fn subscriptions(
@@ -295,6 +320,17 @@ mod tests {
         assert_eq!(b.remote_topic("local/state"), "remote/state");
         assert_eq!(b.local_topic("remote/state"), "local/state");
         assert_eq!(b.local_subscriptions()[0].0, "local/state");
+    }
+
+    #[test]
+    fn out_topics_are_unsubscribed_at_the_remote_unless_subscribed_or_asked_not_to() {
+        let rules = "topic a/# out 1 \"\" r/\ntopic b/# in 1\ntopic b/# out 1\n\
+                     topic c/# both 1\ntopic a/# out 0 \"\" r/\n";
+        let b = bridge(rules);
+        // `b/#` is subscribed by its `in` rule; `a/#` is named once.
+        assert_eq!(b.remote_unsubscriptions(), ["r/a/#"]);
+        let b = bridge(&format!("{rules}bridge_attempt_unsubscribe false\n"));
+        assert!(b.remote_unsubscriptions().is_empty());
     }
 
     #[test]

@@ -13,7 +13,17 @@ use std::time::Instant;
 use super::session::Role;
 use super::topic::Sub;
 use super::{Action, Broker, Conn, ConnId};
-use crate::protocol::{Packet, SubOptions, Subscribe, Version};
+use crate::protocol::{Packet, SubOptions, Subscribe, Unsubscribe, Version};
+
+/// What a bridge asks of the remote as it connects.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteFilters {
+    /// Its `in` and `both` topics.
+    pub subscribe: Vec<(String, SubOptions)>,
+    /// `bridge_attempt_unsubscribe`: its `out` topics, which an older
+    /// config may have subscribed to.
+    pub unsubscribe: Vec<String>,
+}
 
 /// What the remote broker said about itself in CONNACK.
 #[derive(Debug, Clone, Copy)]
@@ -29,11 +39,14 @@ impl Broker {
     /// Makes sure bridge session `client_id` exists with exactly the
     /// subscriptions `subs` (the config may have changed since a restored
     /// session was saved; its queue stays). Retained messages matching a
-    /// new subscription are queued for the remote.
+    /// new subscription are queued for the remote. Unless it is to `keep`
+    /// what waits for an absent remote (`local_cleansession false`), it
+    /// holds nothing then: expiry 0 says so, and it is not saved.
     pub fn add_bridge(
         &mut self,
         client_id: &str,
         subs: &[(String, SubOptions)],
+        keep: bool,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
@@ -43,7 +56,7 @@ impl Broker {
         };
         let session = &mut self.sessions[s];
         session.role = Role::Bridge;
-        session.expiry = u32::MAX;
+        session.expiry = if keep { u32::MAX } else { 0 };
         let stale: Vec<Rc<str>> = session
             .subscriptions
             .iter()
@@ -66,18 +79,35 @@ impl Broker {
                 self.send_retained(s, filter, *options, 0, now, out);
             }
         }
+        if !keep {
+            // Restored from when the config kept it.
+            self.drop_for_absent_bridge(s);
+        }
+    }
+
+    /// Bridge session `s`, with `local_cleansession`, lost its remote:
+    /// what it held for it goes (counted as dropped), as in mosquitto.
+    pub(super) fn drop_for_absent_bridge(&mut self, s: usize) {
+        let dropped = self.sessions[s].drop_outgoing(&mut self.spare_flows);
+        if dropped > 0 {
+            self.stats.publish_dropped += dropped as u64;
+            log::info!(
+                "bridge session {}: {dropped} messages for the remote dropped (local_cleansession)",
+                self.sessions[s].client_id
+            );
+        }
     }
 
     /// The remote broker accepted connection `id` of bridge `client_id`:
-    /// the bridge subscribes there to `remote_subs` (the SUBACK is the
-    /// loop's to read), and its session resumes on it, sending again what
-    /// the remote had not acknowledged, then its queue.
+    /// the bridge unsubscribes and subscribes there as `filters` say (the
+    /// acks are the loop's to read), and its session resumes on it,
+    /// sending again what the remote had not acknowledged, then its queue.
     pub fn bridge_connected(
         &mut self,
         id: ConnId,
         client_id: &str,
         remote: Remote,
-        remote_subs: Vec<(String, SubOptions)>,
+        filters: RemoteFilters,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
@@ -100,12 +130,19 @@ impl Broker {
             },
         );
         self.attach(s, id, remote.receive_max);
-        if !remote_subs.is_empty() {
-            // An id no message in flight has: the remote sees one client.
-            let packet_id = self.sessions[s].next_packet_id();
+        // Ids no message in flight has: the remote sees one client.
+        if !filters.unsubscribe.is_empty() {
+            let unsubscribe = Unsubscribe {
+                packet_id: self.sessions[s].next_packet_id(),
+                filters: filters.unsubscribe,
+                properties: Vec::new(),
+            };
+            out.push(Action::Send(id, Packet::Unsubscribe(unsubscribe)));
+        }
+        if !filters.subscribe.is_empty() {
             let subscribe = Subscribe {
-                packet_id,
-                filters: remote_subs,
+                packet_id: self.sessions[s].next_packet_id(),
+                filters: filters.subscribe,
                 properties: Vec::new(),
             };
             out.push(Action::Send(id, Packet::Subscribe(subscribe)));

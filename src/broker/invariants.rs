@@ -2,6 +2,7 @@
 //! the fuzz target (`tests/fuzz`, built with `--cfg fuzzing`) and the unit
 //! tests after every call. Not compiled into roost itself.
 
+use super::session::Role;
 use super::timer::Timer;
 use super::{Broker, ConnId, Slot};
 
@@ -9,7 +10,8 @@ impl Broker {
     /// Panics, saying which, unless every invariant holds:
     /// - connections and sessions point at each other, every session is
     ///   found by its client id, and an offline session is one that was
-    ///   asked to outlive its connection;
+    ///   asked to outlive its connection, or a bridge's that holds no
+    ///   messages while its remote is away (`local_cleansession`);
     /// - every pending deadline (connect or keep-alive, session expiry,
     ///   delayed will) has its timer entry, so nothing waits forever;
     /// - bounds: in-flight messages within the window, queues within
@@ -66,9 +68,21 @@ impl Broker {
                     assert_eq!(conn, Some(s), "client {name}: connection {id} not attached");
                 }
                 None => {
-                    assert!(session.expiry > 0, "client {name}: offline with expiry 0");
+                    // But a bridge's with `local_cleansession`, which
+                    // holds nothing while offline.
+                    assert!(
+                        session.expiry > 0 || session.role == Role::Bridge,
+                        "client {name}: offline with expiry 0"
+                    );
+                    if session.expiry == 0 {
+                        let flow = session.flow();
+                        assert!(
+                            flow.queue.is_empty() && flow.inflight.is_empty(),
+                            "bridge {name}: holds messages with local_cleansession"
+                        );
+                    }
                     let generation = session.generation;
-                    if session.expiry != u32::MAX {
+                    if session.expiry != u32::MAX && session.expiry != 0 {
                         let timer = Timer::SessionExpiry(Slot::new(s), generation);
                         assert!(self.has_timer(timer), "client {name}: no expiry timer");
                     }

@@ -38,7 +38,7 @@ use slab::Slab;
 use crate::protocol::{
     DecodeError, Packet, Properties, PublishRef, QoS, ReasonOnly, Version, Will, reason,
 };
-pub use bridge::Remote;
+pub use bridge::{Remote, RemoteFilters};
 pub use connect::Origin;
 pub use journal::{JournalRecord, Login, ReplayKeys, Who};
 pub use message::Message;
@@ -996,6 +996,9 @@ impl Broker {
             }
         }
         match expiry {
+            // A bridge's session with `local_cleansession`: it stays (its
+            // subscriptions are the config's), emptied.
+            0 if self.sessions[s].role == Role::Bridge => self.drop_for_absent_bridge(s),
             0 => self.end_session(s, now, out),
             u32::MAX => {}
             _ => self.timers.add(

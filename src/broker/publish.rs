@@ -382,6 +382,9 @@ impl Broker {
             None if o.qos == QoS::AtMostOnce => {}
             // What a replay restores was queued once: dropped, it says so.
             None if self.replaying => self.sessions[s].flow_mut(&mut self.spare_flows).push(o),
+            // Offline with expiry 0: a bridge's session with
+            // `local_cleansession`, which keeps nothing for its remote.
+            None if session.expiry == 0 => self.stats.publish_dropped += 1,
             None => self.enqueue_within_bounds(s, o),
         }
     }

@@ -351,6 +351,24 @@ impl Session {
         self.flow.is_some()
     }
 
+    /// Drops the outbound messages, in flight and queued (not the inbound
+    /// QoS 2 ids, nor the retained messages owed to new subscriptions).
+    /// Returns how many of them had not been delivered.
+    pub fn drop_outgoing(&mut self, spare: &mut SpareFlows) -> usize {
+        let Some(flow) = &mut self.flow else {
+            return 0;
+        };
+        let unacknowledged = flow.inflight.iter();
+        let unacknowledged = unacknowledged.filter(|f| f.awaiting != Awaiting::Complete);
+        let dropped = unacknowledged.count() + flow.queue.len();
+        flow.inflight.clear();
+        flow.queue.clear();
+        flow.queued_bytes = 0;
+        flow.overflow_logged = false;
+        self.release_flow(spare);
+        dropped
+    }
+
     /// The QoS 1/2 state of a session that ends.
     pub fn into_flow(self) -> Flow {
         self.flow.map(|f| *f).unwrap_or_default()

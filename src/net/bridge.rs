@@ -17,7 +17,7 @@ use super::Server;
 use super::conn::Connection;
 use super::transport::Transport;
 use crate::bridge::{Bridge, Link, Step};
-use crate::broker::{Delivery, Remote};
+use crate::broker::{Delivery, Remote, RemoteFilters};
 use crate::protocol::{self, ConnAck, Packet, Publish, QoS, ReasonOnly, Version, reason};
 
 /// One bridge and its connection, when it has one.
@@ -100,6 +100,7 @@ impl Server {
             self.broker.add_bridge(
                 &c.local_clientid,
                 &c.local_subscriptions(),
+                !c.local_clean_session,
                 now,
                 &mut self.actions,
             );
@@ -316,7 +317,11 @@ impl Server {
                     }
                 }
             }
-            Packet::PingResp | Packet::UnsubAck(_) => {}
+            Packet::PingResp => {}
+            // `bridge_attempt_unsubscribe` asks for topics the bridge may
+            // never have subscribed to: a refusal (a v5 remote's 0x11, no
+            // subscription existed) is expected.
+            Packet::UnsubAck(ack) => log::debug!("bridge {}: {ack:?}", b.config.name),
             Packet::Disconnect(d) => {
                 log::warn!(
                     "bridge {}: the remote disconnected ({})",
@@ -381,9 +386,13 @@ impl Server {
                 crate::property!(ack.properties, MaximumPacketSize).unwrap_or(u32::MAX),
             ),
         };
-        let (client_id, subs) = (c.local_clientid.clone(), c.remote_subscriptions());
+        let filters = RemoteFilters {
+            subscribe: c.remote_subscriptions(),
+            unsubscribe: c.remote_unsubscriptions(),
+        };
+        let client_id = c.local_clientid.clone();
         self.broker
-            .bridge_connected(id, &client_id, remote, subs, now, &mut self.actions);
+            .bridge_connected(id, &client_id, remote, filters, now, &mut self.actions);
         self.announce(i, true, now);
         self.execute(now);
     }

@@ -2044,6 +2044,12 @@ fn sys_topics_are_neither_saved_nor_counted_as_changes() {
 impl Harness {
     /// Bridge "local.gw" forwarding `filter` (as `bridge::Bridge` asks).
     fn add_bridge(&mut self, filter: &str) {
+        self.add_bridge_keeping(filter, true);
+    }
+
+    /// The same, keeping what waits for an absent remote or not
+    /// (`local_cleansession`).
+    fn add_bridge_keeping(&mut self, filter: &str, keep: bool) {
         let options = SubOptions {
             qos: QoS::AtLeastOnce,
             no_local: true,
@@ -2051,25 +2057,43 @@ impl Harness {
             retain_handling: 1,
         };
         let mut out = Vec::new();
-        self.broker
-            .add_bridge("local.gw", &[(filter.into(), options)], self.now, &mut out);
+        self.broker.add_bridge(
+            "local.gw",
+            &[(filter.into(), options)],
+            keep,
+            self.now,
+            &mut out,
+        );
         assert!(out.is_empty(), "nothing goes out while the remote is away");
         self.check();
     }
 
     fn bridge_connected(&mut self, id: ConnId, remote_subs: &[&str]) -> Vec<Action> {
+        self.bridge_connected_unsubscribing(id, remote_subs, &[])
+    }
+
+    /// The same, unsubscribing from `unsubs` (`bridge_attempt_unsubscribe`).
+    fn bridge_connected_unsubscribing(
+        &mut self,
+        id: ConnId,
+        remote_subs: &[&str],
+        unsubs: &[&str],
+    ) -> Vec<Action> {
         let remote = Remote {
             version: Version::V311,
             receive_max: u16::MAX,
             max_packet: u32::MAX,
         };
-        let subs = remote_subs
-            .iter()
-            .map(|f| (f.to_string(), opts(QoS::AtLeastOnce)))
-            .collect();
+        let filters = RemoteFilters {
+            subscribe: remote_subs
+                .iter()
+                .map(|f| (f.to_string(), opts(QoS::AtLeastOnce)))
+                .collect(),
+            unsubscribe: unsubs.iter().map(|f| f.to_string()).collect(),
+        };
         let mut out = Vec::new();
         self.broker
-            .bridge_connected(id, "local.gw", remote, subs, self.now, &mut out);
+            .bridge_connected(id, "local.gw", remote, filters, self.now, &mut out);
         self.check();
         out
     }
@@ -2112,6 +2136,59 @@ fn a_bridge_keeps_what_waits_for_its_remote_and_sends_it_in_order() {
         h.packet(10, Packet::PubAck(ack(id)));
     }
     assert_eq!(h.broker.bridge_backlog("local.gw"), 0);
+}
+
+#[test]
+fn a_bridge_unsubscribes_then_subscribes_with_ids_of_its_own() {
+    let mut h = Harness::new();
+    h.add_bridge("sensors/#");
+    let out = h.bridge_connected_unsubscribing(9, &["cmd/#"], &["site1/sensors/#"]);
+    let [
+        Action::Send(9, Packet::Unsubscribe(u)),
+        Action::Send(9, Packet::Subscribe(s)),
+    ] = &out[..]
+    else {
+        panic!("UNSUBSCRIBE, then SUBSCRIBE: {out:?}");
+    };
+    assert_eq!(u.filters, ["site1/sensors/#"]);
+    assert_ne!(u.packet_id, s.packet_id);
+    // Nothing to unsubscribe from: no UNSUBSCRIBE.
+    h.close(9);
+    let out = h.bridge_connected(10, &["cmd/#"]);
+    assert!(
+        matches!(out[..], [Action::Send(10, Packet::Subscribe(_))]),
+        "{out:?}"
+    );
+}
+
+/// `local_cleansession true`: what is published while the remote is away
+/// is not kept, nor what was unacknowledged when it went; the session and
+/// its subscriptions stay, and what comes while it is up goes out.
+#[test]
+fn a_bridge_with_local_cleansession_keeps_nothing_for_an_absent_remote() {
+    let mut h = Harness::new();
+    h.add_bridge_keeping("sensors/#", false);
+    h.connect(1, "sensor", true);
+    h.packet(
+        1,
+        Packet::Publish(publish("sensors/t", b"away", QoS::AtLeastOnce, 1)),
+    );
+    assert_eq!(h.broker.bridge_backlog("local.gw"), 0);
+    let out = h.bridge_connected(9, &[]);
+    assert!(payloads(&out, 9).is_empty(), "{out:?}");
+    let out = h.packet(
+        1,
+        Packet::Publish(publish("sensors/t", b"up", QoS::AtLeastOnce, 2)),
+    );
+    assert_eq!(payloads(&out, 9), [b"up"]);
+    // Lost before the remote acknowledged it: dropped, not sent again.
+    h.close(9);
+    assert_eq!(h.broker.bridge_backlog("local.gw"), 0);
+    assert_eq!(h.broker.stats.publish_dropped, 2);
+    let out = h.bridge_connected(10, &[]);
+    assert!(payloads(&out, 10).is_empty(), "{out:?}");
+    let snap = h.broker.snapshot(h.now, std::time::SystemTime::now());
+    assert!(snap.sessions.is_empty(), "not saved: {snap:?}");
 }
 
 #[test]

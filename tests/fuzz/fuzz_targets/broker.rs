@@ -34,7 +34,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use roost::broker::{Access, Action, Auth, Broker, Config, Credentials, Remote};
+use roost::broker::{Access, Action, Auth, Broker, Config, Credentials, Remote, RemoteFilters};
 use roost::mem;
 use roost::protocol::{
     self, Ack, Connect, Packet, Property, Publish, QoS, ReasonOnly, SubOptions, Subscribe,
@@ -187,7 +187,9 @@ impl Driver {
                 retain_as_published: true,
                 retain_handling: 1,
             };
-            broker.add_bridge(BRIDGE, &[("t/#".into(), forward)], now, &mut actions);
+            // `local_cleansession` on the 64 bit.
+            let keep = switches & 64 == 0;
+            broker.add_bridge(BRIDGE, &[("t/#".into(), forward)], keep, now, &mut actions);
             version
         });
         Driver {
@@ -247,9 +249,18 @@ impl Driver {
                             receive_max: 2,
                             max_packet: 200,
                         };
-                        let subs = vec![("t/a".into(), options(input.byte()))];
-                        self.broker
-                            .bridge_connected(id, BRIDGE, remote, subs, self.now, &mut self.actions);
+                        let filters = RemoteFilters {
+                            subscribe: vec![("t/a".into(), options(input.byte()))],
+                            unsubscribe: vec!["t/b".into()],
+                        };
+                        self.broker.bridge_connected(
+                            id,
+                            BRIDGE,
+                            remote,
+                            filters,
+                            self.now,
+                            &mut self.actions,
+                        );
                     }
                     _ => self.broker.connected(id, 0, self.now),
                 }
