@@ -12,7 +12,7 @@ mod pki;
 mod wire;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -539,6 +539,125 @@ fn a_remote_refusing_the_private_bit_is_tried_without_it() {
     wait_log(&gw, "unacceptable protocol version (0x01)");
 }
 
+/// rumqttd, when installed (`cargo install rumqttd`): on PATH or in
+/// ~/.cargo/bin.
+fn rumqttd() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo/bin/rumqttd"));
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("rumqttd"))
+            .find(|p| p.is_file())
+    });
+    on_path.or(home.filter(|p| p.is_file()))
+}
+
+/// rumqttd with an MQTT 3.1.1 listener on `port`, and with `tls` (a
+/// port, a certificate and its key) a TLS one; ready once it says it
+/// listens. Its log (`-v`) says when a client subscribes.
+fn rumqttd_on(bin: &Path, dir: &Path, port: u16, tls: Option<(u16, &Path, &Path)>) -> Proc {
+    let listener = |n: u8, port: u16, tls: &str| {
+        format!(
+            "[v4.{n}]\nname = \"v4-{n}\"\nlisten = \"127.0.0.1:{port}\"\n\
+             next_connection_delay_ms = 1\n{tls}[v4.{n}.connections]\n\
+             connection_timeout_ms = 5000\nmax_payload_size = 20480\n\
+             max_inflight_count = 100\ndynamic_filters = true\n\n"
+        )
+    };
+    let mut text = "id = 0\n\n[router]\nid = 0\nmax_connections = 100\n\
+                    max_outgoing_packet_count = 200\nmax_segment_size = 1048576\n\
+                    max_segment_count = 10\n\n"
+        .to_string();
+    text += &listener(1, port, "");
+    if let Some((port, cert, key)) = tls {
+        let files = format!(
+            "[v4.2.tls]\ncertpath = \"{}\"\nkeypath = \"{}\"\n",
+            cert.display(),
+            key.display()
+        );
+        text += &listener(2, port, &files);
+    }
+    let conf = dir.join("rumqttd.toml");
+    std::fs::write(&conf, text).unwrap();
+    let mut cmd = Command::new(bin);
+    cmd.arg("-v").arg("-c").arg(&conf).env("NO_COLOR", "1");
+    let r = Proc::spawn(cmd);
+    // A line for each listener, in no set order.
+    for _ in 0..1 + usize::from(tls.is_some()) {
+        r.wait_line("rumqttd listening", |l| {
+            l.contains("Listening for remote connections")
+        });
+    }
+    r
+}
+
+/// rumqttd, like AWS IoT Core, closes the connection on mosquitto's
+/// bridge bit (protocol level 0x84) without a CONNACK. The bridge tries
+/// again at once without it, says so once, and keeps to it when it
+/// connects again; QoS 1 messages flow both ways, every one counted, in
+/// order.
+#[test]
+fn a_bridge_to_rumqttd_goes_without_the_private_bit_and_loses_nothing() {
+    let Some(bin) = rumqttd() else {
+        eprintln!("SKIPPED: rumqttd not installed");
+        return;
+    };
+    let dir = TempDir::new("roost-bridge-rumqttd");
+    let port = mosquitto_port();
+    let r = rumqttd_on(&bin, &dir.path, port, None);
+    let gw = gateway(
+        port,
+        "topic # out 1 up/ site1/up/\ntopic # in 1 down/ site1/down/\n",
+    );
+    let subscribed = |l: &str| l.contains("Adding subscription on topic site1/down/#");
+    r.wait_line("the bridge's subscription", subscribed);
+    wait_log(&gw, "bridge cloud: connected");
+    wait_log(&gw, "going on without it");
+    assert_eq!(count_log(&gw, "connecting to"), 2, "{:#?}", gw.log());
+    assert_eq!(count_log(&gw, "trying again in"), 0, "at once");
+    exchange_with(&gw, port, 0..100);
+    // A client takes the bridge's id at rumqttd: the bridge loses its
+    // connection, and its next one goes without the bit from the start.
+    let thief = Connect::v4("gw").keep_alive(60);
+    let _thief = Client::connect(&format!("127.0.0.1:{port}"), &thief);
+    wait_log(&gw, "bridge cloud: lost 127.0.0.1");
+    r.wait_line("the bridge's subscription again", subscribed);
+    exchange_with(&gw, port, 100..200);
+    assert_eq!(count_log(&gw, "connecting to"), 3, "{:#?}", gw.log());
+    assert_eq!(count_log(&gw, "closed the connection on CONNECT"), 1);
+    assert_eq!(count_log(&gw, "going on without it"), 1, "said once");
+}
+
+/// Sensor to cloud and app to dashboard, each of `numbers` at QoS 1,
+/// across a bridge with the rules `# out 1 up/ site1/up/` and `# in 1
+/// down/ site1/down/`: all arrive, once each, in order.
+fn exchange_with(gw: &Roost, remote: u16, numbers: std::ops::Range<u16>) {
+    // rumqttd refuses keep-alive 0 (the test client's default).
+    let at_rumqttd = |id: &str| {
+        let connect = Connect::v4(id).keep_alive(60);
+        Client::connect(&format!("127.0.0.1:{remote}"), &connect).0
+    };
+    let mut cloud = at_rumqttd("cloud");
+    cloud.send(&subscribe(1, &[("site1/up/#", 1)], false, Props::new()));
+    cloud.expect_kind(SUBACK);
+    let mut dash = subscriber(&gw.addr(), "dash", &[("down/#", 1)]);
+    let mut sensor = Client::v4(&gw.addr(), "sensor");
+    let mut app = at_rumqttd("app");
+    for i in numbers.clone() {
+        publish(&mut sensor, "up/t", &i.to_string(), 1, i + 1);
+        publish(&mut app, "site1/down/t", &i.to_string(), 1, i + 1);
+    }
+    let want: Vec<String> = numbers.map(|i| i.to_string()).collect();
+    for (c, topic) in [(&mut cloud, "site1/up/t"), (&mut dash, "down/t")] {
+        let got = take(c, want.len());
+        assert!(
+            got.iter().all(|m| m.topic == topic && m.qos == 1),
+            "{got:?}"
+        );
+        let got: Vec<String> = got.into_iter().map(|m| m.payload).collect();
+        assert_eq!(got, want, "to {topic}");
+    }
+}
+
 /// `bridge_attempt_unsubscribe` (default true, as mosquitto): a topic that
 /// an earlier config brought `in` and now sends `out` is unsubscribed at
 /// the remote, whose kept session for the bridge still had it; with
@@ -875,6 +994,34 @@ mod tls {
         both_ways(&gw, &remote.addr(), || {
             count_log(&remote, "client gw subscribed to site1/cmd/#") > 0
         });
+    }
+
+    /// As AWS IoT Core does: TLS, and the connection closed on the private
+    /// bit. The bridge tries again without it once the close follows the
+    /// handshake and the whole CONNECT.
+    #[test]
+    fn a_bridge_over_tls_to_rumqttd_goes_without_the_private_bit() {
+        let Some(bin) = rumqttd() else {
+            eprintln!("SKIPPED: rumqttd not installed");
+            return;
+        };
+        let pki = pki();
+        let dir = TempDir::new("roost-bridge-rumqttd-tls");
+        let (plain, tls_port) = (mosquitto_port(), mosquitto_port());
+        let server = Some((tls_port, &*pki.server.cert, &*pki.server.key));
+        let r = rumqttd_on(&bin, &dir.path, plain, server);
+        let gw = Roost::with_config(&format!(
+            "listener 0 127.0.0.1\nallow_anonymous true\nconnection cloud\naddress 127.0.0.1:{tls_port}\n\
+             remote_clientid gw\nrestart_timeout 1\nbridge_cafile {}\n\
+             topic # out 1 up/ site1/up/\ntopic # in 1 down/ site1/down/\n",
+            p(&pki.ca)
+        ));
+        r.wait_line("the bridge's subscription", |l| {
+            l.contains("Adding subscription on topic site1/down/#")
+        });
+        wait_log(&gw, "going on without it");
+        assert_eq!(count_log(&gw, "connecting to"), 2, "{:#?}", gw.log());
+        exchange_with(&gw, plain, 0..50);
     }
 
     /// A TLS file that does not read stops start-up (and `--check-config`)

@@ -13,9 +13,8 @@ pub struct Link {
     address: usize,
     /// The last wait after a failure; the next grows from it (jitter).
     backoff: Duration,
-    /// Whether CONNECT carries the private bit: on with `try_private`,
-    /// off after a 3.x remote refused it.
-    pub private: bool,
+    /// Whether CONNECT carries the private bit, see [`Private`].
+    private: Private,
     /// Last packet from the remote, last PINGREQ, last message either way.
     heard: Instant,
     pinged: Instant,
@@ -25,6 +24,21 @@ pub struct Link {
     probe_at: Option<Instant>,
     /// xorshift state for the back-off jitter.
     rng: u64,
+}
+
+/// mosquitto's bridge bit (`try_private`), as this link has learnt to use
+/// it. Brokers without bridge support refuse it with CONNACK 0x01 (as
+/// mosquitto expects) or, as rumqttd and AWS IoT Core do, close the
+/// connection without a word; each is then tried without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Private {
+    On,
+    /// Not asked for (`try_private false`, 5.0), or refused.
+    Off,
+    /// Off for the attempt after a remote closed on a CONNECT with it:
+    /// if this one gets a CONNACK, the bit was the trouble and stays off;
+    /// if not, something else was, and it is on again.
+    Trying,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +78,11 @@ impl Link {
             },
             address: 0,
             backoff: b.restart.base,
-            private: b.try_private && b.version < crate::protocol::Version::V5,
+            private: if b.try_private && b.version < crate::protocol::Version::V5 {
+                Private::On
+            } else {
+                Private::Off
+            },
             heard: now,
             pinged: now,
             active: now,
@@ -137,8 +155,42 @@ impl Link {
         }
     }
 
-    /// The remote accepted the connection.
-    pub fn up(&mut self, b: &Bridge, now: Instant) {
+    /// Whether the next CONNECT carries the private bit.
+    pub fn private(&self) -> bool {
+        self.private == Private::On
+    }
+
+    /// A 3.x remote refused the private bit (CONNACK 0x01): the next
+    /// attempts go without it. False when the CONNECT did not carry it.
+    pub fn private_refused(&mut self) -> bool {
+        let had = self.private == Private::On;
+        if had {
+            self.private = Private::Off;
+        }
+        had
+    }
+
+    /// The remote closed the connection, before any answer, after it had
+    /// all of a CONNECT. If that CONNECT carried the private bit, the
+    /// next attempt goes at once, to the same address, without it (and
+    /// this returns true); otherwise this is a failure like any other.
+    pub fn closed_unanswered(&mut self, now: Instant) -> bool {
+        let retry = matches!(self.state, State::Connecting(_)) && self.private == Private::On;
+        if retry {
+            self.private = Private::Trying;
+            self.state = State::Waiting(now);
+        }
+        retry
+    }
+
+    /// The remote accepted the connection. Returns true when this is the
+    /// first attempt without the private bit after a remote closed on it:
+    /// the bit stays off for the link from now on.
+    pub fn up(&mut self, b: &Bridge, now: Instant) -> bool {
+        let learnt = self.private == Private::Trying;
+        if learnt {
+            self.private = Private::Off;
+        }
         self.state = State::Up;
         self.heard = now;
         self.pinged = now;
@@ -147,6 +199,7 @@ impl Link {
         // As mosquitto: the first address is the main one, checked every
         // `restart_timeout` while another serves.
         self.probe_at = (!b.round_robin && self.address != 0).then(|| now + b.restart.base);
+        learnt
     }
 
     /// The main address answers again: leave the connection to another
@@ -175,6 +228,10 @@ impl Link {
     /// wait, or None when the bridge is finished (`start_type once`).
     pub fn failed(&mut self, b: &Bridge, now: Instant) -> Option<Duration> {
         let was_up = self.state == State::Up;
+        if self.private == Private::Trying {
+            // Without the bit it failed too: the bit was not the cause.
+            self.private = Private::On;
+        }
         if b.start_type == StartType::Once {
             self.state = State::Idle;
             return None;
@@ -325,6 +382,53 @@ mod tests {
         assert_eq!(link.poll(&b, 0, now + 6 * S), Some(Step::Disconnect));
         link.idle();
         assert_eq!(link.poll(&b, 0, now + 7 * S), None);
+    }
+
+    /// rumqttd and AWS IoT Core close the connection on the private bit.
+    #[test]
+    fn a_remote_closing_on_the_private_bit_is_tried_at_once_without_it() {
+        let b = bridge("");
+        let now = Instant::now();
+        let mut link = Link::new(&b, now);
+        assert_eq!(link.poll(&b, 0, now), Some(Step::Connect(0)));
+        assert!(link.private());
+        assert!(link.closed_unanswered(now));
+        assert!(!link.private());
+        assert_eq!(
+            link.poll(&b, 0, now),
+            Some(Step::Connect(0)),
+            "now, same address"
+        );
+        assert!(link.up(&b, now), "learnt: say so");
+        link.failed(&b, now + S).unwrap();
+        let retry = link.next_deadline(&b).unwrap();
+        assert_eq!(link.poll(&b, 0, retry), Some(Step::Connect(0)));
+        assert!(!link.private(), "remembered for the link");
+        assert!(!link.closed_unanswered(retry), "a failure like any other");
+        assert!(!link.up(&b, retry), "said once");
+    }
+
+    /// Closed without the bit too: the bit was not the trouble.
+    #[test]
+    fn a_remote_closing_on_every_connect_keeps_the_private_bit_and_backs_off() {
+        let b = bridge("");
+        let now = Instant::now();
+        let mut link = Link::new(&b, now);
+        link.poll(&b, 0, now);
+        assert!(link.closed_unanswered(now));
+        link.poll(&b, 0, now);
+        assert!(!link.closed_unanswered(now));
+        assert!(link.failed(&b, now).unwrap() >= 5 * S, "the back-off");
+        assert!(link.private());
+        // Refused with CONNACK 0x01: off for good, nothing to learn.
+        link.poll(&b, 0, now + 40 * S);
+        assert!(link.private_refused());
+        link.failed(&b, now + 40 * S);
+        assert!(!link.private() && !link.private_refused());
+        let b = bridge("try_private false\n");
+        let mut link = Link::new(&b, now);
+        link.poll(&b, 0, now);
+        assert!(!link.closed_unanswered(now));
     }
 
     #[test]

@@ -155,7 +155,7 @@ impl Server {
         let (host, port) = &b.config.addresses[address];
         let name = &b.config.name;
         let limits = (self.settings.broker.max_inflight, self.max_packet as u32);
-        let connect = Packet::Connect(Box::new(b.config.connect_packet(b.link.private, limits)));
+        let connect = Packet::Connect(Box::new(b.config.connect_packet(b.link.private(), limits)));
         let version = b.config.version;
         let addr = match (host.as_str(), *port)
             .to_socket_addrs()
@@ -355,14 +355,21 @@ impl Server {
                 b.peer,
                 ack.code
             );
-            if ack.code == reason::V3_UNACCEPTABLE_PROTOCOL_VERSION && b.link.private {
+            if ack.code == reason::V3_UNACCEPTABLE_PROTOCOL_VERSION && b.link.private_refused() {
                 log::info!("bridge {name}: trying again without try_private");
-                b.link.private = false;
             }
             return self.bridge_drop(id, now);
         }
         log::info!("bridge {name}: connected to {}", b.peer);
-        b.link.up(&b.config, now);
+        if b.link.up(&b.config, now) {
+            log::warn!(
+                "bridge {name}: {} closes connections that carry mosquitto's bridge flag \
+                 (try_private) without an answer, and took this one without it: going on \
+                 without it. Set `try_private false` in this bridge's section to connect \
+                 without the first attempt and this warning.",
+                b.peer
+            );
+        }
         let c = &b.config;
         // The broker checks sizes with local names: leave room for the
         // longest renaming, or a message too large for the remote would
@@ -469,15 +476,27 @@ impl Server {
         self.close(id, now);
     }
 
-    /// Bridge connection `id` of bridge `i` is closing or gone (whoever
-    /// closed it).
-    pub(super) fn bridge_down(&mut self, i: usize, now: Instant) {
+    /// Bridge `i`'s connection is closing or gone (whoever closed it).
+    /// `unanswered`: the remote closed it, without a word, after it had
+    /// all of the CONNECT, which may be its way to refuse the private bit.
+    pub(super) fn bridge_down(&mut self, i: usize, unanswered: bool, now: Instant) {
         self.bridges[i].conn = None;
         self.announce(i, false, now);
         self.execute(now);
-        if self.stop_by.is_none() && self.bridges[i].link.is_active() {
-            self.bridge_failed(i, &format!("lost {}", self.bridges[i].peer), now);
+        let b = &mut self.bridges[i];
+        if self.stop_by.is_some() || !b.link.is_active() {
+            return;
         }
+        if unanswered && b.link.closed_unanswered(now) {
+            log::info!(
+                "bridge {}: {} closed the connection on CONNECT without an answer; \
+                 trying again now without mosquitto's bridge flag (try_private)",
+                b.config.name,
+                b.peer
+            );
+            return;
+        }
+        self.bridge_failed(i, &format!("lost {}", self.bridges[i].peer), now);
     }
 
     fn bridge_failed(&mut self, i: usize, why: &str, now: Instant) {

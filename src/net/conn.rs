@@ -139,6 +139,12 @@ impl Connection {
         inbound
     }
 
+    /// Whether its TLS handshake is still under way: until it is done,
+    /// what went out carried no MQTT.
+    pub fn handshaking(&self) -> bool {
+        self.transport.as_ref().is_some_and(|t| t.handshaking())
+    }
+
     /// See [`Transport::identity`].
     pub fn identity(&self) -> Option<Option<String>> {
         self.transport.as_ref().and_then(|t| t.identity())

@@ -793,7 +793,7 @@ impl Server {
             self.flush(id, now);
         }
         if let Some(i) = self.bridge_of(id) {
-            self.bridge_down(i, now);
+            self.bridge_down(i, false, now);
         }
     }
 
@@ -806,7 +806,13 @@ impl Server {
         self.held.retain(|a| a.conn() != id);
         self.held_publish.remove(&id);
         if let Some(i) = self.bridge_of(id) {
-            self.bridge_down(i, now);
+            // Closed by the peer with all our bytes sent: for a bridge
+            // not yet answered, it took the whole CONNECT (TLS included).
+            let by_peer = err
+                .as_ref()
+                .is_none_or(|e| e.kind() == io::ErrorKind::ConnectionReset);
+            let unanswered = by_peer && c.closing().is_none() && c.unsent() == 0;
+            self.bridge_down(i, unanswered && !c.handshaking(), now);
         }
         if c.closing().is_none() {
             match err {

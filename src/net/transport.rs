@@ -145,6 +145,15 @@ impl Transport {
         }
     }
 
+    /// Whether a TLS handshake is still under way.
+    pub fn handshaking(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return tls.handshaking();
+        }
+        false
+    }
+
     /// `Some` when the client's user name is taken from its certificate
     /// (`use_identity_as_username`), see [`crate::broker::Origin`].
     pub fn identity(&self) -> Option<Option<String>> {

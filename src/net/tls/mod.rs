@@ -189,6 +189,10 @@ impl Tls {
         self.seal(out);
     }
 
+    pub fn handshaking(&self) -> bool {
+        self.conn.is_handshaking()
+    }
+
     /// `Some` on a listener with `use_identity_as_username`: the CN of the
     /// client's (verified) certificate, None inside when it has none.
     pub fn identity(&self) -> Option<Option<String>> {
