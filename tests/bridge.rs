@@ -1024,6 +1024,62 @@ mod tls {
         exchange_with(&gw, plain, 0..50);
     }
 
+    /// tests/fixtures/NAME, its certificate keys pointed at the test's
+    /// files and, with `remote`, its `address` at that port on 127.0.0.1.
+    fn fixture(pki: &Pki, name: &str, remote: Option<u16>) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        let text = std::fs::read_to_string(path).unwrap();
+        let lines = text.lines().map(|line| {
+            let (key, _) = line.split_once(' ').unwrap_or((line, ""));
+            match (key, remote) {
+                ("bridge_cafile", _) => format!("{key} {}", p(&pki.ca)),
+                ("bridge_certfile", _) => format!("{key} {}", p(&pki.client.cert)),
+                ("bridge_keyfile", _) => format!("{key} {}", p(&pki.client.key)),
+                ("address", Some(port)) => format!("address 127.0.0.1:{port}"),
+                _ => line.to_owned(),
+            }
+        });
+        lines.map(|l| l + "\n").collect()
+    }
+
+    /// The bridge configs of AWS IoT Core's and Azure IoT Hub's guides for
+    /// mosquitto pass `--check-config` as they are, host names that do
+    /// not resolve here and all, without a warning; and mosquitto 2.0
+    /// starts with them and tries their bridges (to a closed port here).
+    #[test]
+    fn the_cloud_guides_bridge_configs_pass_check_config_as_in_mosquitto() {
+        let pki = pki();
+        let dir = TempDir::new("roost-bridge-guides");
+        for (name, bridge) in [
+            ("aws-iot-bridge.conf", "awsiot"),
+            ("azure-iot-hub-bridge.conf", "azure-iot-hub"),
+        ] {
+            let conf = dir.path.join(name);
+            std::fs::write(&conf, fixture(&pki, name, None)).unwrap();
+            let out = common::run_roost(&["--check-config", "-c", p(&conf)]);
+            let err = common::text(&out.stderr);
+            assert_eq!(out.status.code(), Some(0), "{name}: {err}");
+            assert!(!err.contains("warning"), "{name}: {err}");
+            if !Path::new(MOSQUITTO).exists() {
+                eprintln!("SKIPPED: mosquitto not installed, {name} not shown to it");
+                continue;
+            }
+            let port = mosquitto_port();
+            let m = mosquitto(
+                &dir.path,
+                &format!(
+                    "listener {port} 127.0.0.1\nallow_anonymous true\n{}",
+                    fixture(&pki, name, Some(mosquitto_port()))
+                ),
+            );
+            m.wait_line("its bridge", |l| {
+                l.contains("Connecting bridge") && l.contains(&format!(" {bridge} ("))
+            });
+        }
+    }
+
     /// A TLS file that does not read stops start-up (and `--check-config`)
     /// naming the bridge, the key and the file.
     #[test]
