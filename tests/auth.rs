@@ -8,14 +8,14 @@ mod common;
 mod wire;
 
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use common::{Proc, Roost, TempDir, have, wait_until};
+use common::{Proc, Roost, TempDir, free_port, have, wait_until};
 use sha2::{Digest, Sha512};
 use wire::*;
 
@@ -260,11 +260,7 @@ fn roost_passwd_adds_changes_and_deletes_users() {
 /// mosquitto on a free loopback port, with `config` after its `listener`
 /// line; up once it takes connections.
 fn mosquitto(dir: &TempDir, config: &str) -> (Proc, u16) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let conf = dir.path.join("mosquitto.conf");
     std::fs::write(&conf, format!("listener {port} 127.0.0.1\n{config}")).unwrap();
     let mut cmd = Command::new("/usr/sbin/mosquitto");
@@ -628,6 +624,7 @@ fn clients_coming_and_going_are_logged_as_mosquitto_does() {
         connack(&addr, &login(4, "mallory", Some("mallory"), Some("x"))),
         0x05
     );
+    assert!(logged("Client mallory from 127.0.0.1:"));
     let refused = roost
         .log()
         .into_iter()

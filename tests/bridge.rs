@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Proc, Roost, TempDir, wait_until};
+use common::{Proc, Roost, TempDir, free_port, wait_until};
 use wire::*;
 
 /// A short window for negative checks ("nothing more arrives").
@@ -390,25 +390,16 @@ fn a_lazy_bridge_connects_at_its_threshold_and_leaves_when_idle() {
     wait_log(&gw, "bridge cloud: idle, disconnecting");
 }
 
-fn mosquitto_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// mosquitto (the Debian package) with `config`, on its listener line's
-/// port; ready once it says it listens.
+/// port; ready once it says it runs ("Opening ... listen socket" comes
+/// before its sockets listen).
 fn mosquitto(dir: &Path, config: &str) -> Proc {
     let path = dir.join("mosquitto.conf");
     std::fs::write(&path, config).unwrap();
     let mut cmd = Command::new(MOSQUITTO);
     cmd.arg("-c").arg(&path);
     let m = Proc::spawn(cmd);
-    m.wait_line("mosquitto listening", |l| {
-        l.contains("listen socket on port")
-    });
+    m.wait_line("mosquitto running", |l| l.ends_with(" running"));
     m
 }
 
@@ -418,7 +409,7 @@ const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 fn roost_bridges_into_mosquitto() {
     skip_without!(Path::new(MOSQUITTO).exists(), "mosquitto");
     let dir = TempDir::new("roost-bridge-mosq");
-    let port = mosquitto_port();
+    let port = free_port();
     let m = mosquitto(
         &dir.path,
         &format!("listener {port} 127.0.0.1\nallow_anonymous true\nlog_type all\n"),
@@ -472,7 +463,7 @@ fn mosquitto_bridges_into_roost() {
     skip_without!(Path::new(MOSQUITTO).exists(), "mosquitto");
     let dir = TempDir::new("roost-bridge-mosq");
     let roost = Roost::with_config("listener 0 127.0.0.1\nallow_anonymous true\n");
-    let port = mosquitto_port();
+    let port = free_port();
     let _m = mosquitto(
         &dir.path,
         &format!(
@@ -508,6 +499,22 @@ fn mosquitto_bridges_into_roost() {
     );
 }
 
+/// The next connection to `remote`, within `common::TIMEOUT`.
+fn accept(remote: &std::net::TcpListener) -> std::net::TcpStream {
+    remote.set_nonblocking(true).unwrap();
+    let mut got = None;
+    assert!(
+        wait_until(|| {
+            got = remote.accept().ok();
+            got.is_some()
+        }),
+        "the bridge did not connect"
+    );
+    let (s, _) = got.unwrap();
+    s.set_nonblocking(false).unwrap();
+    s
+}
+
 /// Reads one CONNECT from `s` and returns its protocol level byte.
 fn connect_level(s: &mut std::net::TcpStream) -> u8 {
     use std::io::Read;
@@ -529,10 +536,10 @@ fn a_remote_refusing_the_private_bit_is_tried_without_it() {
     let remote = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = remote.local_addr().unwrap().port();
     let gw = gateway(port, "topic # out 0\n");
-    let (mut first, _) = remote.accept().unwrap();
+    let mut first = accept(&remote);
     assert_eq!(connect_level(&mut first), 0x84, "3.1.1 with the bridge bit");
     first.write_all(&[0x20, 0x02, 0x00, 0x01]).unwrap();
-    let (mut second, _) = remote.accept().unwrap();
+    let mut second = accept(&remote);
     assert_eq!(connect_level(&mut second), 0x04, "plain 3.1.1");
     second.write_all(&[0x20, 0x02, 0x00, 0x00]).unwrap();
     wait_log(&gw, "bridge cloud: connected");
@@ -602,7 +609,7 @@ fn a_bridge_to_rumqttd_goes_without_the_private_bit_and_loses_nothing() {
         return;
     };
     let dir = TempDir::new("roost-bridge-rumqttd");
-    let port = mosquitto_port();
+    let port = free_port();
     let r = rumqttd_on(&bin, &dir.path, port, None);
     let gw = gateway(
         port,
@@ -719,7 +726,7 @@ fn local_cleansession_keeps_nothing_for_an_absent_remote() {
         ("local_cleansession true\n", &["back"]),
     ] {
         let mut cloud = subscriber(&remote.addr(), "cloud", &[("n/#", 1)]);
-        let port = mosquitto_port();
+        let port = free_port();
         let gw = gateway(port, &format!("topic n/# out 1\n{extra}"));
         wait_log(&gw, "bridge cloud: lost 127.0.0.1");
         let mut sensor = Client::v4(&gw.addr(), "sensor");
@@ -779,7 +786,7 @@ fn outgoing_retain_and_packet_size_limits() {
 /// first answers again, and messages follow it there.
 #[test]
 fn the_bridge_moves_back_to_the_main_address_when_it_returns() {
-    let main_port = mosquitto_port();
+    let main_port = free_port();
     let backup = Roost::with_config("listener 0 127.0.0.1\nallow_anonymous true\n");
     let gw = Roost::with_config(&format!(
         "listener 0 127.0.0.1\nallow_anonymous true\nconnection cloud\naddress 127.0.0.1:{main_port} \
@@ -911,7 +918,7 @@ mod tls {
         skip_without!(Path::new(MOSQUITTO).exists(), "mosquitto");
         let pki = pki();
         let dir = TempDir::new("roost-bridge-tls-mosq");
-        let (plain, tls_port) = (mosquitto_port(), mosquitto_port());
+        let (plain, tls_port) = (free_port(), free_port());
         let m = mosquitto(
             &dir.path,
             &format!(
@@ -1007,7 +1014,7 @@ mod tls {
         };
         let pki = pki();
         let dir = TempDir::new("roost-bridge-rumqttd-tls");
-        let (plain, tls_port) = (mosquitto_port(), mosquitto_port());
+        let (plain, tls_port) = (free_port(), free_port());
         let server = Some((tls_port, &*pki.server.cert, &*pki.server.key));
         let r = rumqttd_on(&bin, &dir.path, plain, server);
         let gw = Roost::with_config(&format!(
@@ -1066,12 +1073,12 @@ mod tls {
                 eprintln!("SKIPPED: mosquitto not installed, {name} not shown to it");
                 continue;
             }
-            let port = mosquitto_port();
+            let port = free_port();
             let m = mosquitto(
                 &dir.path,
                 &format!(
                     "listener {port} 127.0.0.1\nallow_anonymous true\n{}",
-                    fixture(&pki, name, Some(mosquitto_port()))
+                    fixture(&pki, name, Some(free_port()))
                 ),
             );
             m.wait_line("its bridge", |l| {

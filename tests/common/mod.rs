@@ -420,10 +420,7 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     pub fn with_config(config: &str) -> Mosquitto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
+        let port = free_port();
         let dir = TempDir::new("mosquitto");
         let conf = dir.path.join("mosquitto.conf");
         let text = format!("listener {port} 127.0.0.1\nallow_anonymous true\n{config}");
