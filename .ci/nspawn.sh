@@ -81,6 +81,9 @@ fail() {
 ct() { timeout 300 nsenter -t "$CT_PID" -a -- "$@"; }
 # A shell command line inside the container.
 ct_sh() { ct /bin/sh -c "$1"; }
+# `grep -q` for a pipe: reads to the end, since `grep -q` stops at the
+# first match and, under pipefail, the writer's SIGPIPE fails the pipe.
+contains() { grep "$@" >/dev/null; }
 prop() { ct systemctl show -p "$1" --value "${2:-roost.service}"; }
 
 # Waits up to $1 seconds for the command after it to succeed.
@@ -322,7 +325,7 @@ boot() {
         fail "the container did not boot ($state): $(tail -n 30 "$WORK/boot-$arch.log")"
     local failed
     failed=$(ct systemctl --failed --no-legend --plain | awk '{print $1}' | paste -sd ' ')
-    ok "booted: systemd $(ct systemctl --version | head -n 1 | awk '{print $2}') as PID 1 ($state${failed:+; failed: $failed})"
+    ok "booted: systemd $(ct systemctl --version | awk 'NR == 1 {print $2}') as PID 1 ($state${failed:+; failed: $failed})"
 }
 
 # ---------------------------------------------------------------- MQTT
@@ -399,7 +402,7 @@ active_or_fail() {
 
 check_install() {
     local base=$1 deb=$2 before after out
-    if ct dpkg-query -W -f '${Status}' procps 2>/dev/null | grep -q 'ok installed'; then
+    if ct dpkg-query -W -f '${Status}' procps 2>/dev/null | contains 'ok installed'; then
         fail "procps is in the fresh container already: the dependency check would prove nothing"
     fi
     local t0=$SECONDS new
@@ -414,7 +417,7 @@ check_install() {
     new=$(sed -n '/^The following NEW packages will be installed:/,/^[^ ]/p' "$WORK/apt-install-$ARCH.log" |
         grep '^ ' | xargs)
     ok "install: apt-get install ./$(basename "$deb") in $((SECONDS - t0)) s, with what it depends on: new packages: $new"
-    ct getent passwd roost | grep -q ':/var/lib/roost:' || fail "no system user roost"
+    ct getent passwd roost | contains ':/var/lib/roost:' || fail "no system user roost"
     [[ "$(ct systemctl is-enabled roost.service)" == enabled ]] || fail "roost.service is not enabled"
     [[ "$(ct systemctl is-enabled roost.socket || true)" == disabled ]] || fail "roost.socket is enabled"
     ok "install: user roost made, roost.service enabled, roost.socket installed but not enabled"
@@ -454,12 +457,12 @@ set_tcp_nodelay true"
     # The journal: no env_logger timestamp in front of the message, and a
     # warning's priority (4) on the warning.
     before=$(ct journalctl -u roost -b -o cat --no-pager | grep -c '^\[20' || true)
-    [[ "$before" == 0 ]] || fail "journal lines with a second timestamp: $(ct journalctl -u roost -b -o cat --no-pager | grep '^\[20' | head -n 3)"
-    ct journalctl -u roost -b -p warning..warning -o cat --no-pager | grep -q '`set_tcp_nodelay` has no effect' ||
+    [[ "$before" == 0 ]] || fail "journal lines with a second timestamp: $(ct journalctl -u roost -b -o cat --no-pager | grep '^\[20' | sed -n 1,3p)"
+    ct journalctl -u roost -b -p warning..warning -o cat --no-pager | contains '`set_tcp_nodelay` has no effect' ||
         fail "the config warning is not at priority warning"
-    ct journalctl -u roost -b -p info..info -o cat --no-pager | grep -q "listening on 127.0.0.1:$base" ||
+    ct journalctl -u roost -b -p info..info -o cat --no-pager | contains "listening on 127.0.0.1:$base" ||
         fail "'listening on' is not at priority info"
-    after=$(ct journalctl -u roost -b -o short-precise --no-pager | grep -m 1 'has no effect')
+    after=$(ct journalctl -u roost -b -o short-precise --no-pager | grep 'has no effect' | sed -n 1p)
     ok "install: journal: no second timestamp, warning at priority 4: $after"
 }
 
@@ -481,14 +484,14 @@ check_reload() {
     got=$(sub_result "$SUB" "$out")
     [[ "$got" == "reload/bob hello" ]] || fail "after the reload, alice got '$got', not 'reload/bob hello'"
     [[ "$(grep -c 'sending CONNECT' "$out")" == 1 ]] || fail "alice's client reconnected across the reload"
-    ct journalctl -u roost -b -o cat --no-pager | grep -qi reload || fail "no reload in the journal"
+    ct journalctl -u roost -b -o cat --no-pager | contains -i reload || fail "no reload in the journal"
     ok "reload: bob (added to the password file) in, the ACL's new deny applied; same process ($pid0), alice's connection kept"
 }
 
 check_watchdog() {
     local base=$1 pid0 n0 t0 elapsed got wd
     wd=$(prop WatchdogUSec)
-    ct_sh 'ls /var/lib/roost/' | grep -q journal || say "(no journal file yet)"
+    ct_sh 'ls /var/lib/roost/' | contains journal || say "(no journal file yet)"
     timeout 30 mosquitto_sub -h 127.0.0.1 -p "$base" -u alice -P secret -c -i ci-wd -q 1 -t 'wd/#' -E
     printf 'a\nb\nc\n' | pub -p "$base" -u alice -P secret -t wd/x -q 1 -l
     pid0=$(prop MainPID) n0=$(prop NRestarts)
@@ -499,7 +502,7 @@ check_watchdog() {
     wait_for 60 is_active roost || fail "roost not active after the watchdog restart"
     elapsed=$((SECONDS - t0))
     [[ "$(prop NRestarts)" == $((n0 + 1)) ]] || fail "NRestarts is $(prop NRestarts), was $n0"
-    ct journalctl -u roost -b -o cat --no-pager | grep -q 'Watchdog timeout' || fail "no watchdog timeout in the journal"
+    ct journalctl -u roost -b -o cat --no-pager | contains 'Watchdog timeout' || fail "no watchdog timeout in the journal"
     # WatchdogSec=30s, plus RestartSec=2s and start-up.
     ((elapsed <= 45)) || fail "the watchdog restart took $elapsed s"
     got=$(timeout 30 mosquitto_sub -h 127.0.0.1 -p "$base" -u alice -P secret -c -i ci-wd -q 1 -t 'wd/#' -C 3 -W 20 | paste -sd ' ') || true
@@ -519,7 +522,7 @@ check_socket() {
     ct systemctl enable --now roost.socket 2>/dev/null
     ct systemctl start roost
     active_or_fail "socket activation"
-    ct journalctl -u roost -b -o cat --no-pager | grep -q 'socket activation: 1 socket' || fail "roost did not take the socket"
+    ct journalctl -u roost -b -o cat --no-pager | contains 'socket activation: 1 socket' || fail "roost did not take the socket"
     ok "socket: roost.socket (ListenStream=127.0.0.1:$port, a drop-in) enabled, roost took the socket for its listener 127.0.0.1:$port"
 
     # Clients connect one after another while roost restarts: every one is
@@ -544,7 +547,7 @@ check_socket() {
     timeout 120 tail --pid="$loop" -f /dev/null || fail "the connect loop did not end"
     read -r served refused <"$WORK/restart-pub.count"
     [[ "$(prop MainPID)" != "$pid0" ]] || fail "roost was not restarted"
-    [[ "$refused" == 0 ]] || fail "$refused of 40 connections failed during the restart: $(sort -u "$WORK/restart-pub.err" | head -n 3)"
+    [[ "$refused" == 0 ]] || fail "$refused of 40 connections failed during the restart: $(sort -u "$WORK/restart-pub.err" | sed -n 1,3p)"
     ok "socket: $served connections one after another across \`systemctl restart roost\`: all served, none refused"
 
     ct systemctl stop roost 2>/dev/null
@@ -566,7 +569,7 @@ check_socket() {
     [[ "$(prop NRestarts)" == "$n0" ]] || fail "roost was restarted $(($(prop NRestarts) - n0)) times after refusing"
     [[ "$(prop ExecMainStatus)" == 1 ]] || fail "exit status $(prop ExecMainStatus), not 1"
     local msg
-    msg=$(ct journalctl -u roost -b -p err -o cat --no-pager | grep -m 1 "listener 127.0.0.1:$port (in the config) and the socket \[::\]:$port") ||
+    msg=$(ct journalctl -u roost -b -p err -o cat --no-pager | grep "listener 127.0.0.1:$port (in the config) and the socket \[::\]:$port" | sed -n 1p) ||
         fail "no error naming the listener and the socket"
     ok "socket: ListenStream=$port against listener 127.0.0.1:$port refused at priority err, status 1, no restart (NRestarts $n0 after 6 s): ${msg:0:110}..."
     ct_sh "printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:$port\n' >/etc/systemd/system/roost.socket.d/ci.conf"
@@ -598,7 +601,7 @@ check_sandbox() {
         fi
         sleep 3
         [[ "$(prop NRestarts)" == "$n0" ]] || fail "roost restarted in a loop with $line"
-        msg=$(ct journalctl -u roost -b -p err -o cat --no-pager -n 20 | grep -m 1 "$key.*under roost.service: roost runs as user roost with ProtectSystem=strict") ||
+        msg=$(ct journalctl -u roost -b -p err -o cat --no-pager -n 20 | grep "$key.*under roost.service: roost runs as user roost with ProtectSystem=strict" | sed -n 1p) ||
             fail "no error at priority err for $line in the journal"
         ok "sandbox: $line: --check-config: \"${out:0:90}...\"; journal (err): \"${msg:0:90}...\""
     done
@@ -608,7 +611,7 @@ check_sandbox() {
     active_or_fail "good config back"
     local mem
     mem=$(prop MemoryMax)
-    if ct_sh "cat /sys/fs/cgroup/system.slice/roost.service/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/system.slice/roost.service/memory.limit_in_bytes 2>/dev/null" | grep -qx 134217728; then
+    if ct_sh "cat /sys/fs/cgroup/system.slice/roost.service/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/system.slice/roost.service/memory.limit_in_bytes 2>/dev/null" | contains -x 134217728; then
         ok "sandbox: MemoryMax=128M enforced by the cgroup"
     else
         not_checked "MemoryHigh=/MemoryMax= (systemd has MemoryMax=$mem, but this host's cgroup hierarchy is v1/hybrid and nspawn does not delegate the memory controller, so no limit is applied in the container)"
