@@ -49,16 +49,16 @@ check() {
         }
     done
     rm "$deb.man"
-    dpkg-deb -I "$deb" conffiles | grep -qx /etc/roost/roost.conf || {
+    dpkg-deb -I "$deb" conffiles | grep -x /etc/roost/roost.conf >/dev/null || {
         echo "$deb: /etc/roost/roost.conf is not a conffile" >&2
         exit 1
     }
     # The system user and the unit enabling come from the maintainer scripts.
-    dpkg-deb -I "$deb" postinst | grep -q 'adduser --system' || {
+    dpkg-deb -I "$deb" postinst | grep 'adduser --system' >/dev/null || {
         echo "$deb: postinst does not create the roost user" >&2
         exit 1
     }
-    dpkg-deb -I "$deb" postinst | grep -q 'deb-systemd-helper enable roost.service' || {
+    dpkg-deb -I "$deb" postinst | grep 'deb-systemd-helper enable roost.service' >/dev/null || {
         echo "$deb: postinst does not enable roost.service" >&2
         exit 1
     }
