@@ -16,13 +16,10 @@
 //!   `topic` lines too) whose every line starts with a config key is
 //!   refused: config examples must carry the marker.
 //! - The key tables of docs/configuration.md (tables whose first column is
-//!   `key`) name exactly the keys the parser accepts. There is no list of
-//!   keys in src/config.rs to compare with, so the test scans the source:
-//!   the top-level arms of `Parser::apply` and `no_effect` in
-//!   src/config.rs, `Keys::takes` in src/config/tls.rs and `KEYS` in
-//!   src/bridge/config.rs. And the binary must know each key in the tables:
-//!   `--check-config` on a file with that key does not call it unknown or
-//!   unsupported.
+//!   `key`) name exactly the keys the parser accepts: those of the table
+//!   of keys in src/config/ (`roost::config::keys`). And the binary must
+//!   know each key in the tables: `--check-config` on a file with that key
+//!   does not call it unknown or unsupported.
 //! - The man pages: roost.conf(5) describes the same keys, and its EXAMPLE
 //!   passes `--check-config` like the Markdown examples; roost(8) names
 //!   every option `roost --help` and `roost import-mosquitto-db --help`
@@ -354,70 +351,12 @@ fn table_keys() -> BTreeSet<String> {
     keys
 }
 
-/// `"name"` patterns joined by `|`, as at the start of a match arm.
-fn arm_keys(line: &str) -> Option<Vec<String>> {
-    let (pattern, _) = line.split_once("=>")?;
-    pattern
-        .split('|')
-        .map(|p| {
-            let name = p.trim().strip_prefix('"')?.strip_suffix('"')?;
-            let key_like = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-            key_like.then(|| name.to_string())
-        })
-        .collect()
-}
-
-/// The text of `source` from `from` up to the first later line starting
-/// with `to`.
-fn region<'a>(source: &'a str, from: &str, to: &str) -> &'a str {
-    let start = source
-        .find(from)
-        .unwrap_or_else(|| panic!("`{from}` not found"));
-    let rest = &source[start..];
-    let end = rest[1..]
-        .find(&format!("\n{to}"))
-        .map_or(rest.len(), |i| i + 1);
-    &rest[..end]
-}
-
-fn quoted(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split('"').skip(1).step_by(2).map(String::from)
-}
-
-/// The keys the parser accepts, from its source.
+/// The keys the parser accepts, from its table.
 fn parser_keys() -> BTreeSet<String> {
-    let config = read("src/config.rs");
-    let mut keys = BTreeSet::new();
-    // `key == "connection"`, `key == "include_dir"`.
-    for part in config.split("key == \"").skip(1) {
-        keys.insert(part.split('"').next().unwrap().to_string());
-    }
-    // The arms of `match key` in `apply` (at its indentation only: deeper
-    // arms match values, not keys).
-    let apply = region(&config, "    fn apply(", "    fn ");
-    for line in apply.lines() {
-        if line.starts_with("            \"") {
-            keys.extend(arm_keys(line).unwrap_or_default());
-        }
-    }
-    // Keys accepted with a warning.
-    for line in region(&config, "fn no_effect(", "}").lines() {
-        keys.extend(arm_keys(line).unwrap_or_default());
-    }
-    let tls = read("src/config/tls.rs");
-    keys.extend(quoted(region(&tls, "fn takes(", "    }")));
-    let bridge = read("src/bridge/config.rs");
-    keys.extend(quoted(region(&bridge, "pub const KEYS", "];")));
-    for sure in ["listener", "max_packet_size", "user", "certfile", "address"] {
-        assert!(
-            keys.contains(sure),
-            "the source scan missed `{sure}`: {keys:?}"
-        );
-    }
-    keys
+    roost::config::keys()
+        .filter(|k| k.accepted())
+        .map(|k| k.name.to_string())
+        .collect()
 }
 
 #[test]
@@ -430,8 +369,7 @@ fn the_key_tables_list_every_key_the_parser_accepts() {
         missing.is_empty() && extra.is_empty(),
         "docs/configuration.md's key tables and the parser differ:\n\
          accepted but not in a table: {missing:?} (add a row to the table of its section)\n\
-         in a table but not accepted: {extra:?} (a key the parser takes outside the \
-         places `parser_keys` scans needs a line there)"
+         in a table but not accepted: {extra:?}"
     );
 }
 

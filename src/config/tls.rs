@@ -5,7 +5,67 @@
 
 use std::path::PathBuf;
 
-use super::{Located, boolean};
+use super::keys::{Key, Reload::Restart, Scope::Listener};
+use super::reader::Line;
+use super::{Located, Parser, boolean};
+
+/// The files are read again on SIGHUP whatever the table says: it is
+/// about the keys, which name them.
+pub(super) const KEYS: &[Key] = &[
+    Key::set(
+        "certfile",
+        Listener,
+        Restart,
+        "TLS on the listener: its certificate chain (PEM)",
+        apply,
+    ),
+    Key::set(
+        "keyfile",
+        Listener,
+        Restart,
+        "TLS on the listener: its private key (PEM)",
+        apply,
+    ),
+    Key::set(
+        "cafile",
+        Listener,
+        Restart,
+        "the CA certificates client certificates are checked against (PEM)",
+        apply,
+    ),
+    Key::set(
+        "capath",
+        Listener,
+        Restart,
+        "a directory of CA certificates, as `cafile`",
+        apply,
+    ),
+    Key::set(
+        "require_certificate",
+        Listener,
+        Restart,
+        "whether a client must present a certificate the CAs signed",
+        apply,
+    ),
+    Key::set(
+        "use_identity_as_username",
+        Listener,
+        Restart,
+        "the client certificate's CN as the user name",
+        apply,
+    ),
+    Key::set(
+        "tls_version",
+        Listener,
+        Restart,
+        "the oldest TLS version accepted",
+        apply,
+    ),
+];
+
+fn apply(p: &mut Parser, l: &Line) -> Result<(), String> {
+    p.block().tls.apply(l.key, l.word()?, l.at)
+}
 
 /// A TLS listener's files and rules, checked for consistency; the files
 /// are read when the listener opens (and again on SIGHUP).
@@ -47,19 +107,6 @@ pub(super) struct Keys {
 }
 
 impl Keys {
-    pub(super) fn takes(key: &str) -> bool {
-        matches!(
-            key,
-            "certfile"
-                | "keyfile"
-                | "cafile"
-                | "capath"
-                | "require_certificate"
-                | "use_identity_as_username"
-                | "tls_version"
-        )
-    }
-
     pub(super) fn apply(&mut self, key: &str, value: &str, at: &str) -> Result<(), String> {
         if !cfg!(feature = "tls") {
             return Err(format!(
@@ -98,7 +145,7 @@ impl Keys {
                 };
                 self.tls_version = Some((version, at.into()));
             }
-            _ => unreachable!("`takes` lists the keys"),
+            _ => unreachable!("`KEYS` lists the keys"),
         }
         Ok(())
     }

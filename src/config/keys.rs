@@ -1,0 +1,141 @@
+//! The table of keys: every key roost reads, and every other mosquitto key
+//! it knows of, defined once with where it applies, what SIGHUP does with
+//! it and a line saying what it is. Parsing looks keys up here, the reload
+//! says what changed by it, and tests/docs.rs holds the manual's key tables
+//! to it.
+
+use super::Parser;
+use super::reader::Line;
+
+/// One config key.
+pub struct Key {
+    pub name: &'static str,
+    pub scope: Scope,
+    pub reload: Reload,
+    /// What it is, in one line (for keys roost does not read: why).
+    pub doc: &'static str,
+    /// Whether mosquitto knows the key too.
+    pub mosquitto: bool,
+    pub(super) kind: Kind,
+}
+
+/// Where a key applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The broker as a whole, wherever the line stands.
+    Global,
+    /// The listener it follows (before any `listener` line, the default
+    /// listener).
+    Listener,
+    /// Every listener, or with `per_listener_settings true` the listener
+    /// it follows.
+    Security,
+    /// The `connection` section it follows.
+    Bridge,
+}
+
+/// What SIGHUP does with a changed value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reload {
+    /// Read again and applied.
+    Applied,
+    /// Logged as needing a restart; the value in force stays.
+    Restart,
+}
+
+pub(super) type Apply = fn(&mut Parser, &Line) -> Result<(), String>;
+
+pub(super) enum Kind {
+    /// roost reads the value.
+    Set(Apply),
+    /// `include_dir`, which the reader follows.
+    Include,
+    /// A mosquitto key roost does not implement: refused, or with `warn`
+    /// accepted with a warning saying `doc`.
+    Other { warn: bool },
+}
+
+/// Every key: roost's own and mosquitto's, those roost reads and those it
+/// does not.
+pub fn keys() -> impl Iterator<Item = &'static Key> {
+    [
+        super::process::KEYS,
+        super::listeners::KEYS,
+        super::security::KEYS,
+        super::tls::KEYS,
+        super::limits::KEYS,
+        super::persist::KEYS,
+        super::log::KEYS,
+        super::bridge::KEYS,
+        super::mosquitto::KEYS,
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// The key named `name`; mosquitto's plugin options (`auth_opt_NAME`,
+/// `plugin_opt_NAME`) are found by their prefix.
+pub fn find(name: &str) -> Option<&'static Key> {
+    let name = super::mosquitto::PREFIXED
+        .iter()
+        .find(|p| name.starts_with(*p))
+        .copied()
+        .unwrap_or(name);
+    keys().find(|k| k.name == name)
+}
+
+impl Key {
+    /// A key roost reads.
+    pub(super) const fn set(
+        name: &'static str,
+        scope: Scope,
+        reload: Reload,
+        doc: &'static str,
+        apply: Apply,
+    ) -> Key {
+        Key {
+            name,
+            scope,
+            reload,
+            doc,
+            mosquitto: true,
+            kind: Kind::Set(apply),
+        }
+    }
+
+    /// A key of roost's own, that mosquitto does not know.
+    pub(super) const fn own(self) -> Key {
+        Key {
+            mosquitto: false,
+            ..self
+        }
+    }
+
+    /// Whether roost takes the key: reads it, or accepts it as changing
+    /// nothing.
+    pub fn accepted(&self) -> bool {
+        !matches!(self.kind, Kind::Other { warn: false })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_is_defined_once() {
+        let mut names: Vec<&str> = keys().map(|k| k.name).collect();
+        let count = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), count, "a key is in the table twice");
+        assert!(keys().all(|k| !k.doc.is_empty() && !k.doc.ends_with('.')));
+    }
+
+    #[test]
+    fn plugin_options_are_found_by_their_prefix() {
+        assert_eq!(find("auth_opt_db_host").map(|k| k.name), Some("auth_opt_"));
+        assert_eq!(find("listener").map(|k| k.name), Some("listener"));
+        assert!(find("listenr").is_none());
+    }
+}

@@ -1,0 +1,418 @@
+//! Listeners: the sockets roost opens and what they speak. `listener`
+//! lines open blocks; the keys after one belong to it, and before any to
+//! the default listener (`port`, `bind_address`).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::keys::{Key, Reload::Restart, Scope::Global, Scope::Listener as Each};
+use super::reader::Line;
+use super::{Located, Parser, Settings, Tls, tls};
+
+pub const DEFAULT_PORT: u16 = 1883;
+/// The largest WebSocket upgrade request read unless
+/// `websockets_headers_size` says otherwise (mosquitto 2.1's default).
+pub(super) const DEFAULT_HEADERS_SIZE: u16 = 4096;
+
+pub(super) const KEYS: &[Key] = &[
+    Key::set(
+        "listener",
+        Global,
+        Restart,
+        "a listener on PORT, on every interface or on ADDR",
+        listener,
+    ),
+    Key::set(
+        "port",
+        Global,
+        Restart,
+        "the port of the default listener",
+        |p, l| {
+            p.blocks[0].port = Some(l.number()?);
+            Ok(())
+        },
+    ),
+    Key::set(
+        "bind_address",
+        Global,
+        Restart,
+        "the address of the default listener",
+        |p, l| {
+            p.blocks[0].host = Some(host(l.word()?)?);
+            Ok(())
+        },
+    ),
+    Key::set(
+        "socket_domain",
+        Each,
+        Restart,
+        "the listener's sockets of one address family only",
+        |p, l| {
+            let domain = match l.word()? {
+                "ipv4" => Domain::V4,
+                "ipv6" => Domain::V6,
+                v => return Err(format!("`socket_domain` takes ipv4 or ipv6, not `{v}`")),
+            };
+            p.block().domain = Some((domain, l.at.into()));
+            Ok(())
+        },
+    ),
+    Key::set(
+        "protocol",
+        Each,
+        Restart,
+        "what the listener speaks: MQTT, or MQTT over WebSockets",
+        |p, l| {
+            let protocol = match l.word()? {
+                "mqtt" => Protocol::Mqtt,
+                "websockets" => Protocol::WebSockets,
+                v => return Err(format!("`protocol` takes mqtt or websockets, not `{v}`")),
+            };
+            p.block().protocol = Some((protocol, l.at.into()));
+            Ok(())
+        },
+    ),
+    Key::set(
+        "websockets_headers_size",
+        Global,
+        Restart,
+        "the largest WebSocket upgrade request read",
+        |p, l| {
+            // 0: the default, as in mosquitto.
+            p.s.websockets_headers_size = match l.number()? {
+                0 => DEFAULT_HEADERS_SIZE,
+                v => v,
+            };
+            Ok(())
+        },
+    ),
+    Key::set(
+        "max_connections",
+        Global,
+        Restart,
+        "the most client connections, all listeners together",
+        |p, l| {
+            let v: i64 = l.number()?;
+            p.s.max_connections = usize::try_from(v).ok();
+            Ok(())
+        },
+    ),
+    Key::set(
+        "connect_timeout",
+        Global,
+        Restart,
+        "how long a new connection may take to send CONNECT",
+        |p, l| {
+            p.s.broker.connect_timeout = Duration::from_secs(l.number()?);
+            Ok(())
+        },
+    )
+    .own(),
+];
+
+fn listener(p: &mut Parser, l: &Line) -> Result<(), String> {
+    let (port, host) = match l.words()[..] {
+        [p] => (p, None),
+        [p, h] => (p, Some(host(h)?)),
+        _ => return Err("`listener` takes a port and an optional bind address".into()),
+    };
+    if p.blocks.len() > usize::from(u8::MAX) {
+        return Err("more than 255 listeners".into());
+    }
+    p.blocks.push(Block {
+        port: Some(super::number(l.key, port)?),
+        host,
+        ..Block::default()
+    });
+    Ok(())
+}
+
+/// One listener: the sockets it opens and the rules its clients meet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listener {
+    /// Without an address (or with `localhost`) a listener has an IPv4 and
+    /// an IPv6 socket, as in mosquitto; `socket_domain` keeps one of them.
+    pub addrs: Vec<SocketAddr>,
+    /// Index into [`Settings::security`] and [`crate::broker::Config::auth`].
+    pub auth: u8,
+    pub protocol: Protocol,
+    /// `certfile` and the rest: TLS on every socket (under WebSockets'
+    /// framing on a `protocol websockets` listener); None without.
+    pub tls: Option<Tls>,
+}
+
+/// What a listener speaks (mosquitto's `protocol`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum Protocol {
+    #[default]
+    Mqtt,
+    /// MQTT over WebSockets (`src/net/ws.rs`).
+    WebSockets,
+}
+
+/// Where a listener binds, as written.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Host {
+    Ip(IpAddr),
+    /// Both loopback addresses, as `localhost` resolves.
+    Localhost,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Domain {
+    V4,
+    V6,
+}
+
+/// The default listener (`port`, `bind_address`) or a `listener` line,
+/// with the keys that apply to it when written after it.
+#[derive(Default)]
+pub(super) struct Block {
+    pub port: Option<u16>,
+    pub host: Option<Host>,
+    pub domain: Option<Located<Domain>>,
+    pub protocol: Option<Located<Protocol>>,
+    pub password_file: Option<Located<PathBuf>>,
+    pub acl_file: Option<Located<PathBuf>>,
+    pub allow_anonymous: Option<Located<bool>>,
+    pub tls: tls::Keys,
+}
+
+impl Block {
+    /// Whether the block configures a listener (`listener`, `port` or
+    /// `bind_address`).
+    pub fn configured(&self) -> bool {
+        self.port.is_some() || self.host.is_some()
+    }
+}
+
+impl Settings {
+    /// The listeners to open: the configured ones, or localhost:1883 (as
+    /// mosquitto 2 does when none is configured).
+    pub fn listen_on(&self) -> Vec<Listener> {
+        if self.listeners.is_empty() {
+            vec![Listener {
+                addrs: host_addrs(Some(Host::Localhost), None, DEFAULT_PORT),
+                auth: 0,
+                protocol: Protocol::Mqtt,
+                tls: None,
+            }]
+        } else {
+            self.listeners.clone()
+        }
+    }
+
+    /// Every address [`Settings::listen_on`] binds.
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.listen_on().into_iter().flat_map(|l| l.addrs).collect()
+    }
+
+    /// `-p`/`--bind`: one MQTT listener on `addr` in place of the
+    /// configured ones, with the rules (and TLS) of the first of them.
+    pub fn replace_listeners(&mut self, addr: SocketAddr) {
+        let first = self.listen_on().swap_remove(0);
+        self.listeners = vec![Listener {
+            addrs: vec![addr],
+            protocol: Protocol::Mqtt,
+            ..first
+        }];
+    }
+}
+
+/// Refuses listener keys before the first `listener` line when the
+/// default listener they would belong to is not used.
+pub(super) fn check_default(blocks: &[Block]) -> Result<(), String> {
+    let default = &blocks[0];
+    let default_used = default.configured() || blocks.len() == 1;
+    let listener_key = [
+        ("socket_domain", default.domain.as_ref().map(|(_, at)| at)),
+        ("protocol", default.protocol.as_ref().map(|(_, at)| at)),
+    ]
+    .into_iter()
+    .find_map(|(key, at)| Some((key, at?.as_str())))
+    .or_else(|| default.tls.first_set());
+    if let (false, Some((key, at))) = (default_used, listener_key) {
+        return Err(format!(
+            "{at}: `{key}` comes before any `listener` line: it belongs \
+             to the default listener (`port`, `bind_address`), which is not configured"
+        ));
+    }
+    Ok(())
+}
+
+/// The listeners of the blocks, each with the rules of its own block
+/// with `per_listener_settings`, else the shared ones.
+pub(super) fn finish(blocks: &[Block], per_listener: bool) -> Result<Vec<Listener>, String> {
+    let mut listeners = Vec::new();
+    for (i, b) in blocks.iter().enumerate() {
+        let domain = b.domain.as_ref().map(|(d, _)| *d);
+        let protocol = b.protocol.as_ref().map_or(Protocol::Mqtt, |(p, _)| *p);
+        if i == 0 && !b.configured() {
+            // No `port`/`bind_address`: used only when no listener is
+            // configured; its `socket_domain` then narrows localhost,
+            // its `protocol` applies and its TLS keys make it a TLS
+            // listener.
+            let tls = b.tls.finish()?;
+            let keys = domain.is_some() || b.protocol.is_some() || tls.is_some();
+            if blocks.len() == 1 && keys {
+                listeners.push(Listener {
+                    addrs: host_addrs(Some(Host::Localhost), domain, DEFAULT_PORT),
+                    auth: 0,
+                    protocol,
+                    tls,
+                });
+            }
+            continue;
+        }
+        let addrs = host_addrs(b.host, domain, b.port.unwrap_or(DEFAULT_PORT));
+        if let (true, Some((_, at))) = (addrs.is_empty(), &b.domain) {
+            return Err(format!(
+                "{at}: `socket_domain` leaves its listener no address"
+            ));
+        }
+        let auth = if per_listener { i as u8 } else { 0 };
+        listeners.push(Listener {
+            addrs,
+            auth,
+            protocol,
+            tls: b.tls.finish()?,
+        });
+    }
+    Ok(listeners)
+}
+
+/// The sockets of a listener on `host` (None: every interface).
+pub(super) fn host_addrs(host: Option<Host>, domain: Option<Domain>, port: u16) -> Vec<SocketAddr> {
+    let ips: Vec<IpAddr> = match host {
+        Some(Host::Ip(ip)) => vec![ip],
+        Some(Host::Localhost) => vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()],
+        None => vec![Ipv4Addr::UNSPECIFIED.into(), Ipv6Addr::UNSPECIFIED.into()],
+    };
+    ips.into_iter()
+        .filter(|ip| match domain {
+            Some(Domain::V4) => ip.is_ipv4(),
+            Some(Domain::V6) => ip.is_ipv6(),
+            None => true,
+        })
+        .map(|ip| SocketAddr::new(ip, port))
+        .collect()
+}
+
+fn host(v: &str) -> Result<Host, String> {
+    if v == "localhost" {
+        return Ok(Host::Localhost);
+    }
+    v.parse()
+        .map(Host::Ip)
+        .map_err(|_| format!("`{v}` is not an IP address (or localhost)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn listeners_and_limits() {
+        let s = parse(
+            "# gateway\nlistener 1884 127.0.0.1\nlistener 8883\n\nmax_connections -1\n\
+             max_inflight_messages 5\nmax_queued_messages 10\nmax_packet_size 4096\n\
+             allow_anonymous true\nmax_outgoing_bytes 1000\nconnect_timeout 3\n\
+             max_queued_bytes 5000\nmessage_size_limit 100\nretain_available false\n",
+            "t.conf",
+        )
+        .unwrap();
+        // Without an address: IPv4 and IPv6, as mosquitto.
+        assert_eq!(
+            s.listen_addrs(),
+            addrs(&["127.0.0.1:1884", "0.0.0.0:8883", "[::]:8883"])
+        );
+        assert_eq!(s.max_connections, None);
+        assert_eq!(s.broker.max_inflight, 5);
+        assert_eq!(s.broker.max_queued, 10);
+        assert_eq!(s.broker.max_queued_bytes, 5000);
+        assert_eq!(s.broker.max_packet_size, 4096);
+        assert_eq!(s.broker.message_size_limit, 100);
+        assert!(!s.broker.retain_available);
+        assert_eq!(s.broker.max_outgoing, 1000);
+        assert_eq!(s.broker.connect_timeout, Duration::from_secs(3));
+        assert!(s.check().is_ok());
+        let e = parse("message_size_limit 268435456\n", "t.conf").unwrap_err();
+        assert!(e.contains("268435455"), "{e}");
+    }
+
+    #[test]
+    fn default_listener_is_localhost() {
+        let s = parse("", "t.conf").unwrap();
+        assert_eq!(s.listen_addrs(), addrs(&["127.0.0.1:1883", "[::1]:1883"]));
+        let s = parse("port 1999\nbind_address 127.0.0.2\n", "t.conf").unwrap();
+        assert_eq!(s.listen_addrs(), addrs(&["127.0.0.2:1999"]));
+        let s = parse("socket_domain ipv6\n", "t.conf").unwrap();
+        assert_eq!(s.listen_addrs(), addrs(&["[::1]:1883"]));
+    }
+
+    #[test]
+    fn socket_domain_keeps_one_family_of_its_listener() {
+        let s = parse(
+            "listener 1 localhost\nsocket_domain ipv4\nlistener 2\nsocket_domain ipv6\n\
+             listener 3 ::1\nlistener 4\n",
+            "t.conf",
+        )
+        .unwrap();
+        assert_eq!(
+            s.listen_addrs(),
+            addrs(&["127.0.0.1:1", "[::]:2", "[::1]:3", "0.0.0.0:4", "[::]:4"])
+        );
+        let e = parse("listener 5 127.0.0.1\nsocket_domain ipv6\n", "t.conf").unwrap_err();
+        assert_eq!(
+            e,
+            "t.conf:2: `socket_domain` leaves its listener no address"
+        );
+        let e = parse("socket_domain ipv4\nlistener 5\n", "t.conf").unwrap_err();
+        assert!(
+            e.starts_with("t.conf:1: `socket_domain` comes before any"),
+            "{e}"
+        );
+        let e = parse("socket_domain ipv5\n", "t.conf").unwrap_err();
+        assert!(e.starts_with("t.conf:1: "), "{e}");
+    }
+
+    #[test]
+    fn protocol_is_set_per_listener() {
+        let s = parse(
+            "listener 1883 127.0.0.1\nlistener 8080 127.0.0.1\nprotocol websockets\n\
+             listener 1884 127.0.0.1\nprotocol mqtt\nwebsockets_headers_size 8192\n",
+            "t.conf",
+        )
+        .unwrap();
+        let protocols: Vec<Protocol> = s.listeners.iter().map(|l| l.protocol).collect();
+        use Protocol::{Mqtt, WebSockets};
+        assert_eq!(protocols, [Mqtt, WebSockets, Mqtt]);
+        assert_eq!(s.websockets_headers_size, 8192);
+        // Before any listener: the default listener's, as `socket_domain`.
+        let s = parse("protocol websockets\n", "t.conf").unwrap();
+        assert_eq!(s.listen_on()[0].protocol, WebSockets);
+        assert_eq!(s.listen_addrs(), addrs(&["127.0.0.1:1883", "[::1]:1883"]));
+        let s = parse("port 8080\nprotocol websockets\n", "t.conf").unwrap();
+        assert_eq!(s.listen_on()[0].protocol, WebSockets);
+        let e = parse("protocol websockets\nlistener 1\n", "t.conf").unwrap_err();
+        assert!(
+            e.starts_with("t.conf:1: `protocol` comes before any"),
+            "{e}"
+        );
+        // mosquitto's 0 is the default; its range is 0 to 65535.
+        let size = |v: &str| {
+            parse(&format!("websockets_headers_size {v}\n"), "t.conf")
+                .map(|s| s.websockets_headers_size)
+        };
+        assert_eq!(size("0"), Ok(DEFAULT_HEADERS_SIZE));
+        assert!(size("65536").unwrap_err().starts_with("t.conf:1: "));
+        let e = parse("protocol http\n", "t.conf").unwrap_err();
+        assert!(e.contains("mqtt or websockets"), "{e}");
+    }
+}
