@@ -3,7 +3,12 @@
 //! reads their values.
 
 use super::Parser;
-use super::keys::{Key, Reload::Restart, Scope::Bridge};
+use super::keys::{
+    Key,
+    Reload::Restart,
+    Scope::Bridge,
+    Value::{self, Text, Word, Words},
+};
 use super::reader::Line;
 use crate::bridge;
 
@@ -15,7 +20,7 @@ pub(super) const KEYS: &[Key] = &[
         Restart,
         "starts a bridge to another broker, named NAME",
         |p, l| {
-            let b = bridge::config::new(l.rest)?;
+            let b = bridge::config::new(l.value)?;
             if p.s.bridges.iter().any(|other| other.name == b.name) {
                 return Err(format!("a bridge named `{}` exists already", b.name));
             }
@@ -24,103 +29,165 @@ pub(super) const KEYS: &[Key] = &[
             Ok(())
         },
     ),
-    key("address", "the remote broker's addresses, tried in turn"),
-    key("addresses", "the same as `address`"),
-    key("round_robin", "how the bridge moves between addresses"),
+    key(
+        "address",
+        Words,
+        "the remote broker's addresses, tried in turn",
+    ),
+    key("addresses", Words, "the same as `address`"),
+    key(
+        "round_robin",
+        Word,
+        "how the bridge moves between addresses",
+    ),
     key(
         "topic",
+        Words,
         "what is forwarded, which way, at which QoS, renamed how",
     ),
     key(
         "bridge_protocol_version",
+        Text,
         "the MQTT version spoken to the remote",
     ),
     key(
         "cleansession",
+        Word,
         "whether the remote forgets the bridge's session",
     ),
     key(
         "local_cleansession",
+        Word,
         "whether the bridge's session here keeps nothing for the remote while it is away",
     ),
     key(
         "bridge_attempt_unsubscribe",
+        Word,
         "whether the bridge unsubscribes at the remote from its `out` topics",
     ),
-    key("remote_clientid", "the bridge's client id at the remote"),
-    key("clientid", "the same as `remote_clientid`"),
-    key("local_clientid", "the id of the bridge's session here"),
+    key(
+        "remote_clientid",
+        Text,
+        "the bridge's client id at the remote",
+    ),
+    key("clientid", Text, "the same as `remote_clientid`"),
+    key(
+        "local_clientid",
+        Text,
+        "the id of the bridge's session here",
+    ),
     key(
         "remote_username",
+        Text,
         "the user name the bridge logs in to the remote with",
     ),
-    key("username", "the same as `remote_username`"),
+    key("username", Text, "the same as `remote_username`"),
     key(
         "remote_password",
+        Text,
         "the password the bridge logs in to the remote with",
     ),
-    key("password", "the same as `remote_password`"),
+    key("password", Text, "the same as `remote_password`"),
     key(
         "keepalive_interval",
+        Word,
         "the keep-alive of the bridge's connection",
     ),
-    key("try_private", "whether the bridge says it is one (3.x)"),
-    key("notifications", "whether the bridge publishes its state"),
-    key("notifications_local_only", "its state published here only"),
-    key("notification_topic", "where the bridge publishes its state"),
+    key(
+        "try_private",
+        Word,
+        "whether the bridge says it is one (3.x)",
+    ),
+    key(
+        "notifications",
+        Word,
+        "whether the bridge publishes its state",
+    ),
+    key(
+        "notifications_local_only",
+        Word,
+        "its state published here only",
+    ),
+    key(
+        "notification_topic",
+        Text,
+        "where the bridge publishes its state",
+    ),
     key(
         "restart_timeout",
+        Words,
         "how long the bridge waits before trying again",
     ),
     key(
         "start_type",
+        Word,
         "when the bridge connects: always, when needed, once",
     ),
     key(
         "threshold",
+        Word,
         "messages waiting before a lazy bridge connects",
     ),
     key(
         "idle_timeout",
+        Word,
         "how long a lazy bridge stays with nothing to send",
     ),
     key(
         "bridge_max_packet_size",
+        Word,
         "the largest message forwarded to the remote",
     ),
     key(
         "bridge_outgoing_retain",
+        Word,
         "whether the retain flag is forwarded",
     ),
     key(
         "bridge_cafile",
+        Text,
         "TLS to the remote: the CAs its certificate is checked against",
     ),
     key(
         "bridge_capath",
+        Text,
         "a directory of CA certificates, as `bridge_cafile`",
     ),
-    key("bridge_certfile", "the bridge's own certificate (PEM)"),
-    key("bridge_keyfile", "the bridge's own private key (PEM)"),
+    key(
+        "bridge_certfile",
+        Text,
+        "the bridge's own certificate (PEM)",
+    ),
+    key("bridge_keyfile", Text, "the bridge's own private key (PEM)"),
     key(
         "bridge_insecure",
+        Word,
         "whether a remote certificate not naming the host is accepted",
     ),
-    key("bridge_alpn", "the protocol offered by ALPN"),
-    key("bridge_tls_version", "the oldest TLS version accepted"),
+    key("bridge_alpn", Text, "the protocol offered by ALPN"),
+    key(
+        "bridge_tls_version",
+        Text,
+        "the oldest TLS version accepted",
+    ),
     key(
         "local_username",
+        Text,
         "accepted, without effect: bridges pass local access control",
     ),
     key(
         "local_password",
+        Text,
         "accepted, without effect: bridges pass local access control",
     ),
 ];
 
-/// A key of the section the line follows.
-const fn key(name: &'static str, doc: &'static str) -> Key {
-    Key::set(name, Bridge, Restart, doc, section_line)
+/// A key of the section the line follows, its value cut as `value`.
+const fn key(name: &'static str, value: Value, doc: &'static str) -> Key {
+    Key {
+        value,
+        ..Key::set(name, Bridge, Restart, doc, section_line)
+    }
 }
 
 fn section_line(p: &mut Parser, l: &Line) -> Result<(), String> {
@@ -130,10 +197,32 @@ fn section_line(p: &mut Parser, l: &Line) -> Result<(), String> {
             l.key
         ));
     };
-    if let Some(warning) = bridge::config::apply(b, l.key, l.rest)? {
+    let words;
+    let value = match l.key {
+        // As mosquitto: a word from the third on that starts with `#`
+        // ends the rule, and so does one anywhere in an address list.
+        "topic" => {
+            words = comment_ends(l.words(), 2).join(" ");
+            &words
+        }
+        "address" | "addresses" => {
+            words = comment_ends(l.words(), 0).join(" ");
+            &words
+        }
+        _ => l.value,
+    };
+    if let Some(warning) = bridge::config::apply(b, l.key, value)? {
         p.s.warnings.push(format!("{}: {warning}", l.at));
     }
     Ok(())
+}
+
+/// `words` up to the first one from `from` on that starts with `#`.
+fn comment_ends(mut words: Vec<&str>, from: usize) -> Vec<&str> {
+    if let Some(i) = words.iter().skip(from).position(|w| w.starts_with('#')) {
+        words.truncate(from + i);
+    }
+    words
 }
 
 /// Each section's defaults that depend on other keys, and its checks.

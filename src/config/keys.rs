@@ -16,7 +16,23 @@ pub struct Key {
     pub doc: &'static str,
     /// Whether mosquitto knows the key too.
     pub mosquitto: bool,
+    pub(super) value: Value,
     pub(super) kind: Kind,
+}
+
+/// How a value is cut from its line: as mosquitto 2.0 cuts it, so that a
+/// line means the same to both. Words are separated by spaces (tabs are
+/// part of a word).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Value {
+    /// The first word. The rest of the line is ignored, as by mosquitto:
+    /// a `#` comment silently, other text with a warning.
+    Word,
+    /// The rest of the line, spaces and `#` included, without the blanks
+    /// around it: file names, user names, passwords.
+    Text,
+    /// The rest of the line, whose words the key's parser takes.
+    Words,
 }
 
 /// Where a key applies.
@@ -99,7 +115,24 @@ impl Key {
             reload,
             doc,
             mosquitto: true,
+            value: Value::Word,
             kind: Kind::Set(apply),
+        }
+    }
+
+    /// One whose value is the rest of the line ([`Value::Text`]).
+    pub(super) const fn text(self) -> Key {
+        Key {
+            value: Value::Text,
+            ..self
+        }
+    }
+
+    /// One whose parser takes the words of the line ([`Value::Words`]).
+    pub(super) const fn words(self) -> Key {
+        Key {
+            value: Value::Words,
+            ..self
         }
     }
 

@@ -148,7 +148,7 @@ pub(super) const KEYS: &[Key] = &[
         Restart,
         "how long a session outlives its client",
         |p, l| {
-            p.s.broker.persistent_client_expiration = Some(duration(l.word()?)?);
+            p.s.broker.persistent_client_expiration = Some(duration(l.value)?);
             Ok(())
         },
     ),

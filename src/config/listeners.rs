@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::keys::{Key, Reload::Restart, Scope::Global, Scope::Listener as Each};
-use super::reader::Line;
+use super::reader::{Line, cut};
 use super::{Located, Parser, Settings, Tls, tls};
 
 pub const DEFAULT_PORT: u16 = 1883;
@@ -22,7 +22,8 @@ pub(super) const KEYS: &[Key] = &[
         Restart,
         "a listener on PORT, on every interface or on ADDR",
         listener,
-    ),
+    )
+    .words(),
     Key::set(
         "port",
         Global,
@@ -39,17 +40,18 @@ pub(super) const KEYS: &[Key] = &[
         Restart,
         "the address of the default listener",
         |p, l| {
-            p.blocks[0].host = Some(host(l.word()?)?);
+            p.blocks[0].host = Some(host(l.value)?);
             Ok(())
         },
-    ),
+    )
+    .text(),
     Key::set(
         "socket_domain",
         Each,
         Restart,
         "the listener's sockets of one address family only",
         |p, l| {
-            let domain = match l.word()? {
+            let domain = match l.value {
                 "ipv4" => Domain::V4,
                 "ipv6" => Domain::V6,
                 v => return Err(format!("`socket_domain` takes ipv4 or ipv6, not `{v}`")),
@@ -64,7 +66,7 @@ pub(super) const KEYS: &[Key] = &[
         Restart,
         "what the listener speaks: MQTT, or MQTT over WebSockets",
         |p, l| {
-            let protocol = match l.word()? {
+            let protocol = match l.value {
                 "mqtt" => Protocol::Mqtt,
                 "websockets" => Protocol::WebSockets,
                 v => return Err(format!("`protocol` takes mqtt or websockets, not `{v}`")),
@@ -111,11 +113,18 @@ pub(super) const KEYS: &[Key] = &[
     .own(),
 ];
 
+/// `listener PORT [ADDR]`: as mosquitto reads it, what follows the
+/// address is ignored, and an address starting with `#` is a comment.
 fn listener(p: &mut Parser, l: &Line) -> Result<(), String> {
-    let (port, host) = match l.words()[..] {
-        [p] => (p, None),
-        [p, h] => (p, Some(host(h)?)),
-        _ => return Err("`listener` takes a port and an optional bind address".into()),
+    let (port, after) = cut(l.value);
+    let (host, after) = cut(after);
+    let host = match host {
+        "" => None,
+        h if h.starts_with('#') => None,
+        h => {
+            p.ignored(l.at, l.key, after);
+            Some(self::host(h)?)
+        }
     };
     if p.blocks.len() > usize::from(u8::MAX) {
         return Err("more than 255 listeners".into());

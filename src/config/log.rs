@@ -6,7 +6,7 @@ use super::keys::{
     Reload::{Applied, Restart},
     Scope::Global,
 };
-use super::reader::Line;
+use super::reader::{Line, cut};
 use crate::logging::LogTypes;
 
 pub(super) const KEYS: &[Key] = &[
@@ -16,14 +16,15 @@ pub(super) const KEYS: &[Key] = &[
         Applied,
         "where the log goes: stderr, stdout, syslog, a file, or nowhere",
         log_dest,
-    ),
+    )
+    .words(),
     Key::set(
         "log_type",
         Global,
         Applied,
         "which kinds of lines are logged",
         |p, l| {
-            let v = l.word()?;
+            let v = l.value;
             let types = LogTypes::parse(v).ok_or_else(|| {
                 format!(
                     "`log_type` takes error, warning, notice, information, debug, \
@@ -78,31 +79,33 @@ pub(super) const KEYS: &[Key] = &[
 /// The first `log_dest` line replaces the default (stderr); later ones
 /// add to it.
 fn log_dest(p: &mut Parser, l: &Line) -> Result<(), String> {
-    let log = &mut p.s.log;
     if !p.log_dest_set {
-        log.clear_dests();
+        p.s.log.clear_dests();
     }
     p.log_dest_set = true;
-    let rest = l.rest;
-    let (dest, path) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
-    let path = path.trim();
-    match (dest, path.is_empty()) {
-        ("none", true) => log.clear_dests(),
-        ("stderr", true) => log.stderr = true,
-        ("stdout", true) => log.stdout = true,
-        ("syslog", true) => log.syslog = true,
-        ("file", true) => return Err("`log_dest file` takes a path".into()),
-        ("file", false) if log.file.is_some() => {
+    let (dest, after) = cut(l.value);
+    // `file` takes the rest of the line, spaces and all (as mosquitto);
+    // the others ignore it, as mosquitto does.
+    if dest != "file" {
+        p.ignored(l.at, l.key, after);
+    }
+    let log = &mut p.s.log;
+    match dest {
+        "none" => log.clear_dests(),
+        "stderr" => log.stderr = true,
+        "stdout" => log.stdout = true,
+        "syslog" => log.syslog = true,
+        "file" if after.trim().is_empty() => return Err("`log_dest file` takes a path".into()),
+        "file" if log.file.is_some() => {
             return Err("only one `log_dest file` (as in mosquitto)".into());
         }
-        // The rest of the line, spaces and all (as mosquitto).
-        ("file", false) => log.file = Some(path.into()),
-        ("topic" | "dlt" | "android", _) => {
+        "file" => log.file = Some(after.trim().into()),
+        "topic" | "dlt" | "android" => {
             return Err(format!("`log_dest {dest}` is not supported by roost"));
         }
         _ => {
             return Err(format!(
-                "`log_dest` takes stderr, stdout, syslog, file PATH or none, not `{rest}`"
+                "`log_dest` takes stderr, stdout, syslog, file PATH or none, not `{dest}`"
             ));
         }
     }
@@ -140,12 +143,20 @@ mod tests {
             "log_dest file",
             "log_dest file a\nlog_dest file b",
             "log_dest topic",
-            "log_dest stderr x",
             "log_type chatty",
             "log_facility 8",
         ] {
             let e = parse(bad, "t.conf").unwrap_err();
             assert!(e.starts_with("t.conf:"), "{bad}: {e}");
         }
+        // As mosquitto: a destination's first word counts.
+        let s = parse(
+            "log_dest stdout stderr
+",
+            "t.conf",
+        )
+        .unwrap();
+        assert!(s.log.stdout && !s.log.stderr);
+        assert!(s.warnings[0].contains("`stderr` after the value of `log_dest` is ignored"));
     }
 }

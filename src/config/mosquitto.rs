@@ -2,7 +2,7 @@
 //! in roost (accepted with a warning saying why) and those it does not
 //! do (refused, so that nobody believes they took effect).
 
-use super::keys::{Key, Kind, Reload::Applied, Scope};
+use super::keys::{Key, Kind, Reload::Applied, Scope, Value};
 
 /// Keys found by their prefix: plugin options, `auth_opt_NAME VALUE`.
 pub(super) const PREFIXED: &[&str] = &["auth_opt_", "plugin_opt_"];
@@ -12,7 +12,8 @@ pub(super) const KEYS: &[Key] = &[
     no_effect(
         "log_timestamp_format",
         "roost's log timestamps are RFC 3339, UTC",
-    ),
+    )
+    .text(),
     no_effect("set_tcp_nodelay", "roost always sets TCP_NODELAY"),
     no_effect(
         "allow_duplicate_messages",
@@ -277,6 +278,7 @@ const fn no_effect(name: &'static str, why: &'static str) -> Key {
         reload: Applied,
         doc: why,
         mosquitto: true,
+        value: Value::Word,
         kind: Kind::Other { warn: true },
     }
 }
@@ -289,6 +291,7 @@ const fn not_done(name: &'static str, scope: Scope, why: &'static str) -> Key {
         reload: Applied,
         doc: why,
         mosquitto: true,
+        value: Value::Word,
         kind: Kind::Other { warn: false },
     }
 }

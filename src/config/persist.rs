@@ -21,20 +21,22 @@ pub(super) const KEYS: &[Key] = &[
         Restart,
         "the directory of the persistence file",
         |p, l| {
-            p.s.persistence.location = l.text()?.into();
+            p.s.persistence.location = l.value.into();
             Ok(())
         },
-    ),
+    )
+    .text(),
     Key::set(
         "persistence_file",
         Global,
         Restart,
         "the persistence file's name",
         |p, l| {
-            p.s.persistence.file = l.text()?.into();
+            p.s.persistence.file = l.value.into();
             Ok(())
         },
-    ),
+    )
+    .text(),
     Key::set(
         "autosave_interval",
         Global,
@@ -61,7 +63,7 @@ pub(super) const KEYS: &[Key] = &[
         Restart,
         "a snapshot now and then, or a journal that loses nothing acknowledged",
         |p, l| {
-            p.s.persistence.mode = match l.word()? {
+            p.s.persistence.mode = match l.value {
                 "snapshot" => Mode::Snapshot,
                 "journal" => Mode::Journal,
                 v => {
@@ -78,7 +80,7 @@ pub(super) const KEYS: &[Key] = &[
         Restart,
         "what to do when the persistence file does not load",
         |p, l| {
-            p.s.persistence.on_damage = match l.word()? {
+            p.s.persistence.on_damage = match l.value {
                 "refuse" => OnDamage::Refuse,
                 "start_empty" => OnDamage::StartEmpty,
                 v => {

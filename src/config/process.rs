@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::Settings;
-use super::keys::{Key, Kind, Reload, Scope::Global};
+use super::keys::{Key, Kind, Reload, Scope::Global, Value};
 
 pub(super) const KEYS: &[Key] = &[
     Key {
@@ -14,6 +14,7 @@ pub(super) const KEYS: &[Key] = &[
         reload: Reload::Applied,
         doc: "read every `*.conf` file of a directory here",
         mosquitto: true,
+        value: Value::Text,
         kind: Kind::Include,
     },
     Key::set(
@@ -25,20 +26,22 @@ pub(super) const KEYS: &[Key] = &[
             if p.s.pid_file.is_some() {
                 return Err("duplicate `pid_file`".into());
             }
-            p.s.pid_file = Some(l.text()?.into());
+            p.s.pid_file = Some(l.value.into());
             Ok(())
         },
-    ),
+    )
+    .text(),
     Key::set(
         "user",
         Global,
         Reload::Restart,
         "the user a roost started as root becomes",
         |p, l| {
-            p.s.user = Some(l.text()?.into());
+            p.s.user = Some(l.value.into());
             Ok(())
         },
-    ),
+    )
+    .text(),
 ];
 
 impl Settings {

@@ -1,94 +1,143 @@
 //! Reading config files: lines, `include_dir`, and handing each line to
 //! its key in the table. Errors read `FILE:LINE: what is wrong`.
+//!
+//! A line means what it means to mosquitto 2.0, which reads it with
+//! fgets and strtok_r: a line whose first character is `#` is a comment,
+//! and so is an empty one; `\r` and `\n` at its end are cut, and so is
+//! all from a NUL byte on; the key and the words of the value are
+//! separated by spaces (a tab is part of a word, so `key<TAB>value` is an
+//! unknown key, and a `#` after leading spaces is not a comment but a
+//! key); a line of spaces is skipped. How a value is cut from the rest is
+//! the key's [`Value`]. A file that starts with a UTF-8 byte order mark is
+//! refused, as mosquitto refuses its first line.
 
 use std::cmp::Ordering;
 use std::path::Path;
 
 use super::Parser;
-use super::keys::{self, Kind};
+use super::keys::{self, Kind, Value};
 
 /// One `key value` line, as its key's parser sees it.
 pub(super) struct Line<'a> {
     pub key: &'a str,
-    /// What follows the key, trimmed.
-    pub rest: &'a str,
+    /// The value, cut as the key's [`Value`] says; never empty.
+    pub value: &'a str,
     /// `FILE:LINE`, for values that remember where they were set.
     pub at: &'a str,
 }
 
 impl<'a> Line<'a> {
-    /// The value's words.
+    /// The value's words, as mosquitto separates them: by spaces.
     pub fn words(&self) -> Vec<&'a str> {
-        self.rest.split_whitespace().collect()
-    }
-
-    /// The value, one word.
-    pub fn word(&self) -> Result<&'a str, String> {
-        match self.words()[..] {
-            [v] => Ok(v),
-            _ => Err(format!("`{}` takes one value", self.key)),
-        }
-    }
-
-    /// A file name, user name or other text.
-    pub fn text(&self) -> Result<&'a str, String> {
-        self.word()
+        self.value.split(' ').filter(|w| !w.is_empty()).collect()
     }
 
     pub fn flag(&self) -> Result<bool, String> {
-        boolean(self.key, self.word()?)
+        boolean(self.key, self.value)
     }
 
     pub fn number<T: std::str::FromStr>(&self) -> Result<T, String> {
-        number(self.key, self.word()?)
+        number(self.key, self.value)
     }
 }
 
+/// The first word of `text` and what follows it, without the spaces
+/// between (strtok_r with " ").
+pub(super) fn cut(text: &str) -> (&str, &str) {
+    let text = text.trim_start_matches(' ');
+    let (word, after) = text.split_once(' ').unwrap_or((text, ""));
+    (word, after.trim_start_matches(' '))
+}
+
+/// What C's isspace calls blank, which mosquitto trims from a text value.
+fn blank(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r')
+}
+
+const BOM: &[u8] = b"\xef\xbb\xbf";
+
 impl Parser {
     pub(super) fn file(&mut self, path: &Path, main: bool) -> Result<(), String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        self.text(&text, &path.display().to_string(), main)
+        let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        self.bytes(&text, &path.display().to_string(), main)
     }
 
     pub(super) fn text(&mut self, text: &str, file: &str, main: bool) -> Result<(), String> {
-        for (n, raw) in text.lines().enumerate() {
-            let line = raw.trim();
-            if line.is_empty() || line.starts_with('#') {
+        self.bytes(text.as_bytes(), file, main)
+    }
+
+    fn bytes(&mut self, text: &[u8], file: &str, main: bool) -> Result<(), String> {
+        if text.starts_with(BOM) {
+            return Err(format!(
+                "{file}:1: the file starts with a byte order mark, which mosquitto \
+                 refuses too: save it as UTF-8 without one"
+            ));
+        }
+        for (n, raw) in text.split(|&b| b == b'\n').enumerate() {
+            let raw = raw.split(|&b| b == 0).next().unwrap_or_default();
+            if raw.first().is_none_or(|&b| b == b'#') {
                 continue;
             }
-            let (key, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
             let at = format!("{file}:{}", n + 1);
-            let line = Line {
-                key,
-                rest: rest.trim(),
-                at: &at,
-            };
-            let Some(entry) = keys::find(key) else {
-                return Err(format!("{at}: unknown key `{key}`"));
-            };
-            match entry.kind {
-                // Errors in the files it reads name those files.
-                Kind::Include if !main => {
-                    return Err(format!(
-                        "{at}: `include_dir` is only read in the main config file (as in mosquitto)"
-                    ));
-                }
-                Kind::Include => self.include_dir(Path::new(line.rest), &at)?,
-                Kind::Set(apply) => apply(self, &line).map_err(|msg| format!("{at}: {msg}"))?,
-                Kind::Other { warn } => self
-                    .other(entry.doc, warn, &line)
-                    .map_err(|msg| format!("{at}: {msg}"))?,
+            let line = std::str::from_utf8(raw)
+                .map_err(|_| format!("{at}: the line is not valid UTF-8"))?
+                .trim_end_matches(['\r', '\n']);
+            let (key, rest) = cut(line);
+            if key.is_empty() {
+                continue;
             }
+            self.line(key, rest, &at, main)?;
         }
         Ok(())
+    }
+
+    /// The line of `key`, whose value is in `rest`.
+    fn line(&mut self, key: &str, rest: &str, at: &str, main: bool) -> Result<(), String> {
+        let Some(entry) = keys::find(key) else {
+            return Err(format!("{at}: {}", unknown(key)));
+        };
+        let (value, after) = match entry.value {
+            Value::Word => cut(rest),
+            Value::Text => (rest.trim_matches(blank), ""),
+            Value::Words => (rest, ""),
+        };
+        if value.is_empty() {
+            return Err(format!("{at}: `{key}` takes a value"));
+        }
+        self.ignored(at, key, after);
+        if entry.value == Value::Text && (value.contains(" #") || value.contains("\t#")) {
+            self.s.warnings.push(format!(
+                "{at}: `{key}` is `{value}`: a `#` after a value is part of it, \
+                 as in mosquitto (comments go on lines of their own)"
+            ));
+        }
+        let line = Line { key, value, at };
+        match entry.kind {
+            // Errors in the files it reads name those files.
+            Kind::Include if !main => Err(format!(
+                "{at}: `include_dir` is only read in the main config file (as in mosquitto)"
+            )),
+            Kind::Include => self.include_dir(Path::new(value), at),
+            Kind::Set(apply) => apply(self, &line).map_err(|msg| format!("{at}: {msg}")),
+            Kind::Other { warn } => self
+                .other(entry.doc, warn, &line)
+                .map_err(|msg| format!("{at}: {msg}")),
+        }
+    }
+
+    /// Text after a value that mosquitto ignores: a `#` comment, or with a
+    /// warning anything else.
+    pub(super) fn ignored(&mut self, at: &str, key: &str, after: &str) {
+        if !after.is_empty() && !after.starts_with('#') {
+            self.s.warnings.push(format!(
+                "{at}: `{after}` after the value of `{key}` is ignored, as by mosquitto"
+            ));
+        }
     }
 
     /// A mosquitto key roost does not read.
     fn other(&mut self, why: &str, warn: bool, line: &Line) -> Result<(), String> {
         let key = line.key;
-        if line.rest.is_empty() {
-            return Err(format!("`{key}` takes a value"));
-        }
         if !warn {
             return Err(format!(
                 "`{key}` is a mosquitto key roost does not support yet"
@@ -102,9 +151,6 @@ impl Parser {
 
     /// Reads every `*.conf` file in `dir`, in mosquitto's order.
     fn include_dir(&mut self, dir: &Path, at: &str) -> Result<(), String> {
-        if dir.as_os_str().is_empty() {
-            return Err(format!("{at}: `include_dir` takes a directory"));
-        }
         let entries = std::fs::read_dir(dir)
             .map_err(|e| format!("{at}: include_dir {}: {e}", dir.display()))?;
         let mut names = Vec::new();
@@ -140,16 +186,41 @@ fn include_order(a: &str, b: &str) -> Ordering {
     a.len().cmp(&b.len())
 }
 
-pub(crate) fn number<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
-    v.parse()
-        .map_err(|_| format!("`{key}`: `{v}` is not a valid number here"))
+/// The error for a key not in the table, with what mosquitto would make
+/// of a line some editors write.
+fn unknown(key: &str) -> String {
+    if key.starts_with('#') {
+        return "a `#` starts a comment only as the first character of the line \
+                (as in mosquitto): remove the spaces before it"
+            .into();
+    }
+    if key.contains('\t') {
+        return format!(
+            "unknown key `{}`: key and value are separated by spaces, not tabs \
+             (as in mosquitto)",
+            key.escape_debug()
+        );
+    }
+    format!("unknown key `{key}`")
 }
 
+/// A number, with the blanks around it that C's atoi skips (mosquitto's
+/// reading); anything else in it is an error, where atoi would read 0.
+pub(crate) fn number<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
+    v.trim_matches(blank)
+        .parse()
+        .map_err(|_| format!("`{key}`: `{}` is not a valid number here", v.escape_debug()))
+}
+
+/// A switch: true or false, or as mosquitto also reads them 1 or 0.
 pub(crate) fn boolean(key: &str, v: &str) -> Result<bool, String> {
     match v {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(format!("`{key}` takes true or false, not `{v}`")),
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(format!(
+            "`{key}` takes true or false, not `{}`",
+            v.escape_debug()
+        )),
     }
 }
 
@@ -174,6 +245,109 @@ mod tests {
         let e = parse("allow_anonymous yes\n", "a.conf").unwrap_err();
         assert!(e.starts_with("a.conf:1: "), "{e}");
         assert!(parse("listener 1 127.0.0.1\nprotocol mqtt\n", "a.conf").is_ok());
+    }
+
+    /// The bytes of a file as roost reads them.
+    fn read(bytes: &[u8]) -> Result<crate::config::Settings, String> {
+        let mut p = Parser::default();
+        p.bytes(bytes, "t.conf", true)?;
+        p.finish()
+    }
+
+    #[test]
+    fn lines_are_read_as_mosquitto_reads_them() {
+        // A comment or value after a switch or number: ignored, text
+        // other than a comment with a warning.
+        let s = parse(
+            "allow_anonymous true  # x
+max_queued_messages 5 # y
+",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(s.security[0].allow_anonymous, Some(true));
+        assert_eq!(s.broker.max_queued, 5);
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        let s = parse(
+            "allow_anonymous true false
+",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(s.security[0].allow_anonymous, Some(true));
+        assert_eq!(
+            s.warnings,
+            ["t:1: `false` after the value of `allow_anonymous` is ignored, as by mosquitto"]
+        );
+        // Leading spaces, runs of spaces, a line of spaces, CRLF, a NUL,
+        // a last line without a newline; 1 and 0 as switches.
+        let s = read(b"  listener 1883   127.0.0.1 \r\n   \r\n\nallow_anonymous 1\0junk\r\nretain_available 0").unwrap();
+        assert_eq!(s.listen_addrs(), ["127.0.0.1:1883".parse().unwrap()]);
+        assert!(s.broker.auth[0].allow_anonymous && !s.broker.retain_available);
+        // A comment line may hold any bytes; other lines must be UTF-8.
+        assert!(read(b"# caf\xe9\nlistener 1\n").is_ok());
+        let e = read(b"\npid_file /tmp/caf\xe9\n").unwrap_err();
+        assert_eq!(e, "t.conf:2: the line is not valid UTF-8");
+        // Text values take the rest of the line, blanks trimmed, `#` kept
+        // (with a warning).
+        let s = parse("pid_file \t /run/my roost.pid \t\n", "t").unwrap();
+        assert_eq!(s.pid_file, Some("/run/my roost.pid".into()));
+        let s = parse("password_file /etc/pw # x\n", "t").unwrap();
+        assert_eq!(s.security[0].password_file, Some("/etc/pw # x".into()));
+        assert!(s.warnings[0].contains("a `#` after a value is part of it"));
+        // Numbers: the blanks atoi skips, nothing else.
+        assert_eq!(
+            parse("max_queued_messages 7\t\n", "t")
+                .unwrap()
+                .broker
+                .max_queued,
+            7
+        );
+        assert!(parse("max_queued_messages 7x\n", "t").is_err());
+        // `listener`: an address starting with `#` is a comment.
+        let s = parse("listener 1883 # all\n", "t").unwrap();
+        assert_eq!(s.listen_addrs().len(), 2);
+    }
+
+    #[test]
+    fn lines_mosquitto_refuses_are_refused() {
+        for (text, want) in [
+            (
+                &b"\xef\xbb\xbflistener 1883\n"[..],
+                "t.conf:1: the file starts with a byte order mark",
+            ),
+            (
+                b"\xef\xbb\xbf# comment\n",
+                "t.conf:1: the file starts with a byte order mark",
+            ),
+            (
+                b"listener 1\n  # indented\n",
+                "t.conf:2: a `#` starts a comment only as the first",
+            ),
+            (
+                b"allow_anonymous\ttrue\n",
+                "t.conf:1: unknown key `allow_anonymous\\ttrue`: key and value are separated by spaces",
+            ),
+            (
+                b"\tallow_anonymous true\n",
+                "t.conf:1: unknown key `\\tallow_anonymous`",
+            ),
+            (b"\t\n", "t.conf:1: unknown key `\\t`"),
+            (
+                b"allow_anonymous true\t# x\n",
+                "`allow_anonymous` takes true or false, not `true\\t#`",
+            ),
+            (
+                b"allow_anonymous\n",
+                "t.conf:1: `allow_anonymous` takes a value",
+            ),
+            (b"pid_file   \n", "t.conf:1: `pid_file` takes a value"),
+            (b"ALLOW_ANONYMOUS true\n", "unknown key `ALLOW_ANONYMOUS`"),
+            (b"allow_anonymous TRUE\n", "takes true or false"),
+        ] {
+            let e = read(text).unwrap_err();
+            assert!(e.contains(want), "{:?}: {e}", String::from_utf8_lossy(text));
+        }
     }
 
     #[test]

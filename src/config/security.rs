@@ -34,24 +34,27 @@ pub(super) const KEYS: &[Key] = &[
         Applied,
         "users and their password hashes, in mosquitto_passwd's format",
         |p, l| file(p, l, |b| &mut b.password_file),
-    ),
+    )
+    .text(),
     Key::set(
         "acl_file",
         Shared,
         Applied,
         "who may publish and read which topics, in mosquitto's format",
         |p, l| file(p, l, |b| &mut b.acl_file),
-    ),
+    )
+    .text(),
     Key::set(
         "auto_id_prefix",
         Global,
         Restart,
         "how the client ids roost gives clients that bring none begin",
         |p, l| {
-            p.s.broker.auto_id_prefix = l.text()?.into();
+            p.s.broker.auto_id_prefix = l.value.into();
             Ok(())
         },
-    ),
+    )
+    .text(),
     Key::set(
         "per_listener_settings",
         Global,
@@ -71,7 +74,7 @@ fn file(
     l: &Line,
     slot: fn(&mut Block) -> &mut Option<Located<PathBuf>>,
 ) -> Result<(), String> {
-    let path = (PathBuf::from(l.text()?), l.at.to_string());
+    let path = (PathBuf::from(l.value), l.at.to_string());
     let slot = slot(p.block());
     if let Some((_, first)) = slot {
         return Err(format!("duplicate `{}` (first at {first})", l.key));

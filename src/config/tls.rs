@@ -18,28 +18,32 @@ pub(super) const KEYS: &[Key] = &[
         Restart,
         "TLS on the listener: its certificate chain (PEM)",
         apply,
-    ),
+    )
+    .text(),
     Key::set(
         "keyfile",
         Listener,
         Restart,
         "TLS on the listener: its private key (PEM)",
         apply,
-    ),
+    )
+    .text(),
     Key::set(
         "cafile",
         Listener,
         Restart,
         "the CA certificates client certificates are checked against (PEM)",
         apply,
-    ),
+    )
+    .text(),
     Key::set(
         "capath",
         Listener,
         Restart,
         "a directory of CA certificates, as `cafile`",
         apply,
-    ),
+    )
+    .text(),
     Key::set(
         "require_certificate",
         Listener,
@@ -60,11 +64,12 @@ pub(super) const KEYS: &[Key] = &[
         Restart,
         "the oldest TLS version accepted",
         apply,
-    ),
+    )
+    .text(),
 ];
 
 fn apply(p: &mut Parser, l: &Line) -> Result<(), String> {
-    p.block().tls.apply(l.key, l.word()?, l.at)
+    p.block().tls.apply(l.key, l.value, l.at)
 }
 
 /// A TLS listener's files and rules, checked for consistency; the files
