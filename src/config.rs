@@ -30,7 +30,7 @@ mod security;
 pub mod service;
 mod tls;
 
-pub use keys::{Key, Reload, Scope, find, keys};
+pub use keys::{Key, Reload, Scope, Support, find, keys};
 pub use listeners::{DEFAULT_PORT, Listener, Protocol};
 pub(crate) use reader::{boolean, number};
 pub use security::Security;
@@ -153,7 +153,11 @@ impl Parser {
                 access: None,
             })
             .collect();
-        self.s.listeners = listeners::finish(&self.blocks, self.per_listener_settings)?;
+        self.s.listeners = listeners::finish(
+            &self.blocks,
+            self.per_listener_settings,
+            &mut self.s.warnings,
+        )?;
         let warnings = security::unreachable_listeners(&self.s);
         self.s.warnings.extend(warnings);
         bridge::finish(&mut self.s.bridges, &self.bridges_at)?;

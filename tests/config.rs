@@ -101,9 +101,13 @@ fn check_config_tells_unsupported_keys_from_unknown_ones() {
     for (line, want) in [
         (
             "bridge_psk secret",
-            "`bridge_psk` is a mosquitto key roost does not support yet",
+            "`bridge_psk` is a mosquitto key roost does not support: roost has no TLS-PSK",
         ),
         ("crlfile /etc/crl.pem", "`crlfile` is a mosquitto key"),
+        (
+            "queue_qos0_messages true",
+            "`queue_qos0_messages true` is not supported by roost",
+        ),
         ("connection upstream", "bridge `upstream` has no `address`"),
         ("max_queued_mesages 10", "unknown key `max_queued_mesages`"),
     ] {
@@ -116,12 +120,20 @@ fn check_config_tells_unsupported_keys_from_unknown_ones() {
             text(&out.stderr)
         );
     }
-    // Cosmetic keys pass, with a warning.
-    let conf = write(&dir.path.join("w.conf"), "set_tcp_nodelay true\n");
+    // Cosmetic values pass, with a warning; values roost behaves as
+    // anyway, without.
+    let conf = write(&dir.path.join("w.conf"), "set_tcp_nodelay false\n");
     let out = run_roost(&["--check-config", "-c", &conf]);
     assert!(out.status.success(), "{out:?}");
-    let warning = format!("warning: {conf}:1: `set_tcp_nodelay` has no effect");
+    let warning = format!("warning: {conf}:1: `set_tcp_nodelay false` has no effect");
     assert!(text(&out.stderr).contains(&warning));
+    let conf = write(
+        &dir.path.join("d.conf"),
+        "queue_qos0_messages false\nallow_zero_length_clientid true\nmax_qos 2\n",
+    );
+    let out = run_roost(&["--check-config", "-c", &conf]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!text(&out.stderr).contains("warning"), "{out:?}");
     // The files roost would write are checked too.
     for line in [
         "pid_file /nonexistent/dir/roost.pid",

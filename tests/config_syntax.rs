@@ -9,9 +9,11 @@
 //! character is `#`; key and value are separated by spaces, not tabs;
 //! what follows a switch or a number is ignored; a file name takes the
 //! rest of the line; CRLF, NUL bytes, a byte order mark, empty values.
-//! Where roost refuses what mosquitto reads as a number by C's atoi
-//! (`100x` as 100, `lots` as 0), the difference is written down here and
-//! in docs/mosquitto.md, and checked as such.
+//! And mosquitto keys roost does not read, at the values it behaves as
+//! anyway. Where roost refuses what mosquitto reads as a number by C's
+//! atoi (`100x` as 100, `lots` as 0), or a key at a value asking for what
+//! roost does not do, the difference is written down here and in
+//! docs/mosquitto.md, and checked as such.
 
 mod common;
 
@@ -88,8 +90,9 @@ const fn agree(name: &'static str, bytes: &'static [u8], outcome: Outcome) -> Ca
     }
 }
 
-/// Lines mosquitto reads by atoi, taking what is not a number: roost
-/// refuses them rather than guess.
+/// Lines mosquitto starts with and roost refuses: a number mosquitto
+/// reads by atoi, taking what is not a number, and a key at a value
+/// asking for what roost does not do.
 const fn roost_refuses(name: &'static str, bytes: &'static [u8], why: &'static str) -> Case {
     Case {
         name,
@@ -240,6 +243,19 @@ const CASES: &[Case] = &[
         "a comment after a file name is part of it",
         b"listener PORT 127.0.0.1\npassword_file DIR/passwd # x\n",
         Refuses,
+    ),
+    agree(
+        "mosquitto keys at values roost behaves as",
+        b"listener PORT 127.0.0.1\nallow_anonymous true\nqueue_qos0_messages false\n\
+          allow_zero_length_clientid true\nmax_qos 2\nrequire_certificate false\n\
+          use_username_as_clientid false\nset_tcp_nodelay true\nupgrade_outgoing_qos false\n\
+          retained_persistence false\ncheck_retain_source false\nmax_inflight_bytes 0\n",
+        Starts,
+    ),
+    roost_refuses(
+        "a mosquitto key at a value roost does not do",
+        b"listener PORT 127.0.0.1\nallow_anonymous true\nqueue_qos0_messages true\n",
+        "roost queues no QoS 0 messages for offline clients",
     ),
     roost_refuses(
         "a number with letters after it",

@@ -16,11 +16,17 @@
 //!   `topic` lines too) whose every line starts with a config key is
 //!   refused: config examples must carry the marker.
 //! - The key tables of docs/configuration.md (tables whose first column is
-//!   `key`) name exactly the keys the parser accepts: those of the table
-//!   of keys in src/config/ (`roost::config::keys`). And the binary must
-//!   know each key in the tables: `--check-config` on a file with that key
-//!   does not call it unknown or unsupported.
-//! - The man pages: roost.conf(5) describes the same keys, and its EXAMPLE
+//!   `key`) name exactly the keys roost reads, those of the table of keys
+//!   in src/config/ (`roost::config::keys`). Its index (`## Every key`)
+//!   is that table: each key with where it applies, what SIGHUP does with
+//!   it and its line of doc; docs/mosquitto.md's `## Every mosquitto key`
+//!   says for every mosquitto key what roost makes of it, and why. On a
+//!   difference the test prints the table as it should read. And the
+//!   binary must know each key in the tables: `--check-config` on a file
+//!   with that key does not call it unknown or unsupported.
+//! - The man pages: roost.conf(5) describes every key roost accepts at
+//!   some value (those it reads, and mosquitto's at the values roost
+//!   behaves as), and its EXAMPLE
 //!   passes `--check-config` like the Markdown examples; roost(8) names
 //!   every option `roost --help` and `roost import-mosquitto-db --help`
 //!   list, roost-passwd(1) every option of `roost passwd --help`.
@@ -37,6 +43,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
 use common::{TIMEOUT, TempDir, text};
+use roost::config::{Key, Reload, Scope, Support, keys};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -351,26 +358,136 @@ fn table_keys() -> BTreeSet<String> {
     keys
 }
 
-/// The keys the parser accepts, from its table.
+/// The keys the parser accepts at some value, from its table.
 fn parser_keys() -> BTreeSet<String> {
-    roost::config::keys()
+    keys()
         .filter(|k| k.accepted())
         .map(|k| k.name.to_string())
         .collect()
 }
 
+/// The keys roost reads (rather than accepting a mosquitto key at a value
+/// roost behaves as anyway).
+fn read_keys() -> BTreeSet<String> {
+    keys()
+        .filter(|k| k.support() == Support::Read)
+        .map(|k| k.name.to_string())
+        .collect()
+}
+
 #[test]
-fn the_key_tables_list_every_key_the_parser_accepts() {
+fn the_key_tables_list_every_key_roost_reads() {
     let table = table_keys();
-    let parser = parser_keys();
+    let parser = read_keys();
     let missing: Vec<_> = parser.difference(&table).collect();
     let extra: Vec<_> = table.difference(&parser).collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
         "docs/configuration.md's key tables and the parser differ:\n\
-         accepted but not in a table: {missing:?} (add a row to the table of its section)\n\
-         in a table but not accepted: {extra:?}"
+         read but not in a table: {missing:?} (add a row to the table of its section)\n\
+         in a table but not read: {extra:?}"
     );
+}
+
+/// The lines of the first table after the line `heading` in `file`.
+fn table_after(file: &str, heading: &str) -> Vec<String> {
+    read(file)
+        .lines()
+        .skip_while(|l| *l != heading)
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .map(String::from)
+        .collect()
+}
+
+/// Asserts that `file` holds `want` as the table after `heading`; else
+/// shows the table to put there.
+fn assert_table(file: &str, heading: &str, want: &[String]) {
+    let have = table_after(file, heading);
+    if have != want {
+        let first = have.iter().zip(want).position(|(h, w)| h != w);
+        panic!(
+            "{file}: the table after `{heading}` does not match the table of keys in \
+             src/config/ (first difference at row {first:?}). It should read:\n\n{}\n",
+            want.join("\n")
+        );
+    }
+}
+
+/// A Markdown table cell: `|` escaped.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|")
+}
+
+#[test]
+fn every_key_is_in_the_index_as_the_code_has_it() {
+    let mut want = vec![
+        "| key | applies to | SIGHUP | what it is |".to_string(),
+        "| --- | --- | --- | --- |".to_string(),
+    ];
+    let mut read: Vec<&Key> = keys().filter(|k| k.support() == Support::Read).collect();
+    read.sort_by_key(|k| k.name);
+    for k in read {
+        let scope = match k.scope {
+            Scope::Global => "the broker",
+            Scope::Listener => "its listener",
+            Scope::Security => "every listener, or its own (`per_listener_settings`)",
+            Scope::Bridge => "its bridge",
+        };
+        let reload = match k.reload {
+            Reload::Applied => "applied",
+            Reload::Restart => "restart",
+            Reload::File => "file read again; a new name: restart",
+        };
+        let own = if k.mosquitto { "" } else { " (roost)" };
+        want.push(format!(
+            "| `{}`{own} | {scope} | {reload} | {} |",
+            k.name,
+            cell(k.doc)
+        ));
+    }
+    assert_table("docs/configuration.md", "## Every key", &want);
+}
+
+#[test]
+fn every_mosquitto_key_is_in_the_table_as_the_code_has_it() {
+    let mut want = vec![
+        "| key | in roost | what it is, or why not |".to_string(),
+        "| --- | --- | --- |".to_string(),
+    ];
+    let mut theirs: Vec<&Key> = keys().filter(|k| k.mosquitto).collect();
+    theirs.sort_by_key(|k| k.name);
+    for k in theirs {
+        let values = |same: &[&str]| {
+            let list: Vec<String> = same.iter().map(|v| format!("`{v}`")).collect();
+            list.join(", ")
+        };
+        let support = match k.support() {
+            Support::Read => "supported".to_string(),
+            Support::Other {
+                same: [],
+                warn: false,
+            } => "not supported".to_string(),
+            Support::Other {
+                same: [],
+                warn: true,
+            } => "accepted, changes nothing (a warning says so)".to_string(),
+            Support::Other { same, warn: false } => format!(
+                "accepted at {}, which changes nothing; other values not supported",
+                values(same)
+            ),
+            Support::Other { same, warn: true } => format!(
+                "accepted at {}, which changes nothing; other values with a warning",
+                values(same)
+            ),
+        };
+        let name = match k.name {
+            "auth_opt_" | "plugin_opt_" => format!("`{}*`", k.name),
+            name => format!("`{name}`"),
+        };
+        want.push(format!("| {name} | {support} | {} |", cell(k.doc)));
+    }
+    assert_table("docs/mosquitto.md", "## Every mosquitto key", &want);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use super::Parser;
 use super::keys::{
     Key,
-    Reload::Restart,
+    Reload::{File, Restart},
     Scope::Bridge,
     Value::{self, Text, Word, Words},
 };
@@ -184,8 +184,14 @@ pub(super) const KEYS: &[Key] = &[
 
 /// A key of the section the line follows, its value cut as `value`.
 const fn key(name: &'static str, value: Value, doc: &'static str) -> Key {
+    // SIGHUP reads a bridge's TLS files again, for its next connection.
+    let reload = match name.as_bytes() {
+        b"bridge_cafile" | b"bridge_capath" | b"bridge_certfile" | b"bridge_keyfile" => File,
+        _ => Restart,
+    };
     Key {
         value,
+        reload,
         ..Key::set(name, Bridge, Restart, doc, section_line)
     }
 }

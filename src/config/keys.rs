@@ -55,8 +55,25 @@ pub enum Scope {
 pub enum Reload {
     /// Read again and applied.
     Applied,
-    /// Logged as needing a restart; the value in force stays.
+    /// Logged as needing a restart; the value in force stays. (A file
+    /// it names is read again all the same: a certificate, a CA.)
     Restart,
+    /// The file it names is read again; a new name needs a restart.
+    File,
+}
+
+/// What roost makes of a key, for the manual's tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Support {
+    /// roost reads it.
+    Read,
+    /// A mosquitto key roost does not read: accepted at one of `same`,
+    /// where roost behaves as asked already; at other values accepted with
+    /// a warning (`warn`) or refused.
+    Other {
+        same: &'static [&'static str],
+        warn: bool,
+    },
 }
 
 pub(super) type Apply = fn(&mut Parser, &Line) -> Result<(), String>;
@@ -66,9 +83,14 @@ pub(super) enum Kind {
     Set(Apply),
     /// `include_dir`, which the reader follows.
     Include,
-    /// A mosquitto key roost does not implement: refused, or with `warn`
-    /// accepted with a warning saying `doc`.
-    Other { warn: bool },
+    /// A mosquitto key roost does not implement. At one of `same` roost
+    /// behaves as asked already, and the line is accepted; at any other
+    /// value it is refused, or with `warn` (where what it asks changes only
+    /// how roost looks or performs) accepted with a warning, saying `doc`.
+    Other {
+        same: &'static [&'static str],
+        warn: bool,
+    },
 }
 
 /// Every key: roost's own and mosquitto's, those roost reads and those it
@@ -136,6 +158,18 @@ impl Key {
         }
     }
 
+    /// A mosquitto key roost does not read whose other values are
+    /// accepted with a warning rather than refused.
+    pub(super) const fn warns(self) -> Key {
+        match self.kind {
+            Kind::Other { same, .. } => Key {
+                kind: Kind::Other { same, warn: true },
+                ..self
+            },
+            _ => self,
+        }
+    }
+
     /// A key of roost's own, that mosquitto does not know.
     pub(super) const fn own(self) -> Key {
         Key {
@@ -144,10 +178,20 @@ impl Key {
         }
     }
 
-    /// Whether roost takes the key: reads it, or accepts it as changing
-    /// nothing.
+    /// What roost makes of the key.
+    pub fn support(&self) -> Support {
+        match self.kind {
+            Kind::Set(_) | Kind::Include => Support::Read,
+            Kind::Other { same, warn } => Support::Other { same, warn },
+        }
+    }
+
+    /// Whether roost accepts the key at some value.
     pub fn accepted(&self) -> bool {
-        !matches!(self.kind, Kind::Other { warn: false })
+        match self.support() {
+            Support::Read => true,
+            Support::Other { same, warn } => warn || !same.is_empty(),
+        }
     }
 }
 

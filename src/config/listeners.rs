@@ -252,7 +252,11 @@ pub(super) fn check_default(blocks: &[Block]) -> Result<(), String> {
 
 /// The listeners of the blocks, each with the rules of its own block
 /// with `per_listener_settings`, else the shared ones.
-pub(super) fn finish(blocks: &[Block], per_listener: bool) -> Result<Vec<Listener>, String> {
+pub(super) fn finish(
+    blocks: &[Block],
+    per_listener: bool,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Listener>, String> {
     let mut listeners = Vec::new();
     for (i, b) in blocks.iter().enumerate() {
         let domain = b.domain.as_ref().map(|(d, _)| *d);
@@ -262,7 +266,7 @@ pub(super) fn finish(blocks: &[Block], per_listener: bool) -> Result<Vec<Listene
             // configured; its `socket_domain` then narrows localhost,
             // its `protocol` applies and its TLS keys make it a TLS
             // listener.
-            let tls = b.tls.finish()?;
+            let tls = b.tls.finish(warnings)?;
             let keys = domain.is_some() || b.protocol.is_some() || tls.is_some();
             if blocks.len() == 1 && keys {
                 listeners.push(Listener {
@@ -285,7 +289,7 @@ pub(super) fn finish(blocks: &[Block], per_listener: bool) -> Result<Vec<Listene
             addrs,
             auth,
             protocol,
-            tls: b.tls.finish()?,
+            tls: b.tls.finish(warnings)?,
         });
     }
     Ok(listeners)

@@ -1,7 +1,9 @@
 //! Persistence: whether retained messages and sessions outlive a restart,
 //! where, and how often they are saved.
 
+use super::Parser;
 use super::keys::{Key, Reload::Restart, Scope::Global};
+use super::reader::Line;
 use crate::persist::{Mode, OnDamage};
 
 pub(super) const KEYS: &[Key] = &[
@@ -10,10 +12,14 @@ pub(super) const KEYS: &[Key] = &[
         Global,
         Restart,
         "keep retained messages and sessions across restarts",
-        |p, l| {
-            p.s.persistence.enabled = l.flag()?;
-            Ok(())
-        },
+        persistence,
+    ),
+    Key::set(
+        "retained_persistence",
+        Global,
+        Restart,
+        "the same as `persistence` (mosquitto 2.0 reads it so)",
+        persistence,
     ),
     Key::set(
         "persistence_location",
@@ -95,6 +101,11 @@ pub(super) const KEYS: &[Key] = &[
     )
     .own(),
 ];
+
+fn persistence(p: &mut Parser, l: &Line) -> Result<(), String> {
+    p.s.persistence.enabled = l.flag()?;
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {

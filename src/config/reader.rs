@@ -119,8 +119,8 @@ impl Parser {
             )),
             Kind::Include => self.include_dir(Path::new(value), at),
             Kind::Set(apply) => apply(self, &line).map_err(|msg| format!("{at}: {msg}")),
-            Kind::Other { warn } => self
-                .other(entry.doc, warn, &line)
+            Kind::Other { same, warn } => self
+                .other(entry.doc, same, warn, &line)
                 .map_err(|msg| format!("{at}: {msg}")),
         }
     }
@@ -135,17 +135,41 @@ impl Parser {
         }
     }
 
-    /// A mosquitto key roost does not read.
-    fn other(&mut self, why: &str, warn: bool, line: &Line) -> Result<(), String> {
-        let key = line.key;
-        if !warn {
-            return Err(format!(
-                "`{key}` is a mosquitto key roost does not support yet"
-            ));
+    /// A mosquitto key roost does not read: accepted at a value roost
+    /// behaves as, else refused or with `warn` accepted with a warning.
+    fn other(&mut self, why: &str, same: &[&str], warn: bool, l: &Line) -> Result<(), String> {
+        let (key, value) = (l.key, l.value);
+        // A switch in either spelling (`1`, `true`).
+        let switch = !same.is_empty() && same.iter().all(|v| matches!(*v, "true" | "false"));
+        let value = match switch {
+            true if l.flag()? => "true",
+            true => "false",
+            false => value,
+        };
+        if same.contains(&value) {
+            return Ok(());
         }
-        self.s
-            .warnings
-            .push(format!("{}: `{key}` has no effect: {why}", line.at));
+        match (warn, same.first()) {
+            (true, None) => self
+                .s
+                .warnings
+                .push(format!("{}: `{key}` has no effect: {why}", l.at)),
+            (true, Some(_)) => self
+                .s
+                .warnings
+                .push(format!("{}: `{key} {value}` has no effect: {why}", l.at)),
+            (false, None) => {
+                return Err(format!(
+                    "`{key}` is a mosquitto key roost does not support: {why}"
+                ));
+            }
+            (false, Some(same)) => {
+                return Err(format!(
+                    "`{key} {value}` is not supported by roost: {why} \
+                     (`{key} {same}` is accepted)"
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -234,10 +258,14 @@ mod tests {
         let e = parse("listener 1883\nbridge_psk /x\n", "/etc/roost.conf").unwrap_err();
         assert_eq!(
             e,
-            "/etc/roost.conf:2: `bridge_psk` is a mosquitto key roost does not support yet"
+            "/etc/roost.conf:2: `bridge_psk` is a mosquitto key roost does not support: \
+             roost has no TLS-PSK"
         );
         let e = parse("\nplugin_opt_x 1\n", "a.conf").unwrap_err();
-        assert!(e.contains("does not support yet"), "{e}");
+        assert!(
+            e.contains("does not support: roost loads no plugins"),
+            "{e}"
+        );
         let e = parse("\nlistenr 1883\n", "a.conf").unwrap_err();
         assert_eq!(e, "a.conf:2: unknown key `listenr`");
         let e = parse("\n\nmax_queued_messages lots\n", "a.conf").unwrap_err();
@@ -351,15 +379,80 @@ max_queued_messages 5 # y
     }
 
     #[test]
-    fn cosmetic_keys_are_warnings() {
-        let s = parse("user mosquitto\nset_tcp_nodelay true\n", "a.conf").unwrap();
-        assert_eq!(s.user.as_deref(), Some("mosquitto"));
-        assert_eq!(s.warnings.len(), 1);
-        assert!(
-            s.warnings[0].starts_with("a.conf:2: `set_tcp_nodelay` has no effect"),
-            "{:?}",
-            s.warnings
-        );
+    fn mosquitto_keys_at_values_roost_behaves_as_are_accepted() {
+        for text in [
+            "queue_qos0_messages false",
+            "allow_zero_length_clientid true",
+            "max_qos 2",
+            "maximum_qos 2",
+            "use_username_as_clientid 0",
+            "use_subject_as_username false",
+            "allow_duplicate_messages true",
+            "allow_duplicate_messages false",
+            "check_retain_source false",
+            "max_inflight_bytes 0",
+            "set_tcp_nodelay true",
+            "tls_keyform pem",
+            "websockets_log_level 0",
+            "upgrade_outgoing_qos false",
+            "listener 1\nrequire_certificate false\nuse_identity_as_username false",
+            "require_certificate false\nlistener 1",
+        ] {
+            let s = parse(&format!("{text}\nallow_anonymous true\n"), "a.conf")
+                .unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert!(s.warnings.is_empty(), "{text:?}: {:?}", s.warnings);
+        }
+        // Values asking for what roost does not do: refused, saying why.
+        for (text, want) in [
+            (
+                "queue_qos0_messages true",
+                "`queue_qos0_messages true` is not supported by roost: roost queues no \
+                 QoS 0 messages for clients that are away (`queue_qos0_messages false` \
+                 is accepted)",
+            ),
+            ("max_qos 1", "`max_qos 1` is not supported by roost"),
+            (
+                "allow_zero_length_clientid 0",
+                "`allow_zero_length_clientid false`",
+            ),
+            ("upgrade_outgoing_qos yes", "takes true or false, not `yes`"),
+            (
+                "crlfile /crl.pem",
+                "`crlfile` is a mosquitto key roost does not support",
+            ),
+            ("enable_control_api true", "mosquitto 2.1"),
+        ] {
+            let e = parse(text, "a.conf").unwrap_err();
+            assert!(
+                e.starts_with("a.conf:1: ") && e.contains(want),
+                "{text:?}: {e}"
+            );
+        }
+        // Or where it changes only how roost looks or performs, warned of.
+        for (text, want) in [
+            (
+                "set_tcp_nodelay false",
+                "`set_tcp_nodelay false` has no effect",
+            ),
+            (
+                "check_retain_source true",
+                "`check_retain_source true` has no effect",
+            ),
+            ("max_inflight_bytes 1000", "max_outgoing_bytes"),
+            (
+                "log_timestamp_format %Y-%m-%d",
+                "`log_timestamp_format` has no effect",
+            ),
+            ("dhparamfile /etc/dh.pem", "forward secret"),
+            (
+                "listener 1\ntls_version tlsv1.2",
+                "no `certfile` and `keyfile`",
+            ),
+        ] {
+            let s = parse(&format!("{text}\nallow_anonymous true\n"), "a.conf").unwrap();
+            assert_eq!(s.warnings.len(), 1, "{text:?}: {:?}", s.warnings);
+            assert!(s.warnings[0].contains(want), "{text:?}: {:?}", s.warnings);
+        }
         // A value is still required, as for any key.
         assert!(parse("set_tcp_nodelay\n", "a.conf").is_err());
         assert!(parse("user\n", "a.conf").is_err());

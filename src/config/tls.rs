@@ -5,17 +5,19 @@
 
 use std::path::PathBuf;
 
-use super::keys::{Key, Reload::Restart, Scope::Listener};
+use super::keys::{
+    Key,
+    Reload::{File, Restart},
+    Scope::Listener,
+};
 use super::reader::Line;
 use super::{Located, Parser, boolean};
 
-/// The files are read again on SIGHUP whatever the table says: it is
-/// about the keys, which name them.
 pub(super) const KEYS: &[Key] = &[
     Key::set(
         "certfile",
         Listener,
-        Restart,
+        File,
         "TLS on the listener: its certificate chain (PEM)",
         apply,
     )
@@ -23,7 +25,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::set(
         "keyfile",
         Listener,
-        Restart,
+        File,
         "TLS on the listener: its private key (PEM)",
         apply,
     )
@@ -31,7 +33,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::set(
         "cafile",
         Listener,
-        Restart,
+        File,
         "the CA certificates client certificates are checked against (PEM)",
         apply,
     )
@@ -39,7 +41,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::set(
         "capath",
         Listener,
-        Restart,
+        File,
         "a directory of CA certificates, as `cafile`",
         apply,
     )
@@ -113,11 +115,6 @@ pub(super) struct Keys {
 
 impl Keys {
     pub(super) fn apply(&mut self, key: &str, value: &str, at: &str) -> Result<(), String> {
-        if !cfg!(feature = "tls") {
-            return Err(format!(
-                "`{key}`: this roost was built without TLS (cargo feature `tls`)"
-            ));
-        }
         let path = |slot: &mut Option<Located<PathBuf>>| match slot {
             // As mosquitto: a file named twice is a mistake.
             Some((_, first)) => Err(format!("duplicate `{key}` (first at {first})")),
@@ -156,20 +153,23 @@ impl Keys {
     }
 
     /// A key set (and where), for the error when its listener does not
-    /// exist or is not a TLS one.
+    /// exist or is not a TLS one. Switches set to false ask for nothing.
     pub(super) fn first_set(&self) -> Option<(&'static str, &str)> {
         fn at<T>(v: &Option<Located<T>>) -> Option<&str> {
             v.as_ref().map(|(_, at)| at.as_str())
+        }
+        fn on(v: &Option<Located<bool>>) -> Option<&str> {
+            v.as_ref().filter(|(on, _)| *on).map(|(_, at)| at.as_str())
         }
         [
             ("certfile", at(&self.certfile)),
             ("keyfile", at(&self.keyfile)),
             ("cafile", at(&self.cafile)),
             ("capath", at(&self.capath)),
-            ("require_certificate", at(&self.require_certificate)),
+            ("require_certificate", on(&self.require_certificate)),
             (
                 "use_identity_as_username",
-                at(&self.use_identity_as_username),
+                on(&self.use_identity_as_username),
             ),
             ("tls_version", at(&self.tls_version)),
         ]
@@ -178,8 +178,15 @@ impl Keys {
     }
 
     /// The listener's TLS settings; None for plain TCP. Keys that would
-    /// do nothing are errors, not silently ignored.
-    pub(super) fn finish(&self) -> Result<Option<Tls>, String> {
+    /// do nothing are errors, not silently ignored: but for switches set
+    /// to false, and `tls_version`, which gets a warning (as mosquitto,
+    /// which ignores them on a listener without TLS).
+    pub(super) fn finish(&self, warnings: &mut Vec<String>) -> Result<Option<Tls>, String> {
+        if let (false, Some((key, at))) = (cfg!(feature = "tls"), self.first_set()) {
+            return Err(format!(
+                "{at}: `{key}`: this roost was built without TLS (cargo feature `tls`)"
+            ));
+        }
         let (certfile, keyfile) = match (&self.certfile, &self.keyfile) {
             (Some((cert, _)), Some((key, _))) => (cert.clone(), key.clone()),
             (Some((_, at)), None) | (None, Some((_, at))) => {
@@ -189,6 +196,13 @@ impl Keys {
             }
             (None, None) => {
                 return match self.first_set() {
+                    Some(("tls_version", at)) => {
+                        warnings.push(format!(
+                            "{at}: `tls_version` has no effect: the listener has no \
+                             `certfile` and `keyfile`, so no TLS"
+                        ));
+                        Ok(None)
+                    }
                     Some((key, at)) => Err(format!(
                         "{at}: `{key}` needs `certfile` and `keyfile` on the same listener \
                          (TLS is off without them)"
