@@ -34,7 +34,6 @@ pub use keys::{Key, Reload, Scope, Support, find, keys};
 pub use listeners::{DEFAULT_PORT, Listener, Protocol};
 pub(crate) use reader::{boolean, number};
 pub use security::Security;
-pub use tls::{Tls, Version as TlsVersion};
 
 #[derive(Debug, Clone)]
 pub struct Settings {

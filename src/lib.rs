@@ -16,3 +16,4 @@ pub mod pidfile;
 pub mod privileges;
 pub mod protocol;
 pub mod random;
+pub mod tls;

@@ -1,15 +1,13 @@
 //! roost's bridges: outbound MQTT client connections to other brokers,
 //! living in the same loop as the clients (`net/bridge.rs` holds the
 //! sockets). This module is the part without IO: a bridge's settings
-//! (mosquitto's `connection` sections, read by [`config`]), how topics are
+//! (mosquitto's `connection` sections, read by `config::bridge`), how topics are
 //! renamed on the way out and in, and the packets a bridge sends as a
 //! client. What a bridge forwards waits in a broker session of its own
 //! while the remote is away (`broker/bridge.rs`).
 
-pub mod config;
 mod link;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::broker::topic::matches;
@@ -64,24 +62,7 @@ pub struct Bridge {
     /// `bridge_outgoing_retain`: whether the retain flag goes out.
     pub outgoing_retain: bool,
     /// TLS to the remote: on with `bridge_cafile` or `bridge_capath`.
-    pub tls: Option<Tls>,
-}
-
-/// A bridge's TLS settings (mosquitto's `bridge_*` TLS keys).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Tls {
-    /// PEM CA certificates the remote's certificate is checked against.
-    pub cafile: Option<PathBuf>,
-    pub capath: Option<PathBuf>,
-    /// PEM: the bridge's own certificate and key, for a remote that asks.
-    pub certfile: Option<PathBuf>,
-    pub keyfile: Option<PathBuf>,
-    /// `bridge_insecure`: the certificate need not name the host.
-    pub insecure: bool,
-    /// `bridge_alpn`: the protocol offered in the handshake.
-    pub alpn: Option<String>,
-    /// `bridge_tls_version`: the oldest version accepted.
-    pub min_version: Option<crate::config::TlsVersion>,
+    pub tls: Option<crate::tls::Client>,
 }
 
 /// `restart_timeout BASE [CAP]`: a constant wait, or a back-off from BASE

@@ -81,6 +81,8 @@ pub(super) type Apply = fn(&mut Parser, &Line) -> Result<(), String>;
 pub(super) enum Kind {
     /// roost reads the value.
     Set(Apply),
+    /// roost reads the value into the bridge section the line follows.
+    Section(fn(&mut crate::bridge::Bridge, &Line) -> Result<(), String>),
     /// `include_dir`, which the reader follows.
     Include,
     /// A mosquitto key roost does not implement. At one of `same` roost
@@ -181,7 +183,7 @@ impl Key {
     /// What roost makes of the key.
     pub fn support(&self) -> Support {
         match self.kind {
-            Kind::Set(_) | Kind::Include => Support::Read,
+            Kind::Set(_) | Kind::Section(_) | Kind::Include => Support::Read,
             Kind::Other { same, warn } => Support::Other { same, warn },
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::keys::{Key, Reload::Restart, Scope::Global, Scope::Listener as Each};
 use super::reader::{Line, cut};
-use super::{Located, Parser, Settings, Tls, tls};
+use super::{Located, Parser, Settings, tls};
 
 pub const DEFAULT_PORT: u16 = 1883;
 /// The largest WebSocket upgrade request read unless
@@ -148,7 +148,7 @@ pub struct Listener {
     pub protocol: Protocol,
     /// `certfile` and the rest: TLS on every socket (under WebSockets'
     /// framing on a `protocol websockets` listener); None without.
-    pub tls: Option<Tls>,
+    pub tls: Option<crate::tls::Server>,
 }
 
 /// What a listener speaks (mosquitto's `protocol`).

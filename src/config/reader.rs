@@ -119,6 +119,10 @@ impl Parser {
             )),
             Kind::Include => self.include_dir(Path::new(value), at),
             Kind::Set(apply) => apply(self, &line).map_err(|msg| format!("{at}: {msg}")),
+            Kind::Section(apply) => match self.s.bridges.last_mut() {
+                Some(b) => apply(b, &line).map_err(|msg| format!("{at}: {msg}")),
+                None => Err(format!("{at}: {}", super::bridge::outside(key))),
+            },
             Kind::Other { same, warn } => self
                 .other(entry.doc, same, warn, &line)
                 .map_err(|msg| format!("{at}: {msg}")),

@@ -12,6 +12,7 @@ use super::keys::{
 };
 use super::reader::Line;
 use super::{Located, Parser, boolean};
+use crate::tls::{Server as Tls, Version};
 
 pub(super) const KEYS: &[Key] = &[
     Key::set(
@@ -72,33 +73,6 @@ pub(super) const KEYS: &[Key] = &[
 
 fn apply(p: &mut Parser, l: &Line) -> Result<(), String> {
     p.block().tls.apply(l.key, l.value, l.at)
-}
-
-/// A TLS listener's files and rules, checked for consistency; the files
-/// are read when the listener opens (and again on SIGHUP).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tls {
-    /// PEM: the server's certificate (chain) and its private key.
-    pub certfile: PathBuf,
-    pub keyfile: PathBuf,
-    /// PEM CA certificates that client certificates are checked against:
-    /// `cafile`, and every `*.pem` file in `capath`. Without either, no
-    /// client certificate is asked for.
-    pub cafile: Option<PathBuf>,
-    pub capath: Option<PathBuf>,
-    /// A client without a valid certificate fails the handshake.
-    pub require_certificate: bool,
-    /// The client certificate's CN is the user name, in place of the
-    /// CONNECT's user name and password (the password file is not used).
-    pub use_identity_as_username: bool,
-    pub min_version: Version,
-}
-
-/// `tls_version`: the oldest TLS version accepted (mosquitto 2's meaning).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Version {
-    Tls12,
-    Tls13,
 }
 
 /// The TLS keys of one block as written, each with where it was set.

@@ -16,13 +16,13 @@ use rustls::{
     SignatureScheme, version,
 };
 
-use crate::config::{Tls, TlsVersion};
+use crate::tls::{Client, Server, Version};
 
-pub fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, String> {
+pub fn server_config(tls: &Server) -> Result<Arc<ServerConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let versions: &[_] = match tls.min_version {
-        TlsVersion::Tls12 => &[&version::TLS13, &version::TLS12],
-        TlsVersion::Tls13 => &[&version::TLS13],
+        Version::Tls12 => &[&version::TLS13, &version::TLS12],
+        Version::Tls13 => &[&version::TLS13],
     };
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
@@ -102,10 +102,10 @@ fn roots(
 /// against `bridge_cafile`/`bridge_capath` (and, unless `bridge_insecure`,
 /// its names against the host), the bridge's own certificate for a remote
 /// that asks, the ALPN protocol offered.
-pub fn client_config(tls: &crate::bridge::Tls) -> Result<Arc<ClientConfig>, String> {
+pub fn client_config(tls: &Client) -> Result<Arc<ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let versions: &[_] = match tls.min_version {
-        Some(TlsVersion::Tls13) => &[&version::TLS13],
+        Some(Version::Tls13) => &[&version::TLS13],
         _ => &[&version::TLS13, &version::TLS12],
     };
     let cafile = tls.cafile.as_deref().map(|p| ("bridge_cafile", p));

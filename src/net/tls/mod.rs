@@ -15,7 +15,7 @@ use std::sync::Arc;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 
-use crate::config;
+use crate::tls::{Client, Server};
 
 /// `e` in words an admin can act on: the certificate errors that certificates
 /// made by older recipes (mosquitto-tls(7)) run into say what is wrong and
@@ -42,13 +42,13 @@ pub fn explain(e: &rustls::Error) -> String {
 /// A TLS listener: its settings and the rustls configuration new
 /// connections start with.
 pub struct Acceptor {
-    settings: config::Tls,
+    settings: Server,
     config: Arc<ServerConfig>,
 }
 
 impl Acceptor {
     /// Reads the listener's certificate, key and CA files.
-    pub fn load(settings: &config::Tls) -> Result<Acceptor, String> {
+    pub fn load(settings: &Server) -> Result<Acceptor, String> {
         Ok(Acceptor {
             config: files::server_config(settings)?,
             settings: settings.clone(),
@@ -86,13 +86,13 @@ impl Acceptor {
 
 /// A bridge's TLS: the rustls configuration its connections start with.
 pub struct Connector {
-    settings: crate::bridge::Tls,
+    settings: Client,
     config: Arc<ClientConfig>,
 }
 
 impl Connector {
     /// Reads the bridge's CA, certificate and key files.
-    pub fn load(settings: &crate::bridge::Tls) -> Result<Connector, String> {
+    pub fn load(settings: &Client) -> Result<Connector, String> {
         Ok(Connector {
             config: files::client_config(settings)?,
             settings: settings.clone(),
@@ -223,14 +223,14 @@ mod tests {
             .with_single_cert(vec![cert.clone()], PrivateKeyDer::Pkcs8(key))
             .unwrap();
         let acceptor = Acceptor {
-            settings: config::Tls {
+            settings: Server {
                 certfile: "unused".into(),
                 keyfile: "unused".into(),
                 cafile: None,
                 capath: None,
                 require_certificate: false,
                 use_identity_as_username: false,
-                min_version: config::TlsVersion::Tls12,
+                min_version: crate::tls::Version::Tls12,
             },
             config: Arc::new(server),
         };
