@@ -175,6 +175,13 @@ const CASES: &[Case] = &[
         Starts,
     ),
     agree(
+        "a bridge: words after a switch, comments after a topic rule and an address, a client id with a space",
+        b"listener PORT 127.0.0.1\nallow_anonymous true\nconnection b\naddress 127.0.0.1:1 # x\n\
+          topic a/# out 1 # x\ntry_private false # x\nremote_clientid my bridge\n\
+          restart_timeout 30\n",
+        Starts,
+    ),
+    agree(
         "a byte order mark",
         b"\xef\xbb\xbflistener PORT 127.0.0.1\nallow_anonymous true\n",
         Refuses,

@@ -11,7 +11,7 @@ use super::keys::{
     Scope,
     Value::{self, Text, Word, Words},
 };
-use super::reader::{Line, boolean, number};
+use super::reader::{Line, number};
 use super::{DEFAULT_PORT, Parser};
 use crate::bridge::{Bridge, Direction, Restart as Backoff, StartType, TopicRule};
 use crate::broker::topic::valid_filter;
@@ -68,7 +68,7 @@ pub(super) const KEYS: &[Key] = &[
         Text,
         "the MQTT version spoken to the remote",
         |b, l| {
-            b.version = match one(l)? {
+            b.version = match l.value {
                 "mqttv31" => Version::V31,
                 "mqttv311" => Version::V311,
                 "mqttv50" => Version::V5,
@@ -126,7 +126,7 @@ pub(super) const KEYS: &[Key] = &[
         Text,
         "the id of the bridge's session here",
         |b, l| {
-            b.local_clientid = client_id(l.key, one(l)?)?;
+            b.local_clientid = client_id(l.key, l.value)?;
             Ok(())
         },
     ),
@@ -202,7 +202,7 @@ pub(super) const KEYS: &[Key] = &[
         Text,
         "where the bridge publishes its state",
         |b, l| {
-            let t = one(l)?;
+            let t = l.value;
             if !valid_filter(t) || t.contains(['+', '#']) {
                 return Err(format!("`{}`: `{t}` is not a valid topic", l.key));
             }
@@ -299,7 +299,7 @@ pub(super) const KEYS: &[Key] = &[
         Text,
         "TLS to the remote: the CAs its certificate is checked against",
         |b, l| {
-            tls(b, l)?.cafile = Some(one(l)?.into());
+            tls(b, l)?.cafile = Some(l.value.into());
             Ok(())
         },
     ),
@@ -308,7 +308,7 @@ pub(super) const KEYS: &[Key] = &[
         Text,
         "a directory of CA certificates, as `bridge_cafile`",
         |b, l| {
-            tls(b, l)?.capath = Some(one(l)?.into());
+            tls(b, l)?.capath = Some(l.value.into());
             Ok(())
         },
     ),
@@ -317,7 +317,7 @@ pub(super) const KEYS: &[Key] = &[
         Text,
         "the bridge's own certificate (PEM)",
         |b, l| {
-            tls(b, l)?.certfile = Some(one(l)?.into());
+            tls(b, l)?.certfile = Some(l.value.into());
             Ok(())
         },
     ),
@@ -326,7 +326,7 @@ pub(super) const KEYS: &[Key] = &[
         Text,
         "the bridge's own private key (PEM)",
         |b, l| {
-            tls(b, l)?.keyfile = Some(one(l)?.into());
+            tls(b, l)?.keyfile = Some(l.value.into());
             Ok(())
         },
     ),
@@ -335,7 +335,7 @@ pub(super) const KEYS: &[Key] = &[
         Word,
         "whether a remote certificate not naming the host is accepted",
         |b, l| {
-            tls(b, l)?.insecure = boolean(l.key, l.value)?;
+            tls(b, l)?.insecure = l.flag()?;
             Ok(())
         },
     ),
@@ -344,7 +344,7 @@ pub(super) const KEYS: &[Key] = &[
         Text,
         "the protocol offered by ALPN",
         |b, l| {
-            tls(b, l)?.alpn = Some(one(l)?.into());
+            tls(b, l)?.alpn = Some(l.value.into());
             Ok(())
         },
     ),
@@ -353,7 +353,7 @@ pub(super) const KEYS: &[Key] = &[
         Text,
         "the oldest TLS version accepted",
         |b, l| {
-            let version = match one(l)? {
+            let version = match l.value {
                 "tlsv1.2" => tls::Version::Tls12,
                 "tlsv1.3" => tls::Version::Tls13,
                 v => {
@@ -418,7 +418,7 @@ fn addresses(b: &mut Bridge, l: &Line) -> Result<(), String> {
 }
 
 fn remote_clientid(b: &mut Bridge, l: &Line) -> Result<(), String> {
-    b.remote_clientid = client_id(l.key, one(l)?)?;
+    b.remote_clientid = client_id(l.key, l.value)?;
     Ok(())
 }
 
@@ -449,14 +449,6 @@ fn local_credentials(p: &mut Parser, l: &Line) -> Result<(), String> {
 /// The error for a bridge key before any `connection` line.
 pub(super) fn outside(key: &str) -> String {
     format!("`{key}` belongs to a bridge: put it after a `connection` line")
-}
-
-/// The value, one word.
-fn one<'a>(l: &Line<'a>) -> Result<&'a str, String> {
-    match l.words()[..] {
-        [v] => Ok(v),
-        _ => Err(format!("`{}` takes one value", l.key)),
-    }
 }
 
 /// The section's TLS settings, begun by its first TLS key.
@@ -739,6 +731,21 @@ bridge_outgoing_retain false
         );
     }
 
+    /// As mosquitto reads them: file names, ids and topics take the rest
+    /// of the line; a comment after a switch, a rule or an address is one.
+    #[test]
+    fn values_are_cut_as_mosquitto_cuts_them() {
+        let text = "connection gw # the cloud\naddress h:1884 # primary\n\
+                    topic a/# out 1 # forwarded\ntry_private false # rumqttd\n\
+                    remote_clientid gate way\nlocal_clientid here too\n";
+        let b = &parse(text).unwrap()[0];
+        assert_eq!(b.name, "gw");
+        assert_eq!(b.addresses, [("h".into(), 1884)]);
+        assert_eq!((b.topics.len(), b.try_private), (1, false));
+        assert_eq!(b.remote_clientid, "gate way");
+        assert_eq!(b.local_clientid, "here too");
+    }
+
     #[cfg(feature = "tls")]
     #[test]
     fn tls_keys() {
@@ -751,6 +758,9 @@ bridge_outgoing_retain false
         assert!(tls.insecure);
         assert_eq!(tls.alpn.as_deref(), Some("mqtt"));
         assert_eq!(tls.min_version, Some(tls::Version::Tls13));
+        let text = "connection gw\naddress h:8883\ntopic #\nbridge_capath /etc/my certs\n";
+        let tls = parse(text).unwrap().remove(0).tls.unwrap();
+        assert_eq!(tls.capath, Some("/etc/my certs".into()));
     }
 
     #[test]
