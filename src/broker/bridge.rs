@@ -126,7 +126,7 @@ impl Broker {
                 will: None,
                 max_packet: remote.max_packet,
                 aliases: None,
-                auth: self.sessions[s].auth,
+                listener: super::NO_LISTENER,
             },
         );
         self.attach(s, id, remote.receive_max);

@@ -9,9 +9,9 @@ use super::publish::payload_format_ok;
 use super::session::{Awaiting, Outgoing, Role, Session};
 use super::topic::too_deep;
 use super::{
-    Action, Aliases, Broker, ConnId, Credentials, Gone, OutAliases, Slot, connack, reason,
+    Action, Aliases, Broker, ConnId, Credentials, Gone, Listener, OutAliases, Slot, connack, reason,
 };
-use crate::protocol::{Ack, Connect, Packet, Property, ReasonOnly, Version};
+use crate::protocol::{Ack, Connect, Packet, Property, QoS, ReasonOnly, Version};
 use std::collections::HashMap;
 
 /// Where a CONNECT comes from, as the loop knows it.
@@ -71,7 +71,8 @@ impl Broker {
         conn.version = c.version;
         // Known before any answer, a refusing CONNACK included.
         conn.max_packet = crate::property!(c.properties, MaximumPacketSize).unwrap_or(u32::MAX);
-        let auth = conn.auth;
+        let via = conn.listener;
+        let Listener { auth, max_qos } = self.listener(via);
 
         if v5
             && c.properties
@@ -95,6 +96,19 @@ impl Broker {
                 // As a PUBLISH to it would be.
                 if v5 {
                     return self.refuse(id, reason::TOPIC_NAME_INVALID, out);
+                }
+                return self.drop_conn(id, None, now, out);
+            }
+            if will.qos > max_qos {
+                // As mosquitto: v5 CONNACK 0x9B with the Maximum QoS; a
+                // 3.x client is closed without CONNACK.
+                if v5 {
+                    return self.refuse_with(
+                        id,
+                        reason::QOS_NOT_SUPPORTED,
+                        vec![Property::MaximumQoS(max_qos as u8)],
+                        out,
+                    );
                 }
                 return self.drop_conn(id, None, now, out);
             }
@@ -294,6 +308,10 @@ impl Broker {
             }
             // The window roost grants inbound QoS 2 flows (enforced: 0x93).
             props.push(Property::ReceiveMaximum(self.config.max_inflight));
+            // `max_qos` below 2; 2 cannot be sent (see below).
+            if max_qos < QoS::ExactlyOnce {
+                props.push(Property::MaximumQoS(max_qos as u8));
+            }
             // True by default too, but said outright: some clients read a
             // missing property as "not available". (Maximum QoS 2 cannot be
             // sent: the property only takes 0 or 1.)

@@ -221,9 +221,11 @@ pub struct Config {
     /// The longest a session outlives its connection, in seconds
     /// (`persistent_client_expiration`); None: as long as the client asks.
     pub persistent_client_expiration: Option<u32>,
-    /// The rules for clients, by the `auth` number their connection came
-    /// with (see [`Broker::connected`]).
+    /// The rules for clients, by the `auth` number of the listener their
+    /// connection came through.
     pub auth: Vec<Auth>,
+    /// The listeners, by the number [`Broker::connected`] is given.
+    pub listeners: Vec<Listener>,
 }
 
 impl Default for Config {
@@ -245,6 +247,30 @@ impl Default for Config {
             retain_available: true,
             persistent_client_expiration: None,
             auth: vec![Auth::default()],
+            listeners: vec![Listener::default()],
+        }
+    }
+}
+
+/// [`Conn::listener`] of a bridge's connection: the rules of none. (There
+/// are at most 255 listeners, `config::listeners`.)
+const NO_LISTENER: u8 = u8::MAX;
+
+/// What the broker knows of a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listener {
+    /// Index into [`Config::auth`]: the rules its clients meet.
+    pub auth: u8,
+    /// `max_qos`: the highest QoS its clients may publish with and are
+    /// granted; v5 clients are told in CONNACK.
+    pub max_qos: QoS,
+}
+
+impl Default for Listener {
+    fn default() -> Self {
+        Listener {
+            auth: 0,
+            max_qos: QoS::ExactlyOnce,
         }
     }
 }
@@ -344,9 +370,9 @@ struct Conn {
     max_packet: u32,
     /// v5 topic aliases, allocated only for a client that uses them.
     aliases: Option<Box<Aliases>>,
-    /// Index into `Config::auth`: the rules of the listener it came
-    /// through. A u8 fills padding: `Conn` stays 56 bytes.
-    auth: u8,
+    /// Index into `Config::listeners`: the listener it came through. A
+    /// u8 fills padding: `Conn` stays 56 bytes.
+    listener: u8,
 }
 
 impl Conn {
@@ -515,7 +541,7 @@ impl Broker {
         let revoked: Vec<ConnId> = self
             .conns
             .iter()
-            .filter(|(_, c)| usize::from(c.auth) == auth)
+            .filter(|(_, c)| usize::from(self.listener(c.listener).auth) == auth)
             .filter_map(|(id, c)| {
                 let session = &self.sessions[c.session?.get()];
                 // As `connect` decides, where a client let in while access
@@ -539,6 +565,14 @@ impl Broker {
     /// Sets `memory_limit`: while the heap is over it, new messages and
     /// subscriptions are refused (and the loop takes no new connections);
     /// everything else goes on.
+    /// Listener `index` ([`Conn::listener`]).
+    fn listener(&self, index: u8) -> Listener {
+        match index {
+            NO_LISTENER => Listener::default(),
+            i => self.config.listeners[usize::from(i)],
+        }
+    }
+
     pub fn set_memory_limit(&mut self, limit: usize) {
         self.memory_limit = limit;
     }
@@ -685,7 +719,9 @@ impl Broker {
     /// A new network connection: it has `connect_timeout` to send CONNECT.
     /// `auth` indexes `Config::auth`: the rules of the listener it came
     /// through.
-    pub fn connected(&mut self, id: ConnId, auth: u8, now: Instant) {
+    /// A new connection, through listener `listener` (an index into
+    /// [`Config::listeners`]).
+    pub fn connected(&mut self, id: ConnId, listener: u8, now: Instant) {
         let deadline = now + self.config.connect_timeout;
         self.conns.insert(
             id,
@@ -698,7 +734,7 @@ impl Broker {
                 will: None,
                 max_packet: u32::MAX,
                 aliases: None,
-                auth,
+                listener,
             },
         );
         self.arm(id, deadline);
@@ -938,8 +974,14 @@ impl Broker {
 
     /// Answers a CONNECT with a refusal and closes; nothing was attached.
     fn refuse(&mut self, id: ConnId, code: u8, out: &mut Vec<Action>) {
+        self.refuse_with(id, code, Vec::new(), out);
+    }
+
+    /// [`Broker::refuse`], the CONNACK carrying `props` too (v5).
+    fn refuse_with(&mut self, id: ConnId, code: u8, mut props: Properties, out: &mut Vec<Action>) {
         // 3.x CONNACKs carry no properties: the encoder leaves them out.
-        let connack = connack(false, code, reason_string(code));
+        props.extend(reason_string(code));
+        let connack = connack(false, code, props);
         if let Some(conn) = self.conns.remove(id) {
             out.push(Action::Send(id, fit(connack, &conn)));
         }

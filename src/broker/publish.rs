@@ -63,6 +63,21 @@ impl Broker {
         {
             return self.drop_conn(id, Some(reason::PROTOCOL_ERROR), now, out);
         }
+        let max_qos = self
+            .conns
+            .get(id)
+            .map_or(QoS::ExactlyOnce, |c| self.listener(c.listener).max_qos);
+        if p.qos > max_qos {
+            // Over the listener's `max_qos`, which CONNACK told a v5
+            // client: DISCONNECT 0x9B; 3.x just closes, as mosquitto does.
+            log::info!(
+                "client {}: PUBLISH at QoS {} over the listener's max_qos {}, closing",
+                self.sessions[s].client_id,
+                p.qos as u8,
+                max_qos as u8
+            );
+            return self.drop_conn(id, Some(reason::QOS_NOT_SUPPORTED), now, out);
+        }
         if p.retain && !self.config.retain_available {
             // A protocol error after CONNACK said Retain Available 0
             // ([MQTT-3.2.2-14]): v5 DISCONNECT 0x9A; 3.x just closes, as

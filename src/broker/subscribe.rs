@@ -9,7 +9,7 @@ use super::retained::Cursor;
 use super::session::Role;
 use super::topic::{Sub, parse_shared, valid_filter};
 use super::{Action, Broker, ConnId, JournalRecord, Refused, StoredSub, reason};
-use crate::protocol::{Packet, SubAck, SubOptions, Subscribe, UnsubAck, Unsubscribe};
+use crate::protocol::{Packet, QoS, SubAck, SubOptions, Subscribe, UnsubAck, Unsubscribe};
 
 impl Broker {
     pub(super) fn on_subscribe(
@@ -28,7 +28,13 @@ impl Broker {
         // mosquitto's rule for a 3.x bridge: what it forwards here is not
         // sent back, and keeps its retain flag when sent on.
         let bridge = !v5 && self.sessions[s].role == Role::RemoteBridge;
+        let max_qos = self
+            .conns
+            .get(id)
+            .map_or(QoS::ExactlyOnce, |c| self.listener(c.listener).max_qos);
         for (filter, mut options) in sub.filters {
+            // Granted at most at the listener's `max_qos`, as by mosquitto.
+            options.qos = options.qos.min(max_qos);
             if bridge {
                 options.no_local = true;
                 options.retain_as_published = true;
@@ -73,7 +79,7 @@ impl Broker {
                 _ => self.topics.subscribe(&filter, entry),
             };
             self.subscribed(s, &filter, options, sub_id, new);
-            // Granted as requested: roost supports QoS 2 ([MQTT-3.8.4-6]).
+            // Granted as requested up to `max_qos` ([MQTT-3.8.4-6]).
             codes.push(options.qos as u8);
             if shared.is_none() && wants_retained(options, new) {
                 retained_for.push((filter, options));

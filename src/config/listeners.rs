@@ -6,6 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::protocol::QoS;
+
 use super::keys::{Key, Reload::Restart, Scope::Global, Scope::Listener as Each};
 use super::reader::{Line, cut};
 use super::{Located, Parser, Settings, tls};
@@ -76,6 +78,20 @@ pub(super) const KEYS: &[Key] = &[
         },
     ),
     Key::set(
+        "max_qos",
+        Each,
+        Restart,
+        "the highest QoS the listener's clients may publish with and are granted",
+        max_qos,
+    ),
+    Key::set(
+        "maximum_qos",
+        Each,
+        Restart,
+        "the same as `max_qos`",
+        max_qos,
+    ),
+    Key::set(
         "websockets_headers_size",
         Global,
         Restart,
@@ -113,6 +129,16 @@ pub(super) const KEYS: &[Key] = &[
     .own(),
 ];
 
+fn max_qos(p: &mut Parser, l: &Line) -> Result<(), String> {
+    let qos = l
+        .number()
+        .ok()
+        .and_then(QoS::from_u8)
+        .ok_or_else(|| format!("`{}` takes 0, 1 or 2, not `{}`", l.key, l.value))?;
+    p.block().max_qos = Some((qos, l.at.into()));
+    Ok(())
+}
+
 /// `listener PORT [ADDR]`: as mosquitto reads it, what follows the
 /// address is ignored, and an address starting with `#` is a comment.
 fn listener(p: &mut Parser, l: &Line) -> Result<(), String> {
@@ -149,6 +175,9 @@ pub struct Listener {
     /// `certfile` and the rest: TLS on every socket (under WebSockets'
     /// framing on a `protocol websockets` listener); None without.
     pub tls: Option<crate::tls::Server>,
+    /// `max_qos`: the highest QoS its clients may publish with and are
+    /// granted.
+    pub max_qos: QoS,
 }
 
 /// What a listener speaks (mosquitto's `protocol`).
@@ -182,6 +211,7 @@ pub(super) struct Block {
     pub host: Option<Host>,
     pub domain: Option<Located<Domain>>,
     pub protocol: Option<Located<Protocol>>,
+    pub max_qos: Option<Located<QoS>>,
     pub password_file: Option<Located<PathBuf>>,
     pub acl_file: Option<Located<PathBuf>>,
     pub allow_anonymous: Option<Located<bool>>,
@@ -206,6 +236,7 @@ impl Settings {
                 auth: 0,
                 protocol: Protocol::Mqtt,
                 tls: None,
+                max_qos: QoS::ExactlyOnce,
             }]
         } else {
             self.listeners.clone()
@@ -237,6 +268,15 @@ pub(super) fn check_default(blocks: &[Block]) -> Result<(), String> {
     let listener_key = [
         ("socket_domain", default.domain.as_ref().map(|(_, at)| at)),
         ("protocol", default.protocol.as_ref().map(|(_, at)| at)),
+        (
+            "max_qos",
+            // `max_qos 2` asks for nothing.
+            default
+                .max_qos
+                .as_ref()
+                .filter(|(q, _)| *q < QoS::ExactlyOnce)
+                .map(|(_, at)| at),
+        ),
     ]
     .into_iter()
     .find_map(|(key, at)| Some((key, at?.as_str())))
@@ -261,19 +301,24 @@ pub(super) fn finish(
     for (i, b) in blocks.iter().enumerate() {
         let domain = b.domain.as_ref().map(|(d, _)| *d);
         let protocol = b.protocol.as_ref().map_or(Protocol::Mqtt, |(p, _)| *p);
+        let max_qos = b.max_qos.as_ref().map_or(QoS::ExactlyOnce, |(q, _)| *q);
         if i == 0 && !b.configured() {
             // No `port`/`bind_address`: used only when no listener is
             // configured; its `socket_domain` then narrows localhost,
             // its `protocol` applies and its TLS keys make it a TLS
             // listener.
             let tls = b.tls.finish(warnings)?;
-            let keys = domain.is_some() || b.protocol.is_some() || tls.is_some();
+            let keys = domain.is_some()
+                || b.protocol.is_some()
+                || tls.is_some()
+                || max_qos < QoS::ExactlyOnce;
             if blocks.len() == 1 && keys {
                 listeners.push(Listener {
                     addrs: host_addrs(Some(Host::Localhost), domain, DEFAULT_PORT),
                     auth: 0,
                     protocol,
                     tls,
+                    max_qos,
                 });
             }
             continue;
@@ -290,6 +335,7 @@ pub(super) fn finish(
             auth,
             protocol,
             tls: b.tls.finish(warnings)?,
+            max_qos,
         });
     }
     Ok(listeners)
@@ -393,6 +439,30 @@ mod tests {
         );
         let e = parse("socket_domain ipv5\n", "t.conf").unwrap_err();
         assert!(e.starts_with("t.conf:1: "), "{e}");
+    }
+
+    #[test]
+    fn max_qos_is_set_per_listener() {
+        let s = parse(
+            "listener 1\nmax_qos 1\nlistener 2\nlistener 3\nmaximum_qos 0 # as mosquitto\n",
+            "t.conf",
+        )
+        .unwrap();
+        let max: Vec<QoS> = s.listeners.iter().map(|l| l.max_qos).collect();
+        use QoS::{AtLeastOnce, AtMostOnce, ExactlyOnce};
+        assert_eq!(max, [AtLeastOnce, ExactlyOnce, AtMostOnce]);
+        // Before any listener: the default listener's.
+        assert_eq!(
+            parse("max_qos 0\n", "t.conf").unwrap().listen_on()[0].max_qos,
+            AtMostOnce
+        );
+        let e = parse("max_qos 1\nlistener 1\n", "t.conf").unwrap_err();
+        assert!(e.starts_with("t.conf:1: `max_qos` comes before any"), "{e}");
+        assert!(parse("max_qos 2\nlistener 1\n", "t.conf").is_ok());
+        for bad in ["max_qos 3", "max_qos x", "max_qos -1"] {
+            let e = parse(bad, "t.conf").unwrap_err();
+            assert!(e.contains("takes 0, 1 or 2"), "{bad}: {e}");
+        }
     }
 
     #[test]

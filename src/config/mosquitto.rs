@@ -130,18 +130,6 @@ pub(super) const KEYS: &[Key] = &[
     )
     .text(),
     other(
-        "max_qos",
-        Scope::Listener,
-        &["2"],
-        "roost takes every QoS on every listener",
-    ),
-    other(
-        "maximum_qos",
-        Scope::Listener,
-        &["2"],
-        "the same as `max_qos`",
-    ),
-    other(
         "mount_point",
         Scope::Listener,
         &[],

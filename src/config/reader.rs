@@ -414,7 +414,10 @@ max_queued_messages 5 # y
                  QoS 0 messages for clients that are away (`queue_qos0_messages false` \
                  is accepted)",
             ),
-            ("max_qos 1", "`max_qos 1` is not supported by roost"),
+            (
+                "use_username_as_clientid true",
+                "`use_username_as_clientid true` is not supported by roost",
+            ),
             (
                 "allow_zero_length_clientid 0",
                 "`allow_zero_length_clientid false`",

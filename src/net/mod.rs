@@ -57,9 +57,10 @@ pub struct Server {
     poll: Poll,
     /// Each socket with the index of its listener in `kinds`.
     listeners: Vec<(TcpListener, usize)>,
-    /// Per configured listener: the `Config::auth` entry its clients meet,
-    /// and the layers their connections start with (TLS, WebSockets).
-    kinds: Vec<(u8, Kind)>,
+    /// Per configured listener (the broker's `Config::listeners` in the
+    /// same order): the layers its connections start with (TLS,
+    /// WebSockets).
+    kinds: Vec<Kind>,
     conns: Slab<Connection>,
     broker: Broker,
     actions: Vec<Action>,
@@ -115,7 +116,17 @@ impl Server {
         // State first: a damaged snapshot stops start-up before any port
         // is taken.
         let now = Instant::now();
-        let mut broker = Broker::new(settings.broker.clone());
+        let configured = settings.listen_on();
+        let mut broker = Broker::new(crate::broker::Config {
+            listeners: configured
+                .iter()
+                .map(|l| crate::broker::Listener {
+                    auth: l.auth,
+                    max_qos: l.max_qos,
+                })
+                .collect(),
+            ..settings.broker.clone()
+        });
         broker.set_memory_limit(settings.memory_limit);
         let store = match &settings.persistence {
             p if p.enabled => {
@@ -130,7 +141,6 @@ impl Server {
         };
         // Certificates next: a file that does not read stops start-up
         // before any port is taken, too.
-        let configured = settings.listen_on();
         let kinds = load_kinds(settings, &configured).map_err(io::Error::other)?;
         // Before the listeners are said to be open: a SIGHUP sent as soon
         // as they are must find it ready, not kill the process.
@@ -142,7 +152,7 @@ impl Server {
             let token = Token(LISTENER - listeners.len());
             poll.registry()
                 .register(&mut listener, token, Interest::READABLE)?;
-            let (tls, scheme) = kinds[index].1.describe();
+            let (tls, scheme) = kinds[index].describe();
             log::info!("{tls}listening on {scheme}{}", listener.local_addr()?);
             listeners.push((listener, index));
         }
@@ -365,7 +375,7 @@ impl Server {
             }
             Err(e) => log::error!("reload: {e}; keeping the rules in force"),
         }
-        for (_, kind) in &mut self.kinds {
+        for kind in &mut self.kinds {
             kind.reload();
         }
         self.reload_bridges();
@@ -410,8 +420,7 @@ impl Server {
             return;
         }
         self.refusal_logged = false;
-        let (auth, kind) = &self.kinds[index];
-        let auth = *auth;
+        let kind = &self.kinds[index];
         let transport = match kind.start() {
             Ok(transport) => transport,
             Err(e) => return log::warn!("cannot serve {peer}: {e}"),
@@ -429,7 +438,8 @@ impl Server {
         }
         let _ = stream.set_nodelay(true);
         entry.insert(Connection::new(stream, transport));
-        self.broker.connected(id, auth, now);
+        // At most 256 listeners (`config::listeners`).
+        self.broker.connected(id, index as u8, now);
         log::debug!("connection {id} from {peer}");
     }
 
@@ -862,11 +872,8 @@ fn mark_dirty(dirty: &mut Vec<usize>, c: &mut Connection, id: usize) {
 fn load_kinds(
     settings: &Settings,
     listeners: &[crate::config::Listener],
-) -> Result<Vec<(u8, Kind)>, String> {
-    listeners
-        .iter()
-        .map(|l| Ok((l.auth, Kind::load(l, settings)?)))
-        .collect()
+) -> Result<Vec<Kind>, String> {
+    listeners.iter().map(|l| Kind::load(l, settings)).collect()
 }
 
 /// `--check-config`: whether every listener's and bridge's certificate

@@ -316,6 +316,7 @@ pub mod reason {
 
     pub const PAYLOAD_FORMAT_INVALID: u8 = 0x99;
     pub const RETAIN_NOT_SUPPORTED: u8 = 0x9A;
+    pub const QOS_NOT_SUPPORTED: u8 = 0x9B;
 
     /// Words for the reason codes the broker closes or refuses with, sent
     /// as a v5 Reason String.
@@ -337,6 +338,7 @@ pub mod reason {
             PACKET_TOO_LARGE => "packet too large",
             PAYLOAD_FORMAT_INVALID => "payload is not valid UTF-8",
             RETAIN_NOT_SUPPORTED => "retained messages are not supported",
+            QOS_NOT_SUPPORTED => "QoS not supported",
             _ => return None,
         })
     }

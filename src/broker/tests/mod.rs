@@ -1692,6 +1692,75 @@ fn max_queued_bytes_bounds_an_offline_queue() {
 /// Two listeners with their own rules (`per_listener_settings`): the
 /// second takes known users only, and a session keeps the rules of the
 /// listener its client last came through.
+/// `max_qos` as mosquitto 2.0.11 has it: v5 clients told in CONNACK,
+/// subscriptions granted at most at it, a PUBLISH or a will above it
+/// refused (v5: 0x9B; 3.x: closed).
+#[test]
+fn max_qos_caps_what_a_listeners_clients_may_use() {
+    let mut h = Harness::with(Config {
+        listeners: vec![Listener {
+            auth: 0,
+            max_qos: QoS::AtLeastOnce,
+        }],
+        ..Config::default()
+    });
+    let (ack, _) = h.connect_with(1, connect_packet(Version::V5, "five", true, 0));
+    assert_eq!(ack.code, 0);
+    assert_eq!(crate::property!(ack.properties, MaximumQoS), Some(1));
+    let out = h.subscribe(1, "t/#", opts(QoS::ExactlyOnce));
+    assert!(matches!(
+        sent(&out, 1)[..],
+        [Packet::SubAck(SubAck { codes, .. })] if codes == &[1]
+    ));
+    let out = h.packet(
+        1,
+        Packet::Publish(publish("t/1", b"1", QoS::AtLeastOnce, 1)),
+    );
+    assert_eq!(
+        published(&out, 1),
+        [("t/1".into(), QoS::AtLeastOnce, 1, false, false)]
+    );
+    let out = h.packet(
+        1,
+        Packet::Publish(publish("t/2", b"2", QoS::ExactlyOnce, 2)),
+    );
+    assert!(matches!(
+        sent(&out, 1)[..],
+        [Packet::Disconnect(ReasonOnly { reason: 0x9B, .. })]
+    ));
+    assert!(closed(&out, 1));
+    // 3.1.1: no way to say it, so closed, as by mosquitto.
+    h.connect(2, "four", true);
+    let out = h.packet(
+        2,
+        Packet::Publish(publish("t/2", b"2", QoS::ExactlyOnce, 2)),
+    );
+    assert!(sent(&out, 2).is_empty() && closed(&out, 2));
+    // A will above it: v5 CONNACK 0x9B saying the Maximum QoS; 3.x closed.
+    for (id, version) in [(3, Version::V5), (4, Version::V311)] {
+        let mut c = connect_packet(version, "willing", true, 0);
+        c.will = will("w/t", Vec::new()).map(|w| Will {
+            qos: QoS::ExactlyOnce,
+            ..w
+        });
+        h.broker.connected(id, 0, h.now);
+        let out = h.packet(id, Packet::Connect(Box::new(c)));
+        match version {
+            Version::V5 => assert!(matches!(
+                sent(&out, id)[..],
+                [Packet::ConnAck(ConnAck { code: 0x9B, properties, .. })]
+                    if crate::property!(properties, MaximumQoS) == Some(1)
+            )),
+            _ => assert!(sent(&out, id).is_empty()),
+        }
+        assert!(closed(&out, id));
+    }
+    // Unlimited, as by default: no Maximum QoS in CONNACK.
+    let mut h = Harness::new();
+    let (ack, _) = h.connect_with(1, connect_packet(Version::V5, "five", true, 0));
+    assert_eq!(crate::property!(ack.properties, MaximumQoS), None);
+}
+
 #[test]
 fn each_listener_has_its_own_rules() {
     let mut h = Harness::with(Config {
@@ -1700,6 +1769,13 @@ fn each_listener_has_its_own_rules() {
             Auth {
                 allow_anonymous: false,
                 access: Some(Rc::new(Rules)),
+            },
+        ],
+        listeners: vec![
+            Listener::default(),
+            Listener {
+                auth: 1,
+                ..Listener::default()
             },
         ],
         ..Config::default()

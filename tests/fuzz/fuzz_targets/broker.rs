@@ -34,7 +34,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use roost::broker::{Access, Action, Auth, Broker, Config, Credentials, Remote, RemoteFilters};
+use roost::broker::{
+    Access, Action, Auth, Broker, Config, Credentials, Listener, Remote, RemoteFilters,
+};
 use roost::mem;
 use roost::protocol::{
     self, Ack, Connect, Packet, Property, Publish, QoS, ReasonOnly, SubOptions, Subscribe,
@@ -168,6 +170,15 @@ impl Driver {
             auth: vec![Auth {
                 allow_anonymous: switches & 2 == 0,
                 access: (switches & 4 == 4).then(|| Rc::new(Rules) as Rc<dyn Access>),
+            }],
+            // The listener's `max_qos`: mostly 2, sometimes 1 or 0.
+            listeners: vec![Listener {
+                auth: 0,
+                max_qos: match switches >> 6 {
+                    2 => QoS::AtLeastOnce,
+                    3 => QoS::AtMostOnce,
+                    _ => QoS::ExactlyOnce,
+                },
             }],
             ..Config::default()
         };
