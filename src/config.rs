@@ -26,6 +26,7 @@ mod mosquitto;
 mod persist;
 mod process;
 mod reader;
+mod reload;
 mod security;
 pub mod service;
 mod tls;
@@ -33,6 +34,7 @@ mod tls;
 pub use keys::{Key, Reload, Scope, Support, find, keys};
 pub use listeners::{DEFAULT_PORT, Listener, Protocol};
 pub(crate) use reader::{boolean, number};
+pub use reload::Reloaded;
 pub use security::Security;
 
 #[derive(Debug, Clone)]
@@ -65,6 +67,17 @@ pub struct Settings {
     pub persistence: crate::persist::Config,
     /// The `connection` sections.
     pub bridges: Vec<crate::bridge::Bridge>,
+    /// Every line read, for a reload to tell what changed.
+    pub written: Vec<Written>,
+}
+
+/// A line as read: its key, the listener or bridge it belongs to (empty
+/// for the broker as a whole) and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    pub place: String,
+    pub key: &'static str,
+    pub value: String,
 }
 
 impl Default for Settings {
@@ -84,6 +97,7 @@ impl Default for Settings {
             broker: broker::Config::default(),
             persistence: crate::persist::Config::default(),
             bridges: Vec::new(),
+            written: Vec::new(),
         }
     }
 }

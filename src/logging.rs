@@ -203,20 +203,16 @@ pub fn init(config: &LogConfig, verbose: bool) -> Result<(), String> {
 }
 
 /// SIGHUP: takes the log settings of the config file read again (None
-/// without a config file, an error when it no longer reads) and reopens
-/// the log file. A config that no longer reads, or a file that does not
-/// open, is logged and the settings in force are kept; success is not
-/// logged here, but by the reload as a whole.
-pub fn reload(config: Option<Result<&LogConfig, &String>>) {
+/// without a config file, or when it no longer reads: the settings in
+/// force stay) and reopens the log file. A file that does not open is
+/// logged and the one opened before is kept; success is not logged here,
+/// but by the reload as a whole.
+pub fn reload(config: Option<&LogConfig>) {
     let Some(logger) = LOGGER.get() else {
         return;
     };
     let config = match config {
-        Some(Ok(config)) => config.clone(),
-        Some(Err(e)) => {
-            log::error!("reload: {e}; keeping the log settings in force");
-            logger.outputs().config.clone()
-        }
+        Some(config) => config.clone(),
         None => logger.outputs().config.clone(),
     };
     let file = config

@@ -26,7 +26,8 @@
 //!   with that key does not call it unknown or unsupported.
 //! - The man pages: roost.conf(5) describes every key roost accepts at
 //!   some value (those it reads, and mosquitto's at the values roost
-//!   behaves as), and its EXAMPLE
+//!   behaves as), its SIGHUP section names the keys SIGHUP applies, and
+//!   its EXAMPLE
 //!   passes `--check-config` like the Markdown examples; roost(8) names
 //!   every option `roost --help` and `roost import-mosquitto-db --help`
 //!   list, roost-passwd(1) every option of `roost passwd --help`.
@@ -539,6 +540,27 @@ fn roost_conf_5_describes_every_key_the_parser_accepts() {
          accepted but not described: {missing:?}\n\
          described but not accepted: {extra:?}"
     );
+}
+
+/// The keys roost.conf(5)'s SIGHUP section names in bold (`.B key`,
+/// `.BR key ,`): those SIGHUP applies.
+#[test]
+fn roost_conf_5_names_the_keys_sighup_applies() {
+    let man = read("docs/man/roost.conf.5");
+    let start = man.find(".SH SIGHUP\n").expect("roost.conf.5: SIGHUP");
+    let section = &man[start + 1..];
+    let section = &section[..section.find("\n.SH ").unwrap_or(section.len())];
+    let named: BTreeSet<String> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix(".BR ").or_else(|| l.strip_prefix(".B ")))
+        .map(|l| first_word(l).to_string())
+        .filter(|w| w.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .collect();
+    let applied: BTreeSet<String> = keys()
+        .filter(|k| k.support() == Support::Read && k.reload == Reload::Applied)
+        .map(|k| k.name.to_string())
+        .collect();
+    assert_eq!(named, applied, "docs/man/roost.conf.5's SIGHUP section");
 }
 
 /// The options `--help` lists for `args`: words starting with `-` at the

@@ -93,7 +93,7 @@ impl Broker {
                 }
             }
             let flow = session.flow();
-            let window = usize::from(self.config.max_inflight.max(1));
+            let window = usize::from(self.inflight_bound.max(1));
             assert!(
                 flow.inflight.len() <= window,
                 "client {name}: {} in flight, window {window}",

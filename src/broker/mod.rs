@@ -489,11 +489,17 @@ pub struct Broker {
     /// What was refused for memory and logged since the heap was last
     /// under the limit ([`Refused`] bits).
     memory_logged: u8,
+    /// The largest `max_inflight` in force since the start: a reload that
+    /// lowers it leaves what was in flight (for the invariants).
+    #[cfg(any(test, fuzzing))]
+    inflight_bound: u16,
 }
 
 impl Broker {
     pub fn new(config: Config) -> Broker {
         Broker {
+            #[cfg(any(test, fuzzing))]
+            inflight_bound: config.max_inflight,
             config,
             conns: Conns::default(),
             sessions: Slab::new(),
@@ -518,6 +524,35 @@ impl Broker {
             memory_limit: 0,
             heap: crate::mem::heap_current,
             memory_logged: 0,
+        }
+    }
+
+    /// A reload: the limits and switches of `config` in place of those in
+    /// force, for what comes from now on (its `auth` and `listeners` stay;
+    /// [`Broker::set_access`] replaces the rules). An online client whose
+    /// queue is past a lowered bound counts as full from now, as if it had
+    /// just filled it; what an offline one holds stays.
+    pub fn reconfigure(&mut self, config: &Config, now: Instant) {
+        let auth = std::mem::take(&mut self.config.auth);
+        let listeners = std::mem::take(&mut self.config.listeners);
+        self.config = Config {
+            auth,
+            listeners,
+            ..config.clone()
+        };
+        #[cfg(any(test, fuzzing))]
+        {
+            self.inflight_bound = self.inflight_bound.max(config.max_inflight);
+        }
+        let (max, max_bytes) = (config.max_queued, config.max_queued_bytes);
+        let full: Vec<usize> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.conn.is_some() && s.flow().is_full(max, max_bytes))
+            .map(|(s, _)| s)
+            .collect();
+        for s in full {
+            self.mark_full(s, now);
         }
     }
 

@@ -17,7 +17,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::set(
         "max_inflight_messages",
         Global,
-        Restart,
+        Applied,
         "QoS 1 and 2 messages in flight to one client",
         |p, l| {
             // mosquitto: 0 means no limit; a u16 window is the most MQTT allows.
@@ -29,7 +29,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::set(
         "max_queued_messages",
         Global,
-        Restart,
+        Applied,
         "messages queued per session beyond those in flight",
         |p, l| {
             p.s.broker.max_queued = l.number()?;
@@ -39,7 +39,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::set(
         "max_queued_bytes",
         Global,
-        Restart,
+        Applied,
         "payload bytes queued per session",
         |p, l| {
             p.s.broker.max_queued_bytes = l.number()?;
@@ -49,7 +49,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::set(
         "max_outgoing_bytes",
         Global,
-        Restart,
+        Applied,
         "encoded bytes waiting for one connection's socket",
         |p, l| {
             p.s.broker.max_outgoing = l.number()?;
@@ -60,7 +60,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::set(
         "slow_subscriber_timeout",
         Global,
-        Restart,
+        Applied,
         "how long a full queue of an online client holds its publishers back",
         |p, l| {
             p.s.broker.slow_subscriber_timeout = Duration::from_secs(l.number()?);
@@ -71,7 +71,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::set(
         "max_packet_size",
         Global,
-        Restart,
+        Applied,
         "the largest packet a client may send",
         |p, l| {
             let v: u32 = l.number()?;
@@ -87,7 +87,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::set(
         "message_size_limit",
         Global,
-        Restart,
+        Applied,
         "the largest payload accepted",
         |p, l| {
             let v: u32 = l.number()?;
@@ -104,7 +104,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::set(
         "max_keepalive",
         Global,
-        Restart,
+        Applied,
         "the longest keep-alive a client may use",
         |p, l| {
             p.s.broker.max_keepalive = l.number()?;
@@ -124,7 +124,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::set(
         "outbound_topic_aliases",
         Global,
-        Restart,
+        Applied,
         "whether roost gives what it sends v5 clients topic aliases",
         |p, l| {
             p.s.broker.outbound_topic_aliases = l.flag()?;
@@ -135,7 +135,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::set(
         "retain_available",
         Global,
-        Restart,
+        Applied,
         "whether retained messages are accepted",
         |p, l| {
             p.s.broker.retain_available = l.flag()?;
@@ -145,7 +145,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::set(
         "persistent_client_expiration",
         Global,
-        Restart,
+        Applied,
         "how long a session outlives its client",
         |p, l| {
             p.s.broker.persistent_client_expiration = Some(duration(l.value)?);

@@ -8,7 +8,12 @@ use std::time::Duration;
 
 use crate::protocol::QoS;
 
-use super::keys::{Key, Reload::Restart, Scope::Global, Scope::Listener as Each};
+use super::keys::{
+    Key,
+    Reload::{Applied, Restart},
+    Scope::Global,
+    Scope::Listener as Each,
+};
 use super::reader::{Line, cut};
 use super::{Located, Parser, Settings, tls};
 
@@ -119,7 +124,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::set(
         "connect_timeout",
         Global,
-        Restart,
+        Applied,
         "how long a new connection may take to send CONNECT",
         |p, l| {
             p.s.broker.connect_timeout = Duration::from_secs(l.number()?);
@@ -219,6 +224,25 @@ pub(super) struct Block {
 }
 
 impl Block {
+    /// What a reload calls block `index`'s listener: `listener 1883
+    /// 127.0.0.1`, or the default listener.
+    pub fn place(&self, index: usize) -> String {
+        match index {
+            0 => "the default listener".into(),
+            _ => format!("listener {}", self.address()),
+        }
+    }
+
+    /// Its `listener` line's value: `1883`, `1883 127.0.0.1`.
+    pub fn address(&self) -> String {
+        let port = self.port.unwrap_or(DEFAULT_PORT);
+        match self.host {
+            Some(Host::Ip(ip)) => format!("{port} {ip}"),
+            Some(Host::Localhost) => format!("{port} localhost"),
+            None => port.to_string(),
+        }
+    }
+
     /// Whether the block configures a listener (`listener`, `port` or
     /// `bind_address`).
     pub fn configured(&self) -> bool {

@@ -1,11 +1,7 @@
 //! Logging: what is logged and where (`crate::logging` does the logging).
 
 use super::Parser;
-use super::keys::{
-    Key,
-    Reload::{Applied, Restart},
-    Scope::Global,
-};
+use super::keys::{Key, Reload::Applied, Scope::Global};
 use super::reader::{Line, cut};
 use crate::logging::LogTypes;
 
@@ -67,7 +63,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::set(
         "connection_messages",
         Global,
-        Restart,
+        Applied,
         "whether clients connecting and going are logged",
         |p, l| {
             p.s.broker.connection_messages = l.flag()?;

@@ -2,7 +2,11 @@
 //! where, and how often they are saved.
 
 use super::Parser;
-use super::keys::{Key, Reload::Restart, Scope::Global};
+use super::keys::{
+    Key,
+    Reload::{Applied, Restart},
+    Scope::Global,
+};
 use super::reader::Line;
 use crate::persist::{Mode, OnDamage};
 
@@ -46,7 +50,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::set(
         "autosave_interval",
         Global,
-        Restart,
+        Applied,
         "seconds (or changes) between saves",
         |p, l| {
             p.s.persistence.autosave_interval = l.number()?;
@@ -56,7 +60,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::set(
         "autosave_on_changes",
         Global,
-        Restart,
+        Applied,
         "count `autosave_interval` in changes instead of seconds",
         |p, l| {
             p.s.persistence.autosave_on_changes = l.flag()?;

@@ -14,8 +14,8 @@
 use std::cmp::Ordering;
 use std::path::Path;
 
-use super::Parser;
-use super::keys::{self, Kind, Value};
+use super::keys::{self, Key, Kind, Scope, Value};
+use super::{Parser, Written};
 
 /// One `key value` line, as its key's parser sees it.
 pub(super) struct Line<'a> {
@@ -114,19 +114,59 @@ impl Parser {
         let line = Line { key, value, at };
         match entry.kind {
             // Errors in the files it reads name those files.
-            Kind::Include if !main => Err(format!(
-                "{at}: `include_dir` is only read in the main config file (as in mosquitto)"
-            )),
-            Kind::Include => self.include_dir(Path::new(value), at),
-            Kind::Set(apply) => apply(self, &line).map_err(|msg| format!("{at}: {msg}")),
+            Kind::Include if !main => {
+                return Err(format!(
+                    "{at}: `include_dir` is only read in the main config file (as in mosquitto)"
+                ));
+            }
+            Kind::Include => {
+                self.record(entry, value);
+                return self.include_dir(Path::new(value), at);
+            }
+            Kind::Set(apply) => apply(self, &line),
             Kind::Section(apply) => match self.s.bridges.last_mut() {
-                Some(b) => apply(b, &line).map_err(|msg| format!("{at}: {msg}")),
-                None => Err(format!("{at}: {}", super::bridge::outside(key))),
+                Some(b) => apply(b, &line),
+                None => Err(super::bridge::outside(key)),
             },
-            Kind::Other { same, warn } => self
-                .other(entry.doc, same, warn, &line)
-                .map_err(|msg| format!("{at}: {msg}")),
+            Kind::Other { same, warn } => self.other(entry.doc, same, warn, &line),
         }
+        .map_err(|msg| format!("{at}: {msg}"))?;
+        self.record(entry, value);
+        Ok(())
+    }
+
+    /// Remembers a line read, for a reload to tell what changed: its key,
+    /// the listener or bridge it belongs to, and its value (without a
+    /// comment after the words of a rule).
+    fn record(&mut self, entry: &'static Key, value: &str) {
+        let block = self.blocks.len() - 1;
+        let place = match entry.scope {
+            _ if matches!(entry.name, "listener" | "connection") => String::new(),
+            Scope::Listener => self.blocks[block].place(block),
+            Scope::Security if self.per_listener_settings => self.blocks[block].place(block),
+            Scope::Global | Scope::Security => String::new(),
+            Scope::Bridge => self
+                .s
+                .bridges
+                .last()
+                .map_or_else(String::new, |b| format!("bridge {}", b.name)),
+        };
+        let value = match entry.name {
+            "listener" => self.blocks[block].address(),
+            _ if entry.value == Value::Words => {
+                let words: Vec<&str> = value.split(' ').filter(|w| !w.is_empty()).collect();
+                let end = (1..words.len())
+                    .find(|&i| words[i].starts_with('#'))
+                    .unwrap_or(words.len());
+                words[..end].join(" ")
+            }
+            _ => value.to_string(),
+        };
+        self.s.written.push(Written {
+            place,
+            key: entry.name,
+            value,
+        });
     }
 
     /// Text after a value that mosquitto ignores: a `#` comment, or with a

@@ -47,7 +47,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::set(
         "auto_id_prefix",
         Global,
-        Restart,
+        Applied,
         "how the client ids roost gives clients that bring none begin",
         |p, l| {
             p.s.broker.auto_id_prefix = l.value.into();

@@ -329,37 +329,41 @@ impl Server {
     /// stay. Framed by RELOADING=1 and READY=1 so systemd shows the unit as
     /// reloading meanwhile. A file that no longer reads keeps the rules in
     /// force rather than opening the door.
+    /// SIGHUP: the config file read again (see `config::reload`), the
+    /// password, ACL, certificate and log files opened again.
     fn reload(&mut self) {
         self.systemd.reloading();
+        let now = Instant::now();
         let fresh = self
             .settings
             .config_file
             .as_deref()
-            .map(crate::config::load);
+            .map(crate::config::load)
+            .transpose();
+        let reloaded = match fresh {
+            Ok(fresh) => fresh.map(|fresh| self.settings.reload(fresh)),
+            Err(e) => {
+                log::error!("reload: {e}; keeping the settings in force");
+                None
+            }
+        };
         // First, so that what follows goes to the reopened log file.
-        crate::logging::reload(fresh.as_ref().map(|r| r.as_ref().map(|s| &s.log)));
-        if let Some(Ok(fresh)) = &fresh {
-            if fresh.sys_interval != self.settings.sys_interval {
-                self.settings.sys_interval = fresh.sys_interval;
-                self.sys = sys::Schedule::new(fresh.sys_interval, Instant::now());
+        crate::logging::reload(reloaded.as_ref().map(|r| &r.settings.log));
+        if let Some(reloaded) = reloaded {
+            for change in &reloaded.changes {
+                if change.ends_with("needs a restart") {
+                    log::warn!("reload: {change}");
+                } else {
+                    log::info!("reload: {change}");
+                }
             }
-            self.settings.memory_limit = fresh.memory_limit;
-            self.broker.set_memory_limit(fresh.memory_limit);
-        }
-        if let Some(Ok(fresh)) = &fresh {
-            // Listeners are not re-bound, so their rules can only change in
-            // place: the same number of listeners (or one shared set).
-            if fresh.security.len() == self.settings.security.len() {
-                self.settings.security.clone_from(&fresh.security);
-            } else {
-                log::warn!(
-                    "reload: listeners added or removed; keeping their password and ACL settings"
-                );
+            for warning in &reloaded.warnings {
+                log::warn!("reload: {warning}");
             }
+            self.apply(reloaded.settings, now);
         }
         match self.settings.load_access() {
             Ok(access) => {
-                let now = Instant::now();
                 let mut closed = 0;
                 for (auth, access) in access.into_iter().enumerate() {
                     let rules = crate::broker::Auth {
@@ -380,6 +384,23 @@ impl Server {
         }
         self.reload_bridges();
         self.systemd.ready(self.broker.clients());
+    }
+
+    /// The settings in force after a reload, taken up by what keeps a
+    /// copy of them: the broker, `$SYS`'s schedule, the persistence file's
+    /// saves, the connections' output bound.
+    fn apply(&mut self, settings: Settings, now: Instant) {
+        if settings.sys_interval != self.settings.sys_interval {
+            self.sys = sys::Schedule::new(settings.sys_interval, now);
+        }
+        self.broker.set_memory_limit(settings.memory_limit);
+        self.broker.reconfigure(&settings.broker, now);
+        self.max_outgoing = settings.broker.max_outgoing;
+        self.max_packet = settings.broker.max_packet_size as usize;
+        if let Some(store) = &mut self.store {
+            store.set_autosave(&settings.persistence, now);
+        }
+        self.settings = settings;
     }
 
     fn accept(&mut self, listener: usize, now: Instant) {

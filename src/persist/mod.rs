@@ -105,6 +105,13 @@ impl Config {
     }
 }
 
+/// The first time-based save from `now`: none when saves are counted in
+/// changes, or only made on SIGUSR1 and at shutdown.
+fn next_save(config: &Config, now: Instant) -> Option<Instant> {
+    let timed = !config.autosave_on_changes && config.autosave_interval > 0;
+    timed.then(|| now + Duration::from_secs(config.autosave_interval))
+}
+
 pub struct Store {
     config: Config,
     path: PathBuf,
@@ -128,10 +135,9 @@ pub struct Store {
 
 impl Store {
     pub fn new(config: &Config, now: Instant) -> Store {
-        let timed = !config.autosave_on_changes && config.autosave_interval > 0;
         Store {
             path: config.path(),
-            next_save: timed.then(|| now + Duration::from_secs(config.autosave_interval)),
+            next_save: next_save(config, now),
             config: config.clone(),
             saved_changes: 0,
             failing: false,
@@ -312,6 +318,20 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// A reload: `autosave_interval` and `autosave_on_changes` as `config`
+    /// has them, counted from now when they changed.
+    pub fn set_autosave(&mut self, config: &Config, now: Instant) {
+        let old = &self.config;
+        if (old.autosave_interval, old.autosave_on_changes)
+            == (config.autosave_interval, config.autosave_on_changes)
+        {
+            return;
+        }
+        self.config.autosave_interval = config.autosave_interval;
+        self.config.autosave_on_changes = config.autosave_on_changes;
+        self.next_save = next_save(&self.config, now);
     }
 
     /// When the loop must next call [`Store::autosave`] or

@@ -1692,6 +1692,32 @@ fn max_queued_bytes_bounds_an_offline_queue() {
 /// Two listeners with their own rules (`per_listener_settings`): the
 /// second takes known users only, and a session keeps the rules of the
 /// listener its client last came through.
+/// A reload that lowers `max_inflight_messages` and `max_queued_messages`
+/// leaves what is in flight and queued; the subscriber counts as full,
+/// and holds its publisher back from the next message on.
+#[test]
+fn a_reload_lowering_limits_leaves_what_is_in_flight_and_queued() {
+    let mut h = Harness::with(Config {
+        max_inflight: 3,
+        ..Config::default()
+    });
+    h.connect(1, "sub", true);
+    h.subscribe(1, "t", opts(QoS::AtLeastOnce));
+    h.connect(2, "pub", true);
+    for i in 1..=8 {
+        h.packet(2, Packet::Publish(publish("t", b"x", QoS::AtLeastOnce, i)));
+    }
+    let lower = Config {
+        max_inflight: 1,
+        max_queued: 2,
+        ..Config::default()
+    };
+    h.broker.reconfigure(&lower, h.now);
+    h.check();
+    let out = h.packet(2, Packet::Publish(publish("t", b"y", QoS::AtLeastOnce, 9)));
+    assert!(out.iter().any(|a| matches!(a, Action::Hold(2))), "{out:?}");
+}
+
 /// `max_qos` as mosquitto 2.0.11 has it: v5 clients told in CONNACK,
 /// subscriptions granted at most at it, a PUBLISH or a will above it
 /// refused (v5: 0x9B; 3.x: closed).
