@@ -2,14 +2,17 @@
 //! comments, `include_dir` for a directory of more such files. A key roost
 //! does not know is an error naming file and line, never silently ignored:
 //! a gateway owner must not believe a setting of their old mosquitto.conf
-//! took effect when it did not. Keys that only change how mosquitto looks
-//! (not what it does) are accepted with a warning.
+//! took effect when it did not. A mosquitto key roost does not read is
+//! accepted at a value roost behaves as anyway (`queue_qos0_messages
+//! false`), and where it only changes how mosquitto looks (not what it
+//! does) with a warning.
 //!
 //! Every key is defined once, in the table of [`keys`], by the module of
 //! its concern: `process` (the file, the pid file, the user), `listeners`,
 //! `security` (passwords and ACLs) and `tls`, `limits`, `persist`, `log`,
 //! `bridge`, and `mosquitto` for mosquitto's keys roost does not read.
-//! `reader` reads the lines and hands each to its key.
+//! `reader` reads the lines and hands each to its key; `reload` says what
+//! a SIGHUP applies.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
