@@ -43,19 +43,30 @@ const TRIM_FREED: usize = 2 << 20;
 /// attacker's subscriptions) RSS would stay at the peak for good.
 #[derive(Default)]
 pub struct Trim {
-    /// The peak already trimmed after.
-    after: usize,
+    /// The peak when it last trimmed.
+    peak: usize,
+    /// The heap in use when it last trimmed.
+    level: usize,
 }
 
 impl Trim {
     /// Trims if the heap is `TRIM_FREED` or more below a peak it has not
-    /// trimmed after yet; the loop calls it now and then.
+    /// trimmed after yet, or below where it last trimmed: a burst freed
+    /// over several calls is handed back as it goes, not only its first
+    /// `TRIM_FREED`. The loop calls it now and then.
     pub fn now_and_then(&mut self) {
-        let (now, peak) = (heap_current(), heap_maximum());
-        if peak > self.after && peak - now >= TRIM_FREED {
+        if self.due(heap_current(), heap_maximum()) {
             trim();
-            self.after = peak;
         }
+    }
+
+    fn due(&mut self, now: usize, peak: usize) -> bool {
+        let from = if peak > self.peak { peak } else { self.level };
+        if from.saturating_sub(now) < TRIM_FREED {
+            return false;
+        }
+        (self.peak, self.level) = (peak, now);
+        true
     }
 }
 
@@ -145,5 +156,20 @@ mod tests {
         }
         assert_eq!(heap_current(), before);
         assert!(heap_maximum() >= before + 1010);
+    }
+
+    #[test]
+    fn trims_below_a_new_peak_and_again_for_each_further_drop() {
+        const MIB: usize = 1 << 20;
+        let mut t = Trim::default();
+        assert!(!t.due(MIB, MIB), "no burst yet");
+        assert!(!t.due(9 * MIB, 10 * MIB), "1 MiB below the peak");
+        assert!(t.due(8 * MIB, 10 * MIB), "2 MiB below the peak");
+        assert!(!t.due(7 * MIB, 10 * MIB), "1 MiB below the last trim");
+        assert!(t.due(6 * MIB, 10 * MIB), "2 MiB below the last trim");
+        assert!(t.due(MIB / 10, 10 * MIB), "the rest of the burst freed");
+        assert!(!t.due(MIB / 10, 10 * MIB), "nothing freed since");
+        assert!(!t.due(11 * MIB, 12 * MIB), "a new peak, 1 MiB below");
+        assert!(t.due(10 * MIB, 12 * MIB), "a new peak, 2 MiB below");
     }
 }
