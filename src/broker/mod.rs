@@ -451,6 +451,9 @@ pub struct Broker {
     conns: Conns,
     sessions: Slab<Session>,
     spare_flows: SpareFlows,
+    /// What one connection's output can take now (see
+    /// [`Broker::output_room`]); used up by the next pump for it.
+    room: Option<(ConnId, usize)>,
     by_client_id: HashMap<Rc<str>, usize>,
     topics: TopicTable,
     /// Shared subscriptions: filters map to groups (`Sub::session` holds
@@ -504,6 +507,7 @@ impl Broker {
             conns: Conns::default(),
             sessions: Slab::new(),
             spare_flows: SpareFlows::default(),
+            room: None,
             by_client_id: HashMap::new(),
             topics: TopicTable::default(),
             shared: TopicTable::default(),
@@ -800,15 +804,26 @@ impl Broker {
         }
     }
 
-    /// Connection `id`'s output has room again: what waits goes out, up
-    /// to `max_outgoing` bytes.
-    pub fn output_ready(&mut self, id: ConnId, now: Instant, out: &mut Vec<Action>) {
+    /// The encoded bytes connection `id`'s output can take now, before it
+    /// holds `max_outgoing`: what the packets it sends next let out (queued
+    /// messages a PUBACK frees, retained messages for a SUBSCRIBE) stops
+    /// there. The loop says it before handing over each packet; without
+    /// it, `max_outgoing` bytes at a time. At least one message goes, so
+    /// the output fills and the loop says when it has room again.
+    pub fn output_room(&mut self, id: ConnId, room: usize) {
+        self.room = Some((id, room.max(1)));
+    }
+
+    /// Connection `id`'s output has room again, `room` bytes: what waits
+    /// goes out, up to that.
+    pub fn output_ready(&mut self, id: ConnId, room: usize, now: Instant, out: &mut Vec<Action>) {
         let Some(s) = self.conns.get(id).and_then(|c| c.session).map(Slot::get) else {
             return;
         };
         if let Some(flow) = self.sessions[s].existing_flow_mut() {
             flow.congested = false;
         }
+        self.output_room(id, room);
         self.pump(s, now, out);
     }
 

@@ -548,12 +548,15 @@ impl Broker {
     }
 
     /// Sends what waits (retained messages owed to new subscriptions, then
-    /// the queue) while the in-flight window has room, up to
-    /// `max_outgoing` bytes: past that the loop says when the output has
-    /// room again ([`Broker::output_ready`]).
+    /// the queue) while the in-flight window has room, up to what the
+    /// output can take ([`Broker::output_room`]): past that the loop says
+    /// when it has room again ([`Broker::output_ready`]).
     pub(super) fn pump(&mut self, s: usize, now: Instant, out: &mut Vec<Action>) {
         let (max, max_bytes) = (self.config.max_queued, self.config.max_queued_bytes);
-        let mut budget = self.config.max_outgoing;
+        let mut budget = match self.room.take() {
+            Some((id, room)) if self.sessions[s].conn() == Some(id) => room,
+            _ => self.config.max_outgoing,
+        };
         while budget > 0 {
             let session = &mut self.sessions[s];
             let Some(id) = session.conn() else { return };

@@ -190,6 +190,19 @@ impl Connection {
         &mut self.pending(spare).outbuf
     }
 
+    /// The output buffer with room for `need` more bytes. It grows by
+    /// doubling, but not past `ceiling` unless `need` takes it there: a
+    /// buffer filled to `max_outgoing_bytes` and one message over it
+    /// would otherwise hold twice that.
+    pub fn outbuf_for(&mut self, need: usize, ceiling: usize, spare: &mut Spare) -> &mut Vec<u8> {
+        let buf = self.outbuf(spare);
+        if buf.capacity() - buf.len() < need {
+            let want = (buf.capacity() * 2).min(ceiling).max(buf.len() + need);
+            buf.reserve_exact(want - buf.len());
+        }
+        buf
+    }
+
     /// The tail of a partial packet kept from earlier reads, taken out.
     pub fn take_inbuf(&mut self) -> Vec<u8> {
         self.pending
@@ -373,6 +386,21 @@ mod tests {
         c.close_by(later, &mut spare);
         c.release(&mut spare);
         assert_eq!(c.closing(), Some(later), "kept while closing");
+    }
+
+    #[test]
+    fn the_output_buffer_grows_to_its_ceiling_not_past_it() {
+        let (mut c, _client) = connection();
+        let mut spare = Spare::default();
+        let ceiling = 9216;
+        while c.unsent() < 8192 {
+            c.outbuf_for(80, ceiling, &mut spare)
+                .extend_from_slice(&[0; 80]);
+        }
+        // Doubling would have taken it to 16 KiB.
+        assert!(c.outbuf(&mut spare).capacity() <= ceiling);
+        let big = c.outbuf_for(4000, ceiling, &mut spare);
+        assert!(big.capacity() >= big.len() + 4000, "what is needed fits");
     }
 
     #[test]

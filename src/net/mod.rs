@@ -593,6 +593,8 @@ impl Server {
                         });
                     }
                     self.broker.stats.packets_received += 1;
+                    let room = self.max_outgoing.saturating_sub(c.unsent());
+                    self.broker.output_room(id, room);
                     match (self.bridge_of(id), packet, origin) {
                         (Some(i), packet, _) => self.bridge_packet(i, id, packet, now),
                         (None, Packet::Connect(connect), Some(origin)) => {
@@ -740,11 +742,16 @@ impl Server {
         }
         mark_dirty(&mut self.dirty, c, id);
         let version = c.version;
+        let len = protocol::publish_len(&p, version);
+        // Room for one message over the bound, and acknowledgements.
+        let ceiling = self.max_outgoing + self.max_outgoing / 8;
         if c.shares(p.payload.len()) {
-            protocol::encode_publish_head(&p, version, c.outbuf(&mut self.spare));
+            let buf = c.outbuf_for(len - p.payload.len(), ceiling, &mut self.spare);
+            protocol::encode_publish_head(&p, version, buf);
             c.share_payload(&d.msg, &mut self.spare);
         } else {
-            protocol::encode_publish(&p, version, c.outbuf(&mut self.spare));
+            let buf = c.outbuf_for(len, ceiling, &mut self.spare);
+            protocol::encode_publish(&p, version, buf);
         }
         self.broker.stats.packets_sent += 1;
         self.broker.stats.publish_sent += 1;
@@ -788,7 +795,8 @@ impl Server {
                 break;
             }
             c.full = false;
-            self.broker.output_ready(id, now, &mut self.actions);
+            let room = self.max_outgoing - c.unsent();
+            self.broker.output_ready(id, room, now, &mut self.actions);
             self.execute(now);
         }
         let Some(c) = self.conns.get_mut(id) else {

@@ -30,7 +30,8 @@ impl Harness {
 
     fn output_ready(&mut self, id: ConnId) -> Vec<Action> {
         let mut out = Vec::new();
-        self.broker.output_ready(id, self.now, &mut out);
+        self.broker
+            .output_ready(id, self.broker.config.max_outgoing, self.now, &mut out);
         self.check();
         out
     }
@@ -102,6 +103,47 @@ fn a_queue_goes_out_max_outgoing_bytes_at_a_time() {
         h.broker.output_full(1);
     }
     assert_eq!(total, 10);
+}
+
+/// Messages freed by a subscriber's PUBACK go out up to the room its
+/// output has, not `max_outgoing` on top of what it holds.
+#[test]
+fn what_a_puback_lets_out_stops_at_the_outputs_room() {
+    let mut h = Harness::with(Config {
+        max_inflight: 1,
+        ..Config::default()
+    });
+    h.connect(1, "sub", true);
+    h.subscribe(1, "t", opts(QoS::AtLeastOnce));
+    h.connect(2, "pub", true);
+    let first = h.packet(
+        2,
+        Packet::Publish(publish("t", &[0; 30], QoS::AtLeastOnce, 1)),
+    );
+    let first_id = published(&first, 1)[0].2;
+    h.packet(
+        2,
+        Packet::Publish(publish("t", &[1; 30], QoS::AtLeastOnce, 2)),
+    );
+    for i in 2..10 {
+        h.packet(
+            2,
+            Packet::Publish(publish("t", &[i; 30], QoS::AtMostOnce, 0)),
+        );
+    }
+    // About 35 bytes each: the QoS 1 one freed by the ack and one QoS 0
+    // behind it cross 40 bytes.
+    h.broker.output_room(1, 40);
+    let out = h.packet(1, Packet::PubAck(ack(first_id)));
+    let got: Vec<u8> = payloads(&out, 1).iter().map(|p| p[0]).collect();
+    assert_eq!(got, [1, 2]);
+    // The loop says the output has room: the rest, in order.
+    h.broker.output_full(1);
+    let got: Vec<u8> = payloads(&h.output_ready(1), 1)
+        .iter()
+        .map(|p| p[0])
+        .collect();
+    assert_eq!(got, [3, 4, 5, 6, 7, 8, 9]);
 }
 
 #[test]

@@ -241,7 +241,7 @@ impl Driver {
     fn event(&mut self, input: &mut Input) {
         let op = input.byte();
         let id = usize::from(input.byte()) % CONNS;
-        match op % 13 {
+        match op % 14 {
             0 => {
                 // The peer closed and a new connection got the slot.
                 if self.conns[id].open {
@@ -297,9 +297,15 @@ impl Driver {
                 }
             }
             12 => {
+                let room = usize::from(input.byte()) << 6;
                 if self.conns[id].open {
-                    self.broker.output_ready(id, self.now, &mut self.actions);
+                    self.broker.output_ready(id, room, self.now, &mut self.actions);
                 }
+            }
+            // What the output can take while the next packets are handled.
+            13 => {
+                let room = usize::from(input.byte()) << 6;
+                self.broker.output_room(id, room);
             }
             op => {
                 let packet = self.build(op, id, input);
