@@ -35,7 +35,7 @@ pub mod service;
 mod tls;
 
 pub use keys::{Key, Reload, Scope, Support, find, keys};
-pub use listeners::{DEFAULT_PORT, Listener, Protocol};
+pub use listeners::{Address, DEFAULT_PORT, Domain, Listener, Protocol};
 pub(crate) use reader::{boolean, number};
 pub use reload::Reloaded;
 pub use security::Security;

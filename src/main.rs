@@ -148,7 +148,11 @@ fn run(args: &Args) -> Result<(), String> {
         .map(PidFile::create)
         .transpose()?;
     if let Some(account) = account {
-        account.hand_over(&settings.written_files())?;
+        // The Unix sockets too: mosquitto, which binds as `user`, makes
+        // them that user's, for its group's clients.
+        let mut files = settings.written_files();
+        files.extend(settings.unix_sockets());
+        account.hand_over(&files)?;
         account.become_it()?;
         settings.check_paths_as(&account.name())?;
         log::info!("running as user {}", account.name());

@@ -312,7 +312,7 @@ fn example_config_is_valid() {
         "127.0.0.1:1883".parse().unwrap(),
         "[::1]:1883".parse().unwrap(),
     ];
-    assert_eq!(settings.listen_addrs(), localhost);
+    assert_eq!(settings.listen_addrs(), Ok(localhost));
     assert!(settings.listeners.is_empty(), "no listener line");
     // Where the unit's StateDirectory= is.
     assert!(settings.persistence.enabled);

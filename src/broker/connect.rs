@@ -1,7 +1,6 @@
 //! CONNECT and DISCONNECT: authentication, client ids, session take-over
 //! and resumption, keep-alive and the will.
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -17,8 +16,8 @@ use std::collections::HashMap;
 /// Where a CONNECT comes from, as the loop knows it.
 #[derive(Debug, Default)]
 pub struct Origin {
-    /// The client's address, for the log.
-    pub peer: Option<SocketAddr>,
+    /// The client's address (for a Unix socket its path), for the log.
+    pub peer: Option<String>,
     /// For a client of a TLS listener with `use_identity_as_username`
     /// (mosquitto's rule), its certificate's CN, which stands for user name
     /// and password whatever CONNECT says; `Some(None)` without a
@@ -60,7 +59,7 @@ impl Broker {
     ) {
         self.stats.connects_received += 1;
         let certified = origin.identity.is_some();
-        let from = match origin.peer {
+        let from = match &origin.peer {
             Some(peer) => format!(" from {peer}"),
             None => String::new(),
         };

@@ -2,7 +2,7 @@
 //! lines open blocks; the keys after one belong to it, and before any to
 //! the default listener (`port`, `bind_address`).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,7 +27,8 @@ pub(super) const KEYS: &[Key] = &[
         "listener",
         Global,
         Restart,
-        "a listener on PORT, on every interface or on ADDR",
+        "a listener on PORT, on every interface or on ADDR (an IP address or host name); \
+         `listener 0 PATH`: on a Unix socket",
         listener,
     )
     .words(),
@@ -45,9 +46,20 @@ pub(super) const KEYS: &[Key] = &[
         "bind_address",
         Global,
         Restart,
-        "the address of the default listener",
+        "the address of the default listener (an IP address or host name)",
         |p, l| {
-            p.blocks[0].host = Some(host(l.value)?);
+            p.blocks[0].host = Some(host(l.value));
+            Ok(())
+        },
+    )
+    .text(),
+    Key::set(
+        "bind_interface",
+        Each,
+        Restart,
+        "the listener takes connections that come in through this network interface only",
+        |p, l| {
+            p.block().interface = Some((l.value.to_owned(), l.at.into()));
             Ok(())
         },
     )
@@ -146,22 +158,29 @@ fn max_qos(p: &mut Parser, l: &Line) -> Result<(), String> {
 
 /// `listener PORT [ADDR]`: as mosquitto reads it, what follows the
 /// address is ignored, and an address starting with `#` is a comment.
+/// Port 0 with an address that is not an IP address (or `localhost`) is
+/// a Unix socket at that path, as in mosquitto 2.0; with one it is roost's
+/// own: a TCP port the system picks (for tests).
 fn listener(p: &mut Parser, l: &Line) -> Result<(), String> {
     let (port, after) = cut(l.value);
     let (host, after) = cut(after);
+    let port = super::number(l.key, port)?;
     let host = match host {
         "" => None,
         h if h.starts_with('#') => None,
         h => {
             p.ignored(l.at, l.key, after);
-            Some(self::host(h)?)
+            Some(match self::host(h) {
+                Host::Name(_) if port == 0 => Host::Unix(h.into()),
+                host => host,
+            })
         }
     };
     if p.blocks.len() > usize::from(u8::MAX) {
         return Err("more than 255 listeners".into());
     }
     p.blocks.push(Block {
-        port: Some(super::number(l.key, port)?),
+        port: Some(port),
         host,
         ..Block::default()
     });
@@ -171,9 +190,9 @@ fn listener(p: &mut Parser, l: &Line) -> Result<(), String> {
 /// One listener: the sockets it opens and the rules its clients meet.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Listener {
-    /// Without an address (or with `localhost`) a listener has an IPv4 and
-    /// an IPv6 socket, as in mosquitto; `socket_domain` keeps one of them.
-    pub addrs: Vec<SocketAddr>,
+    pub address: Address,
+    /// `bind_interface`: connections through this network interface only.
+    pub interface: Option<String>,
     /// Index into [`Settings::security`] and [`crate::broker::Config::auth`].
     pub auth: u8,
     pub protocol: Protocol,
@@ -183,6 +202,78 @@ pub struct Listener {
     /// `max_qos`: the highest QoS its clients may publish with and are
     /// granted.
     pub max_qos: QoS,
+}
+
+/// Where a listener listens.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Address {
+    /// These TCP sockets. Without an address (or with `localhost`) a
+    /// listener has an IPv4 and an IPv6 socket, as in mosquitto;
+    /// `socket_domain` keeps one of them.
+    Ip(Vec<SocketAddr>),
+    /// A socket on every address a host name has (of `domain` only, when
+    /// set), looked up when roost starts (getaddrinfo, as mosquitto), not
+    /// when the file is read: a reload does not wait on DNS.
+    Name {
+        name: String,
+        port: u16,
+        domain: Option<Domain>,
+    },
+    /// A Unix domain socket (`listener 0 PATH`).
+    Unix(PathBuf),
+}
+
+impl Address {
+    /// The TCP sockets to bind, a host name looked up now; none for a
+    /// Unix socket.
+    pub fn resolve(&self) -> Result<Vec<SocketAddr>, String> {
+        let Address::Name { name, port, domain } = self else {
+            return Ok(match self {
+                Address::Ip(addrs) => addrs.clone(),
+                _ => Vec::new(),
+            });
+        };
+        let found = (name.as_str(), *port)
+            .to_socket_addrs()
+            .map_err(|e| format!("listener {self}: cannot resolve `{name}`: {e}"))?;
+        let mut addrs: Vec<SocketAddr> = Vec::new();
+        // /etc/hosts may name an address twice.
+        for a in found.filter(|a| in_domain(a.ip(), *domain)) {
+            if !addrs.contains(&a) {
+                addrs.push(a);
+            }
+        }
+        if addrs.is_empty() {
+            return Err(format!(
+                "listener {self}: `{name}` has no address of the family `socket_domain` asks for"
+            ));
+        }
+        Ok(addrs)
+    }
+}
+
+impl Address {
+    /// The port: mosquitto's 0 for a Unix socket.
+    pub fn port(&self) -> u16 {
+        match self {
+            Address::Ip(addrs) => addrs.first().map_or(0, SocketAddr::port),
+            Address::Name { port, .. } => *port,
+            Address::Unix(_) => 0,
+        }
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Address::Ip(addrs) => match addrs.first() {
+                Some(a) => write!(f, "{a}"),
+                None => f.write_str("(no address)"),
+            },
+            Address::Name { name, port, .. } => write!(f, "{name}:{port}"),
+            Address::Unix(path) => write!(f, "{}", path.display()),
+        }
+    }
 }
 
 /// What a listener speaks (mosquitto's `protocol`).
@@ -195,15 +286,20 @@ pub enum Protocol {
 }
 
 /// Where a listener binds, as written.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) enum Host {
     Ip(IpAddr),
     /// Both loopback addresses, as `localhost` resolves.
     Localhost,
+    /// A host name, looked up at start.
+    Name(String),
+    /// A Unix socket's path (`listener 0 PATH`).
+    Unix(PathBuf),
 }
 
+/// `socket_domain`: one address family.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) enum Domain {
+pub enum Domain {
     V4,
     V6,
 }
@@ -217,6 +313,7 @@ pub(super) struct Block {
     pub domain: Option<Located<Domain>>,
     pub protocol: Option<Located<Protocol>>,
     pub max_qos: Option<Located<QoS>>,
+    pub interface: Option<Located<String>>,
     pub password_file: Option<Located<PathBuf>>,
     pub acl_file: Option<Located<PathBuf>>,
     pub allow_anonymous: Option<Located<bool>>,
@@ -236,9 +333,11 @@ impl Block {
     /// Its `listener` line's value: `1883`, `1883 127.0.0.1`.
     pub fn address(&self) -> String {
         let port = self.port.unwrap_or(DEFAULT_PORT);
-        match self.host {
+        match &self.host {
             Some(Host::Ip(ip)) => format!("{port} {ip}"),
             Some(Host::Localhost) => format!("{port} localhost"),
+            Some(Host::Name(name)) => format!("{port} {name}"),
+            Some(Host::Unix(path)) => format!("{port} {}", path.display()),
             None => port.to_string(),
         }
     }
@@ -256,7 +355,8 @@ impl Settings {
     pub fn listen_on(&self) -> Vec<Listener> {
         if self.listeners.is_empty() {
             vec![Listener {
-                addrs: host_addrs(Some(Host::Localhost), None, DEFAULT_PORT),
+                address: Address::Ip(host_addrs(Some(&Host::Localhost), None, DEFAULT_PORT)),
+                interface: None,
                 auth: 0,
                 protocol: Protocol::Mqtt,
                 tls: None,
@@ -267,9 +367,23 @@ impl Settings {
         }
     }
 
-    /// Every address [`Settings::listen_on`] binds.
-    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
-        self.listen_on().into_iter().flat_map(|l| l.addrs).collect()
+    /// Every IP address [`Settings::listen_on`] binds, host names looked
+    /// up.
+    pub fn listen_addrs(&self) -> Result<Vec<SocketAddr>, String> {
+        let mut addrs = Vec::new();
+        for l in self.listen_on() {
+            addrs.extend(l.address.resolve()?);
+        }
+        Ok(addrs)
+    }
+
+    /// The paths of the Unix socket listeners.
+    pub fn unix_sockets(&self) -> Vec<PathBuf> {
+        let paths = self.listeners.iter().filter_map(|l| match &l.address {
+            Address::Unix(path) => Some(path.clone()),
+            _ => None,
+        });
+        paths.collect()
     }
 
     /// `-p`/`--bind`: one MQTT listener on `addr` in place of the
@@ -277,7 +391,8 @@ impl Settings {
     pub fn replace_listeners(&mut self, addr: SocketAddr) {
         let first = self.listen_on().swap_remove(0);
         self.listeners = vec![Listener {
-            addrs: vec![addr],
+            address: Address::Ip(vec![addr]),
+            interface: None,
             protocol: Protocol::Mqtt,
             ..first
         }];
@@ -291,6 +406,10 @@ pub(super) fn check_default(blocks: &[Block]) -> Result<(), String> {
     let default_used = default.configured() || blocks.len() == 1;
     let listener_key = [
         ("socket_domain", default.domain.as_ref().map(|(_, at)| at)),
+        (
+            "bind_interface",
+            default.interface.as_ref().map(|(_, at)| at),
+        ),
         ("protocol", default.protocol.as_ref().map(|(_, at)| at)),
         (
             "max_qos",
@@ -333,12 +452,14 @@ pub(super) fn finish(
             // listener.
             let tls = b.tls.finish(warnings)?;
             let keys = domain.is_some()
+                || b.interface.is_some()
                 || b.protocol.is_some()
                 || tls.is_some()
                 || max_qos < QoS::ExactlyOnce;
             if blocks.len() == 1 && keys {
                 listeners.push(Listener {
-                    addrs: host_addrs(Some(Host::Localhost), domain, DEFAULT_PORT),
+                    address: Address::Ip(host_addrs(Some(&Host::Localhost), domain, DEFAULT_PORT)),
+                    interface: b.interface.as_ref().map(|(i, _)| i.clone()),
                     auth: 0,
                     protocol,
                     tls,
@@ -347,15 +468,52 @@ pub(super) fn finish(
             }
             continue;
         }
-        let addrs = host_addrs(b.host, domain, b.port.unwrap_or(DEFAULT_PORT));
-        if let (true, Some((_, at))) = (addrs.is_empty(), &b.domain) {
-            return Err(format!(
-                "{at}: `socket_domain` leaves its listener no address"
-            ));
-        }
+        let port = b.port.unwrap_or(DEFAULT_PORT);
+        let address = match &b.host {
+            Some(Host::Unix(path)) => {
+                if let Some((_, at)) = b.protocol.as_ref().filter(|(p, _)| *p != Protocol::Mqtt) {
+                    return Err(format!(
+                        "{at}: a Unix socket listener speaks MQTT only (mosquitto does not \
+                         start with WebSockets on one either)"
+                    ));
+                }
+                // Accepted, as by mosquitto, but said to do nothing.
+                let unused = [
+                    ("socket_domain", b.domain.as_ref().map(|(_, at)| at)),
+                    ("bind_interface", b.interface.as_ref().map(|(_, at)| at)),
+                ];
+                for (key, at) in unused {
+                    if let Some(at) = at {
+                        warnings.push(format!(
+                            "{at}: `{key}` does nothing on a Unix socket listener"
+                        ));
+                    }
+                }
+                Address::Unix(path.clone())
+            }
+            Some(Host::Name(name)) => Address::Name {
+                name: name.clone(),
+                port,
+                domain,
+            },
+            host => {
+                let addrs = host_addrs(host.as_ref(), domain, port);
+                if let (true, Some((_, at))) = (addrs.is_empty(), &b.domain) {
+                    return Err(format!(
+                        "{at}: `socket_domain` leaves its listener no address"
+                    ));
+                }
+                Address::Ip(addrs)
+            }
+        };
         let auth = if per_listener { i as u8 } else { 0 };
+        let interface = match address {
+            Address::Unix(_) => None,
+            _ => b.interface.as_ref().map(|(i, _)| i.clone()),
+        };
         listeners.push(Listener {
-            addrs,
+            address,
+            interface,
             auth,
             protocol,
             tls: b.tls.finish(warnings)?,
@@ -365,30 +523,33 @@ pub(super) fn finish(
     Ok(listeners)
 }
 
-/// The sockets of a listener on `host` (None: every interface).
-pub(super) fn host_addrs(host: Option<Host>, domain: Option<Domain>, port: u16) -> Vec<SocketAddr> {
+/// The sockets of a listener on `host` (None: every interface), an IP
+/// address or `localhost`.
+fn host_addrs(host: Option<&Host>, domain: Option<Domain>, port: u16) -> Vec<SocketAddr> {
     let ips: Vec<IpAddr> = match host {
-        Some(Host::Ip(ip)) => vec![ip],
+        Some(Host::Ip(ip)) => vec![*ip],
         Some(Host::Localhost) => vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()],
-        None => vec![Ipv4Addr::UNSPECIFIED.into(), Ipv6Addr::UNSPECIFIED.into()],
+        _ => vec![Ipv4Addr::UNSPECIFIED.into(), Ipv6Addr::UNSPECIFIED.into()],
     };
     ips.into_iter()
-        .filter(|ip| match domain {
-            Some(Domain::V4) => ip.is_ipv4(),
-            Some(Domain::V6) => ip.is_ipv6(),
-            None => true,
-        })
+        .filter(|&ip| in_domain(ip, domain))
         .map(|ip| SocketAddr::new(ip, port))
         .collect()
 }
 
-fn host(v: &str) -> Result<Host, String> {
-    if v == "localhost" {
-        return Ok(Host::Localhost);
+fn in_domain(ip: IpAddr, domain: Option<Domain>) -> bool {
+    match domain {
+        Some(Domain::V4) => ip.is_ipv4(),
+        Some(Domain::V6) => ip.is_ipv6(),
+        None => true,
     }
-    v.parse()
-        .map(Host::Ip)
-        .map_err(|_| format!("`{v}` is not an IP address (or localhost)"))
+}
+
+fn host(v: &str) -> Host {
+    match v {
+        "localhost" => Host::Localhost,
+        _ => v.parse().map_or_else(|_| Host::Name(v.into()), Host::Ip),
+    }
 }
 
 #[cfg(test)]
@@ -396,8 +557,8 @@ mod tests {
     use super::*;
     use crate::config::parse;
 
-    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
-        list.iter().map(|a| a.parse().unwrap()).collect()
+    fn addrs(list: &[&str]) -> Result<Vec<SocketAddr>, String> {
+        Ok(list.iter().map(|a| a.parse().unwrap()).collect())
     }
 
     #[test]
@@ -463,6 +624,36 @@ mod tests {
         );
         let e = parse("socket_domain ipv5\n", "t.conf").unwrap_err();
         assert!(e.starts_with("t.conf:1: "), "{e}");
+    }
+
+    #[test]
+    fn host_names_and_unix_sockets() {
+        let s = parse(
+            "listener 1 gw.example # a name\nsocket_domain ipv4\nlistener 0 /run/r.sock\n\
+             listener 0 127.0.0.1\nlistener 2 localhost\nbind_interface eth0\n",
+            "t.conf",
+        )
+        .unwrap();
+        let at: Vec<&Address> = s.listeners.iter().map(|l| &l.address).collect();
+        let name = Address::Name {
+            name: "gw.example".into(),
+            port: 1,
+            domain: Some(Domain::V4),
+        };
+        // Port 0 and an IP address: roost's own, a port the system picks.
+        let ip = Address::Ip(vec!["127.0.0.1:0".parse().unwrap()]);
+        assert_eq!(at[..3], [&name, &Address::Unix("/run/r.sock".into()), &ip]);
+        assert_eq!(s.listeners[3].interface.as_deref(), Some("eth0"));
+        assert_eq!(s.unix_sockets(), [PathBuf::from("/run/r.sock")]);
+        let s = parse("bind_address gw.example\n", "t.conf").unwrap();
+        assert_eq!(s.listeners[0].address.to_string(), "gw.example:1883");
+        // Looked up when asked.
+        let localhost = Address::Name {
+            name: "localhost".into(),
+            port: 7,
+            domain: Some(Domain::V4),
+        };
+        assert_eq!(localhost.resolve(), addrs(&["127.0.0.1:7"]));
     }
 
     #[test]

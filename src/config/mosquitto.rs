@@ -116,13 +116,6 @@ pub(super) const KEYS: &[Key] = &[
     .warns(),
     // Listeners.
     other(
-        "bind_interface",
-        Scope::Listener,
-        &[],
-        "roost binds addresses, not interfaces",
-    )
-    .text(),
-    other(
         "http_dir",
         Scope::Listener,
         &[],

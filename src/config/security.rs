@@ -11,7 +11,7 @@ use super::keys::{
     Reload::{Applied, Restart},
     Scope::{Global, Security as Shared},
 };
-use super::listeners::Block;
+use super::listeners::{Address, Block};
 use super::reader::Line;
 use super::{Located, Parser, Settings};
 use crate::{auth, broker};
@@ -120,8 +120,12 @@ impl Settings {
     /// or a socket from systemd can open one without a listener line.)
     pub fn check(&self) -> Result<(), String> {
         for l in self.listen_on() {
-            for &addr in &l.addrs {
-                self.check_listener(l.auth, addr)?;
+            // A host name or Unix socket comes from a `listener` line,
+            // which makes anonymous clients need `allow_anonymous` anyway.
+            if let Address::Ip(addrs) = &l.address {
+                for &addr in addrs {
+                    self.check_listener(l.auth, addr)?;
+                }
             }
         }
         Ok(())
@@ -229,9 +233,7 @@ pub(super) fn unreachable_listeners(s: &Settings) -> Vec<String> {
                  refused (mosquitto 2's default once a listener is configured) and \
                  there is no `password_file`; set `allow_anonymous true` or a \
                  password file",
-                l.addrs
-                    .first()
-                    .map_or("(no address)".into(), ToString::to_string)
+                l.address
             ));
         }
     }

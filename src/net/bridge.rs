@@ -15,6 +15,7 @@ use mio::{Interest, Token};
 
 use super::Server;
 use super::conn::Connection;
+use super::stream::Stream;
 use super::transport::Transport;
 use crate::bridge::{Bridge, Link, Step};
 use crate::broker::{Delivery, Remote, RemoteFilters};
@@ -232,10 +233,11 @@ impl Server {
     /// bridge leaves its connection for the main address; if it failed,
     /// the next probe will tell.
     pub(super) fn bridge_probed(&mut self, i: usize, id: usize, now: Instant) {
-        let Some(c) = self.conns.get(id) else {
+        // Bridges connect over TCP.
+        let Some(Stream::Tcp(stream)) = self.conns.get(id).map(|c| &c.stream) else {
             return;
         };
-        let connected = match (c.stream.take_error(), c.stream.peer_addr()) {
+        let connected = match (stream.take_error(), stream.peer_addr()) {
             (Ok(None), Ok(_)) => true,
             (Ok(None), Err(e)) if e.kind() == io::ErrorKind::NotConnected => return,
             _ => false,
@@ -274,7 +276,7 @@ impl Server {
             .registry()
             .register(&mut stream, Token(id), interest)?;
         let _ = stream.set_nodelay(true);
-        let mut c = Connection::new(stream, transport);
+        let mut c = Connection::new(Stream::Tcp(stream), transport);
         c.version = version;
         entry.insert(c);
         Ok(id)

@@ -11,14 +11,13 @@ use std::io::{self, IoSlice, Write};
 use std::rc::Rc;
 use std::time::Instant;
 
-use mio::net::TcpStream;
-
+use super::stream::Stream;
 use super::transport::{Inbound, Transport};
 use crate::broker::Message;
 use crate::protocol::Version;
 
 pub struct Connection {
-    pub stream: TcpStream,
+    pub stream: Stream,
     /// Protocol level, from CONNECT; decides how packets are read and written.
     pub version: Version,
     /// Why it is not read from now ([`pause`] bits); 0 when it is.
@@ -100,7 +99,7 @@ impl Spare {
 }
 
 impl Connection {
-    pub fn new(stream: TcpStream, transport: Option<Box<Transport>>) -> Connection {
+    pub fn new(stream: Stream, transport: Option<Box<Transport>>) -> Connection {
         Connection {
             stream,
             version: Version::V311,
@@ -299,7 +298,7 @@ const SHARED_PAYLOAD: usize = 16 * 1024;
 /// One `writev` of the output from `out[from..]` on, with the shared
 /// payloads in their places.
 fn write_shared(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     out: &[u8],
     from: usize,
     shared: &VecDeque<SharedPayload>,
@@ -345,6 +344,7 @@ fn consume(mut n: usize, from: usize, shared: &mut VecDeque<SharedPayload>) -> u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mio::net::TcpStream;
     use std::net::TcpListener;
     use std::time::Duration;
 
@@ -353,17 +353,22 @@ mod tests {
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
         server.set_nonblocking(true).unwrap();
-        (Connection::new(TcpStream::from_std(server), None), client)
+        let stream = Stream::Tcp(TcpStream::from_std(server));
+        (Connection::new(stream, None), client)
     }
 
     #[cfg(target_pointer_width = "64")]
     #[test]
     fn an_idle_connection_is_small() {
-        use std::mem::size_of;
-        // The socket (4 bytes in a release build; mio adds a selector id
-        // in debug builds), four one-byte fields and two boxes (buffers,
-        // transport): 24 bytes.
-        let expected = (size_of::<TcpStream>() + 4 + 8 + 8).next_multiple_of(8);
+        use std::mem::{align_of, size_of};
+        // The socket (a 4-byte fd in a release build; mio adds a selector
+        // id in debug builds) with the tag saying TCP or Unix (8 bytes
+        // in a release build: Unix sockets cost every connection 8),
+        // four one-byte fields and two boxes (buffers, transport): 32
+        // bytes.
+        let tag = align_of::<TcpStream>();
+        assert_eq!(size_of::<Stream>(), size_of::<TcpStream>() + tag);
+        let expected = (size_of::<Stream>() + 4 + 8 + 8).next_multiple_of(8);
         assert_eq!(size_of::<Connection>(), expected);
     }
 

@@ -2,48 +2,77 @@
 //! itself. Those are made by hand, because an IPv6 socket must be set
 //! IPv6-only before it is bound (std and mio offer no way to): a listener
 //! without an address then binds `0.0.0.0` and `[::]` on one port, as
-//! mosquitto does.
+//! mosquitto does. `bind_interface` is set before binding, too.
 
+use std::ffi::CString;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+use super::stream::Listening;
 use super::systemd::{self, Listen};
-use crate::config::{Listener, Settings};
+use super::unix;
+use crate::config::{Address, Listener, Settings};
+
+/// What binding would find wrong, found without binding (for
+/// `--check-config`, and at start before any socket is opened): a host
+/// name that does not resolve, a network interface that does not exist,
+/// a Unix socket's path that cannot be used.
+pub fn check(listeners: &[Listener]) -> Result<(), String> {
+    for l in listeners {
+        if let Address::Unix(path) = &l.address {
+            unix::check(path)?;
+        }
+        if let Some(name) = &l.interface {
+            interface(name).map_err(|e| format!("listener {}: {e}", l.address))?;
+        }
+    }
+    sockets(listeners).map(drop)
+}
 
 /// How many connections may wait to be accepted (as mio's bind).
 const BACKLOG: libc::c_int = 1024;
 
 /// Every listening socket, each with the index of its listener in
-/// `listeners` (`Settings::listen_on`).
-pub fn open(settings: &Settings, listeners: &[Listener]) -> io::Result<Vec<(TcpListener, usize)>> {
+/// `listeners` (`Settings::listen_on`). systemd passes TCP sockets only:
+/// Unix ones roost always makes itself.
+pub fn open(settings: &Settings, listeners: &[Listener]) -> io::Result<Vec<(Listening, usize)>> {
+    check(listeners).map_err(io::Error::other)?;
+    let tcp = sockets(listeners).map_err(io::Error::other)?;
     let passed = systemd::listen_fds()?;
     let plan = if passed.is_empty() {
-        sockets(listeners)
-            .into_iter()
+        tcp.into_iter()
             .map(|(tag, addr)| (tag, Listen::Bind(addr)))
             .collect()
     } else {
         log::info!("socket activation: {} socket(s) from systemd", passed.len());
         // With no listener configured, `listeners` holds the default one.
         let configured = if settings.listeners.is_empty() {
-            &[]
+            Vec::new()
         } else {
-            listeners
+            tcp
         };
-        systemd::plan(&sockets(configured), passed, (0, false)).map_err(io::Error::other)?
+        systemd::plan(&configured, passed, (0, false)).map_err(io::Error::other)?
     };
     let mut open = Vec::new();
     for ((index, optional), listen) in plan {
+        let interface = listeners.get(index).and_then(|l| l.interface.as_deref());
         let listener = match listen {
             Listen::Passed(l) => {
                 let addr = l.local_addr()?;
                 settings
                     .check_listener(listeners[index].auth, addr)
                     .map_err(io::Error::other)?;
+                if let Some(name) = interface {
+                    let msg = format!(
+                        "listener {addr} has `bind_interface {name}`, but its socket comes \
+                         from systemd: set BindToDevice={name} in roost.socket instead"
+                    );
+                    return Err(io::Error::other(msg));
+                }
                 l
             }
-            Listen::Bind(addr) => match bind(addr) {
+            Listen::Bind(addr) => match bind(addr, interface) {
                 Ok(l) => l,
                 Err(e) if optional && family_missing(&e) => {
                     log::warn!("cannot listen on {addr}: {e}; skipping it");
@@ -55,28 +84,56 @@ pub fn open(settings: &Settings, listeners: &[Listener]) -> io::Result<Vec<(TcpL
                 }
             },
         };
-        open.push((listener, index));
+        open.push((
+            Listening::Tcp(mio::net::TcpListener::from_std(listener)),
+            index,
+        ));
+    }
+    for (index, l) in listeners.iter().enumerate() {
+        if let Address::Unix(path) = &l.address {
+            let listener = unix::bind(path).map_err(io::Error::other)?;
+            open.push((
+                Listening::Unix(mio::net::UnixListener::from_std(listener)),
+                index,
+            ));
+        }
     }
     Ok(open)
 }
 
-/// Each address with its listener's index, and whether it is one of the
-/// two a listener without an address (or `localhost`) has: on a machine
-/// without IPv6 the other one serves alone.
-fn sockets(listeners: &[Listener]) -> Vec<((usize, bool), SocketAddr)> {
-    listeners
-        .iter()
-        .enumerate()
-        .flat_map(|(index, l)| {
-            let optional = l.addrs.len() > 1;
-            l.addrs.iter().map(move |&a| ((index, optional), a))
-        })
-        .collect()
+/// A socket's listener (its index) and whether it may be skipped.
+type Tag = (usize, bool);
+
+/// Each TCP address with its listener's index, and whether it is one of
+/// several a listener has (without an address, or `localhost`, or a host
+/// name with more than one): on a machine without IPv6 the others serve
+/// alone. Host names are looked up now.
+fn sockets(listeners: &[Listener]) -> Result<Vec<(Tag, SocketAddr)>, String> {
+    let mut sockets = Vec::new();
+    for (index, l) in listeners.iter().enumerate() {
+        let addrs = l.address.resolve()?;
+        let optional = addrs.len() > 1;
+        sockets.extend(addrs.into_iter().map(|a| ((index, optional), a)));
+    }
+    Ok(sockets)
+}
+
+/// Refuses a network interface that does not exist.
+fn interface(name: &str) -> Result<CString, String> {
+    let no_such = || format!("bind_interface {name}: there is no such network interface");
+    let c_name = CString::new(name).map_err(|_| no_such())?;
+    // SAFETY: a NUL-terminated string that outlives the call.
+    if unsafe { libc::if_nametoindex(c_name.as_ptr()) } == 0 {
+        return Err(no_such());
+    }
+    Ok(c_name)
 }
 
 /// A non-blocking listening socket on `addr`; IPv6 ones take IPv6 only
-/// (IPV6_V6ONLY, as mosquitto sets it).
-fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+/// (IPV6_V6ONLY, as mosquitto sets it). With `interface` it takes only
+/// connections that come in through that network interface
+/// (SO_BINDTODEVICE).
+fn bind(addr: SocketAddr, interface: Option<&str>) -> io::Result<TcpListener> {
     let family = match addr {
         SocketAddr::V4(_) => libc::AF_INET,
         SocketAddr::V6(_) => libc::AF_INET6,
@@ -90,6 +147,27 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     // SAFETY: a fresh fd nothing else refers to.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     enable(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR)?;
+    if let Some(name) = interface {
+        let c_name = self::interface(name).map_err(io::Error::other)?;
+        let len = c_name.as_bytes_with_nul().len() as libc::socklen_t;
+        // SAFETY: setsockopt reads `len` bytes of the name.
+        let r = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_BINDTODEVICE,
+                c_name.as_ptr().cast(),
+                len,
+            )
+        };
+        if r != 0 {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(
+                e.kind(),
+                format!("bind_interface {name}: {e}"),
+            ));
+        }
+    }
     let r = match addr {
         SocketAddr::V4(a) => {
             // SAFETY: sockaddr_in is plain data; zero is a valid value.
@@ -167,14 +245,14 @@ mod tests {
 
     #[test]
     fn both_families_share_a_port() {
-        let v4 = bind("0.0.0.0:0".parse().unwrap()).unwrap();
+        let v4 = bind("0.0.0.0:0".parse().unwrap(), None).unwrap();
         let port = v4.local_addr().unwrap().port();
-        match bind(SocketAddr::new("::".parse().unwrap(), port)) {
+        match bind(SocketAddr::new("::".parse().unwrap(), port), None) {
             Ok(v6) => assert_eq!(v6.local_addr().unwrap().port(), port),
             Err(e) if family_missing(&e) => eprintln!("SKIPPED: no IPv6 here ({e})"),
             Err(e) => panic!("[::]:{port} next to 0.0.0.0:{port}: {e}"),
         }
-        let taken = bind(SocketAddr::new("0.0.0.0".parse().unwrap(), port)).unwrap_err();
+        let taken = bind(SocketAddr::new("0.0.0.0".parse().unwrap(), port), None).unwrap_err();
         assert_eq!(taken.kind(), io::ErrorKind::AddrInUse);
     }
 }

@@ -7,19 +7,19 @@ mod bridge;
 mod conn;
 mod listen;
 mod signals;
+mod stream;
 mod sys;
 mod systemd;
 #[cfg(feature = "tls")]
 mod tls;
 mod transport;
+mod unix;
 mod ws;
 
 use std::collections::{HashSet, VecDeque};
 use std::io::{self, Read};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
@@ -30,6 +30,7 @@ use crate::persist::Store;
 use crate::protocol::{self, Packet, QoS};
 use conn::{Connection, Spare, pause};
 use signals::Signals;
+use stream::{Listening, Stream};
 use systemd::Notifier;
 use transport::{End, Kind};
 
@@ -56,7 +57,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 pub struct Server {
     poll: Poll,
     /// Each socket with the index of its listener in `kinds`.
-    listeners: Vec<(TcpListener, usize)>,
+    listeners: Vec<(Listening, usize)>,
     /// Per configured listener (the broker's `Config::listeners` in the
     /// same order): the layers its connections start with (TLS,
     /// WebSockets).
@@ -147,13 +148,12 @@ impl Server {
         let signals = Signals::new()?;
         let poll = Poll::new()?;
         let mut listeners = Vec::new();
-        for (std_listener, index) in listen::open(settings, &configured)? {
-            let mut listener = TcpListener::from_std(std_listener);
+        for (mut listener, index) in listen::open(settings, &configured)? {
             let token = Token(LISTENER - listeners.len());
             poll.registry()
                 .register(&mut listener, token, Interest::READABLE)?;
             let (tls, scheme) = kinds[index].describe();
-            log::info!("{tls}listening on {scheme}{}", listener.local_addr()?);
+            log::info!("{tls}listening on {scheme}{}", listener.local()?);
             listeners.push((listener, index));
         }
         poll.registry()
@@ -191,13 +191,6 @@ impl Server {
         };
         server.add_bridge_sessions(now);
         Ok(server)
-    }
-
-    pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
-            .iter()
-            .filter_map(|(l, _)| l.local_addr().ok())
-            .collect()
     }
 
     /// Runs until SIGINT or SIGTERM, then closes every connection.
@@ -316,6 +309,9 @@ impl Server {
             for (mut listener, _) in self.listeners.drain(..) {
                 let _ = self.poll.registry().deregister(&mut listener);
             }
+            for path in self.settings.unix_sockets() {
+                unix::remove(&path);
+            }
             self.stop_bridges(Instant::now());
             self.broker.shutdown(&mut self.actions);
             if let Some(store) = &mut self.store {
@@ -409,9 +405,9 @@ impl Server {
                 return;
             };
             match l.accept() {
-                Ok((stream, peer)) => {
+                Ok(stream) => {
                     self.broker.stats.sockets_accepted += 1;
-                    self.admit(stream, peer, index, now)
+                    self.admit(stream, index, now)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -426,7 +422,7 @@ impl Server {
     }
 
     /// A new connection on a socket of listener `index`.
-    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, index: usize, now: Instant) {
+    fn admit(&mut self, mut stream: Stream, index: usize, now: Instant) {
         let full = self.conns.len() >= self.max_connections;
         if full || self.broker.over_memory_limit() {
             if !self.refusal_logged {
@@ -435,7 +431,7 @@ impl Server {
                 } else {
                     "heap over memory_limit".into()
                 };
-                log::warn!("{why}, refusing {peer}");
+                log::warn!("{why}, refusing {}", stream.peer().unwrap_or_default());
                 self.refusal_logged = true;
             }
             return;
@@ -444,7 +440,7 @@ impl Server {
         let kind = &self.kinds[index];
         let transport = match kind.start() {
             Ok(transport) => transport,
-            Err(e) => return log::warn!("cannot serve {peer}: {e}"),
+            Err(e) => return log::warn!("cannot serve {}: {e}", stream.peer().unwrap_or_default()),
         };
         let entry = self.conns.vacant_entry();
         let id = entry.key();
@@ -454,14 +450,13 @@ impl Server {
             .registry()
             .register(&mut stream, Token(id), interest)
         {
-            log::warn!("cannot register {peer}: {e}");
+            log::warn!("cannot register {}: {e}", stream.peer().unwrap_or_default());
             return;
         }
-        let _ = stream.set_nodelay(true);
+        log::debug!("connection {id} from {}", stream.peer().unwrap_or_default());
         entry.insert(Connection::new(stream, transport));
         // At most 256 listeners (`config::listeners`).
         self.broker.connected(id, index as u8, now);
-        log::debug!("connection {id} from {peer}");
     }
 
     /// Reads what connection `id` has (within its budget), decoding and
@@ -541,9 +536,9 @@ impl Server {
                 // A bridge's TLS failing is its connection failing: said once.
                 (Some(i), _) => log::warn!("bridge {}: {why}", self.bridges[i].config.name),
                 #[cfg(feature = "tls")]
-                (None, End::Tls(_)) => match self.conns[id].stream.peer_addr() {
-                    Ok(peer) => log::warn!("connection from {peer}: {why}"),
-                    Err(_) => log::warn!("connection {id}: {why}"),
+                (None, End::Tls(_)) => match self.conns[id].stream.peer() {
+                    Some(peer) => log::warn!("connection from {peer}: {why}"),
+                    None => log::warn!("connection {id}: {why}"),
                 },
                 (None, End::WebSocket(_)) => log::debug!("connection {id}: {why}"),
             }
@@ -588,7 +583,7 @@ impl Server {
                     if let Packet::Connect(connect) = &packet {
                         c.version = connect.version;
                         origin = Some(Origin {
-                            peer: c.stream.peer_addr().ok(),
+                            peer: c.stream.peer(),
                             identity: c.identity(),
                         });
                     }
@@ -905,9 +900,11 @@ fn load_kinds(
     listeners.iter().map(|l| Kind::load(l, settings)).collect()
 }
 
-/// `--check-config`: whether every listener's and bridge's certificate
-/// files read.
+/// `--check-config`: whether every listener can be opened as far as can
+/// be told without binding (`listen::check`), and every listener's and
+/// bridge's certificate files read.
 pub fn check_transports(settings: &Settings) -> Result<(), String> {
+    listen::check(&settings.listen_on())?;
     load_kinds(settings, &settings.listen_on())?;
     bridge::new(&settings.bridges, Instant::now()).map(drop)
 }

@@ -379,7 +379,7 @@ impl Fit {
         let ports = settings
             .listen_on()
             .iter()
-            .flat_map(|l| l.addrs.iter().map(|a| (a.port(), l.auth)))
+            .map(|l| (l.address.port(), l.auth))
             .collect();
         Fit {
             ports,
