@@ -141,7 +141,8 @@ fn unix_socket_clients_are_served_as_tcp_clients_are() {
         "New client connected from {}:0 as over-unix",
         sock.display()
     );
-    assert!(r.log().iter().any(|l| l.contains(&said)), "{:#?}", r.log());
+    let logged = wait_until(|| r.log().iter().any(|l| l.contains(&said)));
+    assert!(logged, "{:#?}", r.log());
     // Removed at exit, as by mosquitto.
     assert!(r.signal_and_wait(common::SIGTERM).unwrap().success());
     assert!(!sock.exists());
