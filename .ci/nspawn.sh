@@ -444,7 +444,7 @@ password_file /etc/roost/passwd
 acl_file /etc/roost/acl
 persistence_mode journal
 # accepted with a warning: the journal must show it as one
-set_tcp_nodelay true"
+set_tcp_nodelay false"
     ct roost --check-config -c /etc/roost/roost.conf >/dev/null 2>&1
     ct systemctl restart roost
     active_or_fail "restart with a password file"
@@ -458,7 +458,7 @@ set_tcp_nodelay true"
     # warning's priority (4) on the warning.
     before=$(ct journalctl -u roost -b -o cat --no-pager | grep -c '^\[20' || true)
     [[ "$before" == 0 ]] || fail "journal lines with a second timestamp: $(ct journalctl -u roost -b -o cat --no-pager | grep '^\[20' | sed -n 1,3p)"
-    ct journalctl -u roost -b -p warning..warning -o cat --no-pager | contains '`set_tcp_nodelay` has no effect' ||
+    ct journalctl -u roost -b -p warning..warning -o cat --no-pager | contains '`set_tcp_nodelay false` has no effect' ||
         fail "the config warning is not at priority warning"
     ct journalctl -u roost -b -p info..info -o cat --no-pager | contains "listening on 127.0.0.1:$base" ||
         fail "'listening on' is not at priority info"
