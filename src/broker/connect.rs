@@ -333,7 +333,7 @@ impl Broker {
         let generation = self.serial();
         let session = &mut self.sessions[s];
         session.conn = Some(Slot::new(id));
-        session.generation = generation;
+        session.renew(generation, &mut self.spare_flows);
         // Its login and expiry may have changed: said again in the journal.
         session.declared = false;
         // Coming back within the will delay cancels the will ([MQTT-3.1.3-9]).

@@ -117,6 +117,18 @@ impl Broker {
                     "client {name}: offline and holding publishers"
                 );
             }
+            // A full queue frees its publishers in time, by a timer of its
+            // own generation; one that was once pending must not linger.
+            let stall = Timer::Stall(Slot::new(s), session.generation);
+            assert_eq!(
+                flow.stall_pending,
+                self.has_timer(stall),
+                "client {name}: stall timer pending {}",
+                flow.stall_pending
+            );
+            if flow.full_since.is_some() && !flow.stuck && session.conn.is_some() {
+                assert!(flow.stall_pending, "client {name}: full, no stall timer");
+            }
             assert!(
                 unique_non_zero(flow.inflight.iter().map(|f| f.packet_id)),
                 "client {name}: outbound packet ids {:?}",

@@ -1064,7 +1064,7 @@ impl Broker {
         let generation = self.serial();
         let session = &mut self.sessions[s];
         session.conn = None;
-        session.generation = generation;
+        session.renew(generation, &mut self.spare_flows);
         // mosquitto's `persistent_client_expiration` shortens any longer
         // expiry, v5 clients' too; a bridge's queue is kept for its return.
         let expiry = match self.config.persistent_client_expiration {

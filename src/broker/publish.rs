@@ -497,7 +497,8 @@ impl Broker {
         };
         flow.stall_pending = false;
         let Some(since) = flow.full_since.filter(|_| !flow.stuck) else {
-            return;
+            // Drained meanwhile: with no timer pending the state may go.
+            return self.sessions[s].release_flow(&mut self.spare_flows);
         };
         if since + timeout > now {
             // Filled again since this timer was set.

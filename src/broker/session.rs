@@ -194,6 +194,7 @@ impl Flow {
             && self.awaiting_rel.is_empty()
             && !self.congested
             && self.full_since.is_none()
+            && !self.stall_pending
             && self.holding.is_empty()
     }
 
@@ -317,6 +318,16 @@ impl Session {
     /// Call [`Session::release_flow`] after taking things out of it.
     pub fn flow_mut(&mut self, spare: &mut SpareFlows) -> &mut Flow {
         self.flow.get_or_insert_with(|| spare.take())
+    }
+
+    /// Attached or detached: timers set for the old generation are ignored
+    /// when they fire, so none is pending for it any more.
+    pub fn renew(&mut self, generation: u64, spare: &mut SpareFlows) {
+        self.generation = generation;
+        if let Some(flow) = &mut self.flow {
+            flow.stall_pending = false;
+        }
+        self.release_flow(spare);
     }
 
     /// The state to change, if the session has one.

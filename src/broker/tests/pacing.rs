@@ -182,6 +182,64 @@ fn a_full_queue_holds_its_publisher_until_it_drains_to_half() {
     assert_eq!(h.ack_all(1, rest), [4, 5]);
 }
 
+/// Queues that fill and drain again and again keep one stall timer each,
+/// not one per fill: under overload that is many a second, each kept
+/// until `slow_subscriber_timeout`. (More subscribers than spare states
+/// are kept, so some states are made anew.)
+#[test]
+fn queues_filled_again_and_again_arm_one_stall_timer_each() {
+    let mut h = Harness::with(Config {
+        max_queued: 2,
+        ..Config::default()
+    });
+    let subs = 1..=70;
+    for id in subs.clone() {
+        h.connect(id, &format!("sub{id}"), true);
+        h.subscribe(id, "t", opts(QoS::AtMostOnce));
+    }
+    h.connect(100, "pub", true);
+    let mut most = 0;
+    for _ in 0..20 {
+        subs.clone().for_each(|id| h.broker.output_full(id));
+        let out = h.publish_n(100, "t", QoS::AtMostOnce, 3);
+        assert!(holds(&out, 100), "full");
+        for id in subs.clone() {
+            assert_eq!(payloads(&h.output_ready(id), id).len(), 3, "drained");
+        }
+        most = most.max(h.broker.timers.len());
+    }
+    // One connect timeout per connection and one stall timer per queue.
+    assert!(most <= 2 * 71, "{most} timers");
+}
+
+/// A subscriber's state, once given up and taken by another session,
+/// carries no stall timer with it: the other's full queue frees its
+/// publishers after `slow_subscriber_timeout` all the same.
+#[test]
+fn a_recycled_state_still_arms_its_stall_timer() {
+    let mut h = Harness::with(Config {
+        max_queued: 2,
+        slow_subscriber_timeout: Duration::from_secs(5),
+        ..Config::default()
+    });
+    h.connect(1, "first", true);
+    h.subscribe(1, "a", opts(QoS::AtMostOnce));
+    h.connect(2, "second", true);
+    h.subscribe(2, "b", opts(QoS::AtMostOnce));
+    h.connect(3, "pub", true);
+    // The first fills, then drains: its state goes back for reuse.
+    h.broker.output_full(1);
+    assert!(holds(&h.publish_n(3, "a", QoS::AtMostOnce, 3), 3));
+    assert_eq!(payloads(&h.output_ready(1), 1).len(), 3);
+    // The second fills and stays full.
+    h.broker.output_full(2);
+    assert!(holds(&h.publish_n(3, "b", QoS::AtMostOnce, 3), 3));
+    h.now += Duration::from_secs(6);
+    let mut out = Vec::new();
+    h.broker.tick(h.now, &mut out);
+    assert!(resumes(&out, 3), "the publisher is freed after the timeout");
+}
+
 #[test]
 fn a_queue_full_past_the_timeout_frees_its_publishers_and_drops_until_it_drains() {
     let mut h = Harness::with(Config {
