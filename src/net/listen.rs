@@ -19,6 +19,12 @@ use crate::config::{Address, Listener, Settings};
 /// name that does not resolve, a network interface that does not exist,
 /// a Unix socket's path that cannot be used.
 pub fn check(listeners: &[Listener]) -> Result<(), String> {
+    check_unresolved(listeners)?;
+    sockets(listeners).map(drop)
+}
+
+/// [`check`] but for host names, which [`sockets`] looks up.
+fn check_unresolved(listeners: &[Listener]) -> Result<(), String> {
     for l in listeners {
         if let Address::Unix(path) = &l.address {
             unix::check(path)?;
@@ -27,7 +33,7 @@ pub fn check(listeners: &[Listener]) -> Result<(), String> {
             interface(name).map_err(|e| format!("listener {}: {e}", l.address))?;
         }
     }
-    sockets(listeners).map(drop)
+    Ok(())
 }
 
 /// How many connections may wait to be accepted (as mio's bind).
@@ -37,7 +43,7 @@ const BACKLOG: libc::c_int = 1024;
 /// `listeners` (`Settings::listen_on`). systemd passes TCP sockets only:
 /// Unix ones roost always makes itself.
 pub fn open(settings: &Settings, listeners: &[Listener]) -> io::Result<Vec<(Listening, usize)>> {
-    check(listeners).map_err(io::Error::other)?;
+    check_unresolved(listeners).map_err(io::Error::other)?;
     let tcp = sockets(listeners).map_err(io::Error::other)?;
     let passed = systemd::listen_fds()?;
     let plan = if passed.is_empty() {
